@@ -1,0 +1,44 @@
+// Fine masks (FG-Attn): per (head, query block of block_q queries) a sorted list of single keys.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "dbsp/block_mask.hpp"
+
+namespace dbsp {
+
+class FineMask {
+ public:
+  FineMask() = default;
+  // Row r = head * q_blocks + q_block; keys[row_offset[r] .. row_offset[r+1]) sorted, unique.
+  FineMask(int heads, MaskGeometry geometry, std::vector<int64_t> row_offset,
+           std::vector<int32_t> key_index);
+
+  int heads() const { return heads_; }
+  int q_blocks() const { return geometry_.q_blocks(); }
+  const MaskGeometry& geometry() const { return geometry_; }
+  std::span<const int32_t> keys(int head, int q_block) const;
+  const std::vector<int64_t>& row_offset() const { return row_offset_; }
+  const std::vector<int32_t>& key_index() const { return key_index_; }
+
+  int64_t kept() const { return static_cast<int64_t>(key_index_.size()); }  // M x 1 slices
+  int64_t kept(int head) const;
+  double density() const;  // kept slices / (heads * q_blocks * seq_k)
+
+  // Every key of every kept block (a block mask is a fine mask with whole runs kept).
+  static FineMask from_block(const BlockMask& mask);
+  // Key blocks that hold at least one kept key (for block_k-granular kernels and planning).
+  BlockMask covering_blocks() const;
+
+  bool operator==(const FineMask&) const = default;
+
+ private:
+  int heads_ = 0;
+  MaskGeometry geometry_{};
+  std::vector<int64_t> row_offset_{0};
+  std::vector<int32_t> key_index_;
+};
+
+}  // namespace dbsp

@@ -1,0 +1,112 @@
+// db-SP planning (SPEC 4): the paper's dual-level greedy, our balancer, the cost model that picks
+// U x R per layer, and plan reuse across denoising steps.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dbsp/block_mask.hpp"
+#include "dbsp/partition.hpp"
+
+namespace dbsp {
+
+enum class Policy { static_split, paper, dbsp };
+const char* to_string(Policy policy);  // "static", "dbsp-paper", "dbsp"
+Policy parse_policy(std::string_view text);
+
+// Rates of the machine; the defaults are H100-class figures and can be overridden or measured.
+struct CostModel {
+  double us_per_block = 1.1;          // one kept 64 x 64 block of one head, head_dim 128, bf16
+  double link_gbytes_per_s = 120.0;   // per-rank point-to-point / all-to-all bandwidth
+  double link_latency_us = 15.0;      // per collective or ring step
+  int head_dim = 128;
+  int bytes_per_element = 2;
+  int block_size = 64;
+
+  struct Breakdown {
+    double all_to_all_ms = 0;
+    double ring_ms = 0;     // (max(compute, p2p) * (R - 1) + compute) * rho_s
+    double compute_ms = 0;  // one ring step's balanced compute
+    double p2p_ms = 0;      // one K/V shard transfer
+    double move_ms = 0;     // extra traffic for blocks off their home shard
+    double total_ms = 0;
+  };
+  Breakdown predict(Grid grid, double imbalance_ratio, int64_t kept_blocks, int heads,
+                    int64_t tokens, double moved_blocks) const;
+};
+
+struct PlannerOptions {
+  double reward = 2.0;            // R_b: the paper's bias towards a block's home shard
+  double reuse_threshold = 1.10;  // P_s: re-plan when rho_s of the kept plan exceeds this
+  int search_rounds = 4;          // our balancer's local-search passes
+};
+
+// Statistics of one mask that every planner reads; built once per (mask, rank count) in one pass
+// over the bits, so that all factorizations of `ranks` share it.
+class MaskStats {
+ public:
+  MaskStats(const BlockMask& mask, int ranks);
+  ~MaskStats();
+  MaskStats(MaskStats&&) noexcept;
+  MaskStats& operator=(MaskStats&&) noexcept;
+
+  const BlockMask& mask() const;
+  int ranks() const;
+  int64_t kept() const;
+  const std::vector<int64_t>& kept_per_head() const;
+
+  struct Data;
+  const Data& data() const { return *data_; }
+
+ private:
+  std::unique_ptr<Data> data_;
+};
+
+struct LayerPlan {
+  Policy policy = Policy::static_split;
+  Partition partition;
+  double imbalance_ratio = 1;
+  double moved_blocks = 0;
+  int64_t kept_blocks = 0;
+  CostModel::Breakdown predicted;
+  double lower_bound = 1;  // LB: no split that keeps heads whole in one group can beat it
+};
+
+LayerPlan make_plan(const MaskStats& stats, Grid grid, Policy policy,
+                    const PlannerOptions& options = {}, const CostModel& cost = {});
+
+// The fastest U x R under the cost model for one policy; every candidate is kept for reports.
+struct StrategyChoice {
+  LayerPlan best;
+  std::vector<LayerPlan> candidates;
+};
+StrategyChoice choose_strategy(const MaskStats& stats, Policy policy,
+                               const PlannerOptions& options = {}, const CostModel& cost = {});
+
+// Keeps one plan per layer and re-plans by the P_s rule.
+class PlanCache {
+ public:
+  PlanCache(int layers, int ranks, Policy policy, PlannerOptions options = {}, CostModel cost = {});
+
+  struct Lookup {
+    const LayerPlan* plan;
+    bool replanned;
+    double current_ratio;  // rho_s of the returned plan on this mask
+  };
+  Lookup plan_for(int layer, const BlockMask& mask);
+  int replans() const { return replans_; }
+
+ private:
+  int ranks_;
+  Policy policy_;
+  PlannerOptions options_;
+  CostModel cost_;
+  std::vector<std::optional<LayerPlan>> plans_;
+  int replans_ = 0;
+};
+
+}  // namespace dbsp
