@@ -49,4 +49,9 @@ template <class T>
 void merge_partial(int64_t batch, int64_t seq, int64_t heads, int64_t head_dim, T* out, T* lse,
                    const T* part_out, const T* part_lse);
 
+// Throws dbsp::Error naming `what` and the first index whose value is NaN or +-Inf. The attention
+// functions do not scan their inputs (cost); callers that take outside data (CLI, runtime) do.
+template <class T>
+void check_finite(const T* data, int64_t count, const char* what);
+
 }  // namespace dbsp
