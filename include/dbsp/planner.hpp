@@ -87,10 +87,13 @@ struct StrategyChoice {
 StrategyChoice choose_strategy(const MaskStats& stats, Policy policy,
                                const PlannerOptions& options = {}, const CostModel& cost = {});
 
-// Keeps one plan per layer and re-plans by the P_s rule.
+// Keeps one plan per layer and re-plans by the P_s rule: the kept plan stays while its rho_s on
+// the new mask is at most options.reuse_threshold. With `grid` set, U x R is fixed; otherwise
+// every re-plan picks the fastest factorization. Static plans never change.
 class PlanCache {
  public:
-  PlanCache(int layers, int ranks, Policy policy, PlannerOptions options = {}, CostModel cost = {});
+  PlanCache(int layers, int ranks, Policy policy, PlannerOptions options = {}, CostModel cost = {},
+            std::optional<Grid> grid = std::nullopt);
 
   struct Lookup {
     const LayerPlan* plan;
@@ -103,6 +106,7 @@ class PlanCache {
  private:
   int ranks_;
   Policy policy_;
+  std::optional<Grid> grid_;
   PlannerOptions options_;
   CostModel cost_;
   std::vector<std::optional<LayerPlan>> plans_;

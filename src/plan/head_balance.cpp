@@ -1,0 +1,100 @@
+// Head-to-group assignment for the Ulysses level.
+#include "plan/head_balance.hpp"
+
+#include <algorithm>
+#include <numeric>
+
+#include "dbsp/block_layout.hpp"
+
+namespace dbsp::plan {
+namespace {
+
+std::vector<int> heaviest_first(const std::vector<int64_t>& head_kept) {
+  std::vector<int> order(head_kept.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return head_kept[a] > head_kept[b]; });
+  return order;
+}
+
+std::vector<int> group_capacity(int heads, int groups) {
+  std::vector<int> capacity(groups);
+  for (int g = 0; g < groups; ++g) {
+    capacity[g] = shard_begin(g + 1, heads, groups) - shard_begin(g, heads, groups);
+  }
+  return capacity;
+}
+
+std::vector<int> greedy(const std::vector<int64_t>& head_kept, const std::vector<int>& capacity) {
+  const int groups = static_cast<int>(capacity.size());
+  std::vector<int> assignment(head_kept.size(), 0), count(groups, 0);
+  std::vector<int64_t> load(groups, 0);
+  for (int h : heaviest_first(head_kept)) {
+    int best = -1;
+    for (int g = 0; g < groups; ++g) {
+      if (count[g] < capacity[g] && (best < 0 || load[g] < load[best])) best = g;
+    }
+    assignment[h] = best;
+    load[best] += head_kept[h];
+    ++count[best];
+  }
+  return assignment;
+}
+
+}  // namespace
+
+std::vector<int> paper_head_groups(const std::vector<int64_t>& head_kept, int groups) {
+  return greedy(head_kept, group_capacity(static_cast<int>(head_kept.size()), groups));
+}
+
+std::vector<int> balanced_head_groups(const std::vector<int64_t>& head_kept, int groups) {
+  const int heads = static_cast<int>(head_kept.size());
+  std::vector<int> capacity = group_capacity(heads, groups);
+  std::vector<int> assignment = greedy(head_kept, capacity);
+  if (groups <= 1) return assignment;
+  // A group may hold one head more than the even split when that lowers the maximum: the extra
+  // Ulysses traffic is one head's shard, the saving is compute on the critical path.
+  const int max_heads = *std::max_element(capacity.begin(), capacity.end()) + 1;
+  std::vector<int64_t> load(groups, 0);
+  std::vector<int> count(groups, 0);
+  for (int h = 0; h < heads; ++h) {
+    load[assignment[h]] += head_kept[h];
+    ++count[assignment[h]];
+  }
+  for (int round = 0; round < 4 * heads; ++round) {
+    const int top = static_cast<int>(std::max_element(load.begin(), load.end()) - load.begin());
+    int64_t best_max = load[top];
+    int best_a = -1, best_b = -1, best_group = -1;
+    for (int a = 0; a < heads; ++a) {
+      if (assignment[a] != top) continue;
+      for (int g = 0; g < groups; ++g) {
+        if (g == top) continue;
+        if (count[g] < max_heads && count[top] > 1) {  // move a to g
+          const int64_t m = std::max(load[top] - head_kept[a], load[g] + head_kept[a]);
+          if (m < best_max) best_max = m, best_a = a, best_b = -1, best_group = g;
+        }
+        for (int b = 0; b < heads; ++b) {  // swap a and b
+          if (assignment[b] != g || head_kept[b] >= head_kept[a]) continue;
+          const int64_t delta = head_kept[a] - head_kept[b];
+          const int64_t m = std::max(load[top] - delta, load[g] + delta);
+          if (m < best_max) best_max = m, best_a = a, best_b = b, best_group = g;
+        }
+      }
+    }
+    if (best_a < 0) break;
+    load[top] -= head_kept[best_a];
+    load[best_group] += head_kept[best_a];
+    assignment[best_a] = best_group;
+    if (best_b >= 0) {
+      load[best_group] -= head_kept[best_b];
+      load[top] += head_kept[best_b];
+      assignment[best_b] = top;
+    } else {
+      --count[top];
+      ++count[best_group];
+    }
+  }
+  return assignment;
+}
+
+}  // namespace dbsp::plan
