@@ -2,6 +2,7 @@
 // and the byte-level file reads and writes the .npy and .safetensors formats share.
 #include "mask_array.hpp"
 
+#include <cctype>
 #include <fstream>
 #include <limits>
 #include <sstream>
@@ -154,6 +155,22 @@ void write_whole_file(const std::filesystem::path& path, std::span<const uint8_t
   out.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
   out.close();
   require(!out.fail(), path.string(), ": writing the file failed");
+}
+
+std::string printable(std::string_view text, size_t max_shown) {
+  std::ostringstream out;
+  out << '"';
+  for (size_t i = 0; i < text.size() && i < max_shown; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (std::isprint(c) && c != '\\' && c != '"') {
+      out << static_cast<char>(c);
+    } else {
+      constexpr char kHex[] = "0123456789abcdef";
+      out << "\\x" << kHex[c >> 4] << kHex[c & 15];
+    }
+  }
+  out << (text.size() > max_shown ? "...\"" : "\"");
+  return out.str();
 }
 
 uint64_t load_le(std::span<const uint8_t> bytes) {

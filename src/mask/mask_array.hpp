@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dbsp/block_mask.hpp"
@@ -44,6 +45,9 @@ std::vector<uint8_t> values_of(const MaskSeries& series);
 std::vector<uint8_t> read_whole_file(const std::filesystem::path& path);
 void write_whole_file(const std::filesystem::path& path, std::span<const uint8_t> header,
                       std::span<const uint8_t> data);
+
+// A quoted, printable and length-capped rendering of untrusted file text for error messages.
+std::string printable(std::string_view text, size_t max_shown = 80);
 
 // Little-endian fixed-width integers, independent of the host byte order.
 uint64_t load_le(std::span<const uint8_t> bytes);

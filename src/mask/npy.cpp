@@ -1,8 +1,6 @@
 // NumPy .npy mask files (format versions 1.0, 2.0, 3.0): the header's Python-literal dictionary,
 // the bool/uint8 payload in C order, and the writer.
 #include <cctype>
-#include <optional>
-#include <sstream>
 #include <string_view>
 
 #include "dbsp/error.hpp"
@@ -19,24 +17,6 @@ struct NpyHeader {
   bool fortran_order = false;
   std::vector<uint64_t> shape;
 };
-
-// A printable rendering of untrusted header text for error messages.
-std::string printable(std::string_view text) {
-  constexpr size_t kMaxShown = 80;
-  std::ostringstream out;
-  out << '"';
-  for (size_t i = 0; i < text.size() && i < kMaxShown; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (std::isprint(c) && c != '\\' && c != '"') {
-      out << static_cast<char>(c);
-    } else {
-      constexpr char kHex[] = "0123456789abcdef";
-      out << "\\x" << kHex[c >> 4] << kHex[c & 15];
-    }
-  }
-  out << (text.size() > kMaxShown ? "...\"" : "\"");
-  return out.str();
-}
 
 // The header is a Python dict literal such as
 //   {'descr': '|b1', 'fortran_order': False, 'shape': (2, 3, 4), }
@@ -64,7 +44,8 @@ class HeaderParser {
         once(have_shape, key);
         header.shape = parse_shape();
       } else {
-        error("unexpected key " + printable(key) + " (expected descr, fortran_order, shape)");
+        error("unexpected key " + mask_file::printable(key) +
+              " (expected descr, fortran_order, shape)");
       }
       if (skip_space() == ',') {
         ++pos_;
@@ -76,7 +57,7 @@ class HeaderParser {
     skip_space();
     if (pos_ != text_.size()) error("unexpected text after the dictionary");
     if (!have_descr || !have_order || !have_shape) {
-      fail(name_, ": .npy header ", printable(text_),
+      fail(name_, ": .npy header ", mask_file::printable(text_),
            " must contain the keys 'descr', 'fortran_order' and 'shape'");
     }
     return header;
@@ -84,7 +65,8 @@ class HeaderParser {
 
  private:
   [[noreturn]] void error(const std::string& what) const {
-    fail(name_, ": malformed .npy header: ", what, " at offset ", pos_, " of ", printable(text_));
+    fail(name_, ": malformed .npy header: ", what, " at offset ", pos_, " of ",
+         mask_file::printable(text_));
   }
   void once(bool& seen, const std::string& key) const {
     if (seen) error("duplicate key '" + key + "'");

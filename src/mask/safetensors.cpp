@@ -39,7 +39,7 @@ std::vector<uint64_t> unsigned_list(const json& value, const std::string& what,
 
 TensorEntry parse_entry(const std::string& key, const json& value, uint64_t data_bytes,
                         const std::string& name) {
-  const std::string context = name + ": tensor '" + key + "'";
+  const std::string context = name + ": tensor " + mask_file::printable(key);
   require(value.is_object(), context, ": the header entry must be an object");
   TensorEntry entry;
   entry.name = key;
@@ -68,16 +68,18 @@ TensorEntry parse_entry(const std::string& key, const json& value, uint64_t data
 // The requested tensor; with no name, the only tensor, or else the one called "mask".
 const TensorEntry& choose(const std::vector<TensorEntry>& entries, const std::string& wanted,
                           const std::string& name) {
-  std::string names;
-  for (const TensorEntry& entry : entries)
-    names += (names.empty() ? "'" : ", '") + entry.name + "'";
-  if (names.empty()) names = "none";
   if (wanted.empty() && entries.size() == 1) return entries.front();
   const std::string target = wanted.empty() ? "mask" : wanted;
   for (const TensorEntry& entry : entries) {
     if (entry.name == target) return entry;
   }
-  fail(name, ": no tensor '", target, "' in the file (tensors: ", names, ")",
+  constexpr size_t kMaxListed = 8;
+  std::string names = entries.empty() ? "none" : "";
+  for (size_t t = 0; t < entries.size() && t < kMaxListed; ++t) {
+    names += (t ? ", " : "") + mask_file::printable(entries[t].name);
+  }
+  if (entries.size() > kMaxListed) names += ", ...";
+  fail(name, ": no tensor ", mask_file::printable(target), " in the file (tensors: ", names, ")",
        wanted.empty() ? "; name one with tensor_name" : "");
 }
 
@@ -98,7 +100,9 @@ MaskSeries read_safetensors_mask(std::span<const uint8_t> bytes, const std::stri
   try {
     header = json::parse(header_bytes.begin(), header_bytes.end());
   } catch (const json::exception& e) {
-    fail(name, ": the .safetensors header is not valid JSON: ", e.what());
+    // nlohmann quotes the last token read, which a hostile header can make arbitrarily long.
+    fail(name,
+         ": the .safetensors header is not valid JSON: ", mask_file::printable(e.what(), 200));
   }
   require(header.is_object(), name, ": the .safetensors header must be a JSON object");
 
@@ -111,9 +115,9 @@ MaskSeries read_safetensors_mask(std::span<const uint8_t> bytes, const std::stri
     entries.push_back(parse_entry(item.key(), item.value(), data.size(), name));
   }
   const TensorEntry& tensor = choose(entries, options.tensor_name, name);
-  const std::string context = name + ": tensor '" + tensor.name + "'";
-  require(tensor.dtype == "BOOL" || tensor.dtype == "U8", context, ": dtype ", tensor.dtype,
-          " is not supported (expected BOOL or U8)");
+  const std::string context = name + ": tensor " + mask_file::printable(tensor.name);
+  require(tensor.dtype == "BOOL" || tensor.dtype == "U8", context, ": dtype ",
+          mask_file::printable(tensor.dtype), " is not supported (expected BOOL or U8)");
   const uint64_t stored = tensor.end - tensor.begin;
   const auto shape = mask_file::shape_from_dims(tensor.shape, stored, context);
   require(static_cast<int64_t>(stored) == shape.elements(), context, ": shape ",
@@ -125,7 +129,7 @@ MaskSeries read_safetensors_mask(std::span<const uint8_t> bytes, const std::stri
 void write_safetensors_mask(const std::filesystem::path& path, const MaskSeries& series,
                             const std::string& tensor_name) {
   require(!tensor_name.empty() && tensor_name != kMetadataKey, path.string(),
-          ": invalid tensor name '", tensor_name, "'");
+          ": invalid tensor name ", mask_file::printable(tensor_name));
   const std::vector<uint64_t> dims = mask_file::dims_of(series, path.string());
   const std::vector<uint8_t> values = mask_file::values_of(series);
   json header;

@@ -412,7 +412,7 @@ TEST_F(MaskFiles, CorruptSafetensorsFilesNameTheFileAndTheProblem) {
   expect_contains(
       error_reading("float.safetensors",
                     safetensors("{\"mask\":" + tensor_json("F32", "[2,3]", 0, 24) + "}", values)),
-      "dtype F32");
+      "dtype \"F32\"");
   expect_contains(
       error_reading("rank2.safetensors",
                     safetensors("{\"mask\":" + tensor_json("U8", "[6,4]", 0, 24) + "}", values)),
@@ -431,7 +431,8 @@ TEST_F(MaskFiles, CorruptSafetensorsFilesNameTheFileAndTheProblem) {
           safetensors("{\"__metadata__\":3,\"mask\":" + tensor_json("U8", "[2,3,4]", 0, 24) + "}",
                       values)),
       "__metadata__");
-  expect_contains(error_reading("none.safetensors", safetensors("{}", values)), "no tensor 'mask'");
+  expect_contains(error_reading("none.safetensors", safetensors("{}", values)),
+                  "no tensor \"mask\"");
   Bytes two = values;
   two[5] = 7;
   expect_contains(error_reading("value7.safetensors", safetensors(good_header, two)),
