@@ -85,12 +85,18 @@ LayerPlan make_plan(const MaskStats& stats, Grid grid, Policy policy, const Plan
       std::vector<std::vector<std::vector<double>>> work;
       plan.partition = dbsp_partition(d, grid, options, work);
       report = imbalance_from_work(grid, std::move(work));
-      // Never worse than not balancing at all.
-      Partition fallback = Partition::contiguous(grid, mask.heads(), mask.q_blocks(), mask.k_blocks());
-      ImbalanceReport fallback_report = plan::evaluate(d, fallback);
-      if (fallback_report.ratio < report.ratio) {
-        plan.partition = std::move(fallback);
-        report = std::move(fallback_report);
+      // Never worse than not balancing, nor than the paper's row/column greedy (which can win by
+      // a hair on smooth masks, at the price of moving most blocks).
+      auto consider = [&](Partition candidate) {
+        ImbalanceReport candidate_report = plan::evaluate(d, candidate);
+        if (candidate_report.ratio < report.ratio - 1e-12) {
+          plan.partition = std::move(candidate);
+          report = std::move(candidate_report);
+        }
+      };
+      consider(Partition::contiguous(grid, mask.heads(), mask.q_blocks(), mask.k_blocks()));
+      if (grid.ring > 1 && report.ratio > std::max(1.0, plan.lower_bound) * 1.001) {
+        consider(plan::paper_partition(d, grid, options.reward));
       }
       break;
     }
