@@ -1,0 +1,147 @@
+// Sequence-parallel block-sparse attention over a Communicator (SPEC 2-4). One executor runs any
+// Partition, so static Ulysses (U = P, R = 1), Ring (U = 1, R = P), USP (U x R) and db-SP
+// (permuted heads and blocks) share one code path:
+//   (a) one all-to-all-v over all P ranks moves each (token block, head) of Q, K and V from its
+//       owner in the input distribution to the rank the partition assigns it to (this folds the
+//       head reorder and the block exchange into the Ulysses all-to-all);
+//   (b) a ring over the R ranks of each head group: at step t ring rank r computes its queries
+//       against the key shard of ring rank (r + t) mod R, received straight from that rank while
+//       step t - 1 computes, and merges the partial result through the fp32 log-sum-exp;
+//   (c) the inverse all-to-all-v returns O to the input distribution.
+// Mask-aware communication: a (block, head) slab of K/V that no query of the receiving rank
+// needs, a query row with no kept key, and its output row are never sent (the output row is zero,
+// as SPEC 1 defines). Input distribution: rank p holds query blocks [shard_begin(p, q_blocks, P),
+// shard_begin(p + 1, q_blocks, P)) and likewise key blocks, every head, laid out
+// [tokens, heads, head_dim] (batch 1). Uneven splits (H not divisible by U, blocks not divisible
+// by P, a short last block, ranks with no block or no head) are allowed everywhere.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dbsp/block_layout.hpp"
+#include "dbsp/block_mask.hpp"
+#include "dbsp/communicator.hpp"
+#include "dbsp/partition.hpp"
+#include "dbsp/planner.hpp"
+
+namespace dbsp {
+
+// The tokens one rank holds in the input distribution.
+struct SequenceShard {
+  int first_block = 0;  // blocks [first_block, end_block)
+  int end_block = 0;
+  int64_t first_token = 0;  // tokens [first_token, end_token)
+  int64_t end_token = 0;
+  int64_t tokens() const { return end_token - first_token; }
+};
+SequenceShard sequence_shard(const BlockLayout& layout, int rank, int ranks);
+
+struct SpProblem {
+  int heads = 1;
+  int head_dim = 64;
+  MaskGeometry geometry;  // token counts and block sizes of queries and keys
+  double scale = 0.0;     // 0: 1/sqrt(head_dim)
+
+  BlockLayout q_layout() const { return BlockLayout::uniform(geometry.seq_q, geometry.block_q); }
+  BlockLayout k_layout() const { return BlockLayout::uniform(geometry.seq_k, geometry.block_k); }
+};
+
+struct SpOptions {
+  bool mask_aware = true;    // skip slabs that no receiving query needs
+  bool measure_idle = true;  // a closing barrier measures how long each rank waits for the slowest
+};
+
+// One layer on one rank. Times in milliseconds of wall clock.
+struct SpTelemetry {
+  Grid grid;
+  double total_ms = 0;         // the whole call, including the closing barrier
+  double setup_ms = 0;         // routing and local masks built on the host
+  double compute_ms = 0;       // attention kernels and LSE merges
+  double comm_ms = 0;          // packing, transfers and unpacking not hidden behind compute
+  double wait_ms = 0;          // part of comm_ms blocked waiting for peers' data
+  double idle_ms = 0;          // closing barrier: time spent waiting for the slowest rank
+  int64_t bytes_sent = 0;      // to other ranks (all-to-all, ring, output return)
+  int64_t bytes_received = 0;  // from other ranks
+  int64_t bytes_saved = 0;     // what sending every slab would have added to bytes_sent
+  int ring_steps_computed = 0;
+  int ring_steps_skipped = 0;  // (rank, step) pairs with no kept block: no kernel launched
+  int64_t kept_blocks = 0;     // (head, q block, k block) triples this rank computed
+};
+
+// Runs layers on a fixed world communicator; builds the sub-communicators of each grid once.
+class SpExecutor {
+ public:
+  explicit SpExecutor(Communicator& world, SpOptions options = {});
+  ~SpExecutor();
+  SpExecutor(const SpExecutor&) = delete;
+  SpExecutor& operator=(const SpExecutor&) = delete;
+
+  // q, k, v, out: this rank's input shard [tokens, heads, head_dim] in the communicator's memory
+  // (host for MPI). `mask` and `partition` must be the same on every rank; every rank calls run.
+  SpTelemetry run(const SpProblem& problem, const BlockMask& mask, const Partition& partition,
+                  const float* q, const float* k, const float* v, float* out);
+
+  Communicator& world() { return world_; }
+  const SpOptions& options() const { return options_; }
+
+ private:
+  struct Workspace;
+  Communicator& world_;
+  SpOptions options_;
+  std::vector<std::pair<Grid, std::unique_ptr<GridCommunicators>>> grids_;
+  std::unique_ptr<Workspace> workspace_;
+  GridCommunicators& grid_communicators(Grid grid);
+};
+
+// How a layer is split: a planner policy and either a fixed grid or the cost model's choice of
+// U x R per layer. Text forms: "ulysses" (static U = P), "ring" (static R = P), "usp:UxR",
+// "usp" (static, grid chosen per layer), "dbsp-paper", "dbsp", "dbsp-paper:UxR", "dbsp:UxR".
+struct Strategy {
+  Policy policy = Policy::static_split;
+  std::optional<Grid> grid;
+  std::string name() const;
+};
+Strategy parse_strategy(std::string_view text, int ranks);
+
+struct SpLayerReport {
+  int layer = 0;
+  Grid grid;
+  uint64_t plan_hash = 0;  // partition hash, identical on every rank (checked)
+  bool replanned = false;
+  double predicted_ratio = 1;         // rho_s of the partition used, on this layer's mask
+  double predicted_ms = 0;            // cost model (0 for static strategies)
+  SpTelemetry telemetry;              // this rank
+  std::vector<SpTelemetry> per_rank;  // every rank's telemetry (gathered on every rank)
+  double measured_ratio = 1;          // max rank compute / mean rank compute
+};
+
+// One attention call per layer: picks or reuses the layer's plan (P_s rule), checks that every
+// rank holds the same plan and mask (an all-gather of a 64-bit hash; a mismatch is an error), runs
+// the executor and gathers telemetry.
+class SpAttention {
+ public:
+  SpAttention(Communicator& world, Strategy strategy, int layers, SpOptions options = {},
+              PlannerOptions planner = {}, CostModel cost = {});
+
+  SpLayerReport forward(int layer, const SpProblem& problem, const BlockMask& mask, const float* q,
+                        const float* k, const float* v, float* out);
+  int replans() const { return plans_.replans(); }
+  const Strategy& strategy() const { return strategy_; }
+  SpExecutor& executor() { return executor_; }
+
+ private:
+  SpExecutor executor_;
+  Strategy strategy_;
+  int layers_;
+  PlanCache plans_;
+};
+
+// 64-bit fingerprint of a mask's bits and geometry (stable across processes).
+uint64_t mask_hash(const BlockMask& mask);
+
+}  // namespace dbsp

@@ -1,0 +1,210 @@
+// SpExecutor: the three phases of one layer (all-to-all-v in, ring with LSE merge, all-to-all-v
+// out) on host buffers, with telemetry. Routing comes from sp/routing.cpp.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+
+#include "dbsp/attention.hpp"
+#include "dbsp/error.hpp"
+#include "dbsp/sp_attention.hpp"
+#include "sp/phases.hpp"
+#include "sp/routing.hpp"
+#include "sp/stopwatch.hpp"
+
+namespace dbsp {
+
+using sp::Slab;
+
+SequenceShard sequence_shard(const BlockLayout& layout, int rank, int ranks) {
+  require(ranks >= 1 && rank >= 0 && rank < ranks, "sequence_shard: rank ", rank, " of ", ranks);
+  SequenceShard shard;
+  shard.first_block = shard_begin(rank, layout.blocks(), ranks);
+  shard.end_block = shard_begin(rank + 1, layout.blocks(), ranks);
+  shard.first_token = layout.start[shard.first_block];
+  shard.end_token = layout.start[shard.end_block];
+  return shard;
+}
+
+// Buffers kept between calls so that steady-state layers do not allocate.
+struct SpExecutor::Workspace {
+  std::vector<float> q, k, v, out, lse, part_out, part_lse;
+  std::vector<float> step_k, step_v;  // K/V of the current ring step (> 0)
+  sp::Staging all_to_all, ring;
+};
+
+namespace {
+
+template <class T>
+void resize_at_least(std::vector<T>& buffer, int64_t elements) {
+  if (static_cast<int64_t>(buffer.size()) < elements) buffer.resize(static_cast<size_t>(elements));
+}
+
+}  // namespace
+
+SpExecutor::SpExecutor(Communicator& world, SpOptions options)
+    : world_(world), options_(options), workspace_(std::make_unique<Workspace>()) {
+  require(world.memory() == MemorySpace::host,
+          "SpExecutor: the CPU executor needs a host-memory communicator; got ", world.backend());
+}
+
+SpExecutor::~SpExecutor() = default;
+
+GridCommunicators& SpExecutor::grid_communicators(Grid grid) {
+  for (auto& [known, comms] : grids_) {
+    if (known == grid) return *comms;
+  }
+  grids_.emplace_back(grid,
+                      std::make_unique<GridCommunicators>(GridCommunicators::build(world_, grid)));
+  return *grids_.back().second;
+}
+
+SpTelemetry SpExecutor::run(const SpProblem& problem, const BlockMask& mask,
+                            const Partition& partition, const float* q, const float* k,
+                            const float* v, float* out) {
+  sp::Stopwatch total_clock;
+  sp::Stopwatch clock;
+  SpTelemetry telemetry;
+  telemetry.grid = partition.grid;
+
+  require(partition.grid.ranks() == world_.size(), "SpExecutor: partition grid ",
+          partition.grid.name(), " needs ", partition.grid.ranks(), " ranks; the communicator has ",
+          world_.size());
+  require(problem.heads == mask.heads() && problem.geometry.q_blocks() == mask.q_blocks() &&
+              problem.geometry.k_blocks() == mask.k_blocks(),
+          "SpExecutor: problem has ", problem.heads, " heads x ", problem.geometry.q_blocks(),
+          " x ", problem.geometry.k_blocks(), " blocks; the mask has ", mask.heads(), " x ",
+          mask.q_blocks(), " x ", mask.k_blocks());
+  require(problem.head_dim >= 1, "SpExecutor: head_dim must be >= 1, got ", problem.head_dim);
+  partition.validate();
+
+  GridCommunicators& comms = grid_communicators(partition.grid);
+  const BlockLayout q_layout = problem.q_layout();
+  const BlockLayout k_layout = problem.k_layout();
+  const sp::LayerRouting route =
+      sp::build_routing(mask, partition, q_layout, k_layout, world_.rank(), options_.mask_aware);
+  const int64_t D = problem.head_dim;
+  const int64_t H = problem.heads;
+  const int64_t Hg = static_cast<int64_t>(route.heads.size());
+  const int64_t tq = route.q_local.tokens();
+  const int64_t tk = route.k_local.tokens();
+  const int R = partition.grid.ring;
+
+  // Local masks of every ring step, built before any transfer so the ring loop only computes.
+  std::vector<BlockCsr> step_masks(static_cast<size_t>(R));
+  std::vector<int64_t> step_kept(static_cast<size_t>(R), 0);
+  for (int t = 0; t < R; ++t) {
+    const sp::RingStep& step = route.steps[t];
+    if (route.heads.empty() || route.q_blocks.empty() || step.key_blocks.empty()) continue;
+    const BlockMask local = mask.slice(route.heads, route.q_blocks, step.key_blocks);
+    step_kept[t] = local.kept();
+    if (step_kept[t] > 0) step_masks[t] = local.to_csr();
+  }
+  telemetry.setup_ms = clock.lap_ms();
+
+  Workspace& ws = *workspace_;
+  resize_at_least(ws.q, tq * Hg * D);
+  resize_at_least(ws.k, tk * Hg * D);
+  resize_at_least(ws.v, tk * Hg * D);
+  resize_at_least(ws.out, tq * Hg * D);
+  resize_at_least(ws.lse, tq * Hg);
+  if (options_.mask_aware) std::fill_n(ws.q.begin(), tq * Hg * D, 0.0f);
+
+  double comm_ms = 0, wait_ms = 0;
+  auto account = [&](const sp::SlabExchange& exchange) {
+    comm_ms += exchange.pack_ms() + exchange.unpack_ms();
+    wait_ms += exchange.wait_ms();
+  };
+
+  // (a) Q, K, V to the ranks the partition assigns.
+  clock.lap_ms();
+  {
+    sp::SlabExchange in = sp::start_input_exchange(world_, route, H, D, q, k, v, ws.q.data(),
+                                                   ws.k.data(), ws.v.data(), ws.all_to_all);
+    in.finish();
+    account(in);
+  }
+
+  // (b) Ring: the transfer for step t + 1 is posted before step t computes.
+  int64_t step_tokens = 0;
+  for (int t = 1; t < R; ++t) {
+    step_tokens = std::max(step_tokens, route.steps[t].key_layout.tokens());
+  }
+  resize_at_least(ws.step_k, step_tokens * Hg * D);
+  resize_at_least(ws.step_v, step_tokens * Hg * D);
+  std::fill_n(ws.out.begin(), tq * Hg * D, 0.0f);
+  std::fill_n(ws.lse.begin(), tq * Hg, -std::numeric_limits<float>::infinity());
+  if (R > 1) {
+    resize_at_least(ws.part_out, tq * Hg * D);
+    resize_at_least(ws.part_lse, tq * Hg);
+  }
+  bool have_partial = false;
+  double compute_ms = 0;
+  clock.lap_ms();
+  for (int t = 0; t < R; ++t) {
+    std::optional<sp::SlabExchange> next;
+    if (t + 1 < R) {
+      next.emplace(sp::start_ring_exchange(*comms.ring, route, t + 1, D, ws.k.data(), ws.v.data(),
+                                           ws.step_k.data(), ws.step_v.data(), ws.ring));
+    }
+    clock.lap_ms();
+    if (step_kept[t] > 0) {
+      AttentionProblem local;
+      local.batch = 1;
+      local.heads = Hg;
+      local.head_dim = D;
+      local.q_layout = route.q_local;
+      local.k_layout = route.steps[t].key_layout;
+      local.scale = problem.scale;
+      const float* step_k = t == 0 ? ws.k.data() : ws.step_k.data();
+      const float* step_v = t == 0 ? ws.v.data() : ws.step_v.data();
+      if (!have_partial) {
+        attention_block_sparse<float>(local, step_masks[t], ws.q.data(), step_k, step_v,
+                                      ws.out.data(), ws.lse.data());
+        have_partial = true;
+      } else {
+        attention_block_sparse<float>(local, step_masks[t], ws.q.data(), step_k, step_v,
+                                      ws.part_out.data(), ws.part_lse.data());
+        merge_partial<float>(1, tq, Hg, D, ws.out.data(), ws.lse.data(), ws.part_out.data(),
+                             ws.part_lse.data());
+      }
+      ++telemetry.ring_steps_computed;
+      telemetry.kept_blocks += step_kept[t];
+    } else {
+      ++telemetry.ring_steps_skipped;
+    }
+    compute_ms += clock.lap_ms();
+    if (next) {
+      next->finish();
+      account(*next);
+    }
+    clock.lap_ms();
+  }
+
+  // (c) O back to the input shards; rows that no key reaches stay zero.
+  const int64_t out_elements = route.q_input.tokens() * H * D;
+  if (out_elements > 0) std::fill_n(out, out_elements, 0.0f);
+  {
+    sp::SlabExchange back =
+        sp::start_output_exchange(world_, route, H, D, ws.out.data(), out, ws.all_to_all);
+    back.finish();
+    account(back);
+  }
+  clock.lap_ms();
+
+  if (options_.measure_idle) {
+    world_.barrier("sp closing barrier");
+    telemetry.idle_ms = clock.lap_ms();
+  }
+  telemetry.compute_ms = compute_ms;
+  telemetry.wait_ms = wait_ms;
+  telemetry.comm_ms = comm_ms + wait_ms;
+  const int64_t row_bytes = D * static_cast<int64_t>(sizeof(float));
+  telemetry.bytes_sent = route.rows_sent * row_bytes;
+  telemetry.bytes_received = route.rows_received * row_bytes;
+  telemetry.bytes_saved = (route.baseline_rows_sent - route.rows_sent) * row_bytes;
+  telemetry.total_ms = total_clock.elapsed_ms();
+  return telemetry;
+}
+
+}  // namespace dbsp

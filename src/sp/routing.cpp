@@ -1,0 +1,187 @@
+// build_routing: the slab lists of the all-to-all and of every ring step. Both sides of a message
+// enumerate its slabs in the same order (block ascending, then head ascending), so the lists match
+// without being exchanged.
+#include "sp/routing.hpp"
+
+#include <algorithm>
+
+#include "dbsp/error.hpp"
+
+namespace dbsp::sp {
+namespace {
+
+using Bits = std::vector<uint64_t>;
+
+bool test_bit(const Bits& bits, int j) { return (bits[j >> 6] >> (j & 63)) & 1u; }
+
+bool row_any(const BlockMask& mask, int head, int q_block) {
+  const uint64_t* bits = mask.row_bits(head, q_block);
+  for (int w = 0; w < mask.words_per_row(); ++w) {
+    if (bits[w]) return true;
+  }
+  return false;
+}
+
+// OR of the rows `q_blocks` of one head: the key blocks any of those queries needs.
+Bits rows_union(const BlockMask& mask, int head, const std::vector<int>& q_blocks) {
+  Bits out(static_cast<size_t>(mask.words_per_row()), 0);
+  for (int i : q_blocks) {
+    const uint64_t* bits = mask.row_bits(head, i);
+    for (int w = 0; w < mask.words_per_row(); ++w) out[w] |= bits[w];
+  }
+  return out;
+}
+
+}  // namespace
+
+LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
+                           const BlockLayout& q_layout, const BlockLayout& k_layout, int rank,
+                           bool mask_aware) {
+  const Grid grid = partition.grid;
+  const int ranks = grid.ranks();
+  const int nq = partition.q_blocks, nk = partition.k_blocks;
+  require(rank >= 0 && rank < ranks, "routing: rank ", rank, " outside the grid ", grid.name());
+  require(mask.heads() == partition.heads && mask.q_blocks() == nq && mask.k_blocks() == nk,
+          "routing: mask has ", mask.heads(), " heads x ", mask.q_blocks(), " x ", mask.k_blocks(),
+          " blocks; the partition expects ", partition.heads, " x ", nq, " x ", nk);
+  require(q_layout.blocks() == nq && k_layout.blocks() == nk, "routing: token layouts have ",
+          q_layout.blocks(), " query and ", k_layout.blocks(), " key blocks; the mask has ", nq,
+          " and ", nk);
+
+  LayerRouting route;
+  route.grid = grid;
+  route.rank = rank;
+  route.group = ulysses_rank_of(rank, grid);
+  route.ring_rank = ring_rank_of(rank, grid);
+  route.q_input = sequence_shard(q_layout, rank, ranks);
+  route.k_input = sequence_shard(k_layout, rank, ranks);
+  route.heads = partition.heads_of(route.group);
+  route.q_blocks = partition.q_blocks_of(route.group, route.ring_rank);
+  route.k_blocks = partition.k_blocks_of(route.group, route.ring_rank);
+  route.q_local = BlockLayout::gather(q_layout, route.q_blocks);
+  route.k_local = BlockLayout::gather(k_layout, route.k_blocks);
+
+  std::vector<std::vector<int>> group_heads(static_cast<size_t>(grid.ulysses));
+  for (int g = 0; g < grid.ulysses; ++g) group_heads[g] = partition.heads_of(g);
+  // needed_by_group[h]: key blocks that some query of head h needs (it is sent to its holder).
+  std::vector<Bits> needed_by_group(static_cast<size_t>(partition.heads));
+  std::vector<int> all_q(static_cast<size_t>(nq));
+  for (int i = 0; i < nq; ++i) all_q[i] = i;
+  if (mask_aware) {
+    for (int h = 0; h < partition.heads; ++h) needed_by_group[h] = rows_union(mask, h, all_q);
+  }
+  auto q_needed = [&](int h, int i) { return !mask_aware || row_any(mask, h, i); };
+  auto kv_needed = [&](int h, int j) { return !mask_aware || test_bit(needed_by_group[h], j); };
+
+  route.send_q.resize(ranks);
+  route.send_kv.resize(ranks);
+  route.recv_q.resize(ranks);
+  route.recv_kv.resize(ranks);
+
+  // (a) Sends: my input blocks, every head, to the rank the partition assigns them.
+  for (int i = route.q_input.first_block; i < route.q_input.end_block; ++i) {
+    const int64_t row = q_layout.start[i] - route.q_input.first_token;
+    const int rows = static_cast<int>(q_layout.size(i));
+    for (int g = 0; g < grid.ulysses; ++g) {
+      const int dest = grid_rank(g, partition.q_shard[g][i], grid);
+      for (int h : group_heads[g]) {
+        // Q goes out and O comes back along the same slab.
+        if (dest != rank) route.baseline_rows_sent += 2 * int64_t{rows};
+        if (q_needed(h, i)) route.send_q[dest].push_back({row, h, rows});
+      }
+    }
+  }
+  for (int j = route.k_input.first_block; j < route.k_input.end_block; ++j) {
+    const int64_t row = k_layout.start[j] - route.k_input.first_token;
+    const int rows = static_cast<int>(k_layout.size(j));
+    for (int g = 0; g < grid.ulysses; ++g) {
+      const int dest = grid_rank(g, partition.k_shard[g][j], grid);
+      for (int h : group_heads[g]) {
+        if (dest != rank) route.baseline_rows_sent += 2 * int64_t{rows};
+        if (kv_needed(h, j)) route.send_kv[dest].push_back({row, h, rows});
+      }
+    }
+  }
+  // (a) Receives: my held blocks of my heads, from their input owners.
+  for (size_t n = 0; n < route.q_blocks.size(); ++n) {
+    const int i = route.q_blocks[n];
+    const int source = home_shard(i, nq, ranks);
+    for (size_t hl = 0; hl < route.heads.size(); ++hl) {
+      if (q_needed(route.heads[hl], i)) {
+        route.recv_q[source].push_back({route.q_local.start[n], static_cast<int32_t>(hl),
+                                        static_cast<int32_t>(q_layout.size(i))});
+      }
+    }
+  }
+  for (size_t n = 0; n < route.k_blocks.size(); ++n) {
+    const int j = route.k_blocks[n];
+    const int source = home_shard(j, nk, ranks);
+    for (size_t hl = 0; hl < route.heads.size(); ++hl) {
+      if (kv_needed(route.heads[hl], j)) {
+        route.recv_kv[source].push_back({route.k_local.start[n], static_cast<int32_t>(hl),
+                                         static_cast<int32_t>(k_layout.size(j))});
+      }
+    }
+  }
+  for (int peer = 0; peer < ranks; ++peer) {
+    if (peer == rank) continue;
+    // Q and K and V out, O back; and the mirror image in.
+    route.rows_sent += slab_rows(route.send_q[peer]) * 2 + slab_rows(route.send_kv[peer]) * 2;
+    route.rows_received += slab_rows(route.recv_q[peer]) * 2 + slab_rows(route.recv_kv[peer]) * 2;
+  }
+
+  // (b) Ring steps inside my head group. need[r][hl]: key blocks that ring rank r's queries of
+  // head heads[hl] attend to.
+  const int R = grid.ring;
+  std::vector<std::vector<Bits>> need(static_cast<size_t>(R));
+  for (int r = 0; r < R; ++r) {
+    const std::vector<int> queries = partition.q_blocks_of(route.group, r);
+    for (int h : route.heads) need[r].push_back(rows_union(mask, h, queries));
+  }
+  const size_t my_heads = route.heads.size();
+  route.steps.resize(static_cast<size_t>(R));
+  for (int t = 0; t < R; ++t) {
+    RingStep& step = route.steps[t];
+    step.origin = (route.ring_rank + t) % R;
+    step.dest = (route.ring_rank - t + R) % R;
+    if (t == 0) {
+      step.key_blocks = route.k_blocks;
+      step.key_layout = route.k_local;
+      continue;
+    }
+    // Receive: the blocks of the origin's shard that some query of mine needs.
+    const std::vector<Bits>& mine = need[route.ring_rank];
+    for (int j : partition.k_blocks_of(route.group, step.origin)) {
+      bool wanted = !mask_aware;
+      for (size_t hl = 0; hl < my_heads && !wanted; ++hl) wanted = test_bit(mine[hl], j);
+      if (wanted) step.key_blocks.push_back(j);
+    }
+    step.key_layout = BlockLayout::gather(k_layout, step.key_blocks);
+    for (size_t n = 0; n < step.key_blocks.size(); ++n) {
+      const int j = step.key_blocks[n];
+      for (size_t hl = 0; hl < my_heads; ++hl) {
+        if (!mask_aware || test_bit(mine[hl], j)) {
+          step.recv.push_back({step.key_layout.start[n], static_cast<int32_t>(hl),
+                               static_cast<int32_t>(k_layout.size(j))});
+        }
+      }
+    }
+    // Send: the blocks of my shard that the destination's queries need.
+    const std::vector<Bits>& theirs = need[step.dest];
+    for (size_t n = 0; n < route.k_blocks.size(); ++n) {
+      const int j = route.k_blocks[n];
+      for (size_t hl = 0; hl < my_heads; ++hl) {
+        if (!mask_aware || test_bit(theirs[hl], j)) {
+          step.send.push_back({route.k_local.start[n], static_cast<int32_t>(hl),
+                               static_cast<int32_t>(k_layout.size(j))});
+        }
+      }
+    }
+    route.rows_sent += 2 * slab_rows(step.send);
+    route.rows_received += 2 * slab_rows(step.recv);
+    route.baseline_rows_sent += 2 * route.k_local.tokens() * static_cast<int64_t>(my_heads);
+  }
+  return route;
+}
+
+}  // namespace dbsp::sp

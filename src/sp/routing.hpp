@@ -1,0 +1,51 @@
+// Routing of one layer on one rank: which slabs of Q, K, V go where in the all-to-all-v, which K/V
+// slabs each ring step moves, and the mask-aware filtering of both. A pure function of the mask,
+// the partition and the rank, so every rank derives matching send and receive lists.
+#pragma once
+
+#include <vector>
+
+#include "dbsp/block_layout.hpp"
+#include "dbsp/block_mask.hpp"
+#include "dbsp/partition.hpp"
+#include "dbsp/sp_attention.hpp"
+#include "sp/slab.hpp"
+
+namespace dbsp::sp {
+
+struct RingStep {
+  int origin = 0;               // ring rank whose key shard this step computes against
+  int dest = 0;                 // ring rank that computes against this rank's shard at this step
+  std::vector<int> key_blocks;  // global key blocks in the step's K/V buffer, in buffer order
+  BlockLayout key_layout;       // their tokens
+  std::vector<Slab> send;       // slabs of this rank's held K/V sent to `dest` (step > 0)
+  std::vector<Slab> recv;       // slabs of the step buffer received from `origin` (step > 0)
+};
+
+struct LayerRouting {
+  Grid grid;
+  int rank = 0;
+  int group = 0;      // Ulysses rank = head group
+  int ring_rank = 0;  // ring shard
+  SequenceShard q_input, k_input;
+  std::vector<int> heads;     // global heads of this rank's group, ascending
+  std::vector<int> q_blocks;  // query blocks held after the all-to-all, ascending
+  std::vector<int> k_blocks;  // key blocks held after the all-to-all, ascending
+  BlockLayout q_local, k_local;
+  // The all-to-all, indexed by world rank: slabs of this rank's input tensors to send (heads are
+  // global) and slabs of its local tensors to fill (heads index `heads`). K and V share one list.
+  // The output return uses the Q lists with the roles swapped.
+  std::vector<std::vector<Slab>> send_q, send_kv, recv_q, recv_kv;
+  std::vector<RingStep> steps;  // R steps; steps[0] computes against this rank's own shard
+  // Token rows (one head each) moved to and from other ranks, and what sending every slab would
+  // have moved to them, over the whole layer (Q, K, V, ring, O).
+  int64_t rows_sent = 0;
+  int64_t rows_received = 0;
+  int64_t baseline_rows_sent = 0;
+};
+
+LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
+                           const BlockLayout& q_layout, const BlockLayout& k_layout, int rank,
+                           bool mask_aware);
+
+}  // namespace dbsp::sp

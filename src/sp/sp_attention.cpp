@@ -1,0 +1,94 @@
+// SpAttention: per-layer plan (PlanCache, P_s rule), a cross-rank check that every rank holds the
+// same plan and mask, the executor, and gathered telemetry.
+#include "dbsp/sp_attention.hpp"
+
+#include <algorithm>
+#include <iomanip>
+#include <sstream>
+
+#include "dbsp/error.hpp"
+
+namespace dbsp {
+namespace {
+
+struct PlanFingerprint {
+  uint64_t plan = 0;
+  uint64_t mask = 0;
+  bool operator==(const PlanFingerprint&) const = default;
+};
+
+std::string hex(uint64_t value) {
+  std::ostringstream out;
+  out << "0x" << std::hex << std::setw(16) << std::setfill('0') << value;
+  return out.str();
+}
+
+}  // namespace
+
+uint64_t mask_hash(const BlockMask& mask) {
+  uint64_t hash = 1469598103934665603ull;  // FNV-1a over 64-bit words
+  auto mix = [&hash](uint64_t value) {
+    for (int b = 0; b < 8; ++b) {
+      hash ^= (value >> (8 * b)) & 0xff;
+      hash *= 1099511628211ull;
+    }
+  };
+  const MaskGeometry& g = mask.geometry();
+  for (int64_t value : {int64_t{mask.heads()}, g.seq_q, g.seq_k, int64_t{g.block_q},
+                        int64_t{g.block_k}, int64_t{mask.q_blocks()}, int64_t{mask.k_blocks()}}) {
+    mix(static_cast<uint64_t>(value));
+  }
+  for (int h = 0; h < mask.heads(); ++h) {
+    for (int i = 0; i < mask.q_blocks(); ++i) {
+      const uint64_t* bits = mask.row_bits(h, i);
+      for (int w = 0; w < mask.words_per_row(); ++w) mix(bits[w]);
+    }
+  }
+  return hash;
+}
+
+SpAttention::SpAttention(Communicator& world, Strategy strategy, int layers, SpOptions options,
+                         PlannerOptions planner, CostModel cost)
+    : executor_(world, options),
+      strategy_(strategy),
+      layers_(layers),
+      plans_(layers, world.size(), strategy.policy, planner, cost, strategy.grid) {}
+
+SpLayerReport SpAttention::forward(int layer, const SpProblem& problem, const BlockMask& mask,
+                                   const float* q, const float* k, const float* v, float* out) {
+  require(layer >= 0 && layer < layers_, "SpAttention: layer ", layer, " outside [0, ", layers_,
+          ")");
+  Communicator& world = executor_.world();
+  const PlanCache::Lookup lookup = plans_.plan_for(layer, mask);
+  const Partition& partition = lookup.plan->partition;
+
+  // Every rank must run the same plan on the same mask, or the routing tables disagree.
+  const PlanFingerprint mine{partition.hash(), mask_hash(mask)};
+  const std::vector<PlanFingerprint> all = world.all_gather(mine, "sp plan hash check");
+  for (int p = 0; p < world.size(); ++p) {
+    if (all[p] == all[0]) continue;
+    fail("SpAttention: layer ", layer, ": rank ", p, " holds plan ", hex(all[p].plan), " on mask ",
+         hex(all[p].mask), " but rank 0 holds plan ", hex(all[0].plan), " on mask ",
+         hex(all[0].mask), "; every rank must pass the same mask and planner settings");
+  }
+
+  SpLayerReport report;
+  report.layer = layer;
+  report.grid = partition.grid;
+  report.plan_hash = mine.plan;
+  report.replanned = lookup.replanned;
+  report.predicted_ratio = lookup.current_ratio;
+  report.predicted_ms = lookup.plan->predicted.total_ms;
+  report.telemetry = executor_.run(problem, mask, partition, q, k, v, out);
+  report.per_rank = world.all_gather(report.telemetry, "sp telemetry gather");
+  double max_compute = 0, sum_compute = 0;
+  for (const SpTelemetry& t : report.per_rank) {
+    max_compute = std::max(max_compute, t.compute_ms);
+    sum_compute += t.compute_ms;
+  }
+  const double mean = sum_compute / static_cast<double>(report.per_rank.size());
+  report.measured_ratio = mean > 0 ? max_compute / mean : 1.0;
+  return report;
+}
+
+}  // namespace dbsp

@@ -1,0 +1,119 @@
+// Implementation of the multi-rank test helpers.
+#include "mpi_test_support.hpp"
+
+#include <memory>
+#include <random>
+
+#include "dbsp/attention.hpp"
+
+namespace dbsp::test {
+namespace {
+
+std::unique_ptr<Communicator>& world_slot() {
+  static std::unique_ptr<Communicator> comm;
+  return comm;
+}
+
+uint64_t mix(uint64_t x) {  // splitmix64 finaliser
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+}  // namespace
+
+Communicator& world() {
+  auto& comm = world_slot();
+  if (!comm) comm = make_mpi_world(CommOptions{.timeout_seconds = 60});
+  return *comm;
+}
+
+void release_world() { world_slot().reset(); }
+
+float seeded_value(uint64_t seed, int which, int64_t token, int64_t head, int64_t dim) {
+  uint64_t h = mix(seed ^ mix(static_cast<uint64_t>(which) + 1));
+  h = mix(h ^ static_cast<uint64_t>(token));
+  h = mix(h ^ static_cast<uint64_t>(head));
+  h = mix(h ^ static_cast<uint64_t>(dim));
+  return static_cast<float>(static_cast<double>(h >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+std::vector<float> seeded_tensor(uint64_t seed, int which, int64_t first, int64_t end, int heads,
+                                 int head_dim) {
+  std::vector<float> out(static_cast<size_t>((end - first) * heads * head_dim));
+  size_t at = 0;
+  for (int64_t t = first; t < end; ++t) {
+    for (int h = 0; h < heads; ++h) {
+      for (int d = 0; d < head_dim; ++d) out[at++] = seeded_value(seed, which, t, h, d);
+    }
+  }
+  return out;
+}
+
+BlockMask make_mask(MaskKind kind, int heads, MaskGeometry geometry, double density,
+                    uint64_t seed) {
+  BlockMask mask(heads, geometry, kind == MaskKind::full);
+  if (kind != MaskKind::random) return mask;
+  std::mt19937_64 rng(seed);
+  for (int h = 0; h < heads; ++h) {
+    // Each head gets its own density so that groups differ, and some rows stay empty.
+    std::bernoulli_distribution head_keep(std::min(1.0, density * (0.25 + 1.5 * h / heads)));
+    for (int i = 0; i < mask.q_blocks(); ++i) {
+      for (int j = 0; j < mask.k_blocks(); ++j) {
+        if (head_keep(rng)) mask.set(h, i, j);
+      }
+    }
+  }
+  return mask;
+}
+
+Partition random_partition(Grid grid, int heads, int q_blocks, int k_blocks, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::uniform_int_distribution<int> group(0, grid.ulysses - 1), shard(0, grid.ring - 1);
+  Partition p;
+  p.grid = grid;
+  p.heads = heads;
+  p.q_blocks = q_blocks;
+  p.k_blocks = k_blocks;
+  for (int h = 0; h < heads; ++h) p.head_group.push_back(group(rng));
+  p.q_shard.assign(grid.ulysses, std::vector<int>(q_blocks));
+  p.k_shard.assign(grid.ulysses, std::vector<int>(k_blocks));
+  for (int g = 0; g < grid.ulysses; ++g) {
+    for (int& s : p.q_shard[g]) s = shard(rng);
+    for (int& s : p.k_shard[g]) s = shard(rng);
+  }
+  return p;
+}
+
+std::vector<double> reference_rows(const SpProblem& problem, const BlockMask& mask, uint64_t seed,
+                                   int first_q_block, int end_q_block) {
+  const BlockLayout q_layout = problem.q_layout();
+  const BlockLayout k_layout = problem.k_layout();
+  std::vector<int> rows, heads, keys;
+  for (int i = first_q_block; i < end_q_block; ++i) rows.push_back(i);
+  for (int h = 0; h < problem.heads; ++h) heads.push_back(h);
+  for (int j = 0; j < k_layout.blocks(); ++j) keys.push_back(j);
+  AttentionProblem local;
+  local.heads = problem.heads;
+  local.head_dim = problem.head_dim;
+  local.q_layout = BlockLayout::gather(q_layout, rows);
+  local.k_layout = k_layout;
+  local.scale = problem.scale;
+  const int64_t first = q_layout.start[first_q_block], end = q_layout.start[end_q_block];
+  auto widen = [](const std::vector<float>& in) {
+    return std::vector<double>(in.begin(), in.end());
+  };
+  const auto q = widen(seeded_tensor(seed, 0, first, end, problem.heads, problem.head_dim));
+  const auto k =
+      widen(seeded_tensor(seed, 1, 0, k_layout.tokens(), problem.heads, problem.head_dim));
+  const auto v =
+      widen(seeded_tensor(seed, 2, 0, k_layout.tokens(), problem.heads, problem.head_dim));
+  std::vector<double> out(q.size()), lse(static_cast<size_t>((end - first) * problem.heads));
+  if (q.empty()) return out;
+  const BlockCsr csr = mask.slice(heads, rows, keys).to_csr();
+  attention_block_sparse<double>(local, csr, q.data(), k.data(), v.data(), out.data(), lse.data());
+  return out;
+}
+
+}  // namespace dbsp::test

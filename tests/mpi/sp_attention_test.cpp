@@ -1,0 +1,235 @@
+// Sequence-parallel attention under mpirun: every factorization U x R, static and permuted
+// partitions and every strategy equal the single-rank fp64 reference on odd shapes and on empty
+// and full masks; mask-aware communication changes no bit of the output and accounts its savings.
+#include "dbsp/sp_attention.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "dbsp/error.hpp"
+#include "mpi_test_support.hpp"
+
+namespace dbsp {
+namespace {
+
+constexpr uint64_t kSeed = 42;
+
+SpProblem make_problem(int heads, int head_dim, int64_t seq, int block) {
+  SpProblem problem;
+  problem.heads = heads;
+  problem.head_dim = head_dim;
+  problem.geometry = MaskGeometry{seq, seq, block, block};
+  return problem;
+}
+
+// This rank's inputs and the fp64 reference of its output rows.
+struct RankData {
+  SequenceShard shard;
+  std::vector<float> q, k, v;
+  std::vector<double> reference;
+
+  RankData(const SpProblem& problem, const BlockMask& mask) {
+    Communicator& world = test::world();
+    shard = sequence_shard(problem.q_layout(), world.rank(), world.size());
+    q = test::seeded_tensor(kSeed, 0, shard.first_token, shard.end_token, problem.heads,
+                            problem.head_dim);
+    k = test::seeded_tensor(kSeed, 1, shard.first_token, shard.end_token, problem.heads,
+                            problem.head_dim);
+    v = test::seeded_tensor(kSeed, 2, shard.first_token, shard.end_token, problem.heads,
+                            problem.head_dim);
+    reference = test::reference_rows(problem, mask, kSeed, shard.first_block, shard.end_block);
+  }
+};
+
+std::vector<float> poisoned(size_t elements) {
+  return std::vector<float>(elements, std::numeric_limits<float>::quiet_NaN());
+}
+
+void expect_close(const std::vector<float>& out, const std::vector<double>& reference,
+                  const std::string& what) {
+  ASSERT_EQ(out.size(), reference.size());
+  size_t worst = 0;
+  double worst_error = 0;
+  for (size_t e = 0; e < out.size(); ++e) {
+    // Relative error, with outputs near zero judged against 1e-2 (a typical output magnitude).
+    const double error = std::abs(out[e] - reference[e]) / std::max(1e-2, std::abs(reference[e]));
+    if (!(error <= worst_error)) {  // NaN counts as the worst
+      worst_error = std::isnan(error) ? std::numeric_limits<double>::infinity() : error;
+      worst = e;
+    }
+  }
+  EXPECT_LE(worst_error, 1e-4) << what << ": element " << worst << " is " << out[worst]
+                               << ", reference " << reference[worst];
+}
+
+SpTelemetry run_and_check(SpExecutor& executor, const SpProblem& problem, const BlockMask& mask,
+                          const Partition& partition, const RankData& data,
+                          const std::string& what) {
+  std::vector<float> out = poisoned(data.q.size());
+  const SpTelemetry telemetry = executor.run(problem, mask, partition, data.q.data(), data.k.data(),
+                                             data.v.data(), out.data());
+  expect_close(out, data.reference, what);
+  return telemetry;
+}
+
+void check_every_grid(const SpProblem& problem, double density) {
+  Communicator& world = test::world();
+  SpExecutor executor(world);
+  const int nq = problem.geometry.q_blocks(), nk = problem.geometry.k_blocks();
+  for (test::MaskKind kind :
+       {test::MaskKind::random, test::MaskKind::empty, test::MaskKind::full}) {
+    const BlockMask mask = test::make_mask(kind, problem.heads, problem.geometry, density, kSeed);
+    const RankData data(problem, mask);
+    for (Grid grid : factorizations(world.size())) {
+      run_and_check(executor, problem, mask, Partition::contiguous(grid, problem.heads, nq, nk),
+                    data, grid.name() + " contiguous, density " + std::to_string(mask.density()));
+      run_and_check(executor, problem, mask,
+                    test::random_partition(grid, problem.heads, nq, nk, kSeed + grid.ring), data,
+                    grid.name() + " permuted, density " + std::to_string(mask.density()));
+    }
+  }
+}
+
+TEST(SpExecutor, EveryGridAndPartitionMatchesReferenceWithFiveHeadsAndSequence1000) {
+  check_every_grid(make_problem(5, 8, 1000, 64), 0.3);
+}
+
+TEST(SpExecutor, EveryGridAndPartitionMatchesReferenceWithTwelveHeads) {
+  check_every_grid(make_problem(12, 4, 333, 32), 0.25);
+}
+
+TEST(SpExecutor, MaskAwareRunEqualsSendEverythingRunBitForBitAndAccountsSavings) {
+  Communicator& world = test::world();
+  const SpProblem problem = make_problem(5, 8, 1000, 64);
+  const BlockMask mask = test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.2, 7);
+  const RankData data(problem, mask);
+  SpExecutor aware(world, {.mask_aware = true});
+  SpExecutor send_all(world, {.mask_aware = false});
+  for (Grid grid : factorizations(world.size())) {
+    const Partition partition =
+        test::random_partition(grid, 5, mask.q_blocks(), mask.k_blocks(), 9);
+    std::vector<float> out_aware = poisoned(data.q.size()), out_all = poisoned(data.q.size());
+    const SpTelemetry a = aware.run(problem, mask, partition, data.q.data(), data.k.data(),
+                                    data.v.data(), out_aware.data());
+    const SpTelemetry b = send_all.run(problem, mask, partition, data.q.data(), data.k.data(),
+                                       data.v.data(), out_all.data());
+    EXPECT_EQ(0, std::memcmp(out_aware.data(), out_all.data(), out_all.size() * sizeof(float)))
+        << grid.name();
+    EXPECT_EQ(b.bytes_saved, 0);
+    EXPECT_EQ(a.bytes_sent + a.bytes_saved, b.bytes_sent) << grid.name();
+    EXPECT_LE(a.bytes_received, b.bytes_received);
+    const std::vector<int64_t> saved = world.all_gather(a.bytes_saved);
+    if (world.size() > 1) {
+      EXPECT_GT(*std::max_element(saved.begin(), saved.end()), 0) << grid.name();
+    }
+  }
+}
+
+TEST(SpExecutor, EmptyMaskMovesNoBytesComputesNothingAndReturnsZeros) {
+  Communicator& world = test::world();
+  const SpProblem problem = make_problem(5, 8, 1000, 64);
+  const BlockMask mask(5, problem.geometry);
+  const RankData data(problem, mask);
+  SpExecutor executor(world);
+  for (Grid grid : factorizations(world.size())) {
+    std::vector<float> out = poisoned(data.q.size());
+    const SpTelemetry t = executor.run(problem, mask, Partition::contiguous(grid, 5, 16, 16),
+                                       data.q.data(), data.k.data(), data.v.data(), out.data());
+    EXPECT_EQ(t.bytes_sent, 0);
+    EXPECT_EQ(t.bytes_received, 0);
+    EXPECT_EQ(t.ring_steps_computed, 0);
+    EXPECT_EQ(t.ring_steps_skipped, grid.ring);
+    EXPECT_TRUE(std::all_of(out.begin(), out.end(), [](float x) { return x == 0.0f; }));
+  }
+}
+
+TEST(SpExecutor, RingComputesOnlyStepsWithKeptBlocksAndMovesOnlyNeededShards) {
+  Communicator& world = test::world();
+  const int P = world.size();
+  const SpProblem problem = make_problem(3, 8, 64 * 2 * P - 5, 64);
+  const int blocks = problem.geometry.q_blocks();
+  // Block-diagonal: every query block attends to its own key block only.
+  BlockMask mask(3, problem.geometry);
+  for (int h = 0; h < 3; ++h) {
+    for (int i = 0; i < blocks; ++i) mask.set(h, i, i);
+  }
+  const RankData data(problem, mask);
+  SpExecutor executor(world);
+  const Grid ring{1, P};
+  const SpTelemetry t = run_and_check(executor, problem, mask,
+                                      Partition::contiguous(ring, 3, blocks, blocks), data, "ring");
+  EXPECT_EQ(t.ring_steps_computed, 1);
+  EXPECT_EQ(t.ring_steps_skipped, P - 1);
+  EXPECT_EQ(t.bytes_sent, 0);  // no rank needs another rank's keys, queries stay home
+  EXPECT_EQ(t.kept_blocks, 3 * 2);
+}
+
+TEST(SpStrategy, ParsesEveryStrategyName) {
+  EXPECT_EQ(parse_strategy("ulysses", 8).grid, (Grid{8, 1}));
+  EXPECT_EQ(parse_strategy("ring", 8).grid, (Grid{1, 8}));
+  EXPECT_EQ(parse_strategy("usp:2x4", 8).grid, (Grid{2, 4}));
+  EXPECT_EQ(parse_strategy("USP:U4R2", 8).grid, (Grid{4, 2}));
+  EXPECT_FALSE(parse_strategy("usp", 8).grid.has_value());
+  EXPECT_EQ(parse_strategy("dbsp", 8).policy, Policy::dbsp);
+  EXPECT_EQ(parse_strategy("dbsp-paper:4x2", 8).policy, Policy::paper);
+  EXPECT_EQ(parse_strategy("dbsp-paper:4x2", 8).name(), "dbsp-paper:4x2");
+  EXPECT_EQ(parse_strategy("ring", 4).name(), "ring");
+  EXPECT_THROW(parse_strategy("usp:3x3", 8), Error);
+  EXPECT_THROW(parse_strategy("ring:1x8", 8), Error);
+  EXPECT_THROW(parse_strategy("striped", 8), Error);
+}
+
+TEST(SpAttention, EveryStrategyMatchesReferenceAcrossLayersAndSteps) {
+  Communicator& world = test::world();
+  const SpProblem problem = make_problem(5, 8, 1000, 64);
+  std::vector<std::string> names = {"ulysses", "ring", "usp", "dbsp", "dbsp-paper"};
+  for (Grid grid : factorizations(world.size())) {
+    names.push_back("usp:" + std::to_string(grid.ulysses) + "x" + std::to_string(grid.ring));
+    names.push_back("dbsp:" + std::to_string(grid.ulysses) + "x" + std::to_string(grid.ring));
+  }
+  for (const std::string& name : names) {
+    SpAttention attention(world, parse_strategy(name, world.size()), /*layers=*/2);
+    for (int step = 0; step < 2; ++step) {
+      for (int layer = 0; layer < 2; ++layer) {
+        const BlockMask mask =
+            test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, 100 * step + layer);
+        const RankData data(problem, mask);
+        std::vector<float> out = poisoned(data.q.size());
+        const SpLayerReport report = attention.forward(layer, problem, mask, data.q.data(),
+                                                       data.k.data(), data.v.data(), out.data());
+        expect_close(out, data.reference, name + " layer " + std::to_string(layer));
+        EXPECT_EQ(static_cast<int>(report.per_rank.size()), world.size());
+        EXPECT_GE(report.predicted_ratio, 1.0 - 1e-9);
+        EXPECT_GE(report.measured_ratio, 1.0 - 1e-9);
+        const std::vector<uint64_t> hashes = world.all_gather(report.plan_hash);
+        EXPECT_TRUE(
+            std::all_of(hashes.begin(), hashes.end(), [&](uint64_t h) { return h == hashes[0]; }));
+      }
+    }
+    EXPECT_GE(attention.replans(), 2) << name;  // the first call of each layer plans
+  }
+}
+
+TEST(SpAttention, RanksWithDifferentMasksFailWithAPlanHashError) {
+  Communicator& world = test::world();
+  if (world.size() < 2) GTEST_SKIP() << "needs a second rank";
+  const SpProblem problem = make_problem(5, 8, 1000, 64);
+  BlockMask mask = test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, 5);
+  if (world.rank() == 1) mask.set(0, 0, 0, !mask.get(0, 0, 0));
+  const RankData data(problem, mask);
+  std::vector<float> out(data.q.size());
+  SpAttention attention(world, parse_strategy("ulysses", world.size()), 1);
+  try {
+    attention.forward(0, problem, mask, data.q.data(), data.k.data(), data.v.data(), out.data());
+    ADD_FAILURE() << "mismatched masks were accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("rank 1 holds plan"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace dbsp
