@@ -1,0 +1,128 @@
+// Hopper (sm_90a) attention on the GPU: block-sparse, fine-grained (FG-Attn) and dense forward
+// attention with O and LSE, the LSE merge of partial results, and mask estimation from Q/K.
+// Plain C++: device pointers are passed as typed or void pointers and the CUDA stream as void*
+// (a cudaStream_t; nullptr is the default stream). Every call is asynchronous on its stream;
+// plan() and run() allocate nothing and can be captured in a CUDA graph.
+// Layouts (as the CPU kernels in attention.hpp): Q/O [batch, seq_q, heads, head_dim], K/V
+// [batch, seq_k, heads, head_dim], LSE [batch, heads, seq_q] fp32, natural log. A query row with
+// no kept key gives O = 0 and LSE = -inf.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace dbsp::cuda {
+
+enum class DType { bf16, fp16, fp32 };
+const char* to_string(DType dtype);
+size_t element_bytes(DType dtype);
+
+struct AttentionShape {
+  int64_t batch = 1;
+  int64_t seq_q = 0;
+  int64_t seq_k = 0;
+  int heads = 1;
+  int head_dim = 128;         // 64 or 128
+  DType dtype = DType::bf16;  // bf16 or fp16 (fp32 accumulation inside)
+  double scale = 0.0;         // 0: 1/sqrt(head_dim)
+};
+
+// Which keys each mask row attends to, as device arrays. Row r = head * q_blocks + q_block; one
+// mask serves every batch entry. A row may carry key blocks, single keys (FG-Attn), or both; the
+// two sets must be disjoint (a key listed twice is counted twice).
+struct DeviceMask {
+  int block_q = 64;    // queries per mask row; a multiple of 64
+  int q_blocks = 0;    // rows per head
+  bool dense = false;  // every key for every row; the lists below are ignored
+  // Block lists: kv_index[block_row_offset[r] ...] holds kv_count[r] key blocks of block_k tokens
+  // (any order). block_row_offset needs only one entry per row, so a fixed-capacity layout
+  // (offset r * k_blocks, as the estimator writes) works as well as a packed CSR.
+  int block_k = 64;  // a multiple of 64
+  const int32_t* kv_count = nullptr;
+  const int64_t* block_row_offset = nullptr;
+  const int32_t* kv_index = nullptr;
+  // Key lists: key_index[key_row_offset[r] .. key_row_offset[r + 1]) are key tokens (indices
+  // into the local K/V), sorted ascending for the best gather locality.
+  const int64_t* key_row_offset = nullptr;
+  const int32_t* key_index = nullptr;
+  // Optional token starts of each block (q_blocks + 1 and k_blocks + 1 entries) for non-uniform
+  // layouts such as permuted db-SP shards; null means uniform blocks with a short last block.
+  const int64_t* q_block_start = nullptr;
+  const int64_t* k_block_start = nullptr;
+
+  bool has_blocks() const { return kv_count != nullptr; }
+  bool has_keys() const { return key_row_offset != nullptr; }
+};
+
+// Empty when the kernels support this shape and mask; otherwise what is missing. The same check
+// guards every call, so support and dispatch cannot drift.
+std::string unsupported_reason(const AttentionShape& shape, const DeviceMask& mask);
+
+// Forward attention over a DeviceMask. The constructor allocates the device workspace for one
+// shape; plan() orders the work items (batch, head, 64-query tile) on the device from the mask's
+// row lengths (heads by descending work, rows longest first inside a head) so that long rows do
+// not leave SMs idle and one head's K/V stays hot in L2; run() launches the persistent kernel.
+class SparseAttention {
+ public:
+  SparseAttention(const AttentionShape& shape, int block_q = 64);
+  ~SparseAttention();
+  SparseAttention(SparseAttention&&) noexcept;
+  SparseAttention& operator=(SparseAttention&&) noexcept;
+
+  const AttentionShape& shape() const;
+  // Reads only device data of `mask`; the schedule stays valid while the mask's lists do.
+  void plan(const DeviceMask& mask, void* stream);
+  // lse may be null. A sparse mask needs a plan() of the same mask first (a dense one does not).
+  void run(const DeviceMask& mask, const void* q, const void* k, const void* v, void* out,
+           float* lse, void* stream);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Merges a partial result into an accumulated one (ring steps): out/lse hold the result over key
+// set A, part_out/part_lse over a disjoint set B; afterwards out/lse hold the result over A u B.
+// out and part_out [batch, seq, heads, head_dim] in their own dtypes (bf16, fp16 or fp32; an fp32
+// accumulator avoids bf16 drift over many steps); lse [batch, heads, seq].
+void merge_partial(int64_t batch, int64_t seq, int heads, int head_dim, DType out_dtype, void* out,
+                   float* lse, DType part_dtype, const void* part_out, const float* part_lse,
+                   void* stream);
+
+// Mask estimation on the device (SPEC 1a): mean-pool each block of Q and K, score pooled blocks,
+// softmax per query block, keep the highest-scoring key blocks until their share of the mass
+// reaches tau (ties: lower key block first), plus the diagonal and sink blocks.
+struct EstimateConfig {
+  int block_q = 64;
+  int block_k = 64;
+  double tau = 0.9;
+  std::vector<int> sink_blocks{0};  // at most 8
+  bool keep_diagonal = true;
+  double scale = 0.0;  // 0: 1/sqrt(head_dim)
+};
+
+class MaskEstimator {
+ public:
+  // q [seq_q, heads, head_dim], k [seq_k, heads, head_dim] (batch 1) in `dtype`.
+  MaskEstimator(int64_t seq_q, int64_t seq_k, int heads, int head_dim, DType dtype,
+                EstimateConfig config);
+  ~MaskEstimator();
+  MaskEstimator(MaskEstimator&&) noexcept;
+  MaskEstimator& operator=(MaskEstimator&&) noexcept;
+
+  // Writes the block lists on the device; no host round trip, capturable in a CUDA graph.
+  void estimate(const void* q, const void* k, void* stream);
+  // The lists estimate() writes (fixed capacity: row r starts at r * k_blocks, sorted ascending).
+  DeviceMask mask() const;
+  int q_blocks() const;
+  int k_blocks() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dbsp::cuda

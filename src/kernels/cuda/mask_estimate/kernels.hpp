@@ -1,0 +1,42 @@
+// Device steps of mask estimation (SPEC 1a), launched in order by estimator.cpp: mean-pool the
+// blocks of Q and K, score pooled blocks (fp32), then per query block select the top-p key
+// blocks and write them as a fixed-capacity CSR row.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "dbsp/cuda_attention.hpp"
+
+namespace dbsp::cuda::detail {
+
+// pooled [heads][blocks][head_dim] fp32 = mean of each block's tokens of x [seq, heads, head_dim].
+void launch_block_mean(DType dtype, const void* x, int64_t seq, int heads, int head_dim, int block,
+                       int blocks, float* pooled, cudaStream_t stream);
+
+// scores [heads][q_blocks][k_blocks] = scale * pooled_q . pooled_k.
+void launch_block_scores(const float* pooled_q, const float* pooled_k, int heads, int q_blocks,
+                         int k_blocks, int head_dim, float scale, float* scores,
+                         cudaStream_t stream);
+
+struct TopPConfig {
+  int heads = 0;
+  int q_blocks = 0;
+  int k_blocks = 0;
+  int block_q = 64;
+  int block_k = 64;
+  int64_t seq_k = 0;
+  float tau = 0.9f;
+  bool keep_diagonal = true;
+  int sink_count = 0;
+  int sinks[8] = {};
+};
+constexpr int kMaxTopPKeyBlocks = 8192;
+
+// Row r = head * q_blocks + q_block: kv_count[r], block_row_offset[r] = r * k_blocks, and the
+// kept key blocks ascending in kv_index[r * k_blocks ...].
+void launch_top_p_rows(const TopPConfig& config, const float* scores, int32_t* kv_count,
+                       int64_t* block_row_offset, int32_t* kv_index, cudaStream_t stream);
+
+}  // namespace dbsp::cuda::detail

@@ -1,0 +1,193 @@
+// Public entry of the sparse attention kernels (dbsp/cuda_attention.hpp): input checks, the
+// device workspace, kernel selection and the persistent-grid launch.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numbers>
+#include <string>
+
+#include "dbsp/cuda_attention.hpp"
+#include "dbsp/error.hpp"
+#include "kernels/cuda/common/cuda_check.hpp"
+#include "kernels/cuda/common/dispatch.hpp"
+#include "kernels/cuda/sparse_attention/launch.hpp"
+#include "kernels/cuda/sparse_attention/params.hpp"
+#include "kernels/cuda/sparse_attention/schedule.hpp"
+
+namespace dbsp::cuda {
+
+const char* to_string(DType dtype) {
+  switch (dtype) {
+    case DType::bf16:
+      return "bf16";
+    case DType::fp16:
+      return "fp16";
+    case DType::fp32:
+      return "fp32";
+  }
+  return "unknown";
+}
+
+size_t element_bytes(DType dtype) { return dtype == DType::fp32 ? 4 : 2; }
+
+std::string unsupported_reason(const AttentionShape& shape, const DeviceMask& mask) {
+  if (shape.dtype != DType::bf16 && shape.dtype != DType::fp16)
+    return std::string("dtype ") + to_string(shape.dtype) + " (kernels take bf16 or fp16)";
+  if (shape.head_dim != 64 && shape.head_dim != 128)
+    return "head_dim " + std::to_string(shape.head_dim) + " (kernels take 64 or 128)";
+  if (shape.batch < 1 || shape.heads < 1 || shape.seq_q < 1 || shape.seq_k < 1)
+    return "empty shape (batch, heads, seq_q and seq_k must be positive)";
+  if (shape.seq_q >= (int64_t{1} << 31) || shape.seq_k >= (int64_t{1} << 31))
+    return "sequence of 2^31 tokens or more";
+  if (mask.block_q < 64 || mask.block_q % 64 != 0)
+    return "block_q " + std::to_string(mask.block_q) + " (a multiple of 64 is needed)";
+  if (!mask.dense) {
+    if (mask.has_blocks() && (mask.block_k < 64 || mask.block_k % 64 != 0))
+      return "block_k " + std::to_string(mask.block_k) + " (a multiple of 64 is needed)";
+    if (mask.has_blocks() && (mask.block_row_offset == nullptr || mask.kv_index == nullptr))
+      return "block lists with kv_count but no block_row_offset or kv_index";
+    if (mask.has_keys() && mask.key_index == nullptr)
+      return "key lists with key_row_offset but no key_index";
+    if (!mask.has_blocks() && !mask.has_keys())
+      return "a sparse mask with neither block lists nor key lists (set dense for all keys)";
+    if (mask.q_blocks < 1) return "a sparse mask with q_blocks < 1";
+  }
+  return {};
+}
+
+namespace {
+
+using detail::SparseAttentionParams;
+
+int uniform_blocks(int64_t tokens, int block) {
+  return static_cast<int>((tokens + block - 1) / block);
+}
+
+}  // namespace
+
+struct SparseAttention::Impl {
+  AttentionShape shape;
+  int block_q = 64;
+  int q_blocks = 0;
+  int num_items = 0;
+  int sm_count = 0;
+  int ctas_per_sm = 0;  // occupancy of the selected kernel, read once
+  detail::WorkScheduler scheduler;
+  bool planned = false;
+  const int32_t* planned_counts = nullptr;  // identifies the mask the schedule was built for
+  const int64_t* planned_keys = nullptr;
+
+  SparseAttentionParams params(const DeviceMask& mask, const void* q, const void* k, const void* v,
+                               void* out, float* lse) const {
+    SparseAttentionParams p;
+    p.q = q;
+    p.k = k;
+    p.v = v;
+    p.out = out;
+    p.lse = lse;
+    p.batch = static_cast<int>(shape.batch);
+    p.heads = shape.heads;
+    p.seq_q = static_cast<int>(shape.seq_q);
+    p.seq_k = static_cast<int>(shape.seq_k);
+    const double scale = shape.scale > 0 ? shape.scale : 1.0 / std::sqrt(double(shape.head_dim));
+    p.scale_log2 = static_cast<float>(scale * std::numbers::log2e);
+    p.q_blocks = q_blocks;
+    p.block_q = block_q;
+    p.tiles_per_q_block = block_q / 64;
+    p.dense = mask.dense;
+    p.block_k = mask.block_k;
+    p.tiles_per_k_block = mask.block_k / 64;
+    p.k_blocks = uniform_blocks(shape.seq_k, mask.block_k);
+    if (!mask.dense) {
+      p.kv_count = mask.kv_count;
+      p.block_row_offset = mask.block_row_offset;
+      p.kv_index = mask.kv_index;
+      p.key_row_offset = mask.key_row_offset;
+      p.key_index = mask.key_index;
+    }
+    p.q_block_start = mask.q_block_start;
+    p.k_block_start = mask.k_block_start;
+    p.num_items = num_items;
+    p.work_counter = scheduler.counter();
+    return p;
+  }
+
+  void check(const DeviceMask& mask) const {
+    const std::string reason = unsupported_reason(shape, mask);
+    require(reason.empty(), "sparse attention does not support ", reason);
+    require(mask.block_q == block_q, "mask block_q ", mask.block_q, " but the plan was built for ",
+            block_q);
+    require(mask.dense || mask.q_blocks == q_blocks, "mask has ", mask.q_blocks,
+            " query blocks per head, the plan ", q_blocks);
+  }
+};
+
+SparseAttention::SparseAttention(const AttentionShape& shape, int block_q)
+    : impl_(std::make_unique<Impl>()) {
+  DeviceMask probe;
+  probe.dense = true;
+  probe.block_q = block_q;
+  const std::string reason = unsupported_reason(shape, probe);
+  require(reason.empty(), "sparse attention does not support ", reason);
+  impl_->shape = shape;
+  impl_->block_q = block_q;
+  impl_->q_blocks = uniform_blocks(shape.seq_q, block_q);
+  const int64_t items = shape.batch * shape.heads * impl_->q_blocks * int64_t{block_q / 64};
+  require(items < (int64_t{1} << 31), "too many work items (", items, "): batch * heads * ",
+          "query tiles must stay below 2^31");
+  impl_->num_items = static_cast<int>(items);
+  int device = 0;
+  DBSP_CUDA_CHECK(cudaGetDevice(&device));
+  DBSP_CUDA_CHECK(cudaDeviceGetAttribute(&impl_->sm_count, cudaDevAttrMultiProcessorCount, device));
+  impl_->ctas_per_sm = DBSP_DISPATCH_ELEMENT(shape.dtype, kElement, [&] {
+    return DBSP_DISPATCH_HEAD_DIM(shape.head_dim, kHeadDim, [&] {
+      return detail::sparse_attention_ctas_per_sm<kElement, kHeadDim>();
+    });
+  });
+  require(impl_->ctas_per_sm > 0, "the sparse attention kernel does not fit on this device");
+  impl_->scheduler =
+      detail::WorkScheduler(impl_->num_items, static_cast<int>(shape.batch * shape.heads));
+}
+
+SparseAttention::~SparseAttention() = default;
+SparseAttention::SparseAttention(SparseAttention&&) noexcept = default;
+SparseAttention& SparseAttention::operator=(SparseAttention&&) noexcept = default;
+
+const AttentionShape& SparseAttention::shape() const { return impl_->shape; }
+
+void SparseAttention::plan(const DeviceMask& mask, void* stream) {
+  impl_->check(mask);
+  impl_->planned = false;
+  if (mask.dense) return;
+  impl_->scheduler.build(impl_->params(mask, nullptr, nullptr, nullptr, nullptr, nullptr),
+                         static_cast<cudaStream_t>(stream));
+  impl_->planned = true;
+  impl_->planned_counts = mask.kv_count;
+  impl_->planned_keys = mask.key_row_offset;
+}
+
+void SparseAttention::run(const DeviceMask& mask, const void* q, const void* k, const void* v,
+                          void* out, float* lse, void* stream) {
+  impl_->check(mask);
+  require(q != nullptr && k != nullptr && v != nullptr && out != nullptr,
+          "sparse attention needs device pointers for q, k, v and out");
+  SparseAttentionParams p = impl_->params(mask, q, k, v, out, lse);
+  if (!mask.dense) {
+    require(impl_->planned && impl_->planned_counts == mask.kv_count &&
+                impl_->planned_keys == mask.key_row_offset,
+            "run() with a sparse mask needs plan() of the same mask first");
+    p.work_order = impl_->scheduler.order();
+  }
+  const auto cuda_stream = static_cast<cudaStream_t>(stream);
+  DBSP_CUDA_CHECK(cudaMemsetAsync(p.work_counter, 0, sizeof(int), cuda_stream));
+  const float scale = static_cast<float>(p.scale_log2 / std::numbers::log2e);
+  DBSP_DISPATCH_ELEMENT(impl_->shape.dtype, kElement, [&] {
+    DBSP_DISPATCH_HEAD_DIM(impl_->shape.head_dim, kHeadDim, [&] {
+      const int grid = std::max(1, std::min(p.num_items, impl_->ctas_per_sm * impl_->sm_count));
+      detail::launch_sparse_attention<kElement, kHeadDim>(p, scale, grid, cuda_stream);
+    });
+  });
+}
+
+}  // namespace dbsp::cuda

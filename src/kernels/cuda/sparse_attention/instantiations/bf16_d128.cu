@@ -1,0 +1,6 @@
+// Sparse attention kernel instantiation: bf16 elements, head dim 128.
+#include "kernels/cuda/sparse_attention/launch.cuh"
+
+namespace dbsp::cuda::detail {
+DBSP_INSTANTIATE_SPARSE_ATTENTION(ElementKind::bf16, 128)
+}  // namespace dbsp::cuda::detail

@@ -1,0 +1,101 @@
+// The sparsity policy: what one work item (batch, head, 64-query tile) covers and which key
+// tiles it visits. Block lists and key lists (FG-Attn) become one sequence of 64-key tiles whose
+// valid rows are always a prefix, so the mainloop masks only `column >= valid` and never branches
+// on where a tile came from except when it asks for the token of a row.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cuda/sparse_attention/params.hpp"
+
+namespace dbsp::cuda::detail {
+
+struct KeyTile {
+  int valid = 0;        // rows [0, valid) hold keys; may be <= 0 for a tile past the end
+  int first_token = 0;  // contiguous tiles: token of row 0
+  const int32_t* gathered = nullptr;  // key-list tiles: token of row r is gathered[r]
+
+  __device__ __forceinline__ int token(int row) const {
+    return gathered != nullptr ? __ldg(gathered + row) : first_token + row;
+  }
+};
+
+struct WorkItem {
+  int batch = 0;
+  int head = 0;
+  int q_begin = 0;  // first query token of the tile
+  int q_rows = 0;   // valid query rows (<= 64; 0: nothing to do)
+  int block_tiles = 0;
+  int key_tiles = 0;
+  int64_t block_list = 0;  // offset of the row's block list in kv_index
+  int64_t key_list = 0;    // offset of the row's key list in key_index
+  int key_count = 0;
+
+  __device__ __forceinline__ int tiles() const { return block_tiles + key_tiles; }
+
+  __device__ __forceinline__ static int64_t block_start(const int64_t* starts, int block,
+                                                        int block_size, int seq) {
+    if (starts != nullptr) return starts[block];
+    const int64_t start = int64_t{block} * block_size;
+    return start < seq ? start : seq;
+  }
+
+  __device__ static WorkItem make(const SparseAttentionParams& p, int item) {
+    WorkItem w;
+    const int tiles_per_head = p.q_blocks * p.tiles_per_q_block;
+    const int batch_head = item / tiles_per_head;
+    const int tile_in_head = item - batch_head * tiles_per_head;
+    const int q_block = tile_in_head / p.tiles_per_q_block;
+    const int sub_tile = tile_in_head - q_block * p.tiles_per_q_block;
+    w.batch = batch_head / p.heads;
+    w.head = batch_head - w.batch * p.heads;
+    const int64_t block_begin = block_start(p.q_block_start, q_block, p.block_q, p.seq_q);
+    const int64_t block_end = block_start(p.q_block_start, q_block + 1, p.block_q, p.seq_q);
+    w.q_begin = static_cast<int>(block_begin) + sub_tile * 64;
+    const int64_t rows = block_end - w.q_begin;
+    w.q_rows = rows <= 0 ? 0 : (rows > 64 ? 64 : static_cast<int>(rows));
+    if (p.dense) {
+      w.block_tiles = (p.seq_k + 63) / 64;
+      return w;
+    }
+    const int row = w.head * p.q_blocks + q_block;
+    if (p.kv_count != nullptr) {
+      w.block_tiles = p.kv_count[row] * p.tiles_per_k_block;
+      w.block_list = p.block_row_offset[row];
+    }
+    if (p.key_row_offset != nullptr) {
+      w.key_list = p.key_row_offset[row];
+      w.key_count = static_cast<int>(p.key_row_offset[row + 1] - w.key_list);
+      w.key_tiles = (w.key_count + 63) / 64;
+    }
+    return w;
+  }
+
+  __device__ KeyTile tile(const SparseAttentionParams& p, int t) const {
+    KeyTile tile;
+    if (t < block_tiles) {
+      int64_t begin, end;
+      if (p.dense) {
+        begin = int64_t{t} * 64;
+        end = p.seq_k;
+      } else {
+        const int list_pos = t / p.tiles_per_k_block;
+        const int sub = t - list_pos * p.tiles_per_k_block;
+        const int block = __ldg(p.kv_index + block_list + list_pos);
+        begin = block_start(p.k_block_start, block, p.block_k, p.seq_k) + sub * 64;
+        end = block_start(p.k_block_start, block + 1, p.block_k, p.seq_k);
+      }
+      const int64_t rows = end - begin;
+      tile.valid = rows > 64 ? 64 : static_cast<int>(rows);
+      tile.first_token = static_cast<int>(begin);
+    } else {
+      const int key_pos = (t - block_tiles) * 64;
+      const int rows = key_count - key_pos;
+      tile.valid = rows > 64 ? 64 : rows;
+      tile.gathered = p.key_index + key_list + key_pos;
+    }
+    return tile;
+  }
+};
+
+}  // namespace dbsp::cuda::detail

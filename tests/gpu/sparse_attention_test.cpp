@@ -1,0 +1,227 @@
+// GPU tests of the block-sparse, fine-grained (FG-Attn), mixed and dense attention kernels
+// against the float64 reference, with the bf16/fp16 error bounded by 2x the naive path's.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "dbsp/cuda_attention.hpp"
+#include "dbsp/error.hpp"
+#include "gpu_support.hpp"
+
+namespace dbsp::gpu_test {
+namespace {
+
+struct RunResult {
+  std::vector<uint16_t> out;
+  std::vector<float> lse;
+};
+
+// Uploads Q/K/V, poisons O and LSE, plans and runs the mask, and downloads the outputs.
+RunResult run_attention(const Problem& p, const HostMask& mask, const HostTensor& q,
+                        const HostTensor& k, const HostTensor& v) {
+  DeviceArray<uint16_t> dq(q.bits), dk(k.bits), dv(v.bits);
+  DeviceArray<uint16_t> dout(q.bits.size());
+  DeviceArray<float> dlse(static_cast<size_t>(p.batch * p.heads * p.seq_q));
+  dout.poison();
+  dlse.poison();
+  DeviceMaskStorage device_mask = upload_mask(mask);
+  cuda::SparseAttention attention(p.shape(), mask.block_q);
+  attention.plan(device_mask.view, nullptr);
+  attention.run(device_mask.view, dq.get(), dk.get(), dv.get(), dout.get(), dlse.get(), nullptr);
+  return {dout.download(), dlse.download()};
+}
+
+struct Inputs {
+  HostTensor q, k, v;
+};
+Inputs random_inputs(const Problem& p, std::mt19937_64& rng) {
+  const size_t q_count = static_cast<size_t>(p.batch * p.seq_q * p.heads * p.head_dim);
+  const size_t k_count = static_cast<size_t>(p.batch * p.seq_k * p.heads * p.head_dim);
+  return {random_tensor(q_count, p.dtype, rng), random_tensor(k_count, p.dtype, rng),
+          random_tensor(k_count, p.dtype, rng)};
+}
+
+struct Case {
+  cuda::DType dtype;
+  int head_dim;
+  int block_q;
+  int block_k;
+  std::string name() const {
+    return std::string(cuda::to_string(dtype)) + "_d" + std::to_string(head_dim) + "_bq" +
+           std::to_string(block_q) + "_bk" + std::to_string(block_k);
+  }
+};
+
+class SparseAttentionCases : public ::testing::TestWithParam<Case> {
+ protected:
+  void SetUp() override { DBSP_SKIP_WITHOUT_GPU(); }
+  Problem problem(int64_t seq_q, int64_t seq_k, int heads, int64_t batch = 1) const {
+    Problem p;
+    p.batch = batch;
+    p.seq_q = seq_q;
+    p.seq_k = seq_k;
+    p.heads = heads;
+    p.head_dim = GetParam().head_dim;
+    p.dtype = GetParam().dtype;
+    return p;
+  }
+};
+
+TEST_P(SparseAttentionCases, BlockSparseMatchesReferenceWithEmptyAndFullRows) {
+  std::mt19937_64 rng(11);
+  const Problem p = problem(1000, 1000, 3);
+  HostMask mask =
+      HostMask::uniform(p.heads, p.seq_q, p.seq_k, GetParam().block_q, GetParam().block_k);
+  fill_random_blocks(mask, 0.3, rng, /*empty_every=*/5, /*full_every=*/7);
+  const Inputs in = random_inputs(p, rng);
+  const RunResult got = run_attention(p, mask, in.q, in.k, in.v);
+  expect_within_naive_bound(compare_with_reference(p, mask, in.q, in.k, in.v, got.out, got.lse));
+}
+
+TEST_P(SparseAttentionCases, FineKeyListsMatchReference) {
+  std::mt19937_64 rng(12);
+  const Problem p = problem(1000, 1000, 2);
+  HostMask mask =
+      HostMask::uniform(p.heads, p.seq_q, p.seq_k, GetParam().block_q, GetParam().block_k);
+  mask.use_blocks = false;
+  fill_random_keys(mask, 0.2, p.seq_k, rng, /*empty_every=*/6);
+  const Inputs in = random_inputs(p, rng);
+  const RunResult got = run_attention(p, mask, in.q, in.k, in.v);
+  expect_within_naive_bound(compare_with_reference(p, mask, in.q, in.k, in.v, got.out, got.lse));
+}
+
+TEST_P(SparseAttentionCases, MixedBlockAndKeyListsMatchReference) {
+  std::mt19937_64 rng(13);
+  const Problem p = problem(1000, 1000, 2, /*batch=*/2);
+  HostMask mask =
+      HostMask::uniform(p.heads, p.seq_q, p.seq_k, GetParam().block_q, GetParam().block_k);
+  fill_random_blocks(mask, 0.15, rng, /*empty_every=*/4);
+  fill_random_keys(mask, 0.1, p.seq_k, rng, /*empty_every=*/3);
+  const Inputs in = random_inputs(p, rng);
+  const RunResult got = run_attention(p, mask, in.q, in.k, in.v);
+  expect_within_naive_bound(compare_with_reference(p, mask, in.q, in.k, in.v, got.out, got.lse));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Kernels, SparseAttentionCases,
+    ::testing::Values(Case{cuda::DType::bf16, 128, 64, 64}, Case{cuda::DType::bf16, 64, 64, 64},
+                      Case{cuda::DType::fp16, 128, 64, 64}, Case{cuda::DType::fp16, 64, 64, 64},
+                      Case{cuda::DType::bf16, 128, 128, 128}, Case{cuda::DType::bf16, 64, 128, 64},
+                      Case{cuda::DType::fp16, 64, 64, 128}),
+    [](const ::testing::TestParamInfo<Case>& param_info) { return param_info.param.name(); });
+
+class SparseAttention : public ::testing::Test {
+ protected:
+  void SetUp() override { DBSP_SKIP_WITHOUT_GPU(); }
+};
+
+TEST_F(SparseAttention, FullBlockMaskEqualsDenseBitwiseAndMatchesReference) {
+  std::mt19937_64 rng(21);
+  Problem p;
+  p.seq_q = 777;
+  p.seq_k = 1000;
+  p.heads = 2;
+  p.head_dim = 128;
+  HostMask full = HostMask::uniform(p.heads, p.seq_q, p.seq_k, 64, 64);
+  fill_random_blocks(full, 2.0, rng);  // density above 1: every block
+  for (auto& list : full.blocks) std::sort(list.begin(), list.end());
+  HostMask dense = full;
+  dense.dense = true;
+  const Inputs in = random_inputs(p, rng);
+  const RunResult got_full = run_attention(p, full, in.q, in.k, in.v);
+  const RunResult got_dense = run_attention(p, dense, in.q, in.k, in.v);
+  EXPECT_EQ(got_full.out, got_dense.out);
+  expect_within_naive_bound(
+      compare_with_reference(p, dense, in.q, in.k, in.v, got_dense.out, got_dense.lse));
+}
+
+TEST_F(SparseAttention, EmptyMaskGivesZerosAndNegativeInfinityLse) {
+  std::mt19937_64 rng(22);
+  Problem p;
+  p.seq_q = 200;
+  p.seq_k = 300;
+  p.heads = 2;
+  HostMask mask = HostMask::uniform(p.heads, p.seq_q, p.seq_k, 64, 64);
+  mask.use_keys = true;  // empty block lists and empty key lists
+  const Inputs in = random_inputs(p, rng);
+  const RunResult got = run_attention(p, mask, in.q, in.k, in.v);
+  for (uint16_t bits : got.out) ASSERT_EQ(from_half_bits(bits, p.dtype), 0.f);
+  for (float lse : got.lse) ASSERT_TRUE(std::isinf(lse) && lse < 0) << lse;
+}
+
+TEST_F(SparseAttention, LongOddSequenceMatchesReferenceOnSampledBlocks) {
+  std::mt19937_64 rng(23);
+  for (int head_dim : {128, 64}) {
+    Problem p;
+    p.seq_q = p.seq_k = 32760;
+    p.heads = 2;
+    p.head_dim = head_dim;
+    HostMask mask = HostMask::uniform(p.heads, p.seq_q, p.seq_k, 64, 64);
+    fill_random_blocks(mask, 0.05, rng, /*empty_every=*/97, /*full_every=*/101);
+    if (head_dim == 64) fill_random_keys(mask, 0.01, p.seq_k, rng);
+    const Inputs in = random_inputs(p, rng);
+    const RunResult got = run_attention(p, mask, in.q, in.k, in.v);
+    // First, last (short) and a few full or empty query blocks, every head.
+    const std::vector<int> sampled{0, 1, 97, 102, 300, mask.q_blocks() - 1};
+    expect_within_naive_bound(
+        compare_with_reference(p, mask, in.q, in.k, in.v, got.out, got.lse, sampled));
+  }
+}
+
+TEST_F(SparseAttention, NonUniformShardLayoutMatchesReference) {
+  // A permuted db-SP shard: short blocks in the middle of the query and key tensors.
+  std::mt19937_64 rng(24);
+  Problem p;
+  p.heads = 3;
+  p.head_dim = 64;
+  HostMask mask;
+  mask.heads = p.heads;
+  mask.custom_layout = true;
+  mask.q_start = {0, 64, 101, 165, 229, 250, 314};
+  mask.k_start = {0, 17, 81, 145, 209, 230, 294, 358};
+  p.seq_q = mask.q_start.back();
+  p.seq_k = mask.k_start.back();
+  mask.blocks.assign(static_cast<size_t>(p.heads) * mask.q_blocks(), {});
+  mask.keys.assign(mask.blocks.size(), {});
+  fill_random_blocks(mask, 0.5, rng, 0, /*full_every=*/4);
+  fill_random_keys(mask, 0.1, p.seq_k, rng);
+  const Inputs in = random_inputs(p, rng);
+  const RunResult got = run_attention(p, mask, in.q, in.k, in.v);
+  expect_within_naive_bound(compare_with_reference(p, mask, in.q, in.k, in.v, got.out, got.lse));
+}
+
+TEST_F(SparseAttention, RunWithoutPlanIsRejected) {
+  Problem p;
+  p.seq_q = p.seq_k = 128;
+  HostMask mask = HostMask::uniform(1, 128, 128, 64, 64);
+  DeviceMaskStorage device_mask = upload_mask(mask);
+  DeviceArray<uint16_t> buffer(128 * 64);
+  cuda::SparseAttention attention(p.shape(), 64);
+  EXPECT_THROW(attention.run(device_mask.view, buffer.get(), buffer.get(), buffer.get(),
+                             buffer.get(), nullptr, nullptr),
+               dbsp::Error);
+}
+
+// Shape checks happen before any device call, so these run without a GPU too.
+TEST(SparseAttentionSupport, RejectsUnsupportedHeadDimAndBlockSize) {
+  cuda::AttentionShape shape;
+  shape.seq_q = shape.seq_k = 256;
+  shape.head_dim = 96;
+  cuda::DeviceMask mask;
+  mask.dense = true;
+  EXPECT_NE(cuda::unsupported_reason(shape, mask).find("head_dim 96"), std::string::npos);
+  EXPECT_THROW(cuda::SparseAttention(shape, 64), dbsp::Error);
+  shape.head_dim = 128;
+  EXPECT_TRUE(cuda::unsupported_reason(shape, mask).empty());
+  mask.block_q = 32;
+  EXPECT_NE(cuda::unsupported_reason(shape, mask).find("block_q 32"), std::string::npos);
+  shape.dtype = cuda::DType::fp32;
+  mask.block_q = 64;
+  EXPECT_NE(cuda::unsupported_reason(shape, mask).find("fp32"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace dbsp::gpu_test
