@@ -138,7 +138,13 @@ void write_safetensors_mask(const std::filesystem::path& path, const MaskSeries&
       {"axes",
        dims.size() == 3 ? "heads,q_blocks,k_blocks" : "steps,layers,heads,q_blocks,k_blocks"}};
   header[tensor_name] = {{"dtype", "U8"}, {"shape", dims}, {"data_offsets", {0, values.size()}}};
-  std::string text = header.dump();
+  std::string text;
+  try {
+    text = header.dump();
+  } catch (const json::exception& e) {  // a tensor name that is not valid UTF-8
+    fail(path.string(), ": cannot write the tensor name ", mask_file::printable(tensor_name), ": ",
+         e.what());
+  }
   // Pad with spaces so the data starts 8-byte aligned, as the reference writer does.
   text.append((8 - text.size() % 8) % 8, ' ');
 

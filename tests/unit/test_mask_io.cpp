@@ -456,6 +456,9 @@ TEST_F(MaskFiles, WritersRejectInconsistentSeries) {
   EXPECT_THROW(write_npy_mask(dir_ / "mixed.npy", series), Error);
   series.masks.pop_back();
   EXPECT_THROW(write_safetensors_mask(dir_ / "short.safetensors", series), Error);
+  EXPECT_THROW(write_safetensors_mask(dir_ / "utf8.safetensors",
+                                      random_series(1, 1, 1, kGeometry, 1), "bad\xff name"),
+               Error);
   EXPECT_THROW(write_npy_mask(dir_ / "no_such_dir" / "x.npy", random_series(1, 1, 1, kGeometry, 1)),
                Error);
 }
