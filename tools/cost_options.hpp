@@ -1,0 +1,18 @@
+// Cost-model rates as command-line options, shared by plan and simulate.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include "dbsp/planner.hpp"
+
+namespace dbsp::cli {
+
+inline void add_cost_options(CLI::App& command, CostModel& cost) {
+  command.add_option("--us-per-block", cost.us_per_block, "compute time per kept block-head (us)")
+      ->capture_default_str();
+  command.add_option("--link-gbps", cost.link_gbytes_per_s, "link bandwidth per rank (GB/s)")
+      ->capture_default_str();
+  command.add_option("--latency-us", cost.link_latency_us, "link latency (us)")->capture_default_str();
+}
+
+}  // namespace dbsp::cli
