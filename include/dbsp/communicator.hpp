@@ -127,6 +127,7 @@ bool mpi_available();  // false when dbsp was built without MPI
 class MpiEnvironment {
  public:
   MpiEnvironment(int& argc, char**& argv);
+  MpiEnvironment();  // without the command line (MPI_Init_thread(nullptr, nullptr, ...))
   ~MpiEnvironment();
   MpiEnvironment(const MpiEnvironment&) = delete;
   MpiEnvironment& operator=(const MpiEnvironment&) = delete;

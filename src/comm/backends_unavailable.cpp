@@ -1,4 +1,6 @@
 // Stand-ins for the backends this build left out, so that callers can ask and get a clear error.
+#include <cstdlib>
+
 #include "dbsp/communicator.hpp"
 #include "dbsp/error.hpp"
 
@@ -7,6 +9,7 @@ namespace dbsp {
 #ifndef DBSP_HAVE_MPI
 bool mpi_available() { return false; }
 MpiEnvironment::MpiEnvironment(int&, char**&) {}
+MpiEnvironment::MpiEnvironment() {}
 MpiEnvironment::~MpiEnvironment() = default;
 void MpiEnvironment::abort(int exit_code) { std::_Exit(exit_code); }
 std::unique_ptr<Communicator> make_mpi_world(const CommOptions&) {

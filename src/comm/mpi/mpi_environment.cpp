@@ -22,6 +22,15 @@ MpiEnvironment::MpiEnvironment(int& argc, char**& argv) {
   owns_ = true;
 }
 
+MpiEnvironment::MpiEnvironment() {
+  int initialized = 0;
+  DBSP_MPI_CHECK(MPI_Initialized(&initialized));
+  if (initialized) return;
+  int provided = 0;
+  DBSP_MPI_CHECK(MPI_Init_thread(nullptr, nullptr, MPI_THREAD_FUNNELED, &provided));
+  owns_ = true;
+}
+
 MpiEnvironment::~MpiEnvironment() {
   int finalized = 0;
   MPI_Finalized(&finalized);
