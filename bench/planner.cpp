@@ -1,0 +1,59 @@
+// Planner cost on one Wan2.1-720p layer (40 heads, 1182 x 1182 blocks): mask statistics plus
+// one plan, per policy and U x R, single-threaded. Prints rho_s beside the time so a fast but
+// worse plan cannot pass unnoticed.
+#include <benchmark/benchmark.h>
+
+#include <memory>
+
+#include "dbsp/planner.hpp"
+#include "dbsp/workload.hpp"
+
+namespace {
+
+const dbsp::BlockMask& wan_layer() {
+  static const auto mask = std::make_unique<dbsp::BlockMask>(
+      dbsp::SyntheticWorkload(dbsp::model_preset("wan2.1-720p"), 0).block_mask(0, 0));
+  return *mask;
+}
+
+void mask_statistics(benchmark::State& state) {
+  const dbsp::BlockMask& mask = wan_layer();
+  for (auto _ : state) {
+    dbsp::MaskStats stats(mask, 8);
+    benchmark::DoNotOptimize(stats.kept());
+  }
+}
+BENCHMARK(mask_statistics)->Unit(benchmark::kMillisecond);
+
+void plan_layer(benchmark::State& state) {
+  const dbsp::BlockMask& mask = wan_layer();
+  const auto policy = static_cast<dbsp::Policy>(state.range(0));
+  const dbsp::Grid grid{static_cast<int>(8 / state.range(1)), static_cast<int>(state.range(1))};
+  double ratio = 0, moved = 0;
+  for (auto _ : state) {
+    dbsp::MaskStats stats(mask, 8);
+    const dbsp::LayerPlan plan = dbsp::make_plan(stats, grid, policy);
+    ratio = plan.imbalance_ratio;
+    moved = plan.moved_blocks;
+  }
+  state.SetLabel(std::string(dbsp::to_string(policy)) + " " + grid.name());
+  state.counters["rho_s"] = ratio;
+  state.counters["moved"] = moved;
+}
+BENCHMARK(plan_layer)
+    ->ArgsProduct({{int(dbsp::Policy::static_split), int(dbsp::Policy::paper), int(dbsp::Policy::dbsp)},
+                   {1, 2, 4, 8}})
+    ->Unit(benchmark::kMillisecond);
+
+void choose_strategy_all_grids(benchmark::State& state) {
+  const dbsp::BlockMask& mask = wan_layer();
+  for (auto _ : state) {
+    dbsp::MaskStats stats(mask, 8);
+    benchmark::DoNotOptimize(dbsp::choose_strategy(stats, dbsp::Policy::dbsp).best.imbalance_ratio);
+  }
+}
+BENCHMARK(choose_strategy_all_grids)->Unit(benchmark::kMillisecond);
+
+}  // namespace
+
+BENCHMARK_MAIN();
