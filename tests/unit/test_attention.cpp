@@ -242,16 +242,16 @@ struct Shape {
   int64_t seq_q, seq_k, head_dim;
 };
 
-class DenseShapes : public ::testing::TestWithParam<Shape> {};
+class DenseAttention : public ::testing::TestWithParam<Shape> {};
 
-TEST_P(DenseShapes, MatchesNaiveReference) {
+TEST_P(DenseAttention, MatchesNaiveReference) {
   const Shape s = GetParam();
   const auto p = AttentionProblem::uniform(2, s.seq_q, s.seq_k, 3, s.head_dim);
   const Inputs in = random_inputs(p, 1000 + s.seq_q * 7 + s.head_dim);
   expect_matches(run_dense<double>(p, in), naive_attention(p, in, kKeepAll), 1e-12);
 }
 
-INSTANTIATE_TEST_SUITE_P(Attention, DenseShapes,
+INSTANTIATE_TEST_SUITE_P(Attention, DenseAttention,
                          ::testing::Values(Shape{1000, 1000, 16}, Shape{130, 130, 64},
                                            Shape{1, 1, 16}, Shape{1, 130, 64},
                                            Shape{130, 1000, 16}));
@@ -326,7 +326,7 @@ TEST(BlockSparse, EmptyRowsMixedWithFullRows) {
             2 * (8 * 64 + (7 * 64 + 40) + 8 * 64));
 }
 
-TEST(Fine, FromBlockEqualsBlockSparse) {
+TEST(FineAttention, FromBlockEqualsBlockSparse) {
   const auto p = AttentionProblem::uniform(2, 1000, 700, 3, 16, 64, 64);
   const Inputs in = random_inputs(p, 51);
   const BlockMask mask = random_block_mask(3, geometry_of(p, 64, 64), 0.3, 52);
@@ -336,7 +336,7 @@ TEST(Fine, FromBlockEqualsBlockSparse) {
   EXPECT_LE(max_abs_diff(fine.lse, block.lse), 1e-13);
 }
 
-TEST(Fine, RandomKeysMatchNaive) {
+TEST(FineAttention, RandomKeysMatchNaive) {
   for (int block_q : {64, 100}) {
     const auto p = AttentionProblem::uniform(2, 1000, 333, 3, 16, block_q, 64);
     const Inputs in = random_inputs(p, 61 + block_q);
@@ -350,7 +350,7 @@ TEST(Fine, RandomKeysMatchNaive) {
 // fp32 (fp32 accumulation) within 1e-4 relative Frobenius error of the fp64 path on every
 // variant (the contract), and at most twice the error of a plain fp32 triple loop plus a small
 // floor (so that a sloppy exp or sum cannot hide under the contract's tolerance).
-TEST(Precision, Fp32WithinRelativeErrorOfFp64AndOfNaiveFp32) {
+TEST(AttentionPrecision, Fp32WithinRelativeErrorOfFp64AndOfNaiveFp32) {
   const auto p = AttentionProblem::uniform(2, 200, 700, 3, 64);
   const Inputs in = random_inputs(p, 71);
   const BlockMask mask = random_block_mask(3, geometry_of(p, 64, 64), 0.5, 72);
@@ -478,7 +478,7 @@ std::vector<int64_t> gathered_token_origin(const BlockLayout& base,
 
 // db-SP shards hold blocks in a permuted order with the short last block anywhere: attention on
 // the permuted tensors and layouts equals attention in the original order, token by token.
-TEST(PermutedLayout, GatheredBlocksMatchOriginalOrder) {
+TEST(AttentionLayout, GatheredBlocksMatchOriginalOrder) {
   const int64_t batch = 2, heads = 3, dim = 16;
   const auto p = AttentionProblem::uniform(batch, 1000, 900, heads, dim);  // short blocks 40, 4
   const Inputs in = random_inputs(p, 101);
@@ -551,7 +551,7 @@ TEST(PermutedLayout, GatheredBlocksMatchOriginalOrder) {
   EXPECT_NE(k_origin.front(), 0);  // the key order really moved
 }
 
-TEST(BadInput, MaskShapeMismatchesThrow) {
+TEST(AttentionBadInput, MaskShapeMismatchesThrow) {
   const auto p = AttentionProblem::uniform(1, 130, 130, 3, 16);
   const Inputs in = random_inputs(p, 111);
   const BlockMask wrong_heads(2, geometry_of(p, 64, 64), true);
@@ -582,7 +582,7 @@ TEST(BadInput, MaskShapeMismatchesThrow) {
   EXPECT_THROW(run_fine<double>(p, wrong_q_blocks, in), Error);
 }
 
-TEST(BadInput, NullPointersAndBadScaleThrow) {
+TEST(AttentionBadInput, NullPointersAndBadScaleThrow) {
   const auto p = AttentionProblem::uniform(1, 130, 130, 3, 16);
   const Inputs in = random_inputs(p, 121);
   Result<double> r(p);
