@@ -54,7 +54,7 @@ HeadScoring prepare(const HeadParams& p, const workload::BlockCentroids& centroi
   }
   for (int b : p.sink_blocks) s.sink[b] = 1.0f;
   s.noise_amplitude = static_cast<float>(p.noise_amplitude);
-  s.max_score = max_gain * max_gain + s.noise_amplitude;
+  s.max_score = (1.0f + s.noise_amplitude) * max_gain * max_gain;
   return s;
 }
 
@@ -108,7 +108,8 @@ DBSP_SIMD_CLONES void bin_row(const HeadScoring& s, uint32_t row_key, int step, 
     const float wave = phase + speed * t;
     const float frac = wave - static_cast<float>(static_cast<int>(wave));
     const float noise = std::fabs(2.0f * frac - 1.0f);
-    const float score = a[j] * gain_i * gain[j] + amplitude * noise;
+    // Content scales noise too, so that even the noise-picked pairs of dense heads favour it.
+    const float score = (a[j] + amplitude * noise) * gain_i * gain[j];
     // Clamped in float (one instruction on every SIMD ISA), then truncated.
     bins[j] = static_cast<uint16_t>(static_cast<int>(std::min(score * to_bin, kTopBin)));
   }

@@ -35,11 +35,12 @@ BlockCentroids block_centroids(const ModelShape& shape, int block_size) {
 
 std::vector<float> block_saliency(const ModelShape& shape, const BlockCentroids& centroids,
                                   uint64_t seed, int step, int layer) {
-  // Two blobs per video, each moving on a straight line across frames; their paths creep with the
-  // denoising step and shift a little from layer to layer.
+  // Two blobs per video, each moving on a straight line across frames and present over a span of
+  // frames (so content, and with it work, is uneven along the sequence); their paths creep with
+  // the denoising step and shift a little from layer to layer.
   constexpr int kBlobs = 2;
   struct Blob {
-    double row0, col0, row_speed, col_speed, row_sigma, col_sigma;
+    double row0, col0, row_speed, col_speed, row_sigma, col_sigma, frame_center, frame_sigma;
   };
   Blob blobs[kBlobs];
   const double progress = shape.steps > 1 ? static_cast<double>(step) / (shape.steps - 1) : 0.0;
@@ -53,6 +54,8 @@ std::vector<float> block_saliency(const ModelShape& shape, const BlockCentroids&
     blobs[k].col_speed = shape.cols * 0.6 * (u(3) - 0.5) / frames;
     blobs[k].row_sigma = shape.rows * (0.08 + 0.12 * u(4));
     blobs[k].col_sigma = shape.cols * (0.08 + 0.12 * u(5));
+    blobs[k].frame_center = frames * u(6);
+    blobs[k].frame_sigma = std::max(1.0, frames * (0.15 + 0.25 * u(7)));
   }
   std::vector<float> saliency(centroids.blocks());
   for (int b = 0; b < centroids.blocks(); ++b) {
@@ -62,7 +65,8 @@ std::vector<float> block_saliency(const ModelShape& shape, const BlockCentroids&
           (centroids.row[b] - blob.row0 - blob.row_speed * centroids.frame[b]) / blob.row_sigma;
       const double dc =
           (centroids.col[b] - blob.col0 - blob.col_speed * centroids.frame[b]) / blob.col_sigma;
-      value += std::exp(-0.5 * (dr * dr + dc * dc));
+      const double df = (centroids.frame[b] - blob.frame_center) / blob.frame_sigma;
+      value += std::exp(-0.5 * (dr * dr + dc * dc + df * df));
     }
     saliency[b] = static_cast<float>(std::min(1.0, value));
   }
