@@ -81,6 +81,29 @@ void apply_key_moves(const MaskStats::Data& stats, const std::vector<int>& heads
   for (int w = 0; w < words; ++w)
     if (active[w]) active_words.push_back(w);
   if (active_words.empty()) return;
+  if (2 * active_words.size() > static_cast<size_t>(words)) {
+    // Moves spread over most words: recount each row per shard with one mask per shard.
+    std::vector<uint64_t> shard_bits(static_cast<size_t>(ring) * words, 0);
+    for (int j = 0; j < KB; ++j)
+      shard_bits[static_cast<size_t>(k_shard[j]) * words + (j >> 6)] |= uint64_t{1} << (j & 63);
+    for (int h : heads) {
+      for (int i = 0; i < QB; ++i) {
+        const uint64_t* row = mask.row_bits(h, i);
+        double* out = row_mass.data() + static_cast<size_t>(i) * ring;
+        const int32_t* seg = stats.segments(h, i);
+        const int per_shard = stats.ranks / ring;
+        for (int c = 0; c < ring; ++c) {
+          int home_count = 0;
+          for (int p = c * per_shard; p < (c + 1) * per_shard; ++p) home_count += seg[p];
+          const uint64_t* sel = shard_bits.data() + static_cast<size_t>(c) * words;
+          int count = 0;
+          for (int w = 0; w < words; ++w) count += std::popcount(row[w] & sel[w]);
+          out[c] += count - home_count;
+        }
+      }
+    }
+    return;
+  }
   for (int h : heads) {
     for (int i = 0; i < QB; ++i) {
       const uint64_t* row = mask.row_bits(h, i);
