@@ -41,14 +41,17 @@ class QueryTile {
   explicit QueryTile(int64_t head_dim)
       : head_dim_(head_dim),
         dim_stride_(padded_dim<T>(head_dim)),
-        q_(kTileRows * dim_stride_),
-        keys_t_(head_dim * kTileKeys),
-        values_(kTileKeys * dim_stride_),
-        scores_(kTileRows * kTileKeys),
+        values_in_place_(dim_stride_ == head_dim),
+        q_t_(head_dim * kTileRows),
+        scores_t_(kTileKeys * kTileRows),
         acc_(kTileRows * dim_stride_),
         row_max_(kTileRows),
         row_sum_(kTileRows),
-        key_tokens_(kTileKeys) {}
+        zero_row_(dim_stride_, T(0)),
+        packed_values_(values_in_place_ ? 0 : kTileKeys * dim_stride_, T(0)),
+        key_tokens_(kTileKeys),
+        key_rows_(kTileKeys, zero_row_.data()),
+        value_rows_(kTileKeys, zero_row_.data()) {}
 
   // Attends query rows [row_begin, row_end) (at most kTileRows) of (batch, head).
   template <class KeyCursor>
@@ -62,40 +65,43 @@ class QueryTile {
     std::fill(row_max_.begin(), row_max_.end(), -std::numeric_limits<T>::infinity());
     std::fill(row_sum_.begin(), row_sum_.end(), T(0));
     while (const int count = keys.fill(key_tokens_.data(), kTileKeys)) {
-      pack_keys(t, batch, head, count);
-      tile_scores(q_.data(), keys_t_.data(), scores_.data(), rows, count, dim, stride, t.scale);
-      tile_softmax(scores_.data(), row_max_.data(), row_sum_.data(), acc_.data(), rows, count,
+      point_at_keys(t, batch, head, count);
+      tile_scores(q_t_.data(), key_rows_.data(), scores_t_.data(), rows, count, dim, t.scale);
+      tile_softmax(scores_t_.data(), row_max_.data(), row_sum_.data(), acc_.data(), rows, count,
                    stride);
-      tile_accumulate(scores_.data(), values_.data(), acc_.data(), rows, count, stride);
+      tile_accumulate(scores_t_.data(), value_rows_.data(), acc_.data(), rows, count, stride);
     }
     store(t, batch, head, row_begin, rows);
   }
 
  private:
-  // Rows past `rows` and columns past head_dim stay zero (the padding contract of tile_math.hpp).
+  // Q transposed to [head_dim][kTileRows], zero past `rows` (the padding contract of tile_math).
   void load_queries(const AttentionTensors<T>& t, int64_t batch, int64_t head, int64_t row_begin,
                     int rows) {
-    std::fill(q_.begin(), q_.end(), T(0));
+    std::fill(q_t_.begin(), q_t_.end(), T(0));
     for (int i = 0; i < rows; ++i) {
       const T* src = t.q + t.q_offset(batch, row_begin + i, head);
-      std::copy(src, src + head_dim_, q_.begin() + i * dim_stride_);
+      for (int64_t c = 0; c < head_dim_; ++c) q_t_[c * kTileRows + i] = src[c];
     }
   }
 
-  // K transposed to [head_dim][kTileKeys] (so scores vectorize over keys), zero up to the next
-  // whole key group; V as [keys][dim_stride], zero past head_dim.
-  void pack_keys(const AttentionTensors<T>& t, int64_t batch, int64_t head, int count) {
+  // K rows are read in place; so are V rows when head_dim is a whole padding quantum, else they
+  // are copied into zero-padded rows. Key slots past `count` up to the next key group point at
+  // zeros.
+  void point_at_keys(const AttentionTensors<T>& t, int64_t batch, int64_t head, int count) {
     for (int j = 0; j < count; ++j) {
       const int64_t offset = t.k_offset(batch, key_tokens_[j], head);
-      const T* k_row = t.k + offset;
-      for (int64_t c = 0; c < head_dim_; ++c) keys_t_[c * kTileKeys + j] = k_row[c];
-      std::copy(t.v + offset, t.v + offset + head_dim_, values_.begin() + j * dim_stride_);
+      key_rows_[j] = t.k + offset;
+      if (values_in_place_) {
+        value_rows_[j] = t.v + offset;
+      } else {
+        T* row = packed_values_.data() + j * dim_stride_;
+        std::copy(t.v + offset, t.v + offset + head_dim_, row);
+        value_rows_[j] = row;
+      }
     }
-    const int padded = (count + kPadQuantum<T> - 1) / kPadQuantum<T> * kPadQuantum<T>;
-    for (int64_t c = 0; c < head_dim_; ++c) {
-      auto column_row = keys_t_.begin() + c * kTileKeys;
-      std::fill(column_row + count, column_row + padded, T(0));
-    }
+    const int group_end = std::min(kTileKeys, (count + kKeyGroup - 1) / kKeyGroup * kKeyGroup);
+    for (int j = count; j < group_end; ++j) key_rows_[j] = zero_row_.data();
   }
 
   // O = acc / sum and LSE = max + log(sum); a row that saw no key gives O = 0 and LSE = -inf.
@@ -117,15 +123,18 @@ class QueryTile {
   }
 
   int64_t head_dim_;
-  int64_t dim_stride_;  // head_dim padded to whole vectors (tile_math.hpp)
-  std::vector<T> q_;
-  std::vector<T> keys_t_;
-  std::vector<T> values_;
-  std::vector<T> scores_;
+  int64_t dim_stride_;    // head_dim padded to whole vectors (tile_math.hpp)
+  bool values_in_place_;  // V rows already hold dim_stride values
+  std::vector<T> q_t_;
+  std::vector<T> scores_t_;
   std::vector<T> acc_;
   std::vector<T> row_max_;
   std::vector<T> row_sum_;
+  std::vector<T> zero_row_;
+  std::vector<T> packed_values_;
   std::vector<int64_t> key_tokens_;
+  std::vector<const T*> key_rows_;
+  std::vector<const T*> value_rows_;
 };
 
 }  // namespace dbsp::cpu
