@@ -309,6 +309,19 @@ TEST(BlockSparse, EmptyMaskGivesZerosAndMinusInfLse) {
   for (float x : r.lse) ASSERT_EQ(x, -std::numeric_limits<float>::infinity());
 }
 
+// No key tokens at all (K/V may then be null): every row is empty; no batch: nothing to do.
+TEST(Attention, NoKeysGivesZerosAndMinusInfLse) {
+  const auto p = AttentionProblem::uniform(2, 70, 0, 3, 16);
+  const Inputs in = random_inputs(p, 35);
+  Result<float> r(p);
+  const auto q = cast<float>(in.q);
+  attention_dense<float>(p, q.data(), nullptr, nullptr, r.out.data(), r.lse.data());
+  for (float x : r.out) ASSERT_EQ(x, 0.0f);
+  for (float x : r.lse) ASSERT_EQ(x, -std::numeric_limits<float>::infinity());
+  const auto nobody = AttentionProblem::uniform(0, 70, 70, 3, 16);
+  EXPECT_NO_THROW(attention_dense<float>(nobody, nullptr, nullptr, nullptr, nullptr, nullptr));
+}
+
 TEST(BlockSparse, EmptyRowsMixedWithFullRows) {
   const auto p = AttentionProblem::uniform(2, 1000, 1000, 3, 16);
   const Inputs in = random_inputs(p, 41);
