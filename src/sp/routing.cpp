@@ -1,6 +1,6 @@
 // build_routing: the slab lists of the all-to-all and of every ring step. Both sides of a message
-// enumerate its slabs in the same order (block ascending, then head ascending), so the lists match
-// without being exchanged.
+// enumerate its slabs in the same order (head ascending, then block ascending), so the lists match
+// without being exchanged; runs of consecutive blocks of one head merge into one slab.
 #include "sp/routing.hpp"
 
 #include <algorithm>
@@ -30,6 +30,19 @@ Bits rows_union(const BlockMask& mask, int head, const std::vector<int>& q_block
     for (int w = 0; w < mask.words_per_row(); ++w) out[w] |= bits[w];
   }
   return out;
+}
+
+// Appends a slab, merged into the previous one when it continues it (same head, next rows): the
+// packed bytes are the same either way, and longer slabs make fewer copies.
+void append_slab(std::vector<Slab>& slabs, Slab slab) {
+  if (!slabs.empty()) {
+    Slab& last = slabs.back();
+    if (last.head == slab.head && last.row + last.rows == slab.row) {
+      last.rows += slab.rows;
+      return;
+    }
+  }
+  slabs.push_back(slab);
 }
 
 }  // namespace
@@ -79,47 +92,45 @@ LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
   route.recv_kv.resize(ranks);
 
   // (a) Sends: my input blocks, every head, to the rank the partition assigns them.
-  for (int i = route.q_input.first_block; i < route.q_input.end_block; ++i) {
-    const int64_t row = q_layout.start[i] - route.q_input.first_token;
-    const int rows = static_cast<int>(q_layout.size(i));
-    for (int g = 0; g < grid.ulysses; ++g) {
-      const int dest = grid_rank(g, partition.q_shard[g][i], grid);
-      for (int h : group_heads[g]) {
+  for (int g = 0; g < grid.ulysses; ++g) {
+    for (int h : group_heads[g]) {
+      for (int i = route.q_input.first_block; i < route.q_input.end_block; ++i) {
+        const int dest = grid_rank(g, partition.q_shard[g][i], grid);
+        const int rows = static_cast<int>(q_layout.size(i));
         // Q goes out and O comes back along the same slab.
         if (dest != rank) route.baseline_rows_sent += 2 * int64_t{rows};
-        if (q_needed(h, i)) route.send_q[dest].push_back({row, h, rows});
+        if (q_needed(h, i)) {
+          append_slab(route.send_q[dest], {q_layout.start[i] - route.q_input.first_token, h, rows});
+        }
       }
-    }
-  }
-  for (int j = route.k_input.first_block; j < route.k_input.end_block; ++j) {
-    const int64_t row = k_layout.start[j] - route.k_input.first_token;
-    const int rows = static_cast<int>(k_layout.size(j));
-    for (int g = 0; g < grid.ulysses; ++g) {
-      const int dest = grid_rank(g, partition.k_shard[g][j], grid);
-      for (int h : group_heads[g]) {
+      for (int j = route.k_input.first_block; j < route.k_input.end_block; ++j) {
+        const int dest = grid_rank(g, partition.k_shard[g][j], grid);
+        const int rows = static_cast<int>(k_layout.size(j));
         if (dest != rank) route.baseline_rows_sent += 2 * int64_t{rows};
-        if (kv_needed(h, j)) route.send_kv[dest].push_back({row, h, rows});
+        if (kv_needed(h, j)) {
+          append_slab(route.send_kv[dest],
+                      {k_layout.start[j] - route.k_input.first_token, h, rows});
+        }
       }
     }
   }
   // (a) Receives: my held blocks of my heads, from their input owners.
-  for (size_t n = 0; n < route.q_blocks.size(); ++n) {
-    const int i = route.q_blocks[n];
-    const int source = home_shard(i, nq, ranks);
-    for (size_t hl = 0; hl < route.heads.size(); ++hl) {
-      if (q_needed(route.heads[hl], i)) {
-        route.recv_q[source].push_back({route.q_local.start[n], static_cast<int32_t>(hl),
-                                        static_cast<int32_t>(q_layout.size(i))});
+  for (size_t hl = 0; hl < route.heads.size(); ++hl) {
+    const int h = route.heads[hl];
+    for (size_t n = 0; n < route.q_blocks.size(); ++n) {
+      const int i = route.q_blocks[n];
+      if (q_needed(h, i)) {
+        append_slab(route.recv_q[home_shard(i, nq, ranks)],
+                    {route.q_local.start[n], static_cast<int32_t>(hl),
+                     static_cast<int32_t>(q_layout.size(i))});
       }
     }
-  }
-  for (size_t n = 0; n < route.k_blocks.size(); ++n) {
-    const int j = route.k_blocks[n];
-    const int source = home_shard(j, nk, ranks);
-    for (size_t hl = 0; hl < route.heads.size(); ++hl) {
-      if (kv_needed(route.heads[hl], j)) {
-        route.recv_kv[source].push_back({route.k_local.start[n], static_cast<int32_t>(hl),
-                                         static_cast<int32_t>(k_layout.size(j))});
+    for (size_t n = 0; n < route.k_blocks.size(); ++n) {
+      const int j = route.k_blocks[n];
+      if (kv_needed(h, j)) {
+        append_slab(route.recv_kv[home_shard(j, nk, ranks)],
+                    {route.k_local.start[n], static_cast<int32_t>(hl),
+                     static_cast<int32_t>(k_layout.size(j))});
       }
     }
   }
@@ -157,23 +168,23 @@ LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
       if (wanted) step.key_blocks.push_back(j);
     }
     step.key_layout = BlockLayout::gather(k_layout, step.key_blocks);
-    for (size_t n = 0; n < step.key_blocks.size(); ++n) {
-      const int j = step.key_blocks[n];
-      for (size_t hl = 0; hl < my_heads; ++hl) {
+    for (size_t hl = 0; hl < my_heads; ++hl) {
+      for (size_t n = 0; n < step.key_blocks.size(); ++n) {
+        const int j = step.key_blocks[n];
         if (!mask_aware || test_bit(mine[hl], j)) {
-          step.recv.push_back({step.key_layout.start[n], static_cast<int32_t>(hl),
-                               static_cast<int32_t>(k_layout.size(j))});
+          append_slab(step.recv, {step.key_layout.start[n], static_cast<int32_t>(hl),
+                                  static_cast<int32_t>(k_layout.size(j))});
         }
       }
     }
     // Send: the blocks of my shard that the destination's queries need.
     const std::vector<Bits>& theirs = need[step.dest];
-    for (size_t n = 0; n < route.k_blocks.size(); ++n) {
-      const int j = route.k_blocks[n];
-      for (size_t hl = 0; hl < my_heads; ++hl) {
+    for (size_t hl = 0; hl < my_heads; ++hl) {
+      for (size_t n = 0; n < route.k_blocks.size(); ++n) {
+        const int j = route.k_blocks[n];
         if (!mask_aware || test_bit(theirs[hl], j)) {
-          step.send.push_back({route.k_local.start[n], static_cast<int32_t>(hl),
-                               static_cast<int32_t>(k_layout.size(j))});
+          append_slab(step.send, {route.k_local.start[n], static_cast<int32_t>(hl),
+                                  static_cast<int32_t>(k_layout.size(j))});
         }
       }
     }
