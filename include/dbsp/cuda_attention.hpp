@@ -67,7 +67,9 @@ std::string unsupported_reason(const AttentionShape& shape, const DeviceMask& ma
 // not leave SMs idle and one head's K/V stays hot in L2; run() launches the persistent kernel.
 class SparseAttention {
  public:
-  SparseAttention(const AttentionShape& shape, int block_q = 64);
+  // q_blocks: mask rows per head; 0 means uniform blocks (ceil(seq_q / block_q)). Pass the
+  // layout's block count for non-uniform layouts (DeviceMask::q_block_start).
+  SparseAttention(const AttentionShape& shape, int block_q = 64, int q_blocks = 0);
   ~SparseAttention();
   SparseAttention(SparseAttention&&) noexcept;
   SparseAttention& operator=(SparseAttention&&) noexcept;

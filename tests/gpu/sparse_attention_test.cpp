@@ -28,7 +28,8 @@ RunResult run_attention(const Problem& p, const HostMask& mask, const HostTensor
   dout.poison();
   dlse.poison();
   DeviceMaskStorage device_mask = upload_mask(mask);
-  cuda::SparseAttention attention(p.shape(), mask.block_q);
+  cuda::SparseAttention attention(p.shape(), mask.block_q,
+                                  mask.custom_layout ? mask.q_blocks() : 0);
   attention.plan(device_mask.view, nullptr);
   attention.run(device_mask.view, dq.get(), dk.get(), dv.get(), dout.get(), dlse.get(), nullptr);
   return {dout.download(), dlse.download()};

@@ -1,7 +1,11 @@
-// Per query block top-p selection for mask estimation: one CTA per row softmaxes the pooled
-// scores, sorts (probability desc, key block asc) with a bitonic sort in shared memory, keeps the
-// sorted prefix whose preceding mass is below tau, adds the diagonal and sink blocks, and writes
-// the kept blocks ascending. Fixed reduction and scan orders make the result deterministic.
+// Per query block top-p selection for mask estimation, one warp per row. The row's pooled scores
+// are softmaxed into shared memory; the cut is the largest probability theta whose tail mass
+// (sum of p >= theta) reaches tau, found by bisection over the float bit patterns with masses
+// summed in 2^-40 fixed point (integer sums: deterministic in any order). Blocks above theta are
+// kept, blocks equal to theta in ascending index while the mass before them is below tau: the
+// same set as sorting (p desc, index asc) and keeping while the preceding mass is below tau.
+// Diagonal and sink blocks are added, and the kept blocks written ascending.
+#include <algorithm>
 #include <cstdint>
 
 #include "kernels/cuda/common/cuda_check.hpp"
@@ -10,137 +14,115 @@
 namespace dbsp::cuda::detail {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int kWarps = kThreads / 32;
+constexpr double kFixedOne = 1099511627776.0;  // 2^40
 
-template <class T, class Op>
-__device__ T block_reduce(T value, Op op, T* scratch) {
+__device__ __forceinline__ float warp_max(float x) {
   for (int offset = 16; offset > 0; offset /= 2)
-    value = op(value, __shfl_xor_sync(0xffffffffu, value, offset));
-  if (threadIdx.x % 32 == 0) scratch[threadIdx.x / 32] = value;
-  __syncthreads();
-  T total = scratch[0];
-  for (int w = 1; w < kWarps; ++w) total = op(total, scratch[w]);
-  __syncthreads();
-  return total;
+    x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, offset));
+  return x;
+}
+__device__ __forceinline__ float warp_sum(float x) {
+  for (int offset = 16; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
+  return x;
+}
+__device__ __forceinline__ unsigned long long warp_sum(unsigned long long x) {
+  for (int offset = 16; offset > 0; offset /= 2) x += __shfl_xor_sync(0xffffffffu, x, offset);
+  return x;
 }
 
-// Exclusive prefix of `value` over threads in thread order; `total` gets the sum of all.
-template <class T>
-__device__ T block_exclusive_scan(T value, T* scratch, T& total) {
+__device__ __forceinline__ unsigned long long fixed_mass(float p) {
+  return __float2ull_rn(p * static_cast<float>(kFixedOne));
+}
+
+// Fixed-point mass of the blocks whose probability bits are >= theta.
+__device__ __forceinline__ unsigned long long tail_mass(const float* p, int n, uint32_t theta,
+                                                        int lane) {
+  unsigned long long sum = 0;
+  for (int j = lane; j < n; j += 32) {
+    const float x = p[j];
+    if (__float_as_uint(x) >= theta) sum += fixed_mass(x);
+  }
+  return warp_sum(sum);
+}
+
+__global__ void top_p_kernel(const TopPConfig config, const float* scores, int32_t* kv_count,
+                             int64_t* block_row_offset, int32_t* kv_index,
+                             unsigned long long tau_fixed) {
+  extern __shared__ float probabilities[];  // [warps][k_blocks]
+  const int warps = blockDim.x / 32;
+  const int warp = threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
-  T inclusive = value;
-  for (int offset = 1; offset < 32; offset *= 2) {
-    const T other = __shfl_up_sync(0xffffffffu, inclusive, offset);
-    if (lane >= offset) inclusive += other;
-  }
-  if (lane == 31) scratch[threadIdx.x / 32] = inclusive;
-  __syncthreads();
-  T warp_prefix = 0;
-  total = 0;
-  for (int w = 0; w < kWarps; ++w) {
-    if (w < static_cast<int>(threadIdx.x / 32)) warp_prefix += scratch[w];
-    total += scratch[w];
-  }
-  __syncthreads();
-  return warp_prefix + inclusive - value;
-}
-
-__device__ __forceinline__ float key_probability(uint64_t key) {
-  return __uint_as_float(static_cast<uint32_t>(key >> 32));
-}
-__device__ __forceinline__ uint32_t key_block(uint64_t key) {
-  return 0xffffffffu - static_cast<uint32_t>(key);
-}
-
-__global__ void __launch_bounds__(kThreads)
-    top_p_kernel(const TopPConfig config, const float* scores, int32_t* kv_count,
-                 int64_t* block_row_offset, int32_t* kv_index, int sort_size) {
-  extern __shared__ uint64_t keys[];
-  uint8_t* kept = reinterpret_cast<uint8_t*>(keys + sort_size);
-  __shared__ float float_scratch[kWarps];
-  __shared__ int int_scratch[kWarps];
-  const int row = blockIdx.x;
+  const int row = blockIdx.x * warps + warp;
+  if (row >= config.heads * config.q_blocks) return;
   const int q_block = row % config.q_blocks;
   const int n = config.k_blocks;
   const float* s = scores + int64_t{row} * n;
+  float* p = probabilities + warp * n;
 
   float m = -INFINITY;
-  for (int j = threadIdx.x; j < n; j += kThreads) m = fmaxf(m, s[j]);
-  m = block_reduce(
-      m, [](float a, float b) { return fmaxf(a, b); }, float_scratch);
+  for (int j = lane; j < n; j += 32) m = fmaxf(m, s[j]);
+  m = warp_max(m);
   float sum = 0.f;
-  for (int j = threadIdx.x; j < n; j += kThreads) sum += expf(s[j] - m);
-  sum = block_reduce(
-      sum, [](float a, float b) { return a + b; }, float_scratch);
-  for (int j = threadIdx.x; j < sort_size; j += kThreads) {
-    uint64_t key = 0;  // padding sorts last and names no block
-    if (j < n) {
-      const float p = expf(s[j] - m) / sum;
-      key = (static_cast<uint64_t>(__float_as_uint(p)) << 32) | (0xffffffffu - j);
-      kept[j] = 0;
-    }
-    keys[j] = key;
+  for (int j = lane; j < n; j += 32) {
+    const float e = expf(s[j] - m);
+    p[j] = e;
+    sum += e;
   }
-  __syncthreads();
+  sum = warp_sum(sum);
+  const float inverse = 1.f / sum;
+  for (int j = lane; j < n; j += 32) p[j] *= inverse;
+  __syncwarp();
 
-  // Bitonic sort, descending: higher probability first, then lower block index.
-  for (int k = 2; k <= sort_size; k <<= 1) {
-    for (int j = k >> 1; j > 0; j >>= 1) {
-      for (int i = threadIdx.x; i < sort_size; i += kThreads) {
-        const int partner = i ^ j;
-        if (partner > i) {
-          const uint64_t a = keys[i], b = keys[partner];
-          const bool descending = (i & k) == 0;
-          if (descending ? a < b : a > b) {
-            keys[i] = b;
-            keys[partner] = a;
-          }
-        }
+  // Largest theta with tail_mass(theta) >= tau; none (keep nothing by mass) when tau <= 0.
+  uint32_t theta = 0x7f800001u;  // above every finite probability
+  if (tau_fixed > 0) {
+    uint32_t low = 0, high = 0x7f800001u;
+    if (tail_mass(p, n, 0, lane) >= tau_fixed) {
+      while (high - low > 1) {
+        const uint32_t middle = low + (high - low) / 2;
+        if (tail_mass(p, n, middle, lane) >= tau_fixed)
+          low = middle;
+        else
+          high = middle;
       }
-      __syncthreads();
     }
+    theta = low;  // total mass below tau (rounding): theta 0 keeps every block
   }
+  const unsigned long long above = theta == 0x7f800001u ? 0 : tail_mass(p, n, theta + 1, lane);
+  const unsigned long long theta_mass = fixed_mass(__uint_as_float(theta));
 
-  // Keep sorted element e while the mass before it is below tau.
-  const int per_thread = (sort_size + kThreads - 1) / kThreads;
-  const int first = threadIdx.x * per_thread;
-  float local = 0.f;
-  for (int e = first; e < first + per_thread && e < sort_size; ++e)
-    local += key_probability(keys[e]);
-  float total_mass;
-  float before = block_exclusive_scan(local, float_scratch, total_mass);
-  for (int e = first; e < first + per_thread && e < sort_size; ++e) {
-    const uint32_t block = key_block(keys[e]);
-    if (before < config.tau && block < static_cast<uint32_t>(n)) kept[block] = 1;
-    before += key_probability(keys[e]);
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    if (config.keep_diagonal) {
-      const int64_t q_first = int64_t{q_block} * config.block_q;
-      const int64_t first_block = q_first / config.block_k;
-      int64_t last_block = (q_first + config.block_q - 1) / config.block_k;
-      if (last_block > n - 1) last_block = n - 1;
-      for (int64_t b = first_block; b <= last_block; ++b) kept[b] = 1;
-    }
-    for (int i = 0; i < config.sink_count; ++i)
-      if (config.sinks[i] >= 0 && config.sinks[i] < n) kept[config.sinks[i]] = 1;
-  }
-  __syncthreads();
-
-  // Compaction, ascending block index.
-  const int per_thread_blocks = (n + kThreads - 1) / kThreads;
-  const int block_first = threadIdx.x * per_thread_blocks;
-  int count = 0;
-  for (int j = block_first; j < block_first + per_thread_blocks && j < n; ++j) count += kept[j];
-  int total_kept;
-  int position = block_exclusive_scan(count, int_scratch, total_kept);
+  const int64_t q_first = int64_t{q_block} * config.block_q;
+  const int64_t diagonal_first = q_first / config.block_k;
+  const int64_t diagonal_last = (q_first + config.block_q - 1) / config.block_k;
   int32_t* out = kv_index + int64_t{row} * n;
-  for (int j = block_first; j < block_first + per_thread_blocks && j < n; ++j)
-    if (kept[j]) out[position++] = j;
-  if (threadIdx.x == 0) {
-    kv_count[row] = total_kept;
+  int equal_before = 0;
+  int written = 0;
+  for (int base = 0; base < n; base += 32) {
+    const int j = base + lane;
+    bool keep = false;
+    bool equal = false;
+    if (j < n) {
+      const uint32_t bits = __float_as_uint(p[j]);
+      keep = bits > theta;
+      equal = bits == theta;
+    }
+    const unsigned equal_ballot = __ballot_sync(0xffffffffu, equal);
+    if (equal) {
+      const int rank = equal_before + __popc(equal_ballot & ((1u << lane) - 1));
+      keep = above + static_cast<unsigned long long>(rank) * theta_mass < tau_fixed;
+    }
+    equal_before += __popc(equal_ballot);
+    if (j < n) {
+      if (config.keep_diagonal && j >= diagonal_first && j <= diagonal_last) keep = true;
+#pragma unroll
+      for (int i = 0; i < 8; ++i) keep |= i < config.sink_count && config.sinks[i] == j;
+    }
+    const unsigned keep_ballot = __ballot_sync(0xffffffffu, keep);
+    if (keep) out[written + __popc(keep_ballot & ((1u << lane) - 1))] = j;
+    written += __popc(keep_ballot);
+  }
+  if (lane == 0) {
+    kv_count[row] = written;
     block_row_offset[row] = int64_t{row} * n;
   }
 }
@@ -150,14 +132,19 @@ __global__ void __launch_bounds__(kThreads)
 void launch_top_p_rows(const TopPConfig& config, const float* scores, int32_t* kv_count,
                        int64_t* block_row_offset, int32_t* kv_index, cudaStream_t stream) {
   require(config.k_blocks >= 1 && config.k_blocks <= kMaxTopPKeyBlocks,
-          "mask estimation handles 1 to ", kMaxTopPKeyBlocks, " key blocks, got ", config.k_blocks);
-  int sort_size = 1;
-  while (sort_size < config.k_blocks) sort_size <<= 1;
-  const size_t smem = sort_size * sizeof(uint64_t) + sort_size;
+          "mask estimation handles 1 to ", kMaxTopPKeyBlocks, " key blocks, got ",
+          config.k_blocks);
+  // Up to 8 warps (rows) per CTA within 96 KB of shared memory.
+  const size_t row_bytes = sizeof(float) * config.k_blocks;
+  const int warps = static_cast<int>(std::max<size_t>(1, std::min<size_t>(8, (96u << 10) / row_bytes)));
+  const size_t smem = warps * row_bytes;
   DBSP_CUDA_CHECK(cudaFuncSetAttribute(top_p_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(smem)));
-  top_p_kernel<<<config.heads * config.q_blocks, kThreads, smem, stream>>>(
-      config, scores, kv_count, block_row_offset, kv_index, sort_size);
+  const int rows = config.heads * config.q_blocks;
+  const double tau = config.tau < 0 ? 0.0 : config.tau;
+  const auto tau_fixed = static_cast<unsigned long long>(tau * kFixedOne);
+  top_p_kernel<<<(rows + warps - 1) / warps, 32 * warps, smem, stream>>>(
+      config, scores, kv_count, block_row_offset, kv_index, tau_fixed);
   DBSP_CUDA_CHECK_LAUNCH();
 }
 

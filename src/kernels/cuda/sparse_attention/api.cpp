@@ -123,7 +123,7 @@ struct SparseAttention::Impl {
   }
 };
 
-SparseAttention::SparseAttention(const AttentionShape& shape, int block_q)
+SparseAttention::SparseAttention(const AttentionShape& shape, int block_q, int q_blocks)
     : impl_(std::make_unique<Impl>()) {
   DeviceMask probe;
   probe.dense = true;
@@ -132,7 +132,8 @@ SparseAttention::SparseAttention(const AttentionShape& shape, int block_q)
   require(reason.empty(), "sparse attention does not support ", reason);
   impl_->shape = shape;
   impl_->block_q = block_q;
-  impl_->q_blocks = uniform_blocks(shape.seq_q, block_q);
+  require(q_blocks >= 0, "q_blocks must be 0 (uniform) or positive, got ", q_blocks);
+  impl_->q_blocks = q_blocks > 0 ? q_blocks : uniform_blocks(shape.seq_q, block_q);
   const int64_t items = shape.batch * shape.heads * impl_->q_blocks * int64_t{block_q / 64};
   require(items < (int64_t{1} << 31), "too many work items (", items, "): batch * heads * ",
           "query tiles must stay below 2^31");
