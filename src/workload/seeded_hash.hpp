@@ -62,7 +62,6 @@ enum class Salt : uint64_t {
   content_gain,
   sinks,
   cell,
-  cell_size,
   saliency,
   features,
   topic,

@@ -1,7 +1,7 @@
 // Synthetic Q and K whose estimated masks show each head's family. Every token carries its
 // block's feature vector (random Fourier features of the block position in the head's units, so
 // pooled q . k follows a Gaussian kernel of the family's distance; topic vectors for scattered
-// heads; a shared direction on sink keys) plus per-token noise. The logit scale is calibrated per
+// heads; a dedicated sink channel) plus per-token noise. The logit scale is calibrated per
 // head so that top-p estimation at tau = 0.9 keeps about the head's target density.
 #include <algorithm>
 #include <cmath>
@@ -44,11 +44,16 @@ double kept_share(const std::vector<std::vector<double>>& sink_rows,
                   const std::vector<std::vector<double>>& other_rows, double sharpness,
                   double bonus, int blocks) {
   double kept = 0.0;
-  std::vector<double> logits;
+  std::vector<double> sinks, others, logits;
   for (size_t r = 0; r < other_rows.size(); ++r) {
-    logits.clear();
-    for (double kernel : sink_rows[r]) logits.push_back(sharpness * kernel + bonus);
-    for (double kernel : other_rows[r]) logits.push_back(sharpness * kernel);
+    // Both lists are sorted descending, so their logits are too; merging keeps the top-p order.
+    sinks.clear();
+    others.clear();
+    for (double kernel : sink_rows[r]) sinks.push_back(sharpness * kernel + bonus);
+    for (double kernel : other_rows[r]) others.push_back(sharpness * kernel);
+    logits.resize(sinks.size() + others.size());
+    std::merge(sinks.begin(), sinks.end(), others.begin(), others.end(), logits.begin(),
+               std::greater<>());
     const double top = logits.empty() ? 0.0 : logits.front();
     double total = 0.0;
     for (double& x : logits) total += x = std::exp(x - top);
@@ -111,16 +116,20 @@ class HeadFeatures {
     return std::exp(-0.5 * (dx * dx + dy * dy + dz * dz));
   }
 
-  // Logit bonus of sink keys at a given sharpness: sinks take about two thirds of a row's mass,
-  // as attention sinks do in real heads (averaged over the sampled rows).
-  static double sink_bonus(const std::vector<std::vector<double>>& sink_rows,
-                           const std::vector<std::vector<double>>& other_rows, double sharpness) {
+  // Logit bonus of sink keys at a given sharpness (averaged over the sampled rows). Sinks hold most
+  // of a sparse head's mass, as attention sinks do in real heads, and stay in its top-p set
+  // despite the feature noise; dense heads leave more mass to local blocks, or top-p could never
+  // reach their density.
+  double sink_bonus(const std::vector<std::vector<double>>& sink_rows,
+                    const std::vector<std::vector<double>>& other_rows, double sharpness) const {
     if (sink_rows.empty() || sink_rows.front().empty()) return 0.0;
+    const double share = std::clamp(kCalibrationTau * (1.0 - params_.density), 0.3, 0.85);
+    const double sinks = static_cast<double>(sink_rows.front().size());
     double bonus = 0.0;
-    for (size_t r = 0; r < other_rows.size(); ++r) {
+    for (const std::vector<double>& row : other_rows) {
       double others = 0.0;
-      for (double kernel : other_rows[r]) others += std::exp(sharpness * (kernel - 1.0));
-      bonus += sharpness + std::log(2.0 * std::max(others, 1e-300) / sink_rows[r].size());
+      for (double kernel : row) others += std::exp(sharpness * (kernel - 1.0));
+      bonus += sharpness + std::log(std::max(others, 1e-300) * share / (1.0 - share) / sinks);
     }
     return bonus / static_cast<double>(other_rows.size());
   }
@@ -154,10 +163,11 @@ class HeadFeatures {
                             double sink_amplitude) {
     q_features_.assign(static_cast<size_t>(blocks_) * dim_, 0.0f);
     k_features_.assign(q_features_.size(), 0.0f);
-    std::vector<double> sink_direction;
-    if (params_.family == HeadFamily::sink_global) {
-      sink_direction = unit_vector(hash_of(seed, Salt::sinks, layer, head, 0x5111ull), dim_);
-    }
+    // Sink heads put the sink signal in channel 0 alone and the local features in the others, so
+    // that the large sink component adds no cross terms to local scores.
+    const bool sinks = params_.family == HeadFamily::sink_global && dim_ > 1;
+    const int first = sinks ? 1 : 0;
+    const int feature_dim = dim_ - first;
     // Random Fourier features: phi(x) . phi(y) ~ exp(-|x - y|^2 / 2) for standard normal
     // frequencies and uniform phases.
     std::vector<double> frequency(static_cast<size_t>(dim_) * 3), phase(dim_);
@@ -168,27 +178,24 @@ class HeadFeatures {
       }
       phase[d] = 2.0 * std::numbers::pi * unit_of(hash_of(seed, Salt::features, layer, head, d, 7));
     }
-    const double fourier_norm = amplitude * std::sqrt(2.0 / dim_);
+    const double fourier_norm = amplitude * std::sqrt(2.0 / feature_dim);
     for (int b = 0; b < blocks_; ++b) {
       float* q = q_features_.data() + static_cast<size_t>(b) * dim_;
       float* k = k_features_.data() + static_cast<size_t>(b) * dim_;
-      for (int d = 0; d < dim_; ++d) {
-        double q_value, k_value;
+      for (int d = first; d < dim_; ++d) {
         if (params_.family == HeadFamily::scattered) {
-          q_value = amplitude * topics_[q_topic_[b]][d];
-          k_value = amplitude * topics_[k_topic_[b]][d];
+          q[d] = static_cast<float>(amplitude * topics_[q_topic_[b]][d]);
+          k[d] = static_cast<float>(amplitude * topics_[k_topic_[b]][d]);
         } else {
           const double* w = frequency.data() + d * 3;
-          q_value = k_value =
-              fourier_norm * std::cos(w[0] * position_.x[b] + w[1] * position_.y[b] +
-                                      w[2] * position_.z[b] + phase[d]);
+          q[d] = k[d] = static_cast<float>(fourier_norm *
+                                           std::cos(w[0] * position_.x[b] + w[1] * position_.y[b] +
+                                                    w[2] * position_.z[b] + phase[d]));
         }
-        if (!sink_direction.empty()) {
-          q_value += sink_amplitude * sink_direction[d];
-          if (is_sink_[b]) k_value += sink_amplitude * sink_direction[d];
-        }
-        q[d] = static_cast<float>(q_value);
-        k[d] = static_cast<float>(k_value);
+      }
+      if (sinks) {
+        q[0] = static_cast<float>(sink_amplitude);
+        k[0] = is_sink_[b] ? static_cast<float>(sink_amplitude) : 0.0f;
       }
     }
   }
