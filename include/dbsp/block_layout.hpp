@@ -21,7 +21,7 @@ struct BlockLayout {
 };
 
 // Home ring shard of a block when `blocks` blocks are split into `parts` contiguous shards
-// (shard r owns blocks [r*blocks/parts, (r+1)*blocks/parts)); the first shards are never larger.
+// (shard r owns blocks [r*blocks/parts, (r+1)*blocks/parts)); shard sizes differ by at most one.
 int home_shard(int block, int blocks, int parts);
 // First block of shard `part` in that split; shard_begin(parts) == blocks.
 int shard_begin(int part, int blocks, int parts);
