@@ -73,7 +73,7 @@ HeadParams head_params(const ModelShape& shape, uint64_t seed, int blocks, int s
       draw_base_density(fixed(Salt::density_kind), fixed(Salt::density_value));
   p.density = std::clamp(drifted(base_density, 0.12, drifting(Salt::density_drift)), 0.005, 0.95);
   p.noise_amplitude = log_uniform(fixed(Salt::noise_amplitude), 0.03, 0.25);
-  p.content_gain = 0.3 + 1.7 * fixed(Salt::content_gain);
+  p.content_gain = 0.5 + 2.5 * fixed(Salt::content_gain);
 
   const double width_drift = drifting(Salt::width_drift);
   const double a = fixed(Salt::width_a);

@@ -55,11 +55,11 @@ std::vector<float> block_saliency(const ModelShape& shape, const BlockCentroids&
     blobs[k].row_sigma = shape.rows * (0.08 + 0.12 * u(4));
     blobs[k].col_sigma = shape.cols * (0.08 + 0.12 * u(5));
     blobs[k].frame_center = frames * u(6);
-    blobs[k].frame_sigma = std::max(1.0, frames * (0.15 + 0.25 * u(7)));
+    blobs[k].frame_sigma = std::max(1.0, frames * (0.08 + 0.17 * u(7)));
   }
   std::vector<float> saliency(centroids.blocks());
   for (int b = 0; b < centroids.blocks(); ++b) {
-    double value = centroids.frame[b] < 1.0f ? 0.5 : 0.0;
+    double value = centroids.frame[b] < 1.0f ? 1.0 : 0.0;
     for (const Blob& blob : blobs) {
       const double dr =
           (centroids.row[b] - blob.row0 - blob.row_speed * centroids.frame[b]) / blob.row_sigma;
