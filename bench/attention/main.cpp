@@ -37,6 +37,7 @@ struct Options {
   std::vector<std::string> shapes{"wan2.1-480p", "wan2.1-720p", "cogvideox1.5"};
   std::vector<double> densities{0.05, 0.10, 0.25, 0.50};
   std::vector<std::string> sources{"structured", "uniform"};
+  std::vector<std::string> kernels{"wgmma", "mma_sync"};
   int reps = 5;
   bool peers = true;
   std::string python = "python3";
@@ -64,6 +65,13 @@ struct Row {
   std::string check;
   std::string peer_key;  // job name of the Flex peer; filled in after the peers ran
 };
+cuda::AttentionKernel kernel_named(const std::string& name) {
+  if (name == "wgmma") return cuda::AttentionKernel::wgmma;
+  if (name == "mma_sync") return cuda::AttentionKernel::mma_sync;
+  fail("unknown kernel family '", name, "' (expected wgmma or mma_sync)");
+}
+std::string short_name(const std::string& kernel) { return kernel == "wgmma" ? "wg" : "mma"; }
+
 Row make_row(const std::string& shape, const std::string& source, const std::string& variant,
              const std::string& peer = "") {
   Row row;
@@ -140,8 +148,8 @@ void fill_peers(std::vector<Row>& rows, const std::map<std::string, PeerResult>&
       row.of_cudnn = 100 * row.tflops / cudnn_tflops;
       row.vs_dense = cudnn->ms / row.ours_ms;
     }
-    if (row.variant == "dense" && cudnn != nullptr) row.peer_ms = cudnn->ms;
-    if (row.variant == "block") {
+    if (row.variant.rfind("dense", 0) == 0 && cudnn != nullptr) row.peer_ms = cudnn->ms;
+    if (row.variant.rfind("block", 0) == 0) {
       const PeerResult* flex = find(row.peer_key);
       row.peer = flex != nullptr ? "Flex-" + std::to_string(flex->block) : "Flex (n/a)";
       row.peer_ms = flex != nullptr ? flex->ms : 0;
@@ -151,13 +159,13 @@ void fill_peers(std::vector<Row>& rows, const std::map<std::string, PeerResult>&
 
 void print_table(const std::vector<Row>& rows, std::ostream& out) {
   char line[512];
-  std::snprintf(line, sizeof line, "%-13s %-10s %-6s %7s %9s %-22s %9s %6s %8s %8s %7s  %s\n",
+  std::snprintf(line, sizeof line, "%-13s %-10s %-9s %7s %9s %-22s %9s %6s %8s %8s %7s  %s\n",
                 "shape", "mask", "kernel", "density", "ours_ms", "peer", "peer_ms", "ratio",
                 "TFLOP/s", "%cuDNN", "x_dense", "check");
   out << line;
   for (const Row& r : rows) {
     std::snprintf(line, sizeof line,
-                  "%-13s %-10s %-6s %6.2f%% %9.3f %-22s %9.3f %6.2f %8.1f %7.1f%% %7.2f  %s\n",
+                  "%-13s %-10s %-9s %6.2f%% %9.3f %-22s %9.3f %6.2f %8.1f %7.1f%% %7.2f  %s\n",
                   r.shape.c_str(), r.source.c_str(), r.variant.c_str(), 100 * r.density, r.ours_ms,
                   r.peer.c_str(), r.peer_ms, r.peer_ms > 0 ? r.peer_ms / r.ours_ms : 0, r.tflops,
                   r.of_cudnn, r.vs_dense, r.check.c_str());
@@ -224,11 +232,14 @@ int run(const Options& options) {
   std::map<std::string, std::string> checks;
   for (const std::string& shape_name : options.shapes) {
     const int head_dim = model_preset(shape_name).head_dim;
-    for (Variant v : {Variant::dense, Variant::block_sparse, Variant::fine}) {
-      const std::string key = std::string(to_string(v)) + std::to_string(head_dim);
-      if (!checks.count(key))
-        checks[key] = check_variant(v, head_dim, 0.25, options.seed + head_dim).describe();
-    }
+    for (const std::string& kernel : options.kernels)
+      for (Variant v : {Variant::dense, Variant::block_sparse, Variant::fine}) {
+        const std::string key = std::string(to_string(v)) + std::to_string(head_dim) + kernel;
+        if (!checks.count(key))
+          checks[key] =
+              check_variant(v, head_dim, 0.25, options.seed + head_dim, kernel_named(kernel))
+                  .describe();
+      }
   }
 
   std::vector<Row> rows;
@@ -244,7 +255,10 @@ int run(const Options& options) {
     fill_random(cuda::DType::bf16, q.get(), elements, options.seed + 11);
     fill_random(cuda::DType::bf16, k.get(), elements, options.seed + 12);
     fill_random(cuda::DType::bf16, v.get(), elements, options.seed + 13);
-    cuda::SparseAttention attention(attention_shape, 64);
+    std::vector<std::pair<std::string, cuda::SparseAttention>> families;
+    for (const std::string& kernel : options.kernels)
+      families.emplace_back(kernel,
+                            cuda::SparseAttention(attention_shape, 64, 0, kernel_named(kernel)));
     const double full_scores = double(shape.tokens()) * double(shape.tokens()) * shape.heads;
     const auto flop = [&](double scores) { return 4.0 * scores * shape.head_dim; };
     const auto poison_then_check = [&](const std::string& variant_check, auto&& launch) {
@@ -254,42 +268,49 @@ int run(const Options& options) {
       const int64_t bad = count_nonfinite(cuda::DType::bf16, out.get(), elements);
       return bad == 0 ? variant_check : variant_check + ", " + std::to_string(bad) + " non-finite";
     };
+    const std::string dim = std::to_string(shape.head_dim);
+    // Times one variant of every kernel family on one mask; returns the rows (family order).
+    const auto time_mask = [&](const cuda::DeviceMask& mask, const std::string& source,
+                               const std::string& variant, double density) {
+      std::vector<Row> timed;
+      for (auto& [kernel, attention] : families) {
+        const double plan_ms = median_ms(options.reps, [&] { attention.plan(mask, nullptr); });
+        Row row = make_row(shape_name, source, variant + ":" + short_name(kernel));
+        row.density = density;
+        const auto launch = [&] {
+          attention.run(mask, q.get(), k.get(), v.get(), out.get(), lse.get<float>(), nullptr);
+        };
+        row.check = poison_then_check(checks[variant + dim + kernel], launch);
+        row.ours_ms = median_ms(options.reps, launch);
+        row.tflops = flop(density * full_scores) / row.ours_ms * 1e-9;
+        std::cout << "# " << shape_name << " " << source << " " << variant << " " << kernel
+                  << " density " << density << ": " << row.ours_ms << " ms (plan " << plan_ms
+                  << " ms)" << std::endl;
+        timed.push_back(row);
+      }
+      return timed;
+    };
 
     cuda::DeviceMask dense;
     dense.dense = true;
-    Row dense_row = make_row(shape_name, "full", "dense", "cuDNN-SDPA");
-    dense_row.density = 1;
-    dense_row.check = poison_then_check(checks["dense" + std::to_string(shape.head_dim)], [&] {
-      attention.run(dense, q.get(), k.get(), v.get(), out.get(), lse.get<float>(), nullptr);
-    });
-    dense_row.ours_ms = median_ms(options.reps, [&] {
-      attention.run(dense, q.get(), k.get(), v.get(), out.get(), lse.get<float>(), nullptr);
-    });
-    dense_row.tflops = flop(full_scores) / dense_row.ours_ms * 1e-9;
-    dense_row.peer_key = shape_name + "/dense";
-    rows.push_back(dense_row);
-    std::cout << "# " << shape_name << " dense: " << dense_row.ours_ms << " ms" << std::endl;
+    for (Row& row : time_mask(dense, "full", "dense", 1.0)) {
+      row.peer = "cuDNN-SDPA";
+      row.peer_key = shape_name + "/dense";
+      rows.push_back(row);
+    }
 
     double block_ms_at_10 = 0;
     for (const Case& c : cases[shape_name]) {
       const std::string peer_name = c.name(shape_name);
-      // Block-sparse.
       DeviceBlockLists lists = upload(c.mask);
-      const double plan_ms = median_ms(options.reps, [&] { attention.plan(lists.mask, nullptr); });
-      Row block = make_row(shape_name, c.source, "block");
-      block.density = kept_scores(c.mask) / full_scores;
-      block.check = poison_then_check(checks["block" + std::to_string(shape.head_dim)], [&] {
-        attention.run(lists.mask, q.get(), k.get(), v.get(), out.get(), lse.get<float>(), nullptr);
-      });
-      block.ours_ms = median_ms(options.reps, [&] {
-        attention.run(lists.mask, q.get(), k.get(), v.get(), out.get(), lse.get<float>(), nullptr);
-      });
-      block.tflops = flop(block.density * full_scores) / block.ours_ms * 1e-9;
-      block.peer_key = peer_name;
-      if (c.source == options.sources.front() && c.target == 0.10) block_ms_at_10 = block.ours_ms;
-      rows.push_back(block);
-      std::cout << "# " << peer_name << " block: " << block.ours_ms << " ms (plan " << plan_ms
-                << " ms)" << std::endl;
+      const std::vector<Row> blocks =
+          time_mask(lists.mask, c.source, "block", kept_scores(c.mask) / full_scores);
+      for (Row row : blocks) {
+        row.peer_key = peer_name;
+        rows.push_back(row);
+      }
+      if (c.source == options.sources.front() && c.target == 0.10)
+        block_ms_at_10 = blocks.front().ours_ms;
 
       // Fine: keys of a mask at twice the density, each kept with probability 1/2.
       DeviceBlockLists base = upload(c.fine_base);
@@ -301,21 +322,15 @@ int run(const Options& options) {
       fine.q_blocks = c.fine_base.q_blocks();
       fine.key_row_offset = keys.row_offset;
       fine.key_index = keys.key_index;
-      attention.plan(fine, nullptr);
-      Row fine_row = make_row(shape_name, c.source, "fine");
-      fine_row.density =
+      const double fine_density =
           kept_scores(keys, shape.heads, c.fine_base.q_blocks(), shape.tokens()) / full_scores;
-      fine_row.check = poison_then_check(checks["fine" + std::to_string(shape.head_dim)], [&] {
-        attention.run(fine, q.get(), k.get(), v.get(), out.get(), lse.get<float>(), nullptr);
-      });
-      fine_row.ours_ms = median_ms(options.reps, [&] {
-        attention.run(fine, q.get(), k.get(), v.get(), out.get(), lse.get<float>(), nullptr);
-      });
-      fine_row.peer = "ours-block@same-work";
-      fine_row.peer_ms = block.ours_ms * fine_row.density / block.density;  // at equal work
-      fine_row.tflops = flop(fine_row.density * full_scores) / fine_row.ours_ms * 1e-9;
-      rows.push_back(fine_row);
-      std::cout << "# " << peer_name << " fine: " << fine_row.ours_ms << " ms" << std::endl;
+      const std::vector<Row> fines = time_mask(fine, c.source, "fine", fine_density);
+      for (size_t i = 0; i < fines.size(); ++i) {
+        Row row = fines[i];
+        row.peer = "block:" + short_name(families[i].first) + "@same-work";
+        row.peer_ms = blocks[i].ours_ms * row.density / blocks[i].density;
+        rows.push_back(row);
+      }
       DBSP_CUDA_CHECK(cudaDeviceSynchronize());
     }
 
@@ -362,6 +377,7 @@ int main(int argc, char** argv) {
                  "model presets (wan2.1-480p wan2.1-720p cogvideox1.5)");
   app.add_option("--densities", options.densities, "target block densities");
   app.add_option("--sources", options.sources, "mask sources: structured, uniform");
+  app.add_option("--kernels", options.kernels, "kernel families: wgmma, mma_sync");
   app.add_option("--reps", options.reps, "timed repetitions (median)");
   app.add_flag("!--no-peers", options.peers, "skip the PyTorch peers");
   app.add_option("--python", options.python, "Python with PyTorch");

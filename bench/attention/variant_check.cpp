@@ -67,7 +67,8 @@ std::string CheckResult::describe() const {
   return out.str();
 }
 
-CheckResult check_variant(Variant variant, int head_dim, double density, uint64_t seed) {
+CheckResult check_variant(Variant variant, int head_dim, double density, uint64_t seed,
+                          cuda::AttentionKernel kernel) {
   const int64_t seq = 1000;
   const int heads = 2;
   const int64_t count = seq * heads * head_dim;
@@ -102,7 +103,7 @@ CheckResult check_variant(Variant variant, int head_dim, double density, uint64_
   shape.seq_q = shape.seq_k = seq;
   shape.heads = heads;
   shape.head_dim = head_dim;
-  cuda::SparseAttention attention(shape, 64);
+  cuda::SparseAttention attention(shape, 64, 0, kernel);
   attention.plan(mask, nullptr);
   attention.run(mask, q.get(), k.get(), v.get(), out.get(), lse.get<float>(), nullptr);
   DBSP_CUDA_CHECK(cudaDeviceSynchronize());

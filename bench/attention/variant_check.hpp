@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "dbsp/cuda_attention.hpp"
+
 namespace dbsp::bench {
 
 enum class Variant { dense, block_sparse, fine };
@@ -18,6 +20,7 @@ struct CheckResult {
   std::string describe() const;
 };
 
-CheckResult check_variant(Variant variant, int head_dim, double density, uint64_t seed);
+CheckResult check_variant(Variant variant, int head_dim, double density, uint64_t seed,
+                          cuda::AttentionKernel kernel);
 
 }  // namespace dbsp::bench

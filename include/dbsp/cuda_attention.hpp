@@ -61,6 +61,12 @@ struct DeviceMask {
 // guards every call, so support and dispatch cannot drift.
 std::string unsupported_reason(const AttentionShape& shape, const DeviceMask& mask);
 
+// Kernel family: mma_sync (FlashAttention-2 style, ldmatrix + mma.sync) or wgmma (Hopper
+// warpgroup MMA reading K/V from shared memory, sm_90a). automatic picks wgmma on compute
+// capability 9.0 devices.
+enum class AttentionKernel { automatic, mma_sync, wgmma };
+const char* to_string(AttentionKernel kernel);
+
 // Forward attention over a DeviceMask. The constructor allocates the device workspace for one
 // shape; plan() orders the work items (batch, head, 64-query tile) on the device from the mask's
 // row lengths (heads by descending work, rows longest first inside a head) so that long rows do
@@ -69,12 +75,14 @@ class SparseAttention {
  public:
   // q_blocks: mask rows per head; 0 means uniform blocks (ceil(seq_q / block_q)). Pass the
   // layout's block count for non-uniform layouts (DeviceMask::q_block_start).
-  SparseAttention(const AttentionShape& shape, int block_q = 64, int q_blocks = 0);
+  SparseAttention(const AttentionShape& shape, int block_q = 64, int q_blocks = 0,
+                  AttentionKernel kernel = AttentionKernel::automatic);
   ~SparseAttention();
   SparseAttention(SparseAttention&&) noexcept;
   SparseAttention& operator=(SparseAttention&&) noexcept;
 
   const AttentionShape& shape() const;
+  AttentionKernel kernel() const;  // the family chosen (never automatic)
   // Reads only device data of `mask`; the schedule stays valid while the mask's lists do.
   void plan(const DeviceMask& mask, void* stream);
   // lse may be null. A sparse mask needs a plan() of the same mask first (a dense one does not).

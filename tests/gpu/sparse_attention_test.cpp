@@ -21,15 +21,16 @@ struct RunResult {
 
 // Uploads Q/K/V, poisons O and LSE, plans and runs the mask, and downloads the outputs.
 RunResult run_attention(const Problem& p, const HostMask& mask, const HostTensor& q,
-                        const HostTensor& k, const HostTensor& v) {
+                        const HostTensor& k, const HostTensor& v,
+                        cuda::AttentionKernel kernel = cuda::AttentionKernel::automatic) {
   DeviceArray<uint16_t> dq(q.bits), dk(k.bits), dv(v.bits);
   DeviceArray<uint16_t> dout(q.bits.size());
   DeviceArray<float> dlse(static_cast<size_t>(p.batch * p.heads * p.seq_q));
   dout.poison();
   dlse.poison();
   DeviceMaskStorage device_mask = upload_mask(mask);
-  cuda::SparseAttention attention(p.shape(), mask.block_q,
-                                  mask.custom_layout ? mask.q_blocks() : 0);
+  cuda::SparseAttention attention(p.shape(), mask.block_q, mask.custom_layout ? mask.q_blocks() : 0,
+                                  kernel);
   attention.plan(device_mask.view, nullptr);
   attention.run(device_mask.view, dq.get(), dk.get(), dv.get(), dout.get(), dlse.get(), nullptr);
   return {dout.download(), dlse.download()};
@@ -45,16 +46,37 @@ Inputs random_inputs(const Problem& p, std::mt19937_64& rng) {
           random_tensor(k_count, p.dtype, rng)};
 }
 
+constexpr cuda::AttentionKernel kKernels[] = {cuda::AttentionKernel::mma_sync,
+                                              cuda::AttentionKernel::wgmma};
+
 struct Case {
   cuda::DType dtype;
   int head_dim;
   int block_q;
   int block_k;
+  cuda::AttentionKernel kernel;
   std::string name() const {
-    return std::string(cuda::to_string(dtype)) + "_d" + std::to_string(head_dim) + "_bq" +
-           std::to_string(block_q) + "_bk" + std::to_string(block_k);
+    return std::string(cuda::to_string(kernel)) + "_" + cuda::to_string(dtype) + "_d" +
+           std::to_string(head_dim) + "_bq" + std::to_string(block_q) + "_bk" +
+           std::to_string(block_k);
   }
 };
+
+std::vector<Case> all_cases() {
+  struct Shape {
+    cuda::DType dtype;
+    int head_dim, block_q, block_k;
+  };
+  const Shape shapes[] = {{cuda::DType::bf16, 128, 64, 64},   {cuda::DType::bf16, 64, 64, 64},
+                          {cuda::DType::fp16, 128, 64, 64},   {cuda::DType::fp16, 64, 64, 64},
+                          {cuda::DType::bf16, 128, 128, 128}, {cuda::DType::bf16, 64, 128, 64},
+                          {cuda::DType::fp16, 64, 64, 128}};
+  std::vector<Case> cases;
+  for (cuda::AttentionKernel kernel : kKernels)
+    for (const Shape& shape : shapes)
+      cases.push_back({shape.dtype, shape.head_dim, shape.block_q, shape.block_k, kernel});
+  return cases;
+}
 
 class SparseAttentionCases : public ::testing::TestWithParam<Case> {
  protected:
@@ -78,7 +100,7 @@ TEST_P(SparseAttentionCases, BlockSparseMatchesReferenceWithEmptyAndFullRows) {
       HostMask::uniform(p.heads, p.seq_q, p.seq_k, GetParam().block_q, GetParam().block_k);
   fill_random_blocks(mask, 0.3, rng, /*empty_every=*/5, /*full_every=*/7);
   const Inputs in = random_inputs(p, rng);
-  const RunResult got = run_attention(p, mask, in.q, in.k, in.v);
+  const RunResult got = run_attention(p, mask, in.q, in.k, in.v, GetParam().kernel);
   expect_within_naive_bound(compare_with_reference(p, mask, in.q, in.k, in.v, got.out, got.lse));
 }
 
@@ -90,7 +112,7 @@ TEST_P(SparseAttentionCases, FineKeyListsMatchReference) {
   mask.use_blocks = false;
   fill_random_keys(mask, 0.2, p.seq_k, rng, /*empty_every=*/6);
   const Inputs in = random_inputs(p, rng);
-  const RunResult got = run_attention(p, mask, in.q, in.k, in.v);
+  const RunResult got = run_attention(p, mask, in.q, in.k, in.v, GetParam().kernel);
   expect_within_naive_bound(compare_with_reference(p, mask, in.q, in.k, in.v, got.out, got.lse));
 }
 
@@ -102,17 +124,14 @@ TEST_P(SparseAttentionCases, MixedBlockAndKeyListsMatchReference) {
   fill_random_blocks(mask, 0.15, rng, /*empty_every=*/4);
   fill_random_keys(mask, 0.1, p.seq_k, rng, /*empty_every=*/3);
   const Inputs in = random_inputs(p, rng);
-  const RunResult got = run_attention(p, mask, in.q, in.k, in.v);
+  const RunResult got = run_attention(p, mask, in.q, in.k, in.v, GetParam().kernel);
   expect_within_naive_bound(compare_with_reference(p, mask, in.q, in.k, in.v, got.out, got.lse));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    Kernels, SparseAttentionCases,
-    ::testing::Values(Case{cuda::DType::bf16, 128, 64, 64}, Case{cuda::DType::bf16, 64, 64, 64},
-                      Case{cuda::DType::fp16, 128, 64, 64}, Case{cuda::DType::fp16, 64, 64, 64},
-                      Case{cuda::DType::bf16, 128, 128, 128}, Case{cuda::DType::bf16, 64, 128, 64},
-                      Case{cuda::DType::fp16, 64, 64, 128}),
-    [](const ::testing::TestParamInfo<Case>& param_info) { return param_info.param.name(); });
+INSTANTIATE_TEST_SUITE_P(Kernels, SparseAttentionCases, ::testing::ValuesIn(all_cases()),
+                         [](const ::testing::TestParamInfo<Case>& param_info) {
+                           return param_info.param.name();
+                         });
 
 class SparseAttention : public ::testing::Test {
  protected:
@@ -132,11 +151,14 @@ TEST_F(SparseAttention, FullBlockMaskEqualsDenseBitwiseAndMatchesReference) {
   HostMask dense = full;
   dense.dense = true;
   const Inputs in = random_inputs(p, rng);
-  const RunResult got_full = run_attention(p, full, in.q, in.k, in.v);
-  const RunResult got_dense = run_attention(p, dense, in.q, in.k, in.v);
-  EXPECT_EQ(got_full.out, got_dense.out);
-  expect_within_naive_bound(
-      compare_with_reference(p, dense, in.q, in.k, in.v, got_dense.out, got_dense.lse));
+  for (cuda::AttentionKernel kernel : kKernels) {
+    SCOPED_TRACE(cuda::to_string(kernel));
+    const RunResult got_full = run_attention(p, full, in.q, in.k, in.v, kernel);
+    const RunResult got_dense = run_attention(p, dense, in.q, in.k, in.v, kernel);
+    EXPECT_EQ(got_full.out, got_dense.out);
+    expect_within_naive_bound(
+        compare_with_reference(p, dense, in.q, in.k, in.v, got_dense.out, got_dense.lse));
+  }
 }
 
 TEST_F(SparseAttention, EmptyMaskGivesZerosAndNegativeInfinityLse) {
@@ -148,9 +170,11 @@ TEST_F(SparseAttention, EmptyMaskGivesZerosAndNegativeInfinityLse) {
   HostMask mask = HostMask::uniform(p.heads, p.seq_q, p.seq_k, 64, 64);
   mask.use_keys = true;  // empty block lists and empty key lists
   const Inputs in = random_inputs(p, rng);
-  const RunResult got = run_attention(p, mask, in.q, in.k, in.v);
-  for (uint16_t bits : got.out) ASSERT_EQ(from_half_bits(bits, p.dtype), 0.f);
-  for (float lse : got.lse) ASSERT_TRUE(std::isinf(lse) && lse < 0) << lse;
+  for (cuda::AttentionKernel kernel : kKernels) {
+    const RunResult got = run_attention(p, mask, in.q, in.k, in.v, kernel);
+    for (uint16_t bits : got.out) ASSERT_EQ(from_half_bits(bits, p.dtype), 0.f);
+    for (float lse : got.lse) ASSERT_TRUE(std::isinf(lse) && lse < 0) << lse;
+  }
 }
 
 TEST_F(SparseAttention, LongOddSequenceMatchesReferenceOnSampledBlocks) {
@@ -164,11 +188,14 @@ TEST_F(SparseAttention, LongOddSequenceMatchesReferenceOnSampledBlocks) {
     fill_random_blocks(mask, 0.05, rng, /*empty_every=*/97, /*full_every=*/101);
     if (head_dim == 64) fill_random_keys(mask, 0.01, p.seq_k, rng);
     const Inputs in = random_inputs(p, rng);
-    const RunResult got = run_attention(p, mask, in.q, in.k, in.v);
-    // First, last (short) and a few full or empty query blocks, every head.
-    const std::vector<int> sampled{0, 1, 97, 102, 300, mask.q_blocks() - 1};
-    expect_within_naive_bound(
-        compare_with_reference(p, mask, in.q, in.k, in.v, got.out, got.lse, sampled));
+    for (cuda::AttentionKernel kernel : kKernels) {
+      SCOPED_TRACE(cuda::to_string(kernel));
+      const RunResult got = run_attention(p, mask, in.q, in.k, in.v, kernel);
+      // First, last (short) and a few full or empty query blocks, every head.
+      const std::vector<int> sampled{0, 1, 97, 102, 300, mask.q_blocks() - 1};
+      expect_within_naive_bound(
+          compare_with_reference(p, mask, in.q, in.k, in.v, got.out, got.lse, sampled));
+    }
   }
 }
 
@@ -190,8 +217,11 @@ TEST_F(SparseAttention, NonUniformShardLayoutMatchesReference) {
   fill_random_blocks(mask, 0.5, rng, 0, /*full_every=*/4);
   fill_random_keys(mask, 0.1, p.seq_k, rng);
   const Inputs in = random_inputs(p, rng);
-  const RunResult got = run_attention(p, mask, in.q, in.k, in.v);
-  expect_within_naive_bound(compare_with_reference(p, mask, in.q, in.k, in.v, got.out, got.lse));
+  for (cuda::AttentionKernel kernel : kKernels) {
+    SCOPED_TRACE(cuda::to_string(kernel));
+    const RunResult got = run_attention(p, mask, in.q, in.k, in.v, kernel);
+    expect_within_naive_bound(compare_with_reference(p, mask, in.q, in.k, in.v, got.out, got.lse));
+  }
 }
 
 TEST_F(SparseAttention, RunWithoutPlanIsRejected) {

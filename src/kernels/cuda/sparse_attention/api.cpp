@@ -31,6 +31,18 @@ const char* to_string(DType dtype) {
 
 size_t element_bytes(DType dtype) { return dtype == DType::fp32 ? 4 : 2; }
 
+const char* to_string(AttentionKernel kernel) {
+  switch (kernel) {
+    case AttentionKernel::automatic:
+      return "automatic";
+    case AttentionKernel::mma_sync:
+      return "mma_sync";
+    case AttentionKernel::wgmma:
+      return "wgmma";
+  }
+  return "unknown";
+}
+
 std::string unsupported_reason(const AttentionShape& shape, const DeviceMask& mask) {
   if (shape.dtype != DType::bf16 && shape.dtype != DType::fp16)
     return std::string("dtype ") + to_string(shape.dtype) + " (kernels take bf16 or fp16)";
@@ -64,6 +76,18 @@ int uniform_blocks(int64_t tokens, int block) {
   return static_cast<int>((tokens + block - 1) / block);
 }
 
+// Calls f.template operator()<kFamily, kElement, kHeadDim>() for the run-time choice.
+template <class F>
+auto dispatch_kernel(AttentionKernel kernel, DType dtype, int head_dim, F&& f) {
+  return DBSP_DISPATCH_ELEMENT(dtype, kElement, [&] {
+    return DBSP_DISPATCH_HEAD_DIM(head_dim, kHeadDim, [&] {
+      if (kernel == AttentionKernel::wgmma)
+        return f.template operator()<detail::KernelFamily::sm90, kElement, kHeadDim>();
+      return f.template operator()<detail::KernelFamily::sm80, kElement, kHeadDim>();
+    });
+  });
+}
+
 }  // namespace
 
 struct SparseAttention::Impl {
@@ -73,6 +97,7 @@ struct SparseAttention::Impl {
   int num_items = 0;
   int sm_count = 0;
   int ctas_per_sm = 0;  // occupancy of the selected kernel, read once
+  AttentionKernel kernel = AttentionKernel::mma_sync;
   detail::WorkScheduler scheduler;
   bool planned = false;
   const int32_t* planned_counts = nullptr;  // identifies the mask the schedule was built for
@@ -123,7 +148,8 @@ struct SparseAttention::Impl {
   }
 };
 
-SparseAttention::SparseAttention(const AttentionShape& shape, int block_q, int q_blocks)
+SparseAttention::SparseAttention(const AttentionShape& shape, int block_q, int q_blocks,
+                                 AttentionKernel kernel)
     : impl_(std::make_unique<Impl>()) {
   DeviceMask probe;
   probe.dense = true;
@@ -141,11 +167,19 @@ SparseAttention::SparseAttention(const AttentionShape& shape, int block_q, int q
   int device = 0;
   DBSP_CUDA_CHECK(cudaGetDevice(&device));
   DBSP_CUDA_CHECK(cudaDeviceGetAttribute(&impl_->sm_count, cudaDevAttrMultiProcessorCount, device));
-  impl_->ctas_per_sm = DBSP_DISPATCH_ELEMENT(shape.dtype, kElement, [&] {
-    return DBSP_DISPATCH_HEAD_DIM(shape.head_dim, kHeadDim, [&] {
-      return detail::sparse_attention_ctas_per_sm<kElement, kHeadDim>();
-    });
-  });
+  int major = 0;
+  DBSP_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  if (kernel == AttentionKernel::automatic)
+    kernel = major == 9 ? AttentionKernel::wgmma : AttentionKernel::mma_sync;
+  require(kernel != AttentionKernel::wgmma || major == 9,
+          "the wgmma attention kernel needs a compute capability 9.x (Hopper) device, this one is ",
+          major, ".x");
+  impl_->kernel = kernel;
+  impl_->ctas_per_sm = dispatch_kernel(
+      kernel, shape.dtype, shape.head_dim,
+      []<detail::KernelFamily kFamily, detail::ElementKind kElement, int kHeadDim>() {
+        return detail::sparse_attention_ctas_per_sm<kFamily, kElement, kHeadDim>();
+      });
   require(impl_->ctas_per_sm > 0, "the sparse attention kernel does not fit on this device");
   impl_->scheduler =
       detail::WorkScheduler(impl_->num_items, static_cast<int>(shape.batch * shape.heads));
@@ -156,6 +190,7 @@ SparseAttention::SparseAttention(SparseAttention&&) noexcept = default;
 SparseAttention& SparseAttention::operator=(SparseAttention&&) noexcept = default;
 
 const AttentionShape& SparseAttention::shape() const { return impl_->shape; }
+AttentionKernel SparseAttention::kernel() const { return impl_->kernel; }
 
 void SparseAttention::plan(const DeviceMask& mask, void* stream) {
   impl_->check(mask);
@@ -183,12 +218,12 @@ void SparseAttention::run(const DeviceMask& mask, const void* q, const void* k, 
   const auto cuda_stream = static_cast<cudaStream_t>(stream);
   DBSP_CUDA_CHECK(cudaMemsetAsync(p.work_counter, 0, sizeof(int), cuda_stream));
   const float scale = static_cast<float>(p.scale_log2 / std::numbers::log2e);
-  DBSP_DISPATCH_ELEMENT(impl_->shape.dtype, kElement, [&] {
-    DBSP_DISPATCH_HEAD_DIM(impl_->shape.head_dim, kHeadDim, [&] {
-      const int grid = std::max(1, std::min(p.num_items, impl_->ctas_per_sm * impl_->sm_count));
-      detail::launch_sparse_attention<kElement, kHeadDim>(p, scale, grid, cuda_stream);
-    });
-  });
+  const int grid = std::max(1, std::min(p.num_items, impl_->ctas_per_sm * impl_->sm_count));
+  dispatch_kernel(impl_->kernel, impl_->shape.dtype, impl_->shape.head_dim,
+                  [&]<detail::KernelFamily kFamily, detail::ElementKind kElement, int kHeadDim>() {
+                    detail::launch_sparse_attention<kFamily, kElement, kHeadDim>(p, scale, grid,
+                                                                                 cuda_stream);
+                  });
 }
 
 }  // namespace dbsp::cuda

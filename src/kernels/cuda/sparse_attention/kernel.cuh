@@ -8,7 +8,9 @@
 #include "kernels/cuda/common/ptx.cuh"
 #include "kernels/cuda/sparse_attention/epilogue.cuh"
 #include "kernels/cuda/sparse_attention/mainloop.cuh"
+#include "kernels/cuda/sparse_attention/smem_layout.cuh"
 #include "kernels/cuda/sparse_attention/softmax.cuh"
+#include "kernels/cuda/sparse_attention/tile_loader.cuh"
 #include "kernels/cuda/sparse_attention/traits.cuh"
 #include "kernels/cuda/sparse_attention/work_item.cuh"
 
@@ -18,6 +20,7 @@ template <class Traits>
 __device__ void attend_item(const SparseAttentionParams& p, const WorkItem& w, char* smem,
                             float scale) {
   using Loop = Mainloop<Traits>;
+  using Loader = TileLoader<Traits, XorRows<Traits::kChunksPerRow>>;
   constexpr int kStages = Traits::kStages;
   constexpr int kHeadDim = Traits::kHeadDim;
   const int tid = threadIdx.x;
@@ -30,10 +33,10 @@ __device__ void attend_item(const SparseAttentionParams& p, const WorkItem& w, c
 
   const int tiles = w.tiles();
   // Prologue: Q with tile 0 in the first group, then tiles 1 .. kStages-2, one group each.
-  Loop::load_q(p, w, smem_q, tid);
+  Loader::load_q(p, w, smem_q, tid);
 #pragma unroll
   for (int stage = 0; stage < kStages - 1; ++stage) {
-    if (stage < tiles) Loop::load_kv(p, w, w.tile(p, stage), smem_k(stage), smem_v(stage), tid);
+    if (stage < tiles) Loader::load_kv(p, w, w.tile(p, stage), smem_k(stage), smem_v(stage), tid);
     cp_async_commit();
   }
 
@@ -49,7 +52,7 @@ __device__ void attend_item(const SparseAttentionParams& p, const WorkItem& w, c
     const int next = t + kStages - 1;
     if (next < tiles) {
       const int stage = next % kStages;
-      Loop::load_kv(p, w, w.tile(p, next), smem_k(stage), smem_v(stage), tid);
+      Loader::load_kv(p, w, w.tile(p, next), smem_k(stage), smem_v(stage), tid);
     }
     cp_async_commit();
     if (t == 0) Loop::load_q_fragments(smem_q, warp, lane, qf);

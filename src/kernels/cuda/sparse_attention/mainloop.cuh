@@ -1,12 +1,11 @@
-// Mainloop pieces of the mma.sync sparse attention kernel: cp.async loaders for the Q tile and
-// the (contiguous or gathered) K/V tiles, and the two products S = Q K^T and O += P V of one warp.
+// Mainloop products of the mma.sync sparse attention kernel (one warp, 16 query rows): Q
+// fragments, S = Q K^T and O += P V from XOR-swizzled shared memory through ldmatrix.
 #pragma once
 
 #include <cstdint>
 
 #include "kernels/cuda/common/ptx.cuh"
 #include "kernels/cuda/sparse_attention/traits.cuh"
-#include "kernels/cuda/sparse_attention/work_item.cuh"
 
 namespace dbsp::cuda::detail {
 
@@ -16,49 +15,6 @@ struct Mainloop {
   using Ops = ElementTraits<Element>;
   static constexpr int kChunks = Traits::kChunksPerRow;
   static constexpr int kHeadDim = Traits::kHeadDim;
-
-  // Q tile: 64 query rows of one head; rows past the tile's end are zero-filled.
-  __device__ static void load_q(const SparseAttentionParams& p, const WorkItem& w, uint32_t smem_q,
-                                int tid) {
-    const Element* q = static_cast<const Element*>(p.q);
-    const int chunk = tid % kChunks;
-    const int64_t token_stride = int64_t{p.heads} * kHeadDim;
-    const int64_t base = (int64_t{w.batch} * p.seq_q + w.q_begin) * token_stride +
-                         int64_t{w.head} * kHeadDim + chunk * 8;
-#pragma unroll
-    for (int i = 0; i < Traits::kTileQ * kChunks / Traits::kThreads; ++i) {
-      const int row = tid / kChunks + i * Traits::kRowStride;
-      const bool valid = row < w.q_rows;
-      cp_async_16(smem_q + swizzled_offset(row, chunk, kChunks),
-                  q + (valid ? base + row * token_stride : 0), valid);
-    }
-  }
-
-  // One K tile and one V tile: for key lists every row is gathered by its own 16-byte copies.
-  __device__ static void load_kv(const SparseAttentionParams& p, const WorkItem& w,
-                                 const KeyTile& tile, uint32_t smem_k, uint32_t smem_v, int tid) {
-    const Element* k = static_cast<const Element*>(p.k);
-    const Element* v = static_cast<const Element*>(p.v);
-    const int chunk = tid % kChunks;
-    const int64_t token_stride = int64_t{p.heads} * kHeadDim;
-    const int64_t base =
-        int64_t{w.batch} * p.seq_k * token_stride + int64_t{w.head} * kHeadDim + chunk * 8;
-    int tokens[Traits::kRowsPerThread];
-#pragma unroll
-    for (int i = 0; i < Traits::kRowsPerThread; ++i) {
-      const int row = tid / kChunks + i * Traits::kRowStride;
-      tokens[i] = row < tile.valid ? tile.token(row) : -1;
-    }
-#pragma unroll
-    for (int i = 0; i < Traits::kRowsPerThread; ++i) {
-      const int row = tid / kChunks + i * Traits::kRowStride;
-      const bool valid = tokens[i] >= 0;
-      const int64_t offset = valid ? base + tokens[i] * token_stride : 0;
-      const int smem_offset = swizzled_offset(row, chunk, kChunks);
-      cp_async_16(smem_k + smem_offset, k + offset, valid);
-      cp_async_16(smem_v + smem_offset, v + offset, valid);
-    }
-  }
 
   // A fragments of this warp's 16 query rows, all of head_dim.
   __device__ static void load_q_fragments(uint32_t smem_q, int warp, int lane,
