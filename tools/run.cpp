@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,9 +28,10 @@ struct RunOptions {
   int steps = 1;
   std::string backend = "cpu";
   bool check = false;
-  double tolerance = 1e-4;
+  int check_blocks = 0;  // 0: every query block of the shard
+  double tolerance = 0;  // 0: 1e-4 for cpu (fp32), 3e-2 for cuda (bf16)
   double timeout = 60;
-  int head_dim = 64;  // mask files only; a workload fixes its own
+  int head_dim = 0;  // 0: the workload's (64 for mask files)
   bool send_all = false;
   PlannerOptions planner;
   CostModel cost;
@@ -64,30 +66,42 @@ std::vector<T> input_rows(uint64_t seed, int which, int64_t first, int64_t end, 
   return out;
 }
 
-// Largest error of `out` against the fp64 single-rank result for this rank's query rows,
-// relative to max(|reference|, 1e-2).
+// Largest error of `out` against the fp64 single-rank result for the first `blocks` query blocks
+// of this rank's shard (all when 0), relative to max(|reference|, 1e-2). With `bf16_inputs` the
+// reference sees the inputs rounded as the device path does.
 double reference_error(const SpProblem& problem, const BlockMask& mask, uint64_t seed,
-                       const SequenceShard& shard, const std::vector<float>& out) {
-  if (shard.tokens() == 0) return 0;
+                       const SequenceShard& shard, const std::vector<float>& out, int blocks,
+                       bool bf16_inputs) {
+  const int end_block =
+      blocks > 0 ? std::min(shard.end_block, shard.first_block + blocks) : shard.end_block;
+  if (end_block <= shard.first_block) return 0;
+  const BlockLayout q_layout = problem.q_layout();
   const BlockLayout k_layout = problem.k_layout();
   std::vector<int> rows, heads, keys;
-  for (int i = shard.first_block; i < shard.end_block; ++i) rows.push_back(i);
+  for (int i = shard.first_block; i < end_block; ++i) rows.push_back(i);
   for (int h = 0; h < problem.heads; ++h) heads.push_back(h);
   for (int j = 0; j < k_layout.blocks(); ++j) keys.push_back(j);
   AttentionProblem local;
   local.heads = problem.heads;
   local.head_dim = problem.head_dim;
-  local.q_layout = BlockLayout::gather(problem.q_layout(), rows);
+  local.q_layout = BlockLayout::gather(q_layout, rows);
   local.k_layout = k_layout;
-  const auto q = input_rows<double>(seed, 0, shard.first_token, shard.end_token, problem.heads,
-                                    problem.head_dim);
-  const auto k = input_rows<double>(seed, 1, 0, k_layout.tokens(), problem.heads, problem.head_dim);
-  const auto v = input_rows<double>(seed, 2, 0, k_layout.tokens(), problem.heads, problem.head_dim);
-  std::vector<double> reference(q.size()), lse(static_cast<size_t>(shard.tokens() * problem.heads));
+  auto inputs = [&](int which, int64_t first, int64_t end) {
+    std::vector<double> values =
+        input_rows<double>(seed, which, first, end, problem.heads, problem.head_dim);
+    if (bf16_inputs) {
+      for (double& x : values) x = round_to_bf16(static_cast<float>(x));
+    }
+    return values;
+  };
+  const auto q = inputs(0, shard.first_token, q_layout.start[end_block]);
+  const auto k = inputs(1, 0, k_layout.tokens());
+  const auto v = inputs(2, 0, k_layout.tokens());
+  std::vector<double> reference(q.size()), lse(static_cast<size_t>(local.seq_q() * problem.heads));
   attention_block_sparse<double>(local, mask.slice(heads, rows, keys).to_csr(), q.data(), k.data(),
                                  v.data(), reference.data(), lse.data());
   double worst = 0;
-  for (size_t e = 0; e < out.size(); ++e) {
+  for (size_t e = 0; e < reference.size(); ++e) {
     const double error = std::abs(out[e] - reference[e]) / std::max(1e-2, std::abs(reference[e]));
     worst = std::isnan(error) ? INFINITY : std::max(worst, error);
   }
@@ -130,24 +144,58 @@ void print_rank_table(const std::vector<RankTotals>& ranks) {
   }
 }
 
+// This rank's Q, K, V shards (and their bf16 copies on the GPU for the device path).
+struct LayerInputs {
+  SpProblem problem{0, 0, {}, 0.0};
+  SequenceShard q_shard;
+  std::vector<float> q, k, v;
+  std::optional<DeviceBf16> device_q, device_k, device_v;
+
+  LayerInputs() = default;
+  LayerInputs(const SpProblem& p, uint64_t seed, int rank, int ranks, bool device) : problem(p) {
+    q_shard = sequence_shard(p.q_layout(), rank, ranks);
+    const SequenceShard k_shard = sequence_shard(p.k_layout(), rank, ranks);
+    q = input_rows<float>(seed, 0, q_shard.first_token, q_shard.end_token, p.heads, p.head_dim);
+    k = input_rows<float>(seed, 1, k_shard.first_token, k_shard.end_token, p.heads, p.head_dim);
+    v = input_rows<float>(seed, 2, k_shard.first_token, k_shard.end_token, p.heads, p.head_dim);
+    if (device) {
+      device_q.emplace(q);
+      device_k.emplace(k);
+      device_v.emplace(v);
+    }
+  }
+};
+
 int run_ranks(const RunOptions& o) {
   require(o.backend == "cpu" || o.backend == "cuda", "--backend: expected cpu or cuda, got '",
           o.backend, "'");
-  require(o.backend == "cpu",
-          "--backend cuda: the device executor is not built yet; use --backend cpu");
+  const bool device = o.backend == "cuda";
+  require(!device || nccl_available(),
+          "--backend cuda needs dbsp built with CUDA and NCCL (-DDBSP_CUDA=ON)");
+  const double tolerance = o.tolerance > 0 ? o.tolerance : (device ? 3e-2 : 1e-4);
   MpiEnvironment mpi;
   std::unique_ptr<Communicator> world = make_mpi_world({.timeout_seconds = o.timeout});
   const int rank = world->rank(), ranks = world->size();
   const bool root = rank == 0;
   bool all_ok = true;
   try {
+    // The device path runs over NCCL, one GPU per rank; MPI only bootstraps it and gathers checks.
+    std::unique_ptr<Communicator> nccl;
+    if (device) {
+      nccl = make_nccl_world(*world, device_for_rank(rank), {.timeout_seconds = o.timeout});
+    }
+    Communicator& data_comm = device ? *nccl : *world;
     const MaskSource source(o.source);
     const int layers = o.layers > 0 ? std::min(o.layers, source.layers()) : source.layers();
     const int steps = std::max(1, std::min(o.steps, source.steps()));
-    const int head_dim = source.from_file() ? o.head_dim : model_preset(o.source.workload).head_dim;
+    const int head_dim = o.head_dim > 0       ? o.head_dim
+                         : source.from_file() ? 64
+                                              : model_preset(o.source.workload).head_dim;
     const Strategy strategy = parse_strategy(o.strategy, ranks);
-    SpAttention attention(*world, strategy, layers, {.mask_aware = !o.send_all}, o.planner, o.cost);
+    SpAttention attention(data_comm, strategy, layers, {.mask_aware = !o.send_all}, o.planner,
+                          o.cost);
     std::vector<RankTotals> totals(static_cast<size_t>(ranks));
+    LayerInputs inputs;
     double predicted_sum = 0, measured_sum = 0, wall_ms = 0, sent = 0, saved = 0;
     int entries = 0;
     if (root) {
@@ -165,24 +213,31 @@ int run_ranks(const RunOptions& o) {
         problem.heads = mask.heads();
         problem.head_dim = head_dim;
         problem.geometry = mask.geometry();
-        const uint64_t seed = o.source.seed * 1000003u + uint64_t(step) * 1009u + uint64_t(layer);
-        const SequenceShard qs = sequence_shard(problem.q_layout(), rank, ranks);
-        const SequenceShard ks = sequence_shard(problem.k_layout(), rank, ranks);
-        const auto q =
-            input_rows<float>(seed, 0, qs.first_token, qs.end_token, problem.heads, head_dim);
-        const auto k =
-            input_rows<float>(seed, 1, ks.first_token, ks.end_token, problem.heads, head_dim);
-        const auto v =
-            input_rows<float>(seed, 2, ks.first_token, ks.end_token, problem.heads, head_dim);
-        std::vector<float> out(q.size());
-        const SpLayerReport report =
-            attention.forward(layer, problem, mask, q.data(), k.data(), v.data(), out.data());
+        // Inputs depend on the seed only (not on the layer), so each rank generates them once.
+        const uint64_t seed = o.source.seed * 1000003u + 1u;
+        if (inputs.problem.geometry != problem.geometry || inputs.problem.heads != problem.heads ||
+            inputs.problem.head_dim != problem.head_dim) {
+          inputs = LayerInputs(problem, seed, rank, ranks, device);
+        }
+        std::vector<float> out(inputs.q.size());
+        SpLayerReport report;
+        if (device) {
+          DeviceBf16 device_out(out.size());
+          report = attention.forward_device_bf16(layer, problem, mask, inputs.device_q->data(),
+                                                 inputs.device_k->data(), inputs.device_v->data(),
+                                                 device_out.data());
+          if (o.check) out = device_out.to_host();
+        } else {
+          report = attention.forward(layer, problem, mask, inputs.q.data(), inputs.k.data(),
+                                     inputs.v.data(), out.data());
+        }
         double error = 0;
         if (o.check) {
-          const std::vector<double> errors =
-              world->all_gather(reference_error(problem, mask, seed, qs, out), "check gather");
+          const double mine =
+              reference_error(problem, mask, seed, inputs.q_shard, out, o.check_blocks, device);
+          const std::vector<double> errors = world->all_gather(mine, "check gather");
           error = *std::max_element(errors.begin(), errors.end());
-          all_ok = all_ok && error <= o.tolerance;
+          all_ok = all_ok && error <= tolerance;
         }
         double compute_max = 0, compute_sum = 0, comm_max = 0, idle_max = 0, layer_wall = 0;
         double layer_sent = 0, layer_saved = 0;
@@ -208,7 +263,7 @@ int run_ranks(const RunOptions& o) {
                       step, layer, report.grid.name().c_str(), report.replanned ? "yes" : "no",
                       report.predicted_ratio, report.measured_ratio, layer_wall, compute_max,
                       compute_sum / ranks, comm_max, idle_max, layer_sent / kMB, layer_saved / kMB);
-          if (o.check) std::printf(" %9.2e%s", error, error <= o.tolerance ? "" : " FAIL");
+          if (o.check) std::printf(" %9.2e%s", error, error <= tolerance ? "" : " FAIL");
           std::printf("\n");
         }
       }
@@ -234,7 +289,7 @@ int run_ranks(const RunOptions& o) {
         std::printf(
             "check: %s (every output shard vs the fp64 single-rank reference, tolerance "
             "%.1e relative)\n",
-            all_ok ? "PASS" : "FAIL", o.tolerance);
+            all_ok ? "PASS" : "FAIL", tolerance);
       }
     }
   } catch (const std::exception& e) {
@@ -260,17 +315,27 @@ void register_run(CLI::App& app) {
       ->capture_default_str();
   command->add_option("--layers", options->layers, "layers to run (0: all)")->capture_default_str();
   command->add_option("--steps", options->steps, "denoising steps to run")->capture_default_str();
-  command->add_option("--backend", options->backend, "cpu (MPI, host memory) or cuda (NCCL)")
+  command
+      ->add_option("--backend", options->backend,
+                   "cpu (MPI, host fp32) or cuda (NCCL, bf16 on one GPU per rank)")
       ->capture_default_str();
   command->add_flag("--check", options->check,
                     "compare every output shard with the fp64 single-rank reference; exit 1 on a "
                     "mismatch");
-  command->add_option("--tolerance", options->tolerance, "relative tolerance of --check")
+  command
+      ->add_option("--tolerance", options->tolerance,
+                   "relative tolerance of --check (0: 1e-4 on cpu, 3e-2 on cuda)")
+      ->capture_default_str();
+  command
+      ->add_option("--check-blocks", options->check_blocks,
+                   "check only the first N query blocks of each rank's shard (0: all)")
       ->capture_default_str();
   command
       ->add_option("--timeout", options->timeout, "seconds a rank waits for a peer before failing")
       ->capture_default_str();
-  command->add_option("--head-dim", options->head_dim, "head dimension for --mask inputs")
+  command
+      ->add_option("--head-dim", options->head_dim,
+                   "head dimension (0: the workload's; 64 for --mask)")
       ->capture_default_str();
   command->add_flag("--send-all", options->send_all,
                     "turn mask-aware communication off (send every slab)");

@@ -154,6 +154,11 @@ std::unique_ptr<Communicator> make_nccl_world_from_file(const std::string& id_fi
                                                         int size, int device,
                                                         const CommOptions& options = {});
 
+// The GPU this rank should use: the node-local rank (from the launcher's environment:
+// OMPI_COMM_WORLD_LOCAL_RANK, MV2_COMM_WORLD_LOCAL_RANK, SLURM_LOCALID, LOCAL_RANK; else
+// `world_rank`) modulo the visible device count. Throws when there is no GPU or no CUDA build.
+int device_for_rank(int world_rank);
+
 // ---- template definitions ----
 template <class T>
 void Communicator::all_to_all_v(const T* send, std::span<const int64_t> send_counts,

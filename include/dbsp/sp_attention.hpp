@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -86,17 +87,49 @@ class SpExecutor {
   SpTelemetry run(const SpProblem& problem, const BlockMask& mask, const Partition& partition,
                   const float* q, const float* k, const float* v, float* out);
 
+  // The device path (NCCL communicator; dbsp built with CUDA and NCCL): q, k, v and out are bf16
+  // [tokens, heads, head_dim] on the communicator's GPU, read after the work already queued on the
+  // legacy default stream. Partial results merge in fp32. Returns once `out` is complete.
+  // Kernel limits: head_dim 64 or 128, block sizes multiples of 64.
+  SpTelemetry run_device_bf16(const SpProblem& problem, const BlockMask& mask,
+                              const Partition& partition, const void* q, const void* k,
+                              const void* v, void* out);
+
   Communicator& world() { return world_; }
   const SpOptions& options() const { return options_; }
 
  private:
   struct Workspace;
+  struct DeviceState;
   Communicator& world_;
   SpOptions options_;
   std::vector<std::pair<Grid, std::unique_ptr<GridCommunicators>>> grids_;
   std::unique_ptr<Workspace> workspace_;
+  std::unique_ptr<DeviceState, void (*)(DeviceState*)> device_{nullptr, nullptr};
   GridCommunicators& grid_communicators(Grid grid);
 };
+
+// bf16 values on the current GPU (tools and tests of the device path). Throws without CUDA.
+class DeviceBf16 {
+ public:
+  explicit DeviceBf16(std::span<const float> values);  // rounded to nearest even
+  explicit DeviceBf16(size_t count);                   // zero-filled
+  ~DeviceBf16();
+  DeviceBf16(DeviceBf16&& other) noexcept;
+  DeviceBf16& operator=(DeviceBf16&& other) noexcept;
+  DeviceBf16(const DeviceBf16&) = delete;
+  DeviceBf16& operator=(const DeviceBf16&) = delete;
+
+  void* data() const { return data_; }
+  size_t size() const { return size_; }
+  std::vector<float> to_host() const;
+
+ private:
+  void* data_ = nullptr;
+  size_t size_ = 0;
+};
+// float -> bf16 -> float (what the device path sees of a host value).
+float round_to_bf16(float value);
 
 // How a layer is split: a planner policy and either a fixed grid or the cost model's choice of
 // U x R per layer. Text forms: "ulysses" (static U = P), "ring" (static R = P), "usp:UxR",
@@ -130,11 +163,17 @@ class SpAttention {
 
   SpLayerReport forward(int layer, const SpProblem& problem, const BlockMask& mask, const float* q,
                         const float* k, const float* v, float* out);
+  // The device path: bf16 tensors on the GPU of an NCCL communicator (SpExecutor::run_device_bf16).
+  SpLayerReport forward_device_bf16(int layer, const SpProblem& problem, const BlockMask& mask,
+                                    const void* q, const void* k, const void* v, void* out);
   int replans() const { return plans_.replans(); }
   const Strategy& strategy() const { return strategy_; }
   SpExecutor& executor() { return executor_; }
 
  private:
+  template <class Run>
+  SpLayerReport forward_with(int layer, const BlockMask& mask, Run&& run);
+
   SpExecutor executor_;
   Strategy strategy_;
   int layers_;

@@ -22,6 +22,7 @@ bool nccl_available() { return false; }
 std::unique_ptr<Communicator> make_nccl_world(Communicator&, int, const CommOptions&) {
   fail("dbsp was built without NCCL (configure with -DDBSP_CUDA=ON and NCCL installed)");
 }
+int device_for_rank(int) { fail("dbsp was built without NCCL/CUDA: no GPU device to select"); }
 std::unique_ptr<Communicator> make_nccl_world_from_file(const std::string&, int, int, int,
                                                         const CommOptions&) {
   fail("dbsp was built without NCCL (configure with -DDBSP_CUDA=ON and NCCL installed)");

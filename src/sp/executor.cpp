@@ -43,10 +43,7 @@ void resize_at_least(std::vector<T>& buffer, int64_t elements) {
 }  // namespace
 
 SpExecutor::SpExecutor(Communicator& world, SpOptions options)
-    : world_(world), options_(options), workspace_(std::make_unique<Workspace>()) {
-  require(world.memory() == MemorySpace::host,
-          "SpExecutor: the CPU executor needs a host-memory communicator; got ", world.backend());
-}
+    : world_(world), options_(options), workspace_(std::make_unique<Workspace>()) {}
 
 SpExecutor::~SpExecutor() = default;
 
@@ -67,16 +64,9 @@ SpTelemetry SpExecutor::run(const SpProblem& problem, const BlockMask& mask,
   SpTelemetry telemetry;
   telemetry.grid = partition.grid;
 
-  require(partition.grid.ranks() == world_.size(), "SpExecutor: partition grid ",
-          partition.grid.name(), " needs ", partition.grid.ranks(), " ranks; the communicator has ",
-          world_.size());
-  require(problem.heads == mask.heads() && problem.geometry.q_blocks() == mask.q_blocks() &&
-              problem.geometry.k_blocks() == mask.k_blocks(),
-          "SpExecutor: problem has ", problem.heads, " heads x ", problem.geometry.q_blocks(),
-          " x ", problem.geometry.k_blocks(), " blocks; the mask has ", mask.heads(), " x ",
-          mask.q_blocks(), " x ", mask.k_blocks());
-  require(problem.head_dim >= 1, "SpExecutor: head_dim must be >= 1, got ", problem.head_dim);
-  partition.validate();
+  require(world_.memory() == MemorySpace::host, "SpExecutor::run takes host buffers; the ",
+          world_.backend(), " communicator moves device memory (use run_device_bf16)");
+  sp::check_layer(world_.size(), problem, mask, partition);
 
   GridCommunicators& comms = grid_communicators(partition.grid);
   const BlockLayout q_layout = problem.q_layout();

@@ -47,6 +47,21 @@ void append_slab(std::vector<Slab>& slabs, Slab slab) {
 
 }  // namespace
 
+void check_layer(int ranks, const SpProblem& problem, const BlockMask& mask,
+                 const Partition& partition) {
+  require(partition.grid.ranks() == ranks, "sequence parallel layer: partition grid ",
+          partition.grid.name(), " needs ", partition.grid.ranks(), " ranks; the communicator has ",
+          ranks);
+  require(problem.heads == mask.heads() && problem.geometry.q_blocks() == mask.q_blocks() &&
+              problem.geometry.k_blocks() == mask.k_blocks(),
+          "sequence parallel layer: problem has ", problem.heads, " heads x ",
+          problem.geometry.q_blocks(), " x ", problem.geometry.k_blocks(), " blocks; the mask has ",
+          mask.heads(), " x ", mask.q_blocks(), " x ", mask.k_blocks());
+  require(problem.head_dim >= 1, "sequence parallel layer: head_dim must be >= 1, got ",
+          problem.head_dim);
+  partition.validate();
+}
+
 LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
                            const BlockLayout& q_layout, const BlockLayout& k_layout, int rank,
                            bool mask_aware) {

@@ -44,6 +44,10 @@ struct LayerRouting {
   int64_t baseline_rows_sent = 0;
 };
 
+// Throws unless the problem, the mask and the partition describe the same layer on `ranks` ranks.
+void check_layer(int ranks, const SpProblem& problem, const BlockMask& mask,
+                 const Partition& partition);
+
 LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
                            const BlockLayout& q_layout, const BlockLayout& k_layout, int rank,
                            bool mask_aware);

@@ -54,8 +54,8 @@ SpAttention::SpAttention(Communicator& world, Strategy strategy, int layers, SpO
       layers_(layers),
       plans_(layers, world.size(), strategy.policy, planner, cost, strategy.grid) {}
 
-SpLayerReport SpAttention::forward(int layer, const SpProblem& problem, const BlockMask& mask,
-                                   const float* q, const float* k, const float* v, float* out) {
+template <class Run>
+SpLayerReport SpAttention::forward_with(int layer, const BlockMask& mask, Run&& run) {
   require(layer >= 0 && layer < layers_, "SpAttention: layer ", layer, " outside [0, ", layers_,
           ")");
   Communicator& world = executor_.world();
@@ -79,7 +79,7 @@ SpLayerReport SpAttention::forward(int layer, const SpProblem& problem, const Bl
   report.replanned = lookup.replanned;
   report.predicted_ratio = lookup.current_ratio;
   report.predicted_ms = lookup.plan->predicted.total_ms;
-  report.telemetry = executor_.run(problem, mask, partition, q, k, v, out);
+  report.telemetry = run(partition);
   report.per_rank = world.all_gather(report.telemetry, "sp telemetry gather");
   double max_compute = 0, sum_compute = 0;
   for (const SpTelemetry& t : report.per_rank) {
@@ -89,6 +89,21 @@ SpLayerReport SpAttention::forward(int layer, const SpProblem& problem, const Bl
   const double mean = sum_compute / static_cast<double>(report.per_rank.size());
   report.measured_ratio = mean > 0 ? max_compute / mean : 1.0;
   return report;
+}
+
+SpLayerReport SpAttention::forward(int layer, const SpProblem& problem, const BlockMask& mask,
+                                   const float* q, const float* k, const float* v, float* out) {
+  return forward_with(layer, mask, [&](const Partition& partition) {
+    return executor_.run(problem, mask, partition, q, k, v, out);
+  });
+}
+
+SpLayerReport SpAttention::forward_device_bf16(int layer, const SpProblem& problem,
+                                               const BlockMask& mask, const void* q, const void* k,
+                                               const void* v, void* out) {
+  return forward_with(layer, mask, [&](const Partition& partition) {
+    return executor_.run_device_bf16(problem, mask, partition, q, k, v, out);
+  });
 }
 
 }  // namespace dbsp

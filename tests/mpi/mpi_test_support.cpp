@@ -87,7 +87,7 @@ Partition random_partition(Grid grid, int heads, int q_blocks, int k_blocks, uin
 }
 
 std::vector<double> reference_rows(const SpProblem& problem, const BlockMask& mask, uint64_t seed,
-                                   int first_q_block, int end_q_block) {
+                                   int first_q_block, int end_q_block, bool round_inputs_to_bf16) {
   const BlockLayout q_layout = problem.q_layout();
   const BlockLayout k_layout = problem.k_layout();
   std::vector<int> rows, heads, keys;
@@ -101,8 +101,12 @@ std::vector<double> reference_rows(const SpProblem& problem, const BlockMask& ma
   local.k_layout = k_layout;
   local.scale = problem.scale;
   const int64_t first = q_layout.start[first_q_block], end = q_layout.start[end_q_block];
-  auto widen = [](const std::vector<float>& in) {
-    return std::vector<double>(in.begin(), in.end());
+  auto widen = [&](const std::vector<float>& in) {
+    std::vector<double> out(in.size());
+    for (size_t e = 0; e < in.size(); ++e) {
+      out[e] = round_inputs_to_bf16 ? round_to_bf16(in[e]) : in[e];
+    }
+    return out;
   };
   const auto q = widen(seeded_tensor(seed, 0, first, end, problem.heads, problem.head_dim));
   const auto k =

@@ -28,8 +28,10 @@ BlockMask make_mask(MaskKind kind, int heads, MaskGeometry geometry, double dens
 // Heads and blocks scattered at random over the grid (uneven groups and shards, empty ones too).
 Partition random_partition(Grid grid, int heads, int q_blocks, int k_blocks, uint64_t seed);
 
-// Output rows [first, end) of the query sequence for every head, in fp64, from the full inputs.
+// Output rows [first, end) of the query sequence for every head, in fp64, from the full inputs
+// (rounded to bf16 first when the device path will see bf16 inputs).
 std::vector<double> reference_rows(const SpProblem& problem, const BlockMask& mask, uint64_t seed,
-                                   int first_q_block, int end_q_block);
+                                   int first_q_block, int end_q_block,
+                                   bool round_inputs_to_bf16 = false);
 
 }  // namespace dbsp::test

@@ -1,7 +1,6 @@
 // The NCCL communicator on device buffers (label gpu; run with mpirun -np 2 on a machine with two
 // GPUs): exact delivery of all-to-all-v and batched exchanges, host all-gather, grid
 // sub-communicators, and a stuck peer giving an error that names the operation and the peer.
-#include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -11,6 +10,7 @@
 #include "dbsp/communicator.hpp"
 #include "dbsp/error.hpp"
 #include "mpi_test_support.hpp"
+#include "nccl_fixture.hpp"
 
 namespace dbsp {
 namespace {
@@ -18,54 +18,6 @@ namespace {
 int64_t encode(int source, int dest, int64_t index) {
   return (int64_t{source} * 64 + dest) * 100000 + index;
 }
-
-class DeviceBuffer {
- public:
-  explicit DeviceBuffer(size_t bytes) : bytes_(bytes) {
-    if (bytes_ > 0 && cudaMalloc(&data_, bytes_) != cudaSuccess) throw Error("cudaMalloc failed");
-  }
-  ~DeviceBuffer() {
-    if (data_) cudaFree(data_);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  void* get() const { return data_; }
-  template <class T>
-  void upload(const std::vector<T>& host) {
-    ASSERT_EQ(cudaMemcpy(data_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice),
-              cudaSuccess);
-  }
-  template <class T>
-  std::vector<T> download(size_t count) const {
-    std::vector<T> host(count);
-    if (count > 0) cudaMemcpy(host.data(), data_, count * sizeof(T), cudaMemcpyDeviceToHost);
-    return host;
-  }
-
- private:
-  void* data_ = nullptr;
-  size_t bytes_;
-};
-
-class Nccl : public testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    int devices = 0;
-    if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) return;
-    Communicator& world = test::world();
-    cudaSetDevice(world.rank() % devices);
-    nccl_ = make_nccl_world(world, world.rank() % devices, {.timeout_seconds = 60}).release();
-  }
-  static void TearDownTestSuite() {
-    delete nccl_;
-    nccl_ = nullptr;
-  }
-  void SetUp() override {
-    if (nccl_ == nullptr) GTEST_SKIP() << "no GPU on this machine";
-  }
-  static Communicator* nccl_;
-};
-Communicator* Nccl::nccl_ = nullptr;
 
 TEST_F(Nccl, AllToAllVDeliversEveryElementOnTheDevice) {
   Communicator& comm = *nccl_;

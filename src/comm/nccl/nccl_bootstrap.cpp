@@ -2,6 +2,7 @@
 // launchers without MPI, through a file that rank 0 writes.
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -14,6 +15,21 @@
 namespace dbsp {
 
 bool nccl_available() { return true; }
+
+int device_for_rank(int world_rank) {
+  int devices = 0;
+  DBSP_CUDA_RT_CHECK(cudaGetDeviceCount(&devices));
+  require(devices > 0, "no CUDA device visible to rank ", world_rank);
+  int local_rank = world_rank;
+  for (const char* name :
+       {"OMPI_COMM_WORLD_LOCAL_RANK", "MV2_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "LOCAL_RANK"}) {
+    if (const char* value = std::getenv(name)) {
+      local_rank = std::atoi(value);
+      break;
+    }
+  }
+  return local_rank % devices;
+}
 
 std::unique_ptr<Communicator> make_nccl_world(Communicator& bootstrap, int device,
                                               const CommOptions& options) {

@@ -97,10 +97,14 @@ void NcclCommunicator::require_usable(std::string_view operation) const {
           " on a communicator that already failed: ", failure_);
 }
 
-void NcclCommunicator::abort_with(const std::string& message) {
-  failure_ = message;
+void NcclCommunicator::abort(const std::string& reason) noexcept {
+  if (failure_.empty()) failure_ = reason;
   if (comm_) ncclCommAbort(comm_);  // ends kernels that wait for a peer that will never come
   comm_ = nullptr;
+}
+
+void NcclCommunicator::abort_with(const std::string& message) {
+  abort(message);
   fail(message);
 }
 

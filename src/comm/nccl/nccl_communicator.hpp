@@ -40,6 +40,9 @@ class NcclCommunicator final : public Communicator {
   void require_usable(std::string_view operation) const;
   cudaStream_t stream() const { return stream_; }
   int device() const { return device_; }
+  ncclComm_t handle() const { return comm_; }
+  // Marks the communicator failed and aborts it (ends kernels waiting for absent peers).
+  void abort(const std::string& reason) noexcept;
 
  private:
   NcclCommunicator(ncclComm_t comm, int device, CommOptions options);  // adopts a split result
