@@ -163,7 +163,8 @@ struct DeviceStep {
   BlockCsr csr;
   int64_t count_offset = 0, row_offset_offset = 0, index_offset = 0, q_start_offset = 0,
           k_start_offset = 0;
-  CopyList pack, unpack;  // ring transfer that brings this step's K/V (step > 0)
+  cuda::SparseAttention* kernel = nullptr;  // created before any transfer is queued
+  CopyList pack, unpack;                    // ring transfer that brings this step's K/V (step > 0)
   std::vector<PeerRange> sends, recvs;
 };
 
@@ -338,6 +339,16 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
         step.compute = true;
         step.csr = local.to_csr();
         ++computing_steps;
+        // Kernel objects allocate their workspace when first built: do it before the layer's
+        // transfers are queued, so that no allocation lands between them.
+        const cuda::AttentionShape shape{1,
+                                         tq,
+                                         rs.key_layout.tokens(),
+                                         static_cast<int>(Hg),
+                                         static_cast<int>(D),
+                                         cuda::DType::bf16,
+                                         problem.scale};
+        step.kernel = &ds.kernel(shape, problem.geometry.block_q);
       }
     }
     if (t == 0) continue;
@@ -434,13 +445,6 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
     ds.compute_begin[t]->record(compute);
     const DeviceStep& step = steps[t];
     if (step.compute) {
-      cuda::AttentionShape shape{1,
-                                 tq,
-                                 route.steps[t].key_layout.tokens(),
-                                 static_cast<int>(Hg),
-                                 static_cast<int>(D),
-                                 cuda::DType::bf16,
-                                 problem.scale};
       cuda::DeviceMask dm;
       dm.block_q = problem.geometry.block_q;
       dm.block_k = problem.geometry.block_k;
@@ -453,7 +457,7 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
       if (t == 0) wait(compute, ds.table_uploaded);
       const void* keys = t == 0 ? k_local : step_k[t % 2];
       const void* values = t == 0 ? v_local : step_v[t % 2];
-      cuda::SparseAttention& attention = ds.kernel(shape, problem.geometry.block_q);
+      cuda::SparseAttention& attention = *step.kernel;
       attention.plan(dm, compute);
       if (computing_steps == 1) {
         attention.run(dm, q_local, keys, values, out_local, lse, compute);
