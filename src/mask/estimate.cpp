@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
-#include <numeric>
 #include <vector>
 
 #include "dbsp/error.hpp"
@@ -54,48 +53,78 @@ std::vector<double> mean_pool(const float* x, int64_t seq, int heads, int head_d
   return pooled;
 }
 
-double dot(const double* a, const double* b, int n) {
-  double sum = 0.0;
-  for (int d = 0; d < n; ++d) sum += a[d] * b[d];
-  return sum;
+// Four independent partial sums: the dot products dominate the fine estimator, and one running
+// sum would serialise on the add latency.
+template <class T>
+double dot(const double* a, const T* b, int n) {
+  double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+  int d = 0;
+  for (; d + 4 <= n; d += 4) {
+    s0 += a[d] * b[d];
+    s1 += a[d + 1] * b[d + 1];
+    s2 += a[d + 2] * b[d + 2];
+    s3 += a[d + 3] * b[d + 3];
+  }
+  for (; d < n; ++d) s0 += a[d] * b[d];
+  return (s0 + s1) + (s2 + s3);
 }
 
-// Candidates of one row ordered by descending score, ties to the lower index (deterministic), and
-// how many of them are needed to reach `tau` of the softmax mass. tau == 1 keeps every candidate
-// with nonzero mass, so that rounding in the running sum cannot drop (or add) any.
+// Top-p selection over one row of scores. Candidate j is kept iff the softmax mass of the
+// candidates ranked before it (higher score, or equal score and lower index) is below tau of the
+// total; tau == 1 keeps exactly the candidates with nonzero mass, so that rounding in a running
+// sum cannot drop any. Linear time: scores are bucketed, and only the bucket where the running
+// mass crosses tau is sorted.
 class TopMass {
  public:
-  int64_t select(const std::vector<double>& scores, double tau) {
-    const int64_t n = static_cast<int64_t>(scores.size());
-    order_.resize(n);
-    std::iota(order_.begin(), order_.end(), 0);
-    std::sort(order_.begin(), order_.end(), [&](int32_t a, int32_t b) {
-      return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
-    });
-    const double top = scores[order_[0]];
+  // keep[j] = 1 for kept candidates, 0 otherwise.
+  void select(const std::vector<double>& scores, double tau, std::vector<uint8_t>& keep) {
+    const size_t n = scores.size();
+    keep.assign(n, 0);
+    const auto [low_it, high_it] = std::minmax_element(scores.begin(), scores.end());
+    const double top = *high_it;
     weights_.resize(n);
     double total = 0.0;
-    for (int64_t r = 0; r < n; ++r) {
-      weights_[r] = std::exp(scores[order_[r]] - top);
-      total += weights_[r];
-    }
+    for (size_t j = 0; j < n; ++j) total += weights_[j] = std::exp(scores[j] - top);
     if (tau >= 1.0) {
-      int64_t count = 0;
-      while (count < n && weights_[count] > 0.0) ++count;
-      return count;
+      for (size_t j = 0; j < n; ++j) keep[j] = weights_[j] > 0.0;
+      return;
     }
-    double kept = 0.0;
-    for (int64_t r = 0; r < n; ++r) {
-      kept += weights_[r];
-      if (kept >= tau * total) return r + 1;
+    // Bucket 0 holds the highest scores.
+    const double range = top - *low_it;
+    const double to_bucket = range > 0.0 ? kBuckets / range : 0.0;
+    bucket_.resize(n);
+    bucket_mass_.assign(kBuckets, 0.0);
+    for (size_t j = 0; j < n; ++j) {
+      bucket_[j] = std::min(kBuckets - 1, static_cast<int>((top - scores[j]) * to_bucket));
+      bucket_mass_[bucket_[j]] += weights_[j];
     }
-    return n;
+    const double goal = tau * total;
+    double before = 0.0;  // mass of the buckets above the crossing one
+    int crossing = 0;
+    while (crossing < kBuckets - 1 && before + bucket_mass_[crossing] < goal) {
+      before += bucket_mass_[crossing++];
+    }
+    crossing_.clear();
+    for (size_t j = 0; j < n; ++j) {
+      if (bucket_[j] < crossing) keep[j] = 1;
+      if (bucket_[j] == crossing) crossing_.push_back(static_cast<int32_t>(j));
+    }
+    std::sort(crossing_.begin(), crossing_.end(), [&](int32_t a, int32_t b) {
+      return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+    });
+    for (int32_t j : crossing_) {
+      if (before >= goal) break;
+      keep[j] = 1;
+      before += weights_[j];
+    }
   }
-  const std::vector<int32_t>& order() const { return order_; }
 
  private:
-  std::vector<int32_t> order_;
+  static constexpr int kBuckets = 1024;
   std::vector<double> weights_;
+  std::vector<int> bucket_;
+  std::vector<double> bucket_mass_;
+  std::vector<int32_t> crossing_;
 };
 
 // Key blocks that overlap query block i's tokens (self-attention only: seq_q == seq_k).
@@ -123,15 +152,18 @@ BlockMask estimate_block_mask(const float* q, const float* k, int64_t seq_q, int
     const std::vector<double> q_pool = mean_pool(q, seq_q, heads, head_dim, h, options.block_q);
     const std::vector<double> k_pool = mean_pool(k, seq_k, heads, head_dim, h, options.block_k);
     std::vector<double> scores(k_blocks);
+    std::vector<uint8_t> keep;
     TopMass top;
     for (int i = 0; i < q_blocks; ++i) {
       const double* qi = q_pool.data() + static_cast<size_t>(i) * head_dim;
       for (int j = 0; j < k_blocks; ++j) {
         scores[j] = scale * dot(qi, k_pool.data() + static_cast<size_t>(j) * head_dim, head_dim);
       }
-      const int64_t count = top.select(scores, options.tau);
+      top.select(scores, options.tau, keep);
       // Each head writes only its own rows, so the threads never share a word.
-      for (int64_t r = 0; r < count; ++r) mask.set(h, i, top.order()[r]);
+      for (int j = 0; j < k_blocks; ++j) {
+        if (keep[j]) mask.set(h, i, j);
+      }
       if (diagonal) {
         for_each_diagonal_block(i, seq_q, options.block_q, options.block_k,
                                 [&](int64_t j) { mask.set(h, i, static_cast<int>(j)); });
@@ -152,37 +184,39 @@ FineMask estimate_fine_mask(const float* q, const float* k, int64_t seq_q, int64
   const int k_blocks = geometry.k_blocks();
   const double scale = softmax_scale(options, head_dim);
   const bool diagonal = options.keep_diagonal && seq_q == seq_k;
-  const auto keep_block = [&](std::vector<int32_t>& keys, int64_t block) {
-    const int64_t end = std::min<int64_t>((block + 1) * options.block_k, seq_k);
-    for (int64_t t = block * options.block_k; t < end; ++t) keys.push_back(static_cast<int32_t>(t));
-  };
-
   std::vector<std::vector<int32_t>> rows(static_cast<size_t>(heads) * q_blocks);
 #pragma omp parallel for schedule(dynamic)
   for (int h = 0; h < heads; ++h) {
     const std::vector<double> q_pool = mean_pool(q, seq_q, heads, head_dim, h, options.block_q);
-    std::vector<double> key(head_dim);
+    // This head's keys, contiguous: every query block sweeps all of them.
+    std::vector<float> keys(static_cast<size_t>(seq_k) * head_dim);
+    for (int64_t t = 0; t < seq_k; ++t) {
+      const float* kt = k + (t * heads + h) * int64_t{head_dim};
+      std::copy(kt, kt + head_dim, keys.begin() + t * head_dim);
+    }
     std::vector<double> scores(seq_k);
+    std::vector<uint8_t> keep;
     TopMass top;
+    const auto keep_block = [&](int64_t block) {
+      const int64_t end = std::min<int64_t>((block + 1) * options.block_k, seq_k);
+      std::fill(keep.begin() + block * options.block_k, keep.begin() + end, uint8_t{1});
+    };
     for (int i = 0; i < q_blocks; ++i) {
       const double* qi = q_pool.data() + static_cast<size_t>(i) * head_dim;
       for (int64_t t = 0; t < seq_k; ++t) {
-        const float* kt = k + (t * heads + h) * int64_t{head_dim};
-        for (int d = 0; d < head_dim; ++d) key[d] = kt[d];
-        scores[t] = scale * dot(qi, key.data(), head_dim);
+        scores[t] = scale * dot(qi, keys.data() + t * head_dim, head_dim);
       }
-      const int64_t count = top.select(scores, options.tau);
-      std::vector<int32_t>& keys = rows[static_cast<size_t>(h) * q_blocks + i];
-      keys.assign(top.order().begin(), top.order().begin() + count);
+      top.select(scores, options.tau, keep);
       if (diagonal) {
-        for_each_diagonal_block(i, seq_q, options.block_q, options.block_k,
-                                [&](int64_t j) { keep_block(keys, j); });
+        for_each_diagonal_block(i, seq_q, options.block_q, options.block_k, keep_block);
       }
       for (int sink : options.sink_blocks) {
-        if (sink >= 0 && sink < k_blocks) keep_block(keys, sink);
+        if (sink >= 0 && sink < k_blocks) keep_block(sink);
       }
-      std::sort(keys.begin(), keys.end());
-      keys.erase(std::unique(keys.begin(), keys.end()), keys.end());
+      std::vector<int32_t>& row = rows[static_cast<size_t>(h) * q_blocks + i];
+      for (int64_t t = 0; t < seq_k; ++t) {
+        if (keep[t]) row.push_back(static_cast<int32_t>(t));  // ascending by construction
+      }
     }
   }
 

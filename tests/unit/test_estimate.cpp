@@ -287,5 +287,69 @@ TEST(EstimateFineMask, TauOneKeepsEveryKeyAndIsDeterministic) {
             estimate_fine_mask(q.data(), k.data(), seq, seq, heads, dim, options));
 }
 
+// Sort-based top-p (O(n log n)), for rows too long for the quadratic reference.
+std::vector<int32_t> sorted_top_mass(const std::vector<double>& scores, double tau) {
+  std::vector<int32_t> order(scores.size());
+  for (size_t j = 0; j < order.size(); ++j) order[j] = static_cast<int32_t>(j);
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+    return scores[a] > scores[b] || (scores[a] == scores[b] && a < b);
+  });
+  const double top = scores[order.front()];
+  double total = 0.0;
+  for (double x : scores) total += std::exp(x - top);
+  std::vector<int32_t> kept;
+  double before = 0.0;
+  for (int32_t j : order) {
+    if (before >= tau * total) break;
+    kept.push_back(j);
+    before += std::exp(scores[j] - top);
+  }
+  std::sort(kept.begin(), kept.end());
+  return kept;
+}
+
+TEST(EstimateFineMask, MatchesSortedReferenceOnLongRows) {
+  const int64_t seq = 5000;  // 79 query blocks, the last one 8 tokens
+  const int heads = 2, dim = 32;
+  const auto q = random_tensor(seq, heads, dim, 71, 1.5f);
+  const auto k = random_tensor(seq, heads, dim, 72, 1.5f);
+  EstimateOptions options;
+  options.tau = 0.8;
+  options.sink_blocks = {};
+  options.keep_diagonal = false;
+  const FineMask mask = estimate_fine_mask(q.data(), k.data(), seq, seq, heads, dim, options);
+  for (int h = 0; h < heads; ++h) {
+    for (int i = 0; i < mask.q_blocks(); i += 13) {
+      const std::vector<double> qi = pooled(q, seq, heads, dim, h, 64, i);
+      std::vector<double> scores(seq);
+      for (int64_t t = 0; t < seq; ++t) {
+        double dot = 0.0;
+        for (int d = 0; d < dim; ++d) dot += qi[d] * k[(t * heads + h) * dim + d];
+        scores[t] = dot / std::sqrt(double(dim));
+      }
+      const auto keys = mask.keys(h, i);
+      EXPECT_EQ(std::vector<int32_t>(keys.begin(), keys.end()), sorted_top_mass(scores, 0.8))
+          << h << " " << i;
+    }
+  }
+}
+
+// Equal scores everywhere: candidate j has j / n of the mass before it, so top-p keeps exactly
+// the first ceil(tau * n) candidates (ties go to the lower index).
+TEST(EstimateTopMass, BreaksTiesTowardsLowerIndex) {
+  const int64_t seq = 640;  // 10 blocks
+  const std::vector<float> ones(seq * 4, 1.0f);
+  const EstimateOptions options = plain_options(0.35);
+  const BlockMask mask = estimate_block_mask(ones.data(), ones.data(), seq, seq, 1, 4, options);
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(kept_row(mask, 0, i), (std::vector<int>{0, 1, 2, 3}));
+  const FineMask fine = estimate_fine_mask(ones.data(), ones.data(), seq, seq, 1, 4, options);
+  for (int i = 0; i < 10; ++i) {
+    const auto keys = fine.keys(0, i);
+    ASSERT_EQ(keys.size(), 224u);  // ceil(0.35 * 640)
+    EXPECT_EQ(keys.front(), 0);
+    EXPECT_EQ(keys.back(), 223);
+  }
+}
+
 }  // namespace
 }  // namespace dbsp
