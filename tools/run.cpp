@@ -33,6 +33,7 @@ struct RunOptions {
   double timeout = 60;
   int head_dim = 0;  // 0: the workload's (64 for mask files)
   bool send_all = false;
+  int emulate = 0;  // > 0: this many virtual ranks in one process, no MPI
   PlannerOptions planner;
   CostModel cost;
 };
@@ -302,6 +303,93 @@ int run_ranks(const RunOptions& o) {
   return all_ok ? 0 : 1;
 }
 
+// --emulate P: P virtual ranks in this process. Every strategy (or the one asked for) runs each
+// layer through SpEmulator: the real routing, each virtual rank's kernels timed on this machine,
+// transfers charged from the link options; prints measured vs predicted imbalance and the speedup
+// over the best static U x R.
+int run_emulated(const RunOptions& o) {
+  require(o.backend == "cpu" || o.backend == "cuda", "--backend: expected cpu or cuda, got '",
+          o.backend, "'");
+  const int P = o.emulate;
+  const MaskSource source(o.source);
+  const int layers = o.layers > 0 ? std::min(o.layers, source.layers()) : source.layers();
+  const int steps = std::max(1, std::min(o.steps, source.steps()));
+  const int head_dim = o.head_dim > 0       ? o.head_dim
+                       : source.from_file() ? 64
+                                            : model_preset(o.source.workload).head_dim;
+  std::vector<Strategy> strategies;
+  if (o.strategy == "all") {
+    for (Grid grid : factorizations(P)) strategies.push_back({Policy::static_split, grid});
+    strategies.push_back({Policy::paper, std::nullopt});
+    strategies.push_back({Policy::dbsp, std::nullopt});
+  } else {
+    strategies.push_back(parse_strategy(o.strategy, P));
+  }
+  const LinkModel link{o.cost.link_gbytes_per_s, o.cost.link_latency_us};
+  SpEmulator emulator(P, o.backend == "cuda" ? EmulationDevice::cuda : EmulationDevice::cpu, link,
+                      {.mask_aware = !o.send_all, .measure_idle = false});
+  std::vector<PlanCache> caches;
+  for (const Strategy& s : strategies) {
+    caches.emplace_back(layers, P, s.policy, o.planner, o.cost, s.grid);
+  }
+  std::vector<double> total_ms(strategies.size(), 0.0), compute_sum(strategies.size(), 0.0);
+  std::vector<double> predicted_sum(strategies.size(), 0.0), ring_ratio_sum(strategies.size(), 0.0);
+  std::printf(
+      "dbsp run --emulate %d: %s, %d layers x %d steps, kernels on %s, link %.1f GB/s "
+      "+ %.1f us%s\n",
+      P, source.name().c_str(), layers, steps, o.backend.c_str(), link.gbytes_per_s,
+      link.latency_us, o.send_all ? ", mask-aware communication off" : "");
+  std::printf("%4s %5s %-16s %6s %8s %8s %8s %11s %11s %9s %9s %9s %9s\n", "step", "layer",
+              "strategy", "grid", "rho_pred", "rho_meas", "max/mean", "compute_max", "compute_avg",
+              "a2a_ms", "ring_ms", "total_ms", "moved_MB");
+  for (int step = 0; step < steps; ++step) {
+    for (int layer = 0; layer < layers; ++layer) {
+      const BlockMask mask = source.mask(step, layer);
+      SpProblem problem;
+      problem.heads = mask.heads();
+      problem.head_dim = head_dim;
+      problem.geometry = mask.geometry();
+      for (size_t n = 0; n < strategies.size(); ++n) {
+        const PlanCache::Lookup lookup = caches[n].plan_for(layer, mask);
+        const EmulatedLayer e = emulator.run(problem, mask, lookup.plan->partition);
+        const double max_compute =
+            *std::max_element(e.rank_compute_ms.begin(), e.rank_compute_ms.end());
+        double sum = 0;
+        for (double c : e.rank_compute_ms) sum += c;
+        total_ms[n] += e.total_ms;
+        compute_sum[n] += sum;
+        predicted_sum[n] += lookup.current_ratio;
+        ring_ratio_sum[n] += e.ring_ratio;
+        std::printf("%4d %5d %-16s %6s %8.3f %8.3f %8.3f %11.3f %11.3f %9.3f %9.3f %9.3f %9.2f\n",
+                    step, layer, strategies[n].name().c_str(), e.grid.name().c_str(),
+                    lookup.current_ratio, e.ring_ratio, e.measured_ratio, max_compute, sum / P,
+                    e.all_to_all_ms, e.ring_ms, e.total_ms, e.bytes_moved / kMB);
+      }
+    }
+  }
+  const int entries = steps * layers;
+  double best_static = 0;
+  for (size_t n = 0; n < strategies.size(); ++n) {
+    if (strategies[n].policy == Policy::static_split &&
+        (best_static == 0 || total_ms[n] < best_static)) {
+      best_static = total_ms[n];
+    }
+  }
+  std::printf("\nsummary over %d layer calls (times are sums; ratios are means per layer):\n",
+              entries);
+  std::printf("%-16s %10s %9s %9s %18s\n", "strategy", "total_ms", "rho_pred", "rho_meas",
+              "vs best static");
+  for (size_t n = 0; n < strategies.size(); ++n) {
+    std::printf("%-16s %10.3f %9.3f %9.3f", strategies[n].name().c_str(), total_ms[n],
+                predicted_sum[n] / entries, ring_ratio_sum[n] / entries);
+    if (best_static > 0 && total_ms[n] > 0) {
+      std::printf(" %17.3fx", best_static / total_ms[n]);
+    }
+    std::printf("\n");
+  }
+  return 0;
+}
+
 }  // namespace
 
 void register_run(CLI::App& app) {
@@ -310,8 +398,9 @@ void register_run(CLI::App& app) {
       "run", "sequence-parallel attention over MPI ranks (start with mpirun -np P)");
   options->source.add_to(*command);
   command
-      ->add_option("--strategy", options->strategy,
-                   "ulysses | ring | usp[:UxR] | dbsp-paper[:UxR] | dbsp[:UxR]")
+      ->add_option(
+          "--strategy", options->strategy,
+          "ulysses | ring | usp[:UxR] | dbsp-paper[:UxR] | dbsp[:UxR] (| all with --emulate)")
       ->capture_default_str();
   command->add_option("--layers", options->layers, "layers to run (0: all)")->capture_default_str();
   command->add_option("--steps", options->steps, "denoising steps to run")->capture_default_str();
@@ -343,9 +432,15 @@ void register_run(CLI::App& app) {
       ->add_option("--reuse-threshold", options->planner.reuse_threshold,
                    "P_s: re-plan when rho_s of the kept plan exceeds this")
       ->capture_default_str();
+  command
+      ->add_option("--emulate", options->emulate,
+                   "run this many virtual ranks in one process (no mpirun); --strategy all "
+                   "compares every static grid with dbsp-paper and dbsp; --backend picks where "
+                   "the kernels run; --link-gbps and --latency-us price the transfers")
+      ->capture_default_str();
   add_cost_options(*command, options->cost);
   command->callback([options] {
-    const int code = run_ranks(*options);
+    const int code = options->emulate > 0 ? run_emulated(*options) : run_ranks(*options);
     if (code != 0) throw CLI::RuntimeError(code);
   });
 }

@@ -180,6 +180,47 @@ class SpAttention {
   PlanCache plans_;
 };
 
+// ---- Emulation: P virtual ranks in one process (dbsp run --emulate P) ----
+// Each virtual rank's routing is the real one and each of its ring steps really runs the local
+// attention kernel on this machine's CPU or GPU (one rank at a time, timed); transfers are charged
+// from a link model. The layer's time follows the synchronous schedule: all-to-all in, then per
+// ring step the slowest ring rank of max(compute of step t, transfer of step t + 1), then
+// all-to-all out; the slowest head group sets the ring time.
+struct LinkModel {
+  double gbytes_per_s = 120.0;  // per rank, each direction
+  double latency_us = 15.0;     // per message batch
+  double transfer_ms(int64_t bytes) const;
+};
+
+enum class EmulationDevice { cpu, cuda };
+
+struct EmulatedLayer {
+  Grid grid;
+  std::vector<double> rank_compute_ms;  // measured, per virtual rank
+  double measured_ratio = 1;            // max rank compute / mean rank compute
+  double ring_ratio = 1;     // measured rho_s: max_g sum_t max_r compute / mean rank compute
+  double all_to_all_ms = 0;  // charged, in plus out
+  double ring_ms = 0;        // synchronous ring timeline (compute measured, transfers charged)
+  double total_ms = 0;
+  int64_t bytes_moved = 0;  // all ranks, to other ranks
+  int64_t bytes_saved = 0;  // by mask-aware communication
+};
+
+class SpEmulator {
+ public:
+  SpEmulator(int ranks, EmulationDevice device, LinkModel link = {}, SpOptions options = {});
+  ~SpEmulator();
+  EmulatedLayer run(const SpProblem& problem, const BlockMask& mask, const Partition& partition);
+  int ranks() const { return ranks_; }
+
+ private:
+  struct Timer;
+  int ranks_;
+  LinkModel link_;
+  SpOptions options_;
+  std::unique_ptr<Timer, void (*)(Timer*)> timer_{nullptr, nullptr};
+};
+
 // 64-bit fingerprint of a mask's bits and geometry (stable across processes).
 uint64_t mask_hash(const BlockMask& mask);
 

@@ -1,6 +1,7 @@
 // Stand-ins for the device path when dbsp is built without CUDA and NCCL.
 #include "dbsp/error.hpp"
 #include "dbsp/sp_attention.hpp"
+#include "sp/step_timer.hpp"
 
 namespace dbsp {
 
@@ -28,6 +29,10 @@ DeviceBf16& DeviceBf16::operator=(DeviceBf16&& other) noexcept {
   return *this;
 }
 std::vector<float> DeviceBf16::to_host() const { no_device_path(); }
+
+namespace sp {
+std::unique_ptr<StepTimer> make_device_step_timer() { no_device_path(); }
+}  // namespace sp
 #endif
 
 }  // namespace dbsp

@@ -1,0 +1,135 @@
+// The emulator's GPU step timer: the bf16 sparse attention kernel (and the fp32 LSE merge) on
+// placeholder inputs, timed with events around a second, warm run.
+#include <cuda_runtime.h>
+
+#include <map>
+#include <tuple>
+
+#include "comm/nccl/nccl_check.hpp"
+#include "dbsp/cuda_attention.hpp"
+#include "dbsp/error.hpp"
+#include "sp/step_timer.hpp"
+
+namespace dbsp::sp {
+namespace {
+
+class DeviceArena {
+ public:
+  ~DeviceArena() {
+    if (data_) cudaFree(data_);
+  }
+  char* ensure(size_t bytes) {
+    if (bytes > bytes_) {
+      if (data_) DBSP_CUDA_RT_CHECK(cudaFree(data_));
+      data_ = nullptr;
+      DBSP_CUDA_RT_CHECK(cudaMalloc(&data_, bytes));
+      DBSP_CUDA_RT_CHECK(cudaMemset(data_, 0, bytes));
+      bytes_ = bytes;
+    }
+    return static_cast<char*>(data_);
+  }
+
+ private:
+  void* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+template <class T>
+const T* upload(DeviceArena& arena, const std::vector<T>& host) {
+  char* device = arena.ensure(std::max<size_t>(16, host.size() * sizeof(T)));
+  if (!host.empty()) {
+    DBSP_CUDA_RT_CHECK(
+        cudaMemcpy(device, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice));
+  }
+  return reinterpret_cast<const T*>(device);
+}
+
+class DeviceStepTimer final : public StepTimer {
+ public:
+  DeviceStepTimer() {
+    DBSP_CUDA_RT_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    DBSP_CUDA_RT_CHECK(cudaEventCreate(&begin_));
+    DBSP_CUDA_RT_CHECK(cudaEventCreate(&end_));
+  }
+  ~DeviceStepTimer() override {
+    kernels_.clear();
+    cudaEventDestroy(begin_);
+    cudaEventDestroy(end_);
+    cudaStreamDestroy(stream_);
+  }
+
+  double step_ms(const AttentionProblem& local, const BlockCsr& mask, int block_q, int block_k,
+                 bool merge) override {
+    const cuda::AttentionShape shape{1,
+                                     local.seq_q(),
+                                     local.seq_k(),
+                                     static_cast<int>(local.heads),
+                                     static_cast<int>(local.head_dim),
+                                     cuda::DType::bf16,
+                                     local.scale};
+    const int64_t q_bytes = local.seq_q() * local.heads * local.head_dim * 2;
+    const int64_t k_bytes = local.seq_k() * local.heads * local.head_dim * 2;
+    char* q = q_.ensure(q_bytes);
+    char* k = k_.ensure(k_bytes);
+    char* out = out_.ensure(q_bytes);
+    char* part = part_.ensure(q_bytes);
+    auto* accumulator = reinterpret_cast<float*>(accumulator_.ensure(q_bytes * 2));
+    auto* lse = reinterpret_cast<float*>(lse_.ensure(local.seq_q() * local.heads * 4));
+    auto* part_lse = reinterpret_cast<float*>(part_lse_.ensure(local.seq_q() * local.heads * 4));
+    cuda::DeviceMask dm;
+    dm.block_q = block_q;
+    dm.block_k = block_k;
+    dm.q_blocks = mask.q_blocks;
+    dm.kv_count = upload(counts_, mask.kv_count);
+    dm.block_row_offset = upload(offsets_, mask.row_offset);
+    dm.kv_index = upload(indices_, mask.kv_index);
+    dm.q_block_start = upload(q_starts_, local.q_layout.start);
+    dm.k_block_start = upload(k_starts_, local.k_layout.start);
+    cuda::SparseAttention& kernel = kernel_for(shape, block_q);
+    kernel.plan(dm, stream_);
+    float ms = 0;
+    for (int run = 0; run < 2; ++run) {  // the first run warms caches and the launch path
+      DBSP_CUDA_RT_CHECK(cudaEventRecord(begin_, stream_));
+      kernel.run(dm, q, k, k, merge ? part : out, merge ? part_lse : lse, stream_);
+      if (merge) {
+        cuda::merge_partial(1, local.seq_q(), static_cast<int>(local.heads),
+                            static_cast<int>(local.head_dim), cuda::DType::fp32, accumulator, lse,
+                            cuda::DType::bf16, part, part_lse, stream_);
+      }
+      DBSP_CUDA_RT_CHECK(cudaEventRecord(end_, stream_));
+      DBSP_CUDA_RT_CHECK(cudaEventSynchronize(end_));
+      DBSP_CUDA_RT_CHECK(cudaEventElapsedTime(&ms, begin_, end_));
+    }
+    return ms;
+  }
+
+ private:
+  cuda::SparseAttention& kernel_for(const cuda::AttentionShape& shape, int block_q) {
+    const auto key = std::make_tuple(shape.seq_q, shape.seq_k, shape.heads, shape.head_dim, block_q,
+                                     shape.scale);
+    auto it = kernels_.find(key);
+    if (it == kernels_.end()) {
+      it = kernels_.emplace(key, std::make_unique<cuda::SparseAttention>(shape, block_q)).first;
+    }
+    return *it->second;
+  }
+
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t begin_ = nullptr, end_ = nullptr;
+  DeviceArena q_, k_, out_, part_, accumulator_, lse_, part_lse_;
+  DeviceArena counts_, offsets_, indices_, q_starts_, k_starts_;
+  std::map<std::tuple<int64_t, int64_t, int, int, int, double>,
+           std::unique_ptr<cuda::SparseAttention>>
+      kernels_;
+};
+
+}  // namespace
+
+std::unique_ptr<StepTimer> make_device_step_timer() {
+  int devices = 0;
+  DBSP_CUDA_RT_CHECK(cudaGetDeviceCount(&devices));
+  require(devices > 0, "emulation on cuda: no GPU visible");
+  return std::make_unique<DeviceStepTimer>();
+}
+
+}  // namespace dbsp::sp

@@ -1,0 +1,121 @@
+// SpEmulator: every virtual rank's routing and ring steps, the steps' kernels timed one rank at a
+// time, transfers charged from the link model, and the synchronous schedule that combines them.
+#include <algorithm>
+#include <numeric>
+
+#include "dbsp/error.hpp"
+#include "dbsp/sp_attention.hpp"
+#include "sp/routing.hpp"
+#include "sp/step_timer.hpp"
+
+namespace dbsp {
+
+double LinkModel::transfer_ms(int64_t bytes) const {
+  if (bytes <= 0) return 0;
+  return latency_us * 1e-3 + static_cast<double>(bytes) / (gbytes_per_s * 1e6);
+}
+
+struct SpEmulator::Timer {
+  std::unique_ptr<sp::StepTimer> impl;
+  int64_t element_bytes;
+};
+
+SpEmulator::SpEmulator(int ranks, EmulationDevice device, LinkModel link, SpOptions options)
+    : ranks_(ranks), link_(link), options_(options) {
+  require(ranks >= 1, "SpEmulator: rank count must be >= 1, got ", ranks);
+  require(link.gbytes_per_s > 0 && link.latency_us >= 0, "SpEmulator: link of ", link.gbytes_per_s,
+          " GB/s and ", link.latency_us, " us latency");
+  const bool cpu = device == EmulationDevice::cpu;
+  timer_ = std::unique_ptr<Timer, void (*)(Timer*)>(
+      new Timer{cpu ? sp::make_cpu_step_timer() : sp::make_device_step_timer(), cpu ? 4 : 2},
+      [](Timer* timer) { delete timer; });
+}
+
+SpEmulator::~SpEmulator() = default;
+
+EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
+                              const Partition& partition) {
+  sp::check_layer(ranks_, problem, mask, partition);
+  const Grid grid = partition.grid;
+  const int P = ranks_, R = grid.ring;
+  const BlockLayout q_layout = problem.q_layout();
+  const BlockLayout k_layout = problem.k_layout();
+  const int64_t row_bytes = problem.head_dim * timer_->element_bytes;
+
+  EmulatedLayer layer;
+  layer.grid = grid;
+  layer.rank_compute_ms.assign(P, 0.0);
+  std::vector<std::vector<double>> compute(P, std::vector<double>(R, 0.0));
+  std::vector<std::vector<double>> transfer(P, std::vector<double>(R, 0.0));  // brings step t
+  double in_ms = 0, out_ms = 0;
+  for (int p = 0; p < P; ++p) {
+    const sp::LayerRouting route =
+        sp::build_routing(mask, partition, q_layout, k_layout, p, options_.mask_aware);
+    int64_t in_send = 0, in_recv = 0, out_send = 0, out_recv = 0;
+    for (int peer = 0; peer < P; ++peer) {
+      if (peer == p) continue;
+      in_send += sp::slab_rows(route.send_q[peer]) + 2 * sp::slab_rows(route.send_kv[peer]);
+      in_recv += sp::slab_rows(route.recv_q[peer]) + 2 * sp::slab_rows(route.recv_kv[peer]);
+      out_send += sp::slab_rows(route.recv_q[peer]);
+      out_recv += sp::slab_rows(route.send_q[peer]);
+    }
+    in_ms = std::max(in_ms, link_.transfer_ms(std::max(in_send, in_recv) * row_bytes));
+    out_ms = std::max(out_ms, link_.transfer_ms(std::max(out_send, out_recv) * row_bytes));
+    layer.bytes_moved += route.rows_sent * row_bytes;
+    layer.bytes_saved += (route.baseline_rows_sent - route.rows_sent) * row_bytes;
+
+    bool first = true;
+    for (int t = 0; t < R; ++t) {
+      const sp::RingStep& step = route.steps[t];
+      if (t > 0) {
+        transfer[p][t] = link_.transfer_ms(
+            2 * std::max(sp::slab_rows(step.send), sp::slab_rows(step.recv)) * row_bytes);
+      }
+      if (route.heads.empty() || route.q_blocks.empty() || step.key_blocks.empty()) continue;
+      const BlockMask local_mask = mask.slice(route.heads, route.q_blocks, step.key_blocks);
+      if (local_mask.kept() == 0) continue;  // no kernel for an empty step
+      AttentionProblem local;
+      local.heads = static_cast<int64_t>(route.heads.size());
+      local.head_dim = problem.head_dim;
+      local.q_layout = route.q_local;
+      local.k_layout = step.key_layout;
+      local.scale = problem.scale;
+      compute[p][t] = timer_->impl->step_ms(local, local_mask.to_csr(), problem.geometry.block_q,
+                                            problem.geometry.block_k, !first);
+      first = false;
+    }
+    layer.rank_compute_ms[p] = std::accumulate(compute[p].begin(), compute[p].end(), 0.0);
+  }
+
+  // The ring of head group g: step t lasts as long as its slowest rank's compute of step t or
+  // transfer of step t + 1 (posted before step t computes).
+  double ring_compute_max = 0;
+  for (int g = 0; g < grid.ulysses; ++g) {
+    double group_ms = 0, group_compute = 0;
+    for (int t = 0; t < R; ++t) {
+      double step_ms = 0, step_compute = 0;
+      for (int r = 0; r < R; ++r) {
+        const int p = grid_rank(g, r, grid);
+        const double next = t + 1 < R ? transfer[p][t + 1] : 0.0;
+        step_ms = std::max({step_ms, compute[p][t], next});
+        step_compute = std::max(step_compute, compute[p][t]);
+      }
+      group_ms += step_ms;
+      group_compute += step_compute;
+    }
+    layer.ring_ms = std::max(layer.ring_ms, group_ms);
+    ring_compute_max = std::max(ring_compute_max, group_compute);
+  }
+  const double total_compute =
+      std::accumulate(layer.rank_compute_ms.begin(), layer.rank_compute_ms.end(), 0.0);
+  const double mean = total_compute / P;
+  const double max_compute =
+      *std::max_element(layer.rank_compute_ms.begin(), layer.rank_compute_ms.end());
+  layer.measured_ratio = mean > 0 ? max_compute / mean : 1.0;
+  layer.ring_ratio = mean > 0 ? ring_compute_max / mean : 1.0;
+  layer.all_to_all_ms = in_ms + out_ms;
+  layer.total_ms = layer.all_to_all_ms + layer.ring_ms;
+  return layer;
+}
+
+}  // namespace dbsp

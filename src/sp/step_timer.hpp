@@ -1,0 +1,25 @@
+// Timing one virtual rank's ring step for the emulator: the local attention kernel (and the LSE
+// merge that follows it) on the CPU or the GPU, on placeholder data of the right shape.
+#pragma once
+
+#include <memory>
+
+#include "dbsp/attention.hpp"
+#include "dbsp/block_mask.hpp"
+
+namespace dbsp::sp {
+
+class StepTimer {
+ public:
+  virtual ~StepTimer() = default;
+  // Milliseconds of one block-sparse attention call, plus a merge when `merge` is set. block_q and
+  // block_k are the mask's block sizes (a local layout may hold its short block anywhere).
+  virtual double step_ms(const AttentionProblem& local, const BlockCsr& mask, int block_q,
+                         int block_k, bool merge) = 0;
+};
+
+std::unique_ptr<StepTimer> make_cpu_step_timer();
+// Throws unless dbsp was built with CUDA and NCCL; head_dim 64 or 128, blocks multiples of 64.
+std::unique_ptr<StepTimer> make_device_step_timer();
+
+}  // namespace dbsp::sp
