@@ -27,3 +27,13 @@ tail -5 "$out/memcheck.log"
 echo "== bench"
 PYTHONUNBUFFERED=1 timeout "$bench_timeout" "$deps/bin/bench_attention" --csv "$out/bench.csv" "$@" \
   2>&1 | tee "$out/bench.log" | grep -v "^peers.py" | tail -80
+if [ -n "${PROFILE:-}" ]; then
+  echo "== ncu (one launch of each attention kernel family, 480p, 10% uniform block mask)"
+  timeout 240 ncu --kernel-name regex:sparse_attention --launch-skip 2 --launch-count 2 \
+    --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+    --section WarpStateStats --section Occupancy --section LaunchStats \
+    "$deps/bin/bench_attention" --no-peers --shapes wan2.1-480p --densities 0.1 \
+    --sources uniform --reps 1 >"$out/ncu.txt" 2>&1
+  echo "ncu exit $?"
+  grep -E "sparse_attention|Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|Issue Slots Busy|Registers Per|Achieved Occupancy|Stall|Warp Cycles Per Issued" "$out/ncu.txt" | head -60
+fi

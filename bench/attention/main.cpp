@@ -22,6 +22,7 @@
 #include "dbsp/mask_io.hpp"
 #include "dbsp/workload.hpp"
 #include "device_data.hpp"
+#include "estimate_steps.hpp"
 #include "kernels/cuda/common/cuda_check.hpp"
 #include "kernels/cuda/common/device_buffer.hpp"
 #include "peers.hpp"
@@ -259,6 +260,9 @@ int run(const Options& options) {
     for (const std::string& kernel : options.kernels)
       families.emplace_back(kernel,
                             cuda::SparseAttention(attention_shape, 64, 0, kernel_named(kernel)));
+    for (const auto& [kernel, attention] : families)
+      std::cout << "# " << shape_name << " " << kernel << ": " << attention.ctas_per_sm()
+                << " CTAs per SM" << std::endl;
     const double full_scores = double(shape.tokens()) * double(shape.tokens()) * shape.heads;
     const auto flop = [&](double scores) { return 4.0 * scores * shape.head_dim; };
     const auto poison_then_check = [&](const std::string& variant_check, auto&& launch) {
@@ -340,6 +344,10 @@ int run(const Options& options) {
                                   cuda::DType::bf16, config);
     const double estimate_ms =
         median_ms(options.reps, [&] { estimator.estimate(q.get(), k.get(), nullptr); });
+    const EstimateSteps steps = time_estimate_steps(q.get(), k.get(), shape.tokens(), shape.heads,
+                                                    shape.head_dim, options.reps);
+    std::cout << "# " << shape_name << " mask estimation steps: pool Q+K " << steps.pool_ms
+              << " ms, scores " << steps.scores_ms << " ms, top-p " << steps.top_p_ms << " ms\n";
     std::cout << "# " << shape_name << " mask estimation: " << estimate_ms << " ms";
     if (block_ms_at_10 > 0)
       std::cout << " = " << 100 * estimate_ms / block_ms_at_10

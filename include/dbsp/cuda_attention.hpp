@@ -83,6 +83,7 @@ class SparseAttention {
 
   const AttentionShape& shape() const;
   AttentionKernel kernel() const;  // the family chosen (never automatic)
+  int ctas_per_sm() const;         // resident CTAs per SM of the chosen kernel (occupancy)
   // Reads only device data of `mask`; the schedule stays valid while the mask's lists do.
   void plan(const DeviceMask& mask, void* stream);
   // lse may be null. A sparse mask needs a plan() of the same mask first (a dense one does not).

@@ -32,6 +32,16 @@ template <int kPending>
 __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(kPending) : "memory");
 }
+// Ties accumulator registers to this point of the instruction stream: the compiler may not move
+// their reads or writes across it (wgmma writes them asynchronously, invisibly to the compiler).
+template <int kRows>
+__device__ __forceinline__ void fence_operands(float (&registers)[kRows][4]) {
+#pragma unroll
+  for (int i = 0; i < kRows; ++i)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) asm volatile("" : "+f"(registers[i][e])::"memory");
+}
+
 // Orders this thread's generic-proxy shared-memory writes (cp.async, st.shared) before later
 // async-proxy reads (wgmma operands); each writer fences, then the threads synchronise.
 __device__ __forceinline__ void fence_proxy_async_shared() {

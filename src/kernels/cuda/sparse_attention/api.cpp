@@ -191,6 +191,7 @@ SparseAttention& SparseAttention::operator=(SparseAttention&&) noexcept = defaul
 
 const AttentionShape& SparseAttention::shape() const { return impl_->shape; }
 AttentionKernel SparseAttention::kernel() const { return impl_->kernel; }
+int SparseAttention::ctas_per_sm() const { return impl_->ctas_per_sm; }
 
 void SparseAttention::plan(const DeviceMask& mask, void* stream) {
   impl_->check(mask);

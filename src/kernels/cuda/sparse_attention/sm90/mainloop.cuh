@@ -1,6 +1,7 @@
 // Matrix products of the wgmma sparse attention kernel for one warpgroup: S = Q K^T with both
 // operands K-major in shared memory, and O += P V with P (bf16/fp16 probabilities) from
-// registers and V read N-major (transposed) by the tensor cores. Shared tiles use
+// registers and V read N-major (transposed) by the tensor cores. Both only issue and commit:
+// the kernel waits, so the next tile's S runs while this tile's softmax does. Shared tiles use
 // Sw128Columns<64>: column blocks of 64 elements, 8 KB each, 128-byte swizzled.
 #pragma once
 
@@ -20,7 +21,8 @@ struct Sm90Mainloop {
   static constexpr int kHeadDim = Traits::kHeadDim;
   static constexpr uint32_t kRowGroupBytes = 8 * 128;  // 8 rows of one swizzle atom
 
-  __device__ static void scores(uint32_t smem_q, uint32_t smem_k, float (&s)[8][4]) {
+  __device__ static void issue_scores(uint32_t smem_q, uint32_t smem_k, float (&s)[8][4]) {
+    fence_operands(s);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kHeadDim / 16; ++kk) {
@@ -30,11 +32,10 @@ struct Sm90Mainloop {
                              sw128_descriptor(smem_k + offset, 16, kRowGroupBytes), kk > 0);
     }
     wgmma_commit();
-    wgmma_wait<0>();
   }
 
-  __device__ static void accumulate_pv(const float (&p)[8][4], uint32_t smem_v,
-                                       float (&o)[kHeadDim / 8][4]) {
+  __device__ static void issue_pv(const float (&p)[8][4], uint32_t smem_v,
+                                  float (&o)[kHeadDim / 8][4]) {
     uint32_t a[4][4];
 #pragma unroll
     for (int ks = 0; ks < 4; ++ks) {
@@ -43,6 +44,7 @@ struct Sm90Mainloop {
       a[ks][2] = Ops::pack(p[2 * ks + 1][0], p[2 * ks + 1][1]);
       a[ks][3] = Ops::pack(p[2 * ks + 1][2], p[2 * ks + 1][3]);
     }
+    fence_operands(o);
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < 4; ++ks)  // 16 keys per step: two 8-row groups of the atom
@@ -50,7 +52,6 @@ struct Sm90Mainloop {
                                    sw128_descriptor(smem_v + ks * 2 * kRowGroupBytes,
                                                     Layout::kColumnBlockBytes, kRowGroupBytes));
     wgmma_commit();
-    wgmma_wait<0>();
   }
 };
 
