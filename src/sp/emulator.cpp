@@ -72,15 +72,16 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
             2 * std::max(sp::slab_rows(step.send), sp::slab_rows(step.recv)) * row_bytes);
       }
       if (route.heads.empty() || route.q_blocks.empty() || step.key_blocks.empty()) continue;
-      const BlockMask local_mask = mask.slice(route.heads, route.q_blocks, step.key_blocks);
-      if (local_mask.kept() == 0) continue;  // no kernel for an empty step
+      const BlockCsr local_mask =
+          sp::local_block_csr(mask, route.heads, route.q_blocks, step.key_blocks);
+      if (local_mask.kv_index.empty()) continue;  // no kernel for an empty step
       AttentionProblem local;
       local.heads = static_cast<int64_t>(route.heads.size());
       local.head_dim = problem.head_dim;
       local.q_layout = route.q_local;
       local.k_layout = step.key_layout;
       local.scale = problem.scale;
-      compute[p][t] = timer_->impl->step_ms(local, local_mask.to_csr(), problem.geometry.block_q,
+      compute[p][t] = timer_->impl->step_ms(local, local_mask, problem.geometry.block_q,
                                             problem.geometry.block_k, !first);
       first = false;
     }

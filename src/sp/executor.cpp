@@ -86,9 +86,8 @@ SpTelemetry SpExecutor::run(const SpProblem& problem, const BlockMask& mask,
   for (int t = 0; t < R; ++t) {
     const sp::RingStep& step = route.steps[t];
     if (route.heads.empty() || route.q_blocks.empty() || step.key_blocks.empty()) continue;
-    const BlockMask local = mask.slice(route.heads, route.q_blocks, step.key_blocks);
-    step_kept[t] = local.kept();
-    if (step_kept[t] > 0) step_masks[t] = local.to_csr();
+    step_masks[t] = sp::local_block_csr(mask, route.heads, route.q_blocks, step.key_blocks);
+    step_kept[t] = static_cast<int64_t>(step_masks[t].kv_index.size());
   }
   telemetry.setup_ms = clock.lap_ms();
 

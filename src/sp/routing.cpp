@@ -4,6 +4,7 @@
 #include "sp/routing.hpp"
 
 #include <algorithm>
+#include <bit>
 
 #include "dbsp/error.hpp"
 
@@ -46,6 +47,49 @@ void append_slab(std::vector<Slab>& slabs, Slab slab) {
 }
 
 }  // namespace
+
+BlockCsr local_block_csr(const BlockMask& mask, const std::vector<int>& heads,
+                         const std::vector<int>& q_blocks, const std::vector<int>& key_blocks) {
+  std::vector<int32_t> local_key(static_cast<size_t>(mask.k_blocks()), -1);
+  Bits wanted(static_cast<size_t>(mask.words_per_row()), 0);
+  for (size_t n = 0; n < key_blocks.size(); ++n) {
+    const int j = key_blocks[n];
+    require(j >= 0 && j < mask.k_blocks() && (n == 0 || key_blocks[n - 1] < j),
+            "local_block_csr: key blocks must be ascending and inside [0, ", mask.k_blocks(), ")");
+    local_key[j] = static_cast<int32_t>(n);
+    wanted[j >> 6] |= uint64_t{1} << (j & 63);
+  }
+  BlockCsr csr;
+  csr.heads = static_cast<int>(heads.size());
+  csr.q_blocks = static_cast<int>(q_blocks.size());
+  csr.k_blocks = static_cast<int>(key_blocks.size());
+  // Two passes: counts by popcount, then the indices into a buffer of the final size.
+  csr.kv_count.reserve(heads.size() * q_blocks.size());
+  csr.row_offset.reserve(heads.size() * q_blocks.size() + 1);
+  csr.row_offset.push_back(0);
+  for (int h : heads) {
+    for (int i : q_blocks) {
+      const uint64_t* bits = mask.row_bits(h, i);
+      int count = 0;
+      for (int w = 0; w < mask.words_per_row(); ++w) count += std::popcount(bits[w] & wanted[w]);
+      csr.kv_count.push_back(count);
+      csr.row_offset.push_back(csr.row_offset.back() + count);
+    }
+  }
+  csr.kv_index.resize(static_cast<size_t>(csr.row_offset.back()));
+  int32_t* out = csr.kv_index.data();
+  for (int h : heads) {
+    for (int i : q_blocks) {
+      const uint64_t* bits = mask.row_bits(h, i);
+      for (int w = 0; w < mask.words_per_row(); ++w) {
+        for (uint64_t word = bits[w] & wanted[w]; word != 0; word &= word - 1) {
+          *out++ = local_key[w * 64 + std::countr_zero(word)];
+        }
+      }
+    }
+  }
+  return csr;
+}
 
 void check_layer(int ranks, const SpProblem& problem, const BlockMask& mask,
                  const Partition& partition) {

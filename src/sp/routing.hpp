@@ -44,6 +44,12 @@ struct LayerRouting {
   int64_t baseline_rows_sent = 0;
 };
 
+// The local mask of one ring step: rows (heads[h], q_blocks[i]) restricted to `key_blocks`
+// (ascending), with key indices local to that list. Equal to
+// mask.slice(heads, q_blocks, key_blocks).to_csr(), but walks only the kept bits.
+BlockCsr local_block_csr(const BlockMask& mask, const std::vector<int>& heads,
+                         const std::vector<int>& q_blocks, const std::vector<int>& key_blocks);
+
 // Throws unless the problem, the mask and the partition describe the same layer on `ranks` ranks.
 void check_layer(int ranks, const SpProblem& problem, const BlockMask& mask,
                  const Partition& partition);

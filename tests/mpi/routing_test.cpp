@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <limits>
+#include <random>
 
 #include "dbsp/communicator.hpp"
 #include "dbsp/partition.hpp"
@@ -210,6 +211,38 @@ TEST(SpRouting, EveryElementReachesItsRankWithMoreHeadsThanRanks) {
 
 TEST(SpRouting, EveryElementReachesItsRankWhenQueryAndKeyBlocksDiffer) {
   check_all({3, 2, MaskGeometry{200, 170, 32, 16}}, 3);
+}
+
+}  // namespace
+}  // namespace dbsp
+
+namespace dbsp {
+namespace {
+
+TEST(SpRouting, LocalStepMaskEqualsTheSliceOfTheMask) {
+  const MaskGeometry geometry{1000, 900, 64, 32};
+  const BlockMask mask = test::make_mask(test::MaskKind::random, 7, geometry, 0.4, 12);
+  std::mt19937 rng(3);
+  for (int trial = 0; trial < 20; ++trial) {
+    std::vector<int> heads, q_blocks, key_blocks;
+    for (int h = 0; h < mask.heads(); ++h) {
+      if (rng() % 2) heads.push_back(h);
+    }
+    for (int i = 0; i < mask.q_blocks(); ++i) {
+      if (rng() % 3) q_blocks.push_back(i);
+    }
+    for (int j = 0; j < mask.k_blocks(); ++j) {
+      if (rng() % 2) key_blocks.push_back(j);
+    }
+    const BlockCsr expected = mask.slice(heads, q_blocks, key_blocks).to_csr();
+    const BlockCsr got = sp::local_block_csr(mask, heads, q_blocks, key_blocks);
+    ASSERT_EQ(got.heads, expected.heads);
+    ASSERT_EQ(got.q_blocks, expected.q_blocks);
+    ASSERT_EQ(got.k_blocks, expected.k_blocks);
+    ASSERT_EQ(got.kv_count, expected.kv_count) << "trial " << trial;
+    ASSERT_EQ(got.row_offset, expected.row_offset) << "trial " << trial;
+    ASSERT_EQ(got.kv_index, expected.kv_index) << "trial " << trial;
+  }
 }
 
 }  // namespace

@@ -333,11 +333,10 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
     const sp::RingStep& rs = route.steps[t];
     DeviceStep& step = steps[t];
     if (!route.heads.empty() && !route.q_blocks.empty() && !rs.key_blocks.empty()) {
-      const BlockMask local = mask.slice(route.heads, route.q_blocks, rs.key_blocks);
-      step.kept = local.kept();
+      step.csr = sp::local_block_csr(mask, route.heads, route.q_blocks, rs.key_blocks);
+      step.kept = static_cast<int64_t>(step.csr.kv_index.size());
       if (step.kept > 0) {
         step.compute = true;
-        step.csr = local.to_csr();
         ++computing_steps;
         // Kernel objects allocate their workspace when first built: do it before the layer's
         // transfers are queued, so that no allocation lands between them.
