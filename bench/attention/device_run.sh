@@ -28,12 +28,13 @@ echo "== bench"
 PYTHONUNBUFFERED=1 timeout "$bench_timeout" "$deps/bin/bench_attention" --csv "$out/bench.csv" "$@" \
   2>&1 | tee "$out/bench.log" | grep -v "^peers.py" | tail -80
 if [ -n "${PROFILE:-}" ]; then
-  echo "== ncu (one launch of each attention kernel family, 480p, 10% uniform block mask)"
-  timeout 240 ncu --kernel-name regex:sparse_attention --launch-skip 2 --launch-count 2 \
-    --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
-    --section WarpStateStats --section Occupancy --section LaunchStats \
-    "$deps/bin/bench_attention" --no-peers --shapes wan2.1-480p --densities 0.1 \
-    --sources uniform --reps 1 >"$out/ncu.txt" 2>&1
-  echo "ncu exit $?"
-  grep -E "sparse_attention|Duration|Compute \(SM\) Throughput|Memory Throughput|L2 Cache Throughput|Issue Slots Busy|Registers Per|Achieved Occupancy|Stall|Warp Cycles Per Issued" "$out/ncu.txt" | head -60
+  # wgmma launches with these options: 0-2 checks; dense 3-5; block 6-8; fine 9-11.
+  for shape in wan2.1-480p cogvideox1.5; do
+    echo "== ncu: wgmma block-sparse (launch 7) and fine (launch 10), $shape, 10% uniform"
+    timeout 200 ncu --kernel-name regex:sparse_attention_sm90 --launch-skip 7 --launch-count 4 \
+      --set full --import-source yes "$deps/bin/bench_attention" --no-peers --shapes "$shape" \
+      --densities 0.1 --sources uniform --kernels wgmma --reps 1 >"$out/ncu_$shape.txt" 2>&1
+    echo "ncu exit $?"
+    grep -E "sparse_attention_sm90|^    Duration|Compute \(SM\) Throughput|^    Memory Throughput|L2 Cache Throughput|L1/TEX Cache Throughput|DRAM Throughput|Issue Slots Busy|Issued Ipc|No Eligible|Achieved Occupancy|Warp Cycles Per Issued|Executed Instructions  " "$out/ncu_$shape.txt" | head -40
+  done
 fi

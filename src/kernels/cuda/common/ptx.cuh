@@ -24,6 +24,15 @@ __device__ __forceinline__ int opaque(int x) {
   return y;
 }
 
+// 2^x on the SFU alone (ex2.approx.ftz: ~2 ulp, results below 2^-126 flush to 0, which a
+// softmax weight that small may). exp2f() adds a denormal range check around it, 3 instructions
+// per call, on the hottest line of the attention kernels.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // Copies 16 bytes global -> shared; when `valid` is false nothing is read and zeros are written,
 // so tails past the end of a tensor never touch memory and never hold stale NaNs.
 __device__ __forceinline__ void cp_async_16(uint32_t shared, const void* global, bool valid) {

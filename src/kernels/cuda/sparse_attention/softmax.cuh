@@ -26,6 +26,7 @@ struct OnlineSoftmax {
   template <int kOutTiles>
   __device__ __forceinline__ void update(float (&s)[8][4], float (&o)[kOutTiles][4],
                                          float scale_log2) {
+    float correction[2];
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       float tile_max = row_max[half];
@@ -36,22 +37,27 @@ struct OnlineSoftmax {
       tile_max = fmaxf(tile_max, __shfl_xor_sync(0xffffffffu, tile_max, 2));
       // A row that has seen only masked columns keeps max -inf; shift by 0 so no inf - inf.
       const float shift = tile_max == -kInfinity ? 0.f : tile_max * scale_log2;
-      const float correction = exp2f(row_max[half] * scale_log2 - shift);
+      correction[half] = fast_exp2(row_max[half] * scale_log2 - shift);
       row_max[half] = tile_max;
       float sum = 0.f;
 #pragma unroll
       for (int j = 0; j < 8; ++j) {
-        s[j][2 * half] = exp2f(fmaf(s[j][2 * half], scale_log2, -shift));
-        s[j][2 * half + 1] = exp2f(fmaf(s[j][2 * half + 1], scale_log2, -shift));
+        s[j][2 * half] = fast_exp2(fmaf(s[j][2 * half], scale_log2, -shift));
+        s[j][2 * half + 1] = fast_exp2(fmaf(s[j][2 * half + 1], scale_log2, -shift));
         sum += s[j][2 * half] + s[j][2 * half + 1];
       }
-      row_sum[half] = row_sum[half] * correction + sum;
+      row_sum[half] = row_sum[half] * correction[half] + sum;
+    }
+    // Once the running maxima settle, most tiles change no row's max: skip the rescale of o
+    // (kOutTiles x 4 multiplies per thread) when no row of the warp needs it.
+    if (__all_sync(0xffffffffu, correction[0] == 1.f && correction[1] == 1.f)) return;
+#pragma unroll
+    for (int half = 0; half < 2; ++half)
 #pragma unroll
       for (int j = 0; j < kOutTiles; ++j) {
-        o[j][2 * half] *= correction;
-        o[j][2 * half + 1] *= correction;
+        o[j][2 * half] *= correction[half];
+        o[j][2 * half + 1] *= correction[half];
       }
-    }
   }
 
   __device__ __forceinline__ void quad_sum() {

@@ -34,24 +34,32 @@ struct TileLoader {
   }
 
   // One K tile and one V tile: for key lists every row is gathered by its own 16-byte copies.
+  // Branch-free per row (the tile kind is uniform): gathered indices are read at a clamped
+  // position and masked, so no row needs its own branch around a load.
   __device__ static void load_kv(const SparseAttentionParams& p, const WorkItem& w,
                                  const KeyTile& tile, uint32_t smem_k, uint32_t smem_v, int tid) {
     const Element* k = static_cast<const Element*>(p.k);
     const Element* v = static_cast<const Element*>(p.v);
     const int chunk = tid % kChunks;
+    const int row0 = tid / kChunks;
     const int64_t token_stride = int64_t{p.heads} * kHeadDim;
     const int64_t base =
         int64_t{w.batch} * p.seq_k * token_stride + int64_t{w.head} * kHeadDim + chunk * 8;
     int tokens[Traits::kRowsPerThread];
+    if (tile.gathered != nullptr) {
+      const int last = tile.valid - 1;  // >= 0: key-list tiles are never empty
 #pragma unroll
-    for (int i = 0; i < Traits::kRowsPerThread; ++i) {
-      const int row = tid / kChunks + i * Traits::kRowStride;
-      tokens[i] = row < tile.valid ? tile.token(row) : -1;
+      for (int i = 0; i < Traits::kRowsPerThread; ++i)
+        tokens[i] = __ldg(tile.gathered + min(row0 + i * Traits::kRowStride, last));
+    } else {
+#pragma unroll
+      for (int i = 0; i < Traits::kRowsPerThread; ++i)
+        tokens[i] = tile.first_token + row0 + i * Traits::kRowStride;
     }
 #pragma unroll
     for (int i = 0; i < Traits::kRowsPerThread; ++i) {
-      const int row = tid / kChunks + i * Traits::kRowStride;
-      const bool valid = tokens[i] >= 0;
+      const int row = row0 + i * Traits::kRowStride;
+      const bool valid = row < tile.valid;
       const int64_t offset = valid ? base + tokens[i] * token_stride : 0;
       const int smem_offset = Layout::offset(row, chunk);
       cp_async_16(smem_k + smem_offset, k + offset, valid);
