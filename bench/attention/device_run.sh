@@ -30,8 +30,8 @@ PYTHONUNBUFFERED=1 timeout "$bench_timeout" "$deps/bin/bench_attention" --csv "$
 if [ -n "${PROFILE:-}" ]; then
   # wgmma launches with these options: 0-2 checks; dense 3-5; block 6-8; fine 9-11.
   for shape in wan2.1-480p cogvideox1.5; do
-    echo "== ncu: wgmma block-sparse (launch 7) and fine (launch 10), $shape, 10% uniform"
-    timeout 200 ncu --kernel-name regex:sparse_attention_sm90 --launch-skip 7 --launch-count 4 \
+    echo "== ncu: wgmma block-sparse (launch 7), $shape, 10% uniform"
+    timeout 200 ncu --kernel-name regex:sparse_attention_sm90 --launch-skip 7 --launch-count 1 \
       --set full --import-source yes "$deps/bin/bench_attention" --no-peers --shapes "$shape" \
       --densities 0.1 --sources uniform --kernels wgmma --reps 1 >"$out/ncu_$shape.txt" 2>&1
     echo "ncu exit $?"
