@@ -70,8 +70,18 @@ struct SpTelemetry {
   int64_t bytes_received = 0;  // from other ranks
   int64_t bytes_saved = 0;     // what sending every slab would have added to bytes_sent
   int ring_steps_computed = 0;
-  int ring_steps_skipped = 0;  // (rank, step) pairs with no kept block: no kernel launched
-  int64_t kept_blocks = 0;     // (head, q block, k block) triples this rank computed
+  int ring_steps_skipped = 0;    // (rank, step) pairs with no kept block: no kernel launched
+  int64_t kept_blocks = 0;       // (head, q block, k block) triples this rank computed
+  bool schedule_reused = false;  // the routing and local masks came from the previous call
+};
+
+// Lets an executor keep the schedule it builds for a call (routing, local masks, on the GPU the
+// uploaded tables) in `slot` and reuse it while `key` is unchanged. The key must change whenever
+// the mask or the partition does: SpAttention passes the layer and a fingerprint of both. The
+// default (slot -1) builds a fresh schedule every call.
+struct ScheduleReuse {
+  int slot = -1;
+  uint64_t key = 0;
 };
 
 // Runs layers on a fixed world communicator; builds the sub-communicators of each grid once.
@@ -85,7 +95,8 @@ class SpExecutor {
   // q, k, v, out: this rank's input shard [tokens, heads, head_dim] in the communicator's memory
   // (host for MPI). `mask` and `partition` must be the same on every rank; every rank calls run.
   SpTelemetry run(const SpProblem& problem, const BlockMask& mask, const Partition& partition,
-                  const float* q, const float* k, const float* v, float* out);
+                  const float* q, const float* k, const float* v, float* out,
+                  ScheduleReuse reuse = {});
 
   // The device path (NCCL communicator; dbsp built with CUDA and NCCL): q, k, v and out are bf16
   // [tokens, heads, head_dim] on the communicator's GPU, read after the work already queued on the
@@ -93,18 +104,20 @@ class SpExecutor {
   // Kernel limits: head_dim 64 or 128, block sizes multiples of 64.
   SpTelemetry run_device_bf16(const SpProblem& problem, const BlockMask& mask,
                               const Partition& partition, const void* q, const void* k,
-                              const void* v, void* out);
+                              const void* v, void* out, ScheduleReuse reuse = {});
 
   Communicator& world() { return world_; }
   const SpOptions& options() const { return options_; }
 
  private:
   struct Workspace;
+  struct HostSchedules;
   struct DeviceState;
   Communicator& world_;
   SpOptions options_;
   std::vector<std::pair<Grid, std::unique_ptr<GridCommunicators>>> grids_;
   std::unique_ptr<Workspace> workspace_;
+  std::unique_ptr<HostSchedules> host_schedules_;
   std::unique_ptr<DeviceState, void (*)(DeviceState*)> device_{nullptr, nullptr};
   GridCommunicators& grid_communicators(Grid grid);
 };

@@ -13,7 +13,8 @@ namespace {
 }  // namespace
 
 SpTelemetry SpExecutor::run_device_bf16(const SpProblem&, const BlockMask&, const Partition&,
-                                        const void*, const void*, const void*, void*) {
+                                        const void*, const void*, const void*, void*,
+                                        ScheduleReuse) {
   no_device_path();
 }
 DeviceBf16::DeviceBf16(std::span<const float>) { no_device_path(); }

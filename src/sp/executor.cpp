@@ -10,6 +10,7 @@
 #include "dbsp/sp_attention.hpp"
 #include "sp/phases.hpp"
 #include "sp/routing.hpp"
+#include "sp/schedule.hpp"
 #include "sp/stopwatch.hpp"
 
 namespace dbsp {
@@ -27,6 +28,10 @@ SequenceShard sequence_shard(const BlockLayout& layout, int rank, int ranks) {
 }
 
 // Buffers kept between calls so that steady-state layers do not allocate.
+struct SpExecutor::HostSchedules {
+  sp::ScheduleSlots<sp::LayerSchedule> slots;
+};
+
 struct SpExecutor::Workspace {
   std::vector<float> q, k, v, out, lse, part_out, part_lse;
   std::vector<float> step_k, step_v;  // K/V of the current ring step (> 0)
@@ -43,7 +48,10 @@ void resize_at_least(std::vector<T>& buffer, int64_t elements) {
 }  // namespace
 
 SpExecutor::SpExecutor(Communicator& world, SpOptions options)
-    : world_(world), options_(options), workspace_(std::make_unique<Workspace>()) {}
+    : world_(world),
+      options_(options),
+      workspace_(std::make_unique<Workspace>()),
+      host_schedules_(std::make_unique<HostSchedules>()) {}
 
 SpExecutor::~SpExecutor() = default;
 
@@ -58,7 +66,7 @@ GridCommunicators& SpExecutor::grid_communicators(Grid grid) {
 
 SpTelemetry SpExecutor::run(const SpProblem& problem, const BlockMask& mask,
                             const Partition& partition, const float* q, const float* k,
-                            const float* v, float* out) {
+                            const float* v, float* out, ScheduleReuse reuse) {
   sp::Stopwatch total_clock;
   sp::Stopwatch clock;
   SpTelemetry telemetry;
@@ -69,26 +77,24 @@ SpTelemetry SpExecutor::run(const SpProblem& problem, const BlockMask& mask,
   sp::check_layer(world_.size(), problem, mask, partition);
 
   GridCommunicators& comms = grid_communicators(partition.grid);
-  const BlockLayout q_layout = problem.q_layout();
-  const BlockLayout k_layout = problem.k_layout();
-  const sp::LayerRouting route =
-      sp::build_routing(mask, partition, q_layout, k_layout, world_.rank(), options_.mask_aware);
+  // Routing and the local mask of every ring step, built (or reused) before any transfer so that
+  // the ring loop only computes.
+  bool reused = false;
+  sp::LayerSchedule& schedule =
+      host_schedules_->slots.lookup(reuse, sp::schedule_key(reuse, problem), reused);
+  if (!reused) {
+    schedule = sp::build_schedule(mask, partition, problem, world_.rank(), options_.mask_aware);
+  }
+  telemetry.schedule_reused = reused;
+  const sp::LayerRouting& route = schedule.route;
+  const std::vector<BlockCsr>& step_masks = schedule.step_masks;
+  const std::vector<int64_t>& step_kept = schedule.step_kept;
   const int64_t D = problem.head_dim;
   const int64_t H = problem.heads;
   const int64_t Hg = static_cast<int64_t>(route.heads.size());
   const int64_t tq = route.q_local.tokens();
   const int64_t tk = route.k_local.tokens();
   const int R = partition.grid.ring;
-
-  // Local masks of every ring step, built before any transfer so the ring loop only computes.
-  std::vector<BlockCsr> step_masks(static_cast<size_t>(R));
-  std::vector<int64_t> step_kept(static_cast<size_t>(R), 0);
-  for (int t = 0; t < R; ++t) {
-    const sp::RingStep& step = route.steps[t];
-    if (route.heads.empty() || route.q_blocks.empty() || step.key_blocks.empty()) continue;
-    step_masks[t] = sp::local_block_csr(mask, route.heads, route.q_blocks, step.key_blocks);
-    step_kept[t] = static_cast<int64_t>(step_masks[t].kv_index.size());
-  }
   telemetry.setup_ms = clock.lap_ms();
 
   Workspace& ws = *workspace_;

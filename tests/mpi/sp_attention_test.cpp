@@ -283,3 +283,36 @@ TEST(SpEmulator, ChargesExactlyTheBytesThatTheRealRanksSend) {
 
 }  // namespace
 }  // namespace dbsp
+
+namespace dbsp {
+namespace {
+
+TEST(SpAttention, ReusesTheLayerScheduleOnlyWhileMaskAndPlanStayTheSame) {
+  Communicator& world = test::world();
+  const SpProblem problem = make_problem(5, 8, 1000, 64);
+  const BlockMask first = test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, 31);
+  const BlockMask second = test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, 32);
+  const RankData first_data(problem, first), second_data(problem, second);
+  for (const char* name : {"usp", "dbsp"}) {
+    SpAttention attention(world, parse_strategy(name, world.size()), /*layers=*/1);
+    const BlockMask* masks[] = {&first, &first, &second, &second, &first};
+    const RankData* data[] = {&first_data, &first_data, &second_data, &second_data, &first_data};
+    const bool expect_reuse[] = {false, true, false, true, false};
+    for (int call = 0; call < 5; ++call) {
+      std::vector<float> out = poisoned(data[call]->q.size());
+      const SpLayerReport report =
+          attention.forward(0, problem, *masks[call], data[call]->q.data(), data[call]->k.data(),
+                            data[call]->v.data(), out.data());
+      expect_close(out, data[call]->reference, std::string(name) + " call " + std::to_string(call));
+      // A re-plan changes the key as well, so reuse needs the same mask and no re-plan.
+      if (!report.replanned) {
+        EXPECT_EQ(report.telemetry.schedule_reused, expect_reuse[call]) << name << " call " << call;
+      } else {
+        EXPECT_FALSE(report.telemetry.schedule_reused) << name << " call " << call;
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dbsp

@@ -12,8 +12,11 @@ namespace {
 constexpr int kThreads = 256;
 
 // Block (x, y) copies rows y, y + gridDim.y, ... of table entry x, 16 bytes per thread.
-__global__ void copy_rows_kernel(const RowCopy* table, int64_t row_bytes) {
+__global__ void copy_rows_kernel(const RowCopy* table, CopyBases bases, int64_t row_bytes) {
   const RowCopy copy = table[blockIdx.x];
+  const char* source =
+      reinterpret_cast<const char*>(bases.address[copy.src_base]) + copy.src_offset;
+  char* target = reinterpret_cast<char*>(bases.address[copy.dst_base]) + copy.dst_offset;
   const int64_t vectors = row_bytes / 16;
   const int64_t rows_per_pass = kThreads / vectors > 0 ? kThreads / vectors : 1;
   const int64_t lane_row = threadIdx.x / vectors;
@@ -21,8 +24,8 @@ __global__ void copy_rows_kernel(const RowCopy* table, int64_t row_bytes) {
   if (lane_row >= rows_per_pass) return;
   for (int64_t row = blockIdx.y * rows_per_pass + lane_row; row < copy.rows;
        row += int64_t{gridDim.y} * rows_per_pass) {
-    const auto* src = reinterpret_cast<const uint4*>(copy.src + row * copy.src_stride);
-    auto* dst = reinterpret_cast<uint4*>(copy.dst + row * copy.dst_stride);
+    const auto* src = reinterpret_cast<const uint4*>(source + row * copy.src_stride);
+    auto* dst = reinterpret_cast<uint4*>(target + row * copy.dst_stride);
     for (int64_t v = lane_vector; v < vectors; v += kThreads) dst[v] = src[v];
   }
 }
@@ -53,8 +56,8 @@ void check_launch(const char* what) {
 
 }  // namespace
 
-void copy_rows(const RowCopy* table, int64_t count, int64_t row_bytes, int64_t max_rows,
-               cudaStream_t stream) {
+void copy_rows(const RowCopy* table, int64_t count, const CopyBases& bases, int64_t row_bytes,
+               int64_t max_rows, cudaStream_t stream) {
   if (count == 0 || max_rows == 0) return;
   require(row_bytes > 0 && row_bytes % 16 == 0, "copy_rows: row of ", row_bytes,
           " bytes is not a multiple of 16");
@@ -63,7 +66,7 @@ void copy_rows(const RowCopy* table, int64_t count, int64_t row_bytes, int64_t m
   const int64_t passes = (max_rows + rows_per_pass - 1) / rows_per_pass;
   const dim3 grid(static_cast<unsigned>(count),
                   static_cast<unsigned>(std::clamp<int64_t>(passes, 1, 64)));
-  copy_rows_kernel<<<grid, kThreads, 0, stream>>>(table, row_bytes);
+  copy_rows_kernel<<<grid, kThreads, 0, stream>>>(table, bases, row_bytes);
   check_launch("copy_rows");
 }
 

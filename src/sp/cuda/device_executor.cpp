@@ -20,6 +20,7 @@
 #include "dbsp/sp_attention.hpp"
 #include "sp/cuda/device_copy.hpp"
 #include "sp/routing.hpp"
+#include "sp/schedule.hpp"
 #include "sp/stopwatch.hpp"
 
 namespace dbsp {
@@ -120,22 +121,43 @@ class UploadTable {
   std::vector<char> bytes_;
 };
 
-// Descriptors that pack slabs of one tensor into a staging buffer (or unpack from it).
+// The buffers the copy tables refer to (indices into CopyBases).
+enum Base : int32_t {
+  kUserQ,
+  kUserK,
+  kUserV,
+  kUserOut,
+  kQLocal,
+  kKLocal,
+  kVLocal,
+  kOutLocal,
+  kStepK0,
+  kStepK1,
+  kStepV0,
+  kStepV1,
+  kAllToAllSend,
+  kAllToAllRecv,
+  kRingSend,
+  kRingRecv,
+};
+static_assert(kRingRecv < sp::device::kMaxCopyBases);
+
+// Descriptors that pack slabs of tensors into a staging buffer (or unpack from it).
 struct CopyList {
   std::vector<RowCopy> copies;
   int64_t max_rows = 0;
   int64_t table_offset = 0;  // where the list sits in the uploaded table
 
-  void add(const char* tensor, int64_t heads, int64_t head_dim, std::span<const Slab> slabs,
-           char* staging, int64_t& staging_offset, bool pack) {
+  void add(Base tensor, int64_t heads, int64_t head_dim, std::span<const Slab> slabs, Base staging,
+           int64_t& staging_offset, bool pack) {
     const int64_t row_bytes = head_dim * kBf16Bytes;
     for (const Slab& s : slabs) {
-      const auto tensor_at =
-          reinterpret_cast<uint64_t>(tensor + (s.row * heads + s.head) * row_bytes);
-      const auto staging_at = reinterpret_cast<uint64_t>(staging + staging_offset);
+      const int64_t tensor_at = (s.row * heads + s.head) * row_bytes;
       RowCopy copy;
-      copy.src = pack ? tensor_at : staging_at;
-      copy.dst = pack ? staging_at : tensor_at;
+      copy.src_base = pack ? tensor : staging;
+      copy.dst_base = pack ? staging : tensor;
+      copy.src_offset = pack ? tensor_at : staging_offset;
+      copy.dst_offset = pack ? staging_offset : tensor_at;
       copy.src_stride = pack ? heads * row_bytes : row_bytes;
       copy.dst_stride = pack ? row_bytes : heads * row_bytes;
       copy.rows = s.rows;
@@ -144,9 +166,10 @@ struct CopyList {
       staging_offset += s.rows * row_bytes;
     }
   }
-  void launch(const char* table, int64_t row_bytes, cudaStream_t stream) const {
+  void launch(const char* table, const sp::device::CopyBases& bases, int64_t row_bytes,
+              cudaStream_t stream) const {
     sp::device::copy_rows(reinterpret_cast<const RowCopy*>(table + table_offset),
-                          static_cast<int64_t>(copies.size()), row_bytes, max_rows, stream);
+                          static_cast<int64_t>(copies.size()), bases, row_bytes, max_rows, stream);
   }
 };
 
@@ -158,14 +181,25 @@ struct PeerRange {
 };
 
 struct DeviceStep {
-  bool compute = false;
-  int64_t kept = 0;
-  BlockCsr csr;
   int64_t count_offset = 0, row_offset_offset = 0, index_offset = 0, q_start_offset = 0,
           k_start_offset = 0;
   cuda::SparseAttention* kernel = nullptr;  // created before any transfer is queued
   CopyList pack, unpack;                    // ring transfer that brings this step's K/V (step > 0)
   std::vector<PeerRange> sends, recvs;
+};
+
+// Everything a layer needs on the device that depends only on (mask, partition, problem): the
+// host schedule, copy descriptors, per-peer ranges, buffer sizes and the uploaded table.
+struct DeviceSchedule {
+  sp::LayerSchedule host;
+  std::vector<DeviceStep> steps;
+  CopyList in_pack, in_unpack, out_pack, out_unpack;
+  std::vector<PeerRange> in_sends, in_recvs, out_sends, out_recvs;
+  int64_t in_send_bytes = 0, in_recv_bytes = 0, out_send_bytes = 0, out_recv_bytes = 0;
+  int64_t ring_send_bytes = 0, ring_recv_bytes = 0, step_tokens = 0;
+  DeviceMemory table;
+  int64_t table_bytes = 0;
+  bool uploaded = false;
 };
 
 }  // namespace
@@ -174,9 +208,10 @@ struct SpExecutor::DeviceState {
   int device = 0;
   cudaStream_t compute = nullptr;
   DeviceMemory q, k, v, step_k[2], step_v[2], out_local, accumulator, lse, part, part_lse;
-  DeviceMemory all_to_all_send, all_to_all_recv, ring_send, ring_recv, table;
+  DeviceMemory all_to_all_send, all_to_all_recv, ring_send, ring_recv;
   PinnedMemory pinned_table;
-  Event start, inputs_done, ring_done, finished, table_uploaded;
+  Event start, inputs_done, ring_done, finished;
+  sp::ScheduleSlots<DeviceSchedule> schedules;
   std::vector<std::unique_ptr<Event>> ring_arrived, compute_begin, compute_end;
   std::vector<std::pair<std::tuple<int64_t, int64_t, int, int, int, double>,
                         std::unique_ptr<cuda::SparseAttention>>>
@@ -214,7 +249,7 @@ struct SpExecutor::DeviceState {
 
 SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMask& mask,
                                         const Partition& partition, const void* q, const void* k,
-                                        const void* v, void* out) {
+                                        const void* v, void* out, ScheduleReuse reuse) {
   sp::Stopwatch total_clock, clock;
   SpTelemetry telemetry;
   telemetry.grid = partition.grid;
@@ -223,7 +258,7 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
           world_.backend());
   sp::check_layer(world_.size(), problem, mask, partition);
   {
-    cuda::AttentionShape probe_shape{1, 64, 64, 1, problem.head_dim, cuda::DType::bf16, 0.0};
+    const cuda::AttentionShape probe_shape{1, 64, 64, 1, problem.head_dim, cuda::DType::bf16, 0.0};
     cuda::DeviceMask probe_mask;
     probe_mask.block_q = problem.geometry.block_q;
     probe_mask.block_k = problem.geometry.block_k;
@@ -247,99 +282,55 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
   }
   DeviceState& ds = *device_;
   DBSP_CUDA_RT_CHECK(cudaSetDevice(ds.device));
-
-  const BlockLayout q_layout = problem.q_layout();
-  const BlockLayout k_layout = problem.k_layout();
-  const sp::LayerRouting route =
-      sp::build_routing(mask, partition, q_layout, k_layout, world_.rank(), options_.mask_aware);
   const int ranks = world_.size();
   const int R = partition.grid.ring;
   const int64_t D = problem.head_dim;
   const int64_t H = problem.heads;
-  const int64_t Hg = static_cast<int64_t>(route.heads.size());
-  const int64_t tq = route.q_local.tokens();
-  const int64_t tk = route.k_local.tokens();
   const int64_t row_bytes = D * kBf16Bytes;
   ds.ensure_events(R);
 
-  // Buffers first: the copy descriptors hold their addresses.
-  int64_t step_tokens = 0;
-  for (int t = 1; t < R; ++t)
-    step_tokens = std::max(step_tokens, route.steps[t].key_layout.tokens());
-  char* q_local = ds.q.ensure(std::max<int64_t>(1, tq * Hg * row_bytes));
-  char* k_local = ds.k.ensure(std::max<int64_t>(1, tk * Hg * row_bytes));
-  char* v_local = ds.v.ensure(std::max<int64_t>(1, tk * Hg * row_bytes));
-  char *step_k[2], *step_v[2];
-  for (int b = 0; b < 2; ++b) {
-    step_k[b] = ds.step_k[b].ensure(std::max<int64_t>(1, step_tokens * Hg * row_bytes));
-    step_v[b] = ds.step_v[b].ensure(std::max<int64_t>(1, step_tokens * Hg * row_bytes));
-  }
-  char* out_local = ds.out_local.ensure(std::max<int64_t>(1, tq * Hg * row_bytes));
-  auto* lse = reinterpret_cast<float*>(ds.lse.ensure(std::max<int64_t>(1, tq * Hg * 4)));
-
-  // (a) and (c): descriptors and per-peer byte ranges of the all-to-alls.
-  CopyList in_pack, in_unpack, out_pack, out_unpack;
-  std::vector<PeerRange> in_sends, in_recvs, out_sends, out_recvs;
-  int64_t in_send_bytes = 0, in_recv_bytes = 0, out_send_bytes = 0, out_recv_bytes = 0;
-  for (int p = 0; p < ranks; ++p) {
-    in_send_bytes +=
-        (sp::slab_rows(route.send_q[p]) + 2 * sp::slab_rows(route.send_kv[p])) * row_bytes;
-    in_recv_bytes +=
-        (sp::slab_rows(route.recv_q[p]) + 2 * sp::slab_rows(route.recv_kv[p])) * row_bytes;
-    out_send_bytes += sp::slab_rows(route.recv_q[p]) * row_bytes;
-    out_recv_bytes += sp::slab_rows(route.send_q[p]) * row_bytes;
-  }
-  char* a2a_send = ds.all_to_all_send.ensure(std::max<int64_t>({1, in_send_bytes, out_send_bytes}));
-  char* a2a_recv = ds.all_to_all_recv.ensure(std::max<int64_t>({1, in_recv_bytes, out_recv_bytes}));
-  {
+  // The schedule: routing, local masks, descriptors (offsets into indexed buffers, so that a
+  // kept schedule stays valid for other tensors), the table to upload, and the kernel objects
+  // (built before any transfer is queued, so that no allocation lands between them).
+  bool reused = false;
+  DeviceSchedule& sched = ds.schedules.lookup(reuse, sp::schedule_key(reuse, problem), reused);
+  if (!reused) {
+    sched.host = sp::build_schedule(mask, partition, problem, world_.rank(), options_.mask_aware);
+    const sp::LayerRouting& route = sched.host.route;
+    const int64_t Hg = static_cast<int64_t>(route.heads.size());
+    const int64_t tq = route.q_local.tokens();
     int64_t send_at = 0, recv_at = 0, out_send_at = 0, out_recv_at = 0;
-    const auto* q_in = static_cast<const char*>(q);
-    const auto* k_in = static_cast<const char*>(k);
-    const auto* v_in = static_cast<const char*>(v);
     for (int p = 0; p < ranks; ++p) {
       const int64_t send_begin = send_at, recv_begin = recv_at;
-      in_pack.add(q_in, H, D, route.send_q[p], a2a_send, send_at, true);
-      in_pack.add(k_in, H, D, route.send_kv[p], a2a_send, send_at, true);
-      in_pack.add(v_in, H, D, route.send_kv[p], a2a_send, send_at, true);
-      in_unpack.add(q_local, Hg, D, route.recv_q[p], a2a_recv, recv_at, false);
-      in_unpack.add(k_local, Hg, D, route.recv_kv[p], a2a_recv, recv_at, false);
-      in_unpack.add(v_local, Hg, D, route.recv_kv[p], a2a_recv, recv_at, false);
-      if (send_at > send_begin) in_sends.push_back({p, send_begin, send_at - send_begin});
-      if (recv_at > recv_begin) in_recvs.push_back({p, recv_begin, recv_at - recv_begin});
+      sched.in_pack.add(kUserQ, H, D, route.send_q[p], kAllToAllSend, send_at, true);
+      sched.in_pack.add(kUserK, H, D, route.send_kv[p], kAllToAllSend, send_at, true);
+      sched.in_pack.add(kUserV, H, D, route.send_kv[p], kAllToAllSend, send_at, true);
+      sched.in_unpack.add(kQLocal, Hg, D, route.recv_q[p], kAllToAllRecv, recv_at, false);
+      sched.in_unpack.add(kKLocal, Hg, D, route.recv_kv[p], kAllToAllRecv, recv_at, false);
+      sched.in_unpack.add(kVLocal, Hg, D, route.recv_kv[p], kAllToAllRecv, recv_at, false);
+      if (send_at > send_begin) sched.in_sends.push_back({p, send_begin, send_at - send_begin});
+      if (recv_at > recv_begin) sched.in_recvs.push_back({p, recv_begin, recv_at - recv_begin});
       // O travels the Q slabs backwards.
       const int64_t out_send_begin = out_send_at, out_recv_begin = out_recv_at;
-      out_pack.add(out_local, Hg, D, route.recv_q[p], a2a_send, out_send_at, true);
-      out_unpack.add(static_cast<char*>(out), H, D, route.send_q[p], a2a_recv, out_recv_at, false);
+      sched.out_pack.add(kOutLocal, Hg, D, route.recv_q[p], kAllToAllSend, out_send_at, true);
+      sched.out_unpack.add(kUserOut, H, D, route.send_q[p], kAllToAllRecv, out_recv_at, false);
       if (out_send_at > out_send_begin) {
-        out_sends.push_back({p, out_send_begin, out_send_at - out_send_begin});
+        sched.out_sends.push_back({p, out_send_begin, out_send_at - out_send_begin});
       }
       if (out_recv_at > out_recv_begin) {
-        out_recvs.push_back({p, out_recv_begin, out_recv_at - out_recv_begin});
+        sched.out_recvs.push_back({p, out_recv_begin, out_recv_at - out_recv_begin});
       }
     }
-  }
+    sched.in_send_bytes = send_at;
+    sched.in_recv_bytes = recv_at;
+    sched.out_send_bytes = out_send_at;
+    sched.out_recv_bytes = out_recv_at;
 
-  // (b) Ring steps: local masks and transfer descriptors.
-  std::vector<DeviceStep> steps(static_cast<size_t>(R));
-  int64_t ring_send_bytes = 0, ring_recv_bytes = 0;
-  for (int t = 1; t < R; ++t) {
-    ring_send_bytes = std::max(ring_send_bytes, 2 * sp::slab_rows(route.steps[t].send) * row_bytes);
-    ring_recv_bytes = std::max(ring_recv_bytes, 2 * sp::slab_rows(route.steps[t].recv) * row_bytes);
-  }
-  char* ring_send = ds.ring_send.ensure(std::max<int64_t>(1, ring_send_bytes));
-  char* ring_recv = ds.ring_recv.ensure(std::max<int64_t>(1, ring_recv_bytes));
-  int computing_steps = 0;
-  for (int t = 0; t < R; ++t) {
-    const sp::RingStep& rs = route.steps[t];
-    DeviceStep& step = steps[t];
-    if (!route.heads.empty() && !route.q_blocks.empty() && !rs.key_blocks.empty()) {
-      step.csr = sp::local_block_csr(mask, route.heads, route.q_blocks, rs.key_blocks);
-      step.kept = static_cast<int64_t>(step.csr.kv_index.size());
-      if (step.kept > 0) {
-        step.compute = true;
-        ++computing_steps;
-        // Kernel objects allocate their workspace when first built: do it before the layer's
-        // transfers are queued, so that no allocation lands between them.
+    sched.steps.assign(static_cast<size_t>(R), DeviceStep{});
+    for (int t = 0; t < R; ++t) {
+      const sp::RingStep& rs = route.steps[t];
+      DeviceStep& step = sched.steps[t];
+      if (sched.host.step_kept[t] > 0) {
         const cuda::AttentionShape shape{1,
                                          tq,
                                          rs.key_layout.tokens(),
@@ -349,16 +340,85 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
                                          problem.scale};
         step.kernel = &ds.kernel(shape, problem.geometry.block_q);
       }
+      if (t == 0) continue;
+      sched.step_tokens = std::max(sched.step_tokens, rs.key_layout.tokens());
+      const Base step_k = t % 2 ? kStepK1 : kStepK0, step_v = t % 2 ? kStepV1 : kStepV0;
+      int64_t ring_send_at = 0, ring_recv_at = 0;
+      step.pack.add(kKLocal, Hg, D, rs.send, kRingSend, ring_send_at, true);
+      step.pack.add(kVLocal, Hg, D, rs.send, kRingSend, ring_send_at, true);
+      step.unpack.add(step_k, Hg, D, rs.recv, kRingRecv, ring_recv_at, false);
+      step.unpack.add(step_v, Hg, D, rs.recv, kRingRecv, ring_recv_at, false);
+      if (ring_send_at > 0) step.sends.push_back({rs.dest, 0, ring_send_at});
+      if (ring_recv_at > 0) step.recvs.push_back({rs.origin, 0, ring_recv_at});
+      sched.ring_send_bytes = std::max(sched.ring_send_bytes, ring_send_at);
+      sched.ring_recv_bytes = std::max(sched.ring_recv_bytes, ring_recv_at);
     }
-    if (t == 0) continue;
-    int64_t send_at = 0, recv_at = 0;
-    step.pack.add(k_local, Hg, D, rs.send, ring_send, send_at, true);
-    step.pack.add(v_local, Hg, D, rs.send, ring_send, send_at, true);
-    step.unpack.add(step_k[t % 2], Hg, D, rs.recv, ring_recv, recv_at, false);
-    step.unpack.add(step_v[t % 2], Hg, D, rs.recv, ring_recv, recv_at, false);
-    if (send_at > 0) step.sends.push_back({rs.dest, 0, send_at});
-    if (recv_at > 0) step.recvs.push_back({rs.origin, 0, recv_at});
+
+    UploadTable table;
+    for (CopyList* list : {&sched.in_pack, &sched.in_unpack, &sched.out_pack, &sched.out_unpack}) {
+      list->table_offset = table.add(std::span<const RowCopy>(list->copies));
+    }
+    for (int t = 0; t < R; ++t) {
+      DeviceStep& step = sched.steps[t];
+      step.pack.table_offset = table.add(std::span<const RowCopy>(step.pack.copies));
+      step.unpack.table_offset = table.add(std::span<const RowCopy>(step.unpack.copies));
+      if (sched.host.step_kept[t] == 0) continue;
+      const BlockCsr& csr = sched.host.step_masks[t];
+      step.count_offset = table.add(std::span<const int32_t>(csr.kv_count));
+      step.row_offset_offset = table.add(std::span<const int64_t>(csr.row_offset));
+      step.index_offset = table.add(std::span<const int32_t>(csr.kv_index));
+      step.q_start_offset = table.add(std::span<const int64_t>(route.q_local.start));
+      step.k_start_offset = table.add(std::span<const int64_t>(route.steps[t].key_layout.start));
+    }
+    sched.table_bytes = std::max<int64_t>(16, table.size());
+    sched.table.ensure(sched.table_bytes);
+    char* pinned = ds.pinned_table.ensure(sched.table_bytes);
+    std::memcpy(pinned, table.data(), static_cast<size_t>(table.size()));
   }
+  telemetry.schedule_reused = reused;
+  const sp::LayerRouting& route = sched.host.route;
+  const int64_t Hg = static_cast<int64_t>(route.heads.size());
+  const int64_t tq = route.q_local.tokens();
+  const int64_t tk = route.k_local.tokens();
+  const int computing_steps = sched.host.computing_steps;
+
+  // Buffers (grow-only) and the addresses the copy tables refer to.
+  sp::device::CopyBases bases;
+  auto& at = bases.address;
+  auto address = [](const void* pointer) { return reinterpret_cast<uint64_t>(pointer); };
+  at[kUserQ] = address(q);
+  at[kUserK] = address(k);
+  at[kUserV] = address(v);
+  at[kUserOut] = address(out);
+  char* q_local = ds.q.ensure(std::max<int64_t>(1, tq * Hg * row_bytes));
+  char* k_local = ds.k.ensure(std::max<int64_t>(1, tk * Hg * row_bytes));
+  char* v_local = ds.v.ensure(std::max<int64_t>(1, tk * Hg * row_bytes));
+  char* out_local = ds.out_local.ensure(std::max<int64_t>(1, tq * Hg * row_bytes));
+  at[kQLocal] = address(q_local);
+  at[kKLocal] = address(k_local);
+  at[kVLocal] = address(v_local);
+  at[kOutLocal] = address(out_local);
+  char* step_k[2];
+  char* step_v[2];
+  for (int b = 0; b < 2; ++b) {
+    step_k[b] = ds.step_k[b].ensure(std::max<int64_t>(1, sched.step_tokens * Hg * row_bytes));
+    step_v[b] = ds.step_v[b].ensure(std::max<int64_t>(1, sched.step_tokens * Hg * row_bytes));
+  }
+  at[kStepK0] = address(step_k[0]);
+  at[kStepK1] = address(step_k[1]);
+  at[kStepV0] = address(step_v[0]);
+  at[kStepV1] = address(step_v[1]);
+  char* a2a_send =
+      ds.all_to_all_send.ensure(std::max<int64_t>({1, sched.in_send_bytes, sched.out_send_bytes}));
+  char* a2a_recv =
+      ds.all_to_all_recv.ensure(std::max<int64_t>({1, sched.in_recv_bytes, sched.out_recv_bytes}));
+  char* ring_send = ds.ring_send.ensure(std::max<int64_t>(1, sched.ring_send_bytes));
+  char* ring_recv = ds.ring_recv.ensure(std::max<int64_t>(1, sched.ring_recv_bytes));
+  at[kAllToAllSend] = address(a2a_send);
+  at[kAllToAllRecv] = address(a2a_recv);
+  at[kRingSend] = address(ring_send);
+  at[kRingRecv] = address(ring_recv);
+  auto* lse = reinterpret_cast<float*>(ds.lse.ensure(std::max<int64_t>(1, tq * Hg * 4)));
   float* accumulator = nullptr;
   char* part = nullptr;
   float* part_lse = nullptr;
@@ -367,26 +427,7 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
     part = ds.part.ensure(tq * Hg * row_bytes);
     part_lse = reinterpret_cast<float*>(ds.part_lse.ensure(tq * Hg * 4));
   }
-
-  // One upload for every descriptor and mask of the layer.
-  UploadTable table;
-  for (CopyList* list : {&in_pack, &in_unpack, &out_pack, &out_unpack}) {
-    list->table_offset = table.add(std::span<const RowCopy>(list->copies));
-  }
-  for (int t = 0; t < R; ++t) {
-    DeviceStep& step = steps[t];
-    step.pack.table_offset = table.add(std::span<const RowCopy>(step.pack.copies));
-    step.unpack.table_offset = table.add(std::span<const RowCopy>(step.unpack.copies));
-    if (!step.compute) continue;
-    step.count_offset = table.add(std::span<const int32_t>(step.csr.kv_count));
-    step.row_offset_offset = table.add(std::span<const int64_t>(step.csr.row_offset));
-    step.index_offset = table.add(std::span<const int32_t>(step.csr.kv_index));
-    step.q_start_offset = table.add(std::span<const int64_t>(route.q_local.start));
-    step.k_start_offset = table.add(std::span<const int64_t>(route.steps[t].key_layout.start));
-  }
-  char* device_table = ds.table.ensure(std::max<int64_t>(16, table.size()));
-  char* pinned = ds.pinned_table.ensure(std::max<int64_t>(16, table.size()));
-  std::memcpy(pinned, table.data(), static_cast<size_t>(table.size()));
+  const char* device_table = sched.table.get();
   telemetry.setup_ms = clock.lap_ms();
 
   const cudaStream_t world_stream = world->stream();
@@ -405,18 +446,21 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
   };
   std::vector<std::unique_ptr<PendingExchange>> in_flight;
 
-  // (a) On the world stream: upload, pack, exchange, unpack.
+  // (a) On the world stream: upload (first use of a schedule), pack, exchange, unpack.
   ds.start.record(world_stream);
-  DBSP_CUDA_RT_CHECK(cudaMemcpyAsync(device_table, pinned, static_cast<size_t>(table.size()),
-                                     cudaMemcpyHostToDevice, world_stream));
-  ds.table_uploaded.record(world_stream);
+  if (!sched.uploaded) {
+    DBSP_CUDA_RT_CHECK(cudaMemcpyAsync(sched.table.get(), ds.pinned_table.ensure(sched.table_bytes),
+                                       static_cast<size_t>(sched.table_bytes),
+                                       cudaMemcpyHostToDevice, world_stream));
+    sched.uploaded = true;
+  }
   if (options_.mask_aware && tq * Hg > 0) {
     DBSP_CUDA_RT_CHECK(cudaMemsetAsync(q_local, 0, tq * Hg * row_bytes, world_stream));
   }
-  in_pack.launch(device_table, row_bytes, world_stream);
-  in_flight.push_back(
-      post(*world, a2a_send, in_sends, a2a_recv, in_recvs, "sp all_to_all_v (Q, K, V in)"));
-  in_unpack.launch(device_table, row_bytes, world_stream);
+  sched.in_pack.launch(device_table, bases, row_bytes, world_stream);
+  in_flight.push_back(post(*world, a2a_send, sched.in_sends, a2a_recv, sched.in_recvs,
+                           "sp all_to_all_v (Q, K, V in)"));
+  sched.in_unpack.launch(device_table, bases, row_bytes, world_stream);
   ds.inputs_done.record(world_stream);
 
   // (b) Ring on the ring stream, attention on the compute stream.
@@ -431,19 +475,19 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
   }
   for (int t = 0; t < R; ++t) {
     if (t + 1 < R) {
-      const DeviceStep& next = steps[t + 1];
+      const DeviceStep& next = sched.steps[t + 1];
       // The unpack overwrites the buffer that step t - 1 computed on.
       if (t >= 1) wait(ring_stream, *ds.compute_end[t - 1]);
-      next.pack.launch(device_table, row_bytes, ring_stream);
+      next.pack.launch(device_table, bases, row_bytes, ring_stream);
       in_flight.push_back(
           post(*ring, ring_send, next.sends, ring_recv, next.recvs, "sp ring step (K, V)"));
-      next.unpack.launch(device_table, row_bytes, ring_stream);
+      next.unpack.launch(device_table, bases, row_bytes, ring_stream);
       ds.ring_arrived[t + 1]->record(ring_stream);
     }
     if (t > 0) wait(compute, *ds.ring_arrived[t]);
     ds.compute_begin[t]->record(compute);
-    const DeviceStep& step = steps[t];
-    if (step.compute) {
+    const DeviceStep& step = sched.steps[t];
+    if (sched.host.step_kept[t] > 0) {
       cuda::DeviceMask dm;
       dm.block_q = problem.geometry.block_q;
       dm.block_k = problem.geometry.block_k;
@@ -453,7 +497,6 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
       dm.kv_index = reinterpret_cast<const int32_t*>(device_table + step.index_offset);
       dm.q_block_start = reinterpret_cast<const int64_t*>(device_table + step.q_start_offset);
       dm.k_block_start = reinterpret_cast<const int64_t*>(device_table + step.k_start_offset);
-      if (t == 0) wait(compute, ds.table_uploaded);
       const void* keys = t == 0 ? k_local : step_k[t % 2];
       const void* values = t == 0 ? v_local : step_v[t % 2];
       cuda::SparseAttention& attention = *step.kernel;
@@ -466,7 +509,7 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
                             accumulator, lse, cuda::DType::bf16, part, part_lse, compute);
       }
       ++telemetry.ring_steps_computed;
-      telemetry.kept_blocks += step.kept;
+      telemetry.kept_blocks += sched.host.step_kept[t];
     } else {
       ++telemetry.ring_steps_skipped;
     }
@@ -482,10 +525,10 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
   wait(world_stream, ds.ring_done);
   const int64_t out_bytes = route.q_input.tokens() * H * row_bytes;
   if (out_bytes > 0) DBSP_CUDA_RT_CHECK(cudaMemsetAsync(out, 0, out_bytes, world_stream));
-  out_pack.launch(device_table, row_bytes, world_stream);
-  in_flight.push_back(
-      post(*world, a2a_send, out_sends, a2a_recv, out_recvs, "sp all_to_all_v (O out)"));
-  out_unpack.launch(device_table, row_bytes, world_stream);
+  sched.out_pack.launch(device_table, bases, row_bytes, world_stream);
+  in_flight.push_back(post(*world, a2a_send, sched.out_sends, a2a_recv, sched.out_recvs,
+                           "sp all_to_all_v (O out)"));
+  sched.out_unpack.launch(device_table, bases, row_bytes, world_stream);
   ds.finished.record(world_stream);
 
   // The one host wait of the layer, bounded by the timeout; a stuck phase is named.
@@ -519,6 +562,7 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
         what << " in the output all_to_all_v";
       }
     }
+    sched.uploaded = false;  // the table may not have arrived
     world->abort(what.str());
     ring->abort(what.str());
     fail(what.str());
@@ -527,7 +571,9 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
 
   double compute_ms = 0;
   for (int t = 0; t < R; ++t) {
-    if (steps[t].compute) compute_ms += elapsed_ms(*ds.compute_begin[t], *ds.compute_end[t]);
+    if (sched.host.step_kept[t] > 0) {
+      compute_ms += elapsed_ms(*ds.compute_begin[t], *ds.compute_end[t]);
+    }
   }
   const double span_ms = elapsed_ms(ds.start, ds.finished);
   const double in_ms = elapsed_ms(ds.start, ds.inputs_done);
@@ -540,10 +586,9 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
     world_.barrier("sp closing barrier");
     telemetry.idle_ms = clock.lap_ms();
   }
-  const int64_t slab_bytes = row_bytes;
-  telemetry.bytes_sent = route.rows_sent * slab_bytes;
-  telemetry.bytes_received = route.rows_received * slab_bytes;
-  telemetry.bytes_saved = (route.baseline_rows_sent - route.rows_sent) * slab_bytes;
+  telemetry.bytes_sent = route.rows_sent * row_bytes;
+  telemetry.bytes_received = route.rows_received * row_bytes;
+  telemetry.bytes_saved = (route.baseline_rows_sent - route.rows_sent) * row_bytes;
   telemetry.total_ms = total_clock.elapsed_ms();
   return telemetry;
 }

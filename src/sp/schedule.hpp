@@ -1,0 +1,61 @@
+// A layer's schedule on one rank: the routing plus the local mask of every ring step. Built from
+// (mask, partition, problem); executors keep it per slot and reuse it while the caller's key (a
+// fingerprint of plan and mask) is unchanged.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "dbsp/block_mask.hpp"
+#include "dbsp/partition.hpp"
+#include "dbsp/sp_attention.hpp"
+#include "sp/routing.hpp"
+
+namespace dbsp::sp {
+
+struct LayerSchedule {
+  LayerRouting route;
+  std::vector<BlockCsr> step_masks;  // per ring step; empty when the step keeps no block
+  std::vector<int64_t> step_kept;
+  int computing_steps = 0;  // steps with at least one kept block
+};
+
+LayerSchedule build_schedule(const BlockMask& mask, const Partition& partition,
+                             const SpProblem& problem, int rank, bool mask_aware);
+
+// The key under which a schedule is kept: the caller's key mixed with what the caller's
+// fingerprint does not cover (head_dim and scale shape the buffers, not the routing).
+uint64_t schedule_key(const ScheduleReuse& reuse, const SpProblem& problem);
+
+// Per-slot cache of T (a schedule, or a schedule with its device tables).
+template <class T>
+class ScheduleSlots {
+ public:
+  // The entry for `reuse` when its key matches (hit = true), else a cleared entry to fill
+  // (slot -1: a scratch entry that is never reused).
+  T& lookup(const ScheduleReuse& reuse, uint64_t key, bool& hit) {
+    std::unique_ptr<T>* entry = &scratch_;
+    if (reuse.slot >= 0) {
+      if (static_cast<int>(slots_.size()) <= reuse.slot) slots_.resize(reuse.slot + 1);
+      entry = &slots_[reuse.slot];
+    }
+    hit = *entry && reuse.slot >= 0 && keys_.size() > static_cast<size_t>(reuse.slot) &&
+          keys_[reuse.slot] == key;
+    if (!hit) {
+      *entry = std::make_unique<T>();
+      if (reuse.slot >= 0) {
+        if (keys_.size() <= static_cast<size_t>(reuse.slot)) keys_.resize(reuse.slot + 1, 0);
+        keys_[reuse.slot] = key;
+      }
+    }
+    return **entry;
+  }
+
+ private:
+  std::vector<std::unique_ptr<T>> slots_;
+  std::vector<uint64_t> keys_;
+  std::unique_ptr<T> scratch_;
+};
+
+}  // namespace dbsp::sp
