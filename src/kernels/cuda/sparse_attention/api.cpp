@@ -50,13 +50,15 @@ std::string unsupported_reason(const AttentionShape& shape, const DeviceMask& ma
     return "head_dim " + std::to_string(shape.head_dim) + " (kernels take 64 or 128)";
   if (shape.batch < 1 || shape.heads < 1 || shape.seq_q < 1 || shape.seq_k < 1)
     return "empty shape (batch, heads, seq_q and seq_k must be positive)";
-  if (shape.seq_q >= (int64_t{1} << 31) || shape.seq_k >= (int64_t{1} << 31))
-    return "sequence of 2^31 tokens or more";
+  if (shape.seq_q * shape.heads * shape.head_dim >= (int64_t{1} << 31) ||
+      shape.seq_k * shape.heads * shape.head_dim >= (int64_t{1} << 31))
+    return "2^31 or more elements per batch entry of Q or K (32-bit row offsets)";
   if (mask.block_q < 64 || mask.block_q % 64 != 0)
     return "block_q " + std::to_string(mask.block_q) + " (a multiple of 64 is needed)";
   if (!mask.dense) {
-    if (mask.has_blocks() && (mask.block_k < 64 || mask.block_k % 64 != 0))
-      return "block_k " + std::to_string(mask.block_k) + " (a multiple of 64 is needed)";
+    const int k_tiles = mask.block_k / 64;
+    if (mask.has_blocks() && (mask.block_k % 64 != 0 || k_tiles < 1 || (k_tiles & (k_tiles - 1))))
+      return "block_k " + std::to_string(mask.block_k) + " (64 times a power of two is needed)";
     if (mask.has_blocks() && (mask.block_row_offset == nullptr || mask.kv_index == nullptr))
       return "block lists with kv_count but no block_row_offset or kv_index";
     if (mask.has_keys() && mask.key_index == nullptr)
@@ -123,6 +125,7 @@ struct SparseAttention::Impl {
     p.dense = mask.dense;
     p.block_k = mask.block_k;
     p.tiles_per_k_block = mask.block_k / 64;
+    while ((1 << p.k_tile_shift) < p.tiles_per_k_block) ++p.k_tile_shift;
     p.k_blocks = uniform_blocks(shape.seq_k, mask.block_k);
     if (!mask.dense) {
       p.kv_count = mask.kv_count;

@@ -26,6 +26,7 @@ struct SparseAttentionParams {
   bool dense = false;
   int block_k = 64;
   int tiles_per_k_block = 1;
+  int k_tile_shift = 0;  // log2(tiles_per_k_block): block_k is 64 x a power of two
   int k_blocks = 0;
   const int32_t* kv_count = nullptr;
   const int64_t* block_row_offset = nullptr;

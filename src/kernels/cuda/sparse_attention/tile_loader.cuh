@@ -38,13 +38,12 @@ struct TileLoader {
   // position and masked, so no row needs its own branch around a load.
   __device__ static void load_kv(const SparseAttentionParams& p, const WorkItem& w,
                                  const KeyTile& tile, uint32_t smem_k, uint32_t smem_v, int tid) {
-    const Element* k = static_cast<const Element*>(p.k);
-    const Element* v = static_cast<const Element*>(p.v);
     const int chunk = tid % kChunks;
     const int row0 = tid / kChunks;
-    const int64_t token_stride = int64_t{p.heads} * kHeadDim;
-    const int64_t base =
-        int64_t{w.batch} * p.seq_k * token_stride + int64_t{w.head} * kHeadDim + chunk * 8;
+    const int token_stride = p.heads * kHeadDim;  // < 2^31 elements per batch (API check)
+    const int64_t base = int64_t{w.batch} * p.seq_k * token_stride + w.head * kHeadDim + chunk * 8;
+    const Element* k = static_cast<const Element*>(p.k) + base;
+    const Element* v = static_cast<const Element*>(p.v) + base;
     int tokens[Traits::kRowsPerThread];
     if (tile.gathered != nullptr) {
       const int last = tile.valid - 1;  // >= 0: key-list tiles are never empty
@@ -60,7 +59,7 @@ struct TileLoader {
     for (int i = 0; i < Traits::kRowsPerThread; ++i) {
       const int row = row0 + i * Traits::kRowStride;
       const bool valid = row < tile.valid;
-      const int64_t offset = valid ? base + tokens[i] * token_stride : 0;
+      const int offset = valid ? tokens[i] * token_stride : 0;
       const int smem_offset = Layout::offset(row, chunk);
       cp_async_16(smem_k + smem_offset, k + offset, valid);
       cp_async_16(smem_v + smem_offset, v + offset, valid);

@@ -33,10 +33,11 @@ struct WorkItem {
 
   __device__ __forceinline__ int tiles() const { return block_tiles + key_tiles; }
 
-  __device__ __forceinline__ static int64_t block_start(const int64_t* starts, int block,
-                                                        int block_size, int seq) {
-    if (starts != nullptr) return starts[block];
-    const int64_t start = int64_t{block} * block_size;
+  // Token start of a block (32-bit: the API keeps sequences below 2^31 tokens).
+  __device__ __forceinline__ static int block_start(const int64_t* starts, int block,
+                                                    int block_size, int seq) {
+    if (starts != nullptr) return static_cast<int>(starts[block]);
+    const int start = block * block_size;
     return start < seq ? start : seq;
   }
 
@@ -49,11 +50,11 @@ struct WorkItem {
     const int sub_tile = tile_in_head - q_block * p.tiles_per_q_block;
     w.batch = batch_head / p.heads;
     w.head = batch_head - w.batch * p.heads;
-    const int64_t block_begin = block_start(p.q_block_start, q_block, p.block_q, p.seq_q);
-    const int64_t block_end = block_start(p.q_block_start, q_block + 1, p.block_q, p.seq_q);
-    w.q_begin = static_cast<int>(block_begin) + sub_tile * 64;
-    const int64_t rows = block_end - w.q_begin;
-    w.q_rows = rows <= 0 ? 0 : (rows > 64 ? 64 : static_cast<int>(rows));
+    const int block_begin = block_start(p.q_block_start, q_block, p.block_q, p.seq_q);
+    const int block_end = block_start(p.q_block_start, q_block + 1, p.block_q, p.seq_q);
+    w.q_begin = block_begin + sub_tile * 64;
+    const int rows = block_end - w.q_begin;
+    w.q_rows = rows <= 0 ? 0 : (rows > 64 ? 64 : rows);
     if (p.dense) {
       w.block_tiles = (p.seq_k + 63) / 64;
       return w;
@@ -74,20 +75,20 @@ struct WorkItem {
   __device__ KeyTile tile(const SparseAttentionParams& p, int t) const {
     KeyTile tile;
     if (t < block_tiles) {
-      int64_t begin, end;
+      int begin, end;
       if (p.dense) {
-        begin = int64_t{t} * 64;
+        begin = t * 64;
         end = p.seq_k;
       } else {
-        const int list_pos = t / p.tiles_per_k_block;
-        const int sub = t - list_pos * p.tiles_per_k_block;
+        const int list_pos = t >> p.k_tile_shift;
+        const int sub = t - (list_pos << p.k_tile_shift);
         const int block = __ldg(p.kv_index + block_list + list_pos);
         begin = block_start(p.k_block_start, block, p.block_k, p.seq_k) + sub * 64;
         end = block_start(p.k_block_start, block + 1, p.block_k, p.seq_k);
       }
-      const int64_t rows = end - begin;
-      tile.valid = rows > 64 ? 64 : static_cast<int>(rows);
-      tile.first_token = static_cast<int>(begin);
+      const int rows = end - begin;
+      tile.valid = rows > 64 ? 64 : rows;
+      tile.first_token = begin;
     } else {
       const int key_pos = (t - block_tiles) * 64;
       const int rows = key_count - key_pos;
