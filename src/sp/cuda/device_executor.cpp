@@ -213,7 +213,7 @@ struct SpExecutor::DeviceState {
   Event start, inputs_done, ring_done, finished;
   sp::ScheduleSlots<DeviceSchedule> schedules;
   std::vector<std::unique_ptr<Event>> ring_arrived, compute_begin, compute_end;
-  std::vector<std::pair<std::tuple<int64_t, int64_t, int, int, int, double>,
+  std::vector<std::pair<std::tuple<int64_t, int64_t, int, int, int, int, double>,
                         std::unique_ptr<cuda::SparseAttention>>>
       kernels;
 
@@ -236,13 +236,14 @@ struct SpExecutor::DeviceState {
   }
 
   // One kernel object per local shape, kept across layers (its workspace is allocated once).
-  cuda::SparseAttention& kernel(const cuda::AttentionShape& shape, int block_q) {
+  // q_blocks: the local layout's block count (its short block may sit anywhere).
+  cuda::SparseAttention& kernel(const cuda::AttentionShape& shape, int block_q, int q_blocks) {
     const auto key = std::make_tuple(shape.seq_q, shape.seq_k, shape.heads, shape.head_dim, block_q,
-                                     shape.scale);
+                                     q_blocks, shape.scale);
     for (auto& [known, attention] : kernels) {
       if (known == key) return *attention;
     }
-    kernels.emplace_back(key, std::make_unique<cuda::SparseAttention>(shape, block_q));
+    kernels.emplace_back(key, std::make_unique<cuda::SparseAttention>(shape, block_q, q_blocks));
     return *kernels.back().second;
   }
 };
@@ -338,7 +339,8 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
                                          static_cast<int>(D),
                                          cuda::DType::bf16,
                                          problem.scale};
-        step.kernel = &ds.kernel(shape, problem.geometry.block_q);
+        step.kernel =
+            &ds.kernel(shape, problem.geometry.block_q, static_cast<int>(route.q_blocks.size()));
       }
       if (t == 0) continue;
       sched.step_tokens = std::max(sched.step_tokens, rs.key_layout.tokens());

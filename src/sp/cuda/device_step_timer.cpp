@@ -85,7 +85,7 @@ class DeviceStepTimer final : public StepTimer {
     dm.kv_index = upload(indices_, mask.kv_index);
     dm.q_block_start = upload(q_starts_, local.q_layout.start);
     dm.k_block_start = upload(k_starts_, local.k_layout.start);
-    cuda::SparseAttention& kernel = kernel_for(shape, block_q);
+    cuda::SparseAttention& kernel = kernel_for(shape, block_q, mask.q_blocks);
     kernel.plan(dm, stream_);
     float ms = 0;
     for (int run = 0; run < 2; ++run) {  // the first run warms caches and the launch path
@@ -104,12 +104,13 @@ class DeviceStepTimer final : public StepTimer {
   }
 
  private:
-  cuda::SparseAttention& kernel_for(const cuda::AttentionShape& shape, int block_q) {
+  cuda::SparseAttention& kernel_for(const cuda::AttentionShape& shape, int block_q, int q_blocks) {
     const auto key = std::make_tuple(shape.seq_q, shape.seq_k, shape.heads, shape.head_dim, block_q,
-                                     shape.scale);
+                                     q_blocks, shape.scale);
     auto it = kernels_.find(key);
     if (it == kernels_.end()) {
-      it = kernels_.emplace(key, std::make_unique<cuda::SparseAttention>(shape, block_q)).first;
+      it = kernels_.emplace(key, std::make_unique<cuda::SparseAttention>(shape, block_q, q_blocks))
+               .first;
     }
     return *it->second;
   }
@@ -118,7 +119,7 @@ class DeviceStepTimer final : public StepTimer {
   cudaEvent_t begin_ = nullptr, end_ = nullptr;
   DeviceArena q_, k_, out_, part_, accumulator_, lse_, part_lse_;
   DeviceArena counts_, offsets_, indices_, q_starts_, k_starts_;
-  std::map<std::tuple<int64_t, int64_t, int, int, int, double>,
+  std::map<std::tuple<int64_t, int64_t, int, int, int, int, double>,
            std::unique_ptr<cuda::SparseAttention>>
       kernels_;
 };
