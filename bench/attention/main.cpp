@@ -22,6 +22,7 @@
 #include "dbsp/mask_io.hpp"
 #include "dbsp/workload.hpp"
 #include "device_data.hpp"
+#include "equal_mass.hpp"
 #include "estimate_steps.hpp"
 #include "kernels/cuda/common/cuda_check.hpp"
 #include "kernels/cuda/common/device_buffer.hpp"
@@ -46,6 +47,8 @@ struct Options {
   std::string work_dir = "/tmp/dbsp_bench_attention";
   std::string csv;
   uint64_t seed = 2026;
+  std::string equal_mass_shape = "wan2.1-480p";  // "" skips the experiment
+  double equal_mass_target = 0.95;
 };
 
 struct Case {
@@ -355,6 +358,27 @@ int run(const Options& options) {
     std::cout << std::endl;
   }
 
+  if (!options.equal_mass_shape.empty()) {
+    const EqualMassResult r = equal_mass_experiment(
+        options.equal_mass_shape, options.equal_mass_target, options.reps, options.seed);
+    const auto side = [](const char* name, const EqualMassSide& s) {
+      std::printf(
+          "#   %-16s tau %.4f  retained %.4f  kept %6.2f%%  estimate %8.3f ms  kernel %8.3f ms\n",
+          name, s.tau, s.mass, 100 * s.density, s.estimate_ms, s.kernel_ms);
+    };
+    std::printf(
+        "# equal retained softmax mass (%s, synthetic Q/K step 0 layer 0, target %.0f%% of "
+        "each query row's true mass, mean over rows; wgmma kernel):\n",
+        r.shape.c_str(), 100 * r.target);
+    side("block 64x64", r.block);
+    side("fine 64x1", r.fine);
+    std::printf(
+        "#   fine / block: kept work %.2fx, kernel time %.2fx (block / fine = %.2fx faster)\n",
+        r.fine.density / r.block.density, r.fine.kernel_ms / r.block.kernel_ms,
+        r.block.kernel_ms / r.fine.kernel_ms);
+    std::cout << std::flush;
+  }
+
   std::cout << "\n# ours (before peers):\n";
   print_table(rows, std::cout);
   if (options.peers) {
@@ -393,6 +417,9 @@ int main(int argc, char** argv) {
   app.add_option("--work-dir", options.work_dir, "scratch folder for mask files");
   app.add_option("--csv", options.csv, "also write the table as CSV");
   app.add_option("--seed", options.seed, "seed of masks and inputs");
+  app.add_option("--equal-mass-shape", options.equal_mass_shape,
+                 "shape of the fine-vs-block equal-mass experiment (\"\" skips it)");
+  app.add_option("--equal-mass-target", options.equal_mass_target, "retained mass share");
   CLI11_PARSE(app, argc, argv);
   try {
     return dbsp::bench::run(options);

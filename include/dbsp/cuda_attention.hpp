@@ -45,9 +45,12 @@ struct DeviceMask {
   const int64_t* block_row_offset = nullptr;
   const int32_t* kv_index = nullptr;
   // Key lists: key_index[key_row_offset[r] .. key_row_offset[r + 1]) are key tokens (indices
-  // into the local K/V), sorted ascending for the best gather locality.
+  // into the local K/V), sorted ascending for the best gather locality. With key_count set, row r
+  // holds key_count[r] keys from key_row_offset[r] instead (fixed-capacity rows, as the fine
+  // estimator writes them; then key_row_offset needs one entry per row).
   const int64_t* key_row_offset = nullptr;
   const int32_t* key_index = nullptr;
+  const int32_t* key_count = nullptr;
   // Optional token starts of each block (q_blocks + 1 and k_blocks + 1 entries) for non-uniform
   // layouts such as permuted db-SP shards; null means uniform blocks with a short last block.
   const int64_t* q_block_start = nullptr;
@@ -128,6 +131,14 @@ class MaskEstimator {
   void estimate(const void* q, const void* k, void* stream);
   // The lists estimate() writes (fixed capacity: row r starts at r * k_blocks, sorted ascending).
   DeviceMask mask() const;
+  // Fine (M x 1) variant (FG-Attn): the pooled query of each query block scores every single key
+  // of its head; keys are kept by descending score until their softmax share reaches tau, plus
+  // every key of the diagonal and sink blocks. Needs heads * q_blocks * seq_k * 4 bytes of
+  // device scratch, allocated on the first call (the kept keys are written over it).
+  void estimate_fine(const void* q, const void* k, void* stream);
+  // The key lists estimate_fine() writes (row r: key_count[r] keys ascending from r * seq_k).
+  DeviceMask fine_mask() const;
+  void set_tau(double tau);
   int q_blocks() const;
   int k_blocks() const;
 

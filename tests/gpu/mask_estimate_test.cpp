@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "dbsp/cuda_attention.hpp"
+#include "dbsp/estimate.hpp"
 #include "gpu_support.hpp"
 
 namespace dbsp::gpu_test {
@@ -192,6 +193,171 @@ TEST_F(MaskEstimation, EstimatedListsDriveSparseAttentionOnTheDevice) {
   for (size_t r = 0; r < mask.blocks.size(); ++r)
     mask.blocks[r].assign(lists.index.begin() + lists.offset[r],
                           lists.index.begin() + lists.offset[r] + lists.count[r]);
+  expect_within_naive_bound(
+      compare_with_reference(p, mask, q, k, v, dout.download(), dlse.download()));
+}
+
+// Float64 fine (M x 1) reference for one query block: every key scored by the pooled query,
+// ranked (score desc, index asc); per key the mass ranked before it.
+ReferenceRow reference_fine_row(const std::vector<double>& pooled_q, const HostTensor& k,
+                                int64_t seq, int heads, int head, int q_block, int q_blocks,
+                                int head_dim, const cuda::EstimateConfig& config) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(head_dim));
+  const double* qp = pooled_q.data() + (int64_t{head} * q_blocks + q_block) * head_dim;
+  std::vector<double> score(seq);
+  for (int64_t j = 0; j < seq; ++j) {
+    const float* kj = k.values.data() + (j * heads + head) * head_dim;
+    double dot = 0;
+    for (int c = 0; c < head_dim; ++c) dot += qp[c] * kj[c];
+    score[j] = dot * scale;
+  }
+  const double m = *std::max_element(score.begin(), score.end());
+  double sum = 0;
+  for (double& x : score) sum += (x = std::exp(x - m));
+  std::vector<int> order(seq);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return score[a] > score[b]; });
+  ReferenceRow row;
+  row.mass_before.resize(seq);
+  std::vector<char> kept(seq, 0);
+  double before = 0;
+  for (int j : order) {
+    row.mass_before[j] = before;
+    if (before < config.tau) kept[j] = 1;
+    before += score[j] / sum;
+  }
+  const int64_t blocks = (seq + 63) / 64;
+  auto keep_block = [&](int64_t b) {
+    if (b < 0 || b >= blocks) return;
+    for (int64_t j = b * 64; j < std::min(seq, (b + 1) * 64); ++j) kept[j] = 1;
+  };
+  if (config.keep_diagonal) keep_block(q_block);
+  for (int sink : config.sink_blocks) keep_block(sink);
+  for (int64_t j = 0; j < seq; ++j)
+    if (kept[j]) row.kept.push_back(static_cast<int>(j));
+  return row;
+}
+
+struct FineLists {
+  std::vector<int32_t> count, index;
+  std::vector<int64_t> offset;
+};
+FineLists download_fine(const cuda::MaskEstimator& estimator, int heads, int64_t seq_k) {
+  const cuda::DeviceMask mask = estimator.fine_mask();
+  const size_t rows = static_cast<size_t>(heads) * estimator.q_blocks();
+  FineLists lists;
+  lists.count.resize(rows);
+  lists.offset.resize(rows);
+  lists.index.resize(rows * seq_k);
+  check_cuda(cudaDeviceSynchronize(), "estimate_fine");
+  check_cuda(cudaMemcpy(lists.count.data(), mask.key_count, rows * 4, cudaMemcpyDeviceToHost),
+             "dl");
+  check_cuda(cudaMemcpy(lists.offset.data(), mask.key_row_offset, rows * 8, cudaMemcpyDeviceToHost),
+             "dl");
+  check_cuda(cudaMemcpy(lists.index.data(), mask.key_index, lists.index.size() * 4,
+                        cudaMemcpyDeviceToHost),
+             "dl");
+  return lists;
+}
+
+TEST_F(MaskEstimation, FineTopPListsMatchFloat64ReferenceAwayFromTheCut) {
+  std::mt19937_64 rng(43);
+  const int64_t seq = 1000;  // 16 blocks, the last one short
+  const int heads = 2, head_dim = 64;
+  cuda::EstimateConfig config;
+  config.tau = 0.8;
+  config.sink_blocks = {0, 9};
+  const HostTensor q = structured_tensor(seq, heads, head_dim, 64, cuda::DType::bf16, rng);
+  const HostTensor k = structured_tensor(seq, heads, head_dim, 64, cuda::DType::bf16, rng);
+  DeviceArray<uint16_t> dq(q.bits), dk(k.bits);
+  cuda::MaskEstimator estimator(seq, seq, heads, head_dim, cuda::DType::bf16, config);
+  estimator.estimate_fine(dq.get(), dk.get(), nullptr);
+  const FineLists got = download_fine(estimator, heads, seq);
+  const std::vector<double> pq = pooled(q, seq, heads, head_dim, 64);
+  const int qb = estimator.q_blocks();
+  int64_t borderline = 0, kept_total = 0;
+  for (int h = 0; h < heads; ++h)
+    for (int i = 0; i < qb; ++i) {
+      const int row = h * qb + i;
+      ASSERT_EQ(got.offset[row], int64_t{row} * seq);
+      const std::vector<int> have(got.index.begin() + got.offset[row],
+                                  got.index.begin() + got.offset[row] + got.count[row]);
+      ASSERT_TRUE(std::is_sorted(have.begin(), have.end()));
+      const ReferenceRow want = reference_fine_row(pq, k, seq, heads, h, i, qb, head_dim, config);
+      kept_total += static_cast<int64_t>(have.size());
+      std::vector<int> differ;
+      std::set_symmetric_difference(have.begin(), have.end(), want.kept.begin(), want.kept.end(),
+                                    std::back_inserter(differ));
+      for (int j : differ) {
+        ASSERT_NEAR(want.mass_before[j], config.tau, 1e-4)
+            << "head " << h << " query block " << i << " key " << j
+            << " differs from the float64 top-p far from the cut";
+        ++borderline;
+      }
+    }
+  EXPECT_LE(borderline, 6);
+  const double density = double(kept_total) / (double(heads) * qb * seq);
+  EXPECT_GT(density, 0.05);
+  EXPECT_LT(density, 0.9);
+}
+
+TEST_F(MaskEstimation, BlockListsAgreeWithTheCpuEstimator) {
+  std::mt19937_64 rng(44);
+  const int64_t seq = 2500;
+  const int heads = 3, head_dim = 64;
+  const HostTensor q = structured_tensor(seq, heads, head_dim, 64, cuda::DType::bf16, rng);
+  const HostTensor k = structured_tensor(seq, heads, head_dim, 64, cuda::DType::bf16, rng);
+  DeviceArray<uint16_t> dq(q.bits), dk(k.bits);
+  cuda::EstimateConfig config;
+  config.tau = 0.85;
+  cuda::MaskEstimator estimator(seq, seq, heads, head_dim, cuda::DType::bf16, config);
+  estimator.estimate(dq.get(), dk.get(), nullptr);
+  const EstimatedLists got = download(estimator, heads);
+  EstimateOptions options;
+  options.tau = config.tau;
+  const BlockMask cpu =
+      estimate_block_mask(q.values.data(), k.values.data(), seq, seq, heads, head_dim, options);
+  int64_t differ = 0;
+  const int qb = estimator.q_blocks(), kb = estimator.k_blocks();
+  for (int h = 0; h < heads; ++h)
+    for (int i = 0; i < qb; ++i) {
+      std::vector<char> gpu(kb, 0);
+      const int row = h * qb + i;
+      for (int n = 0; n < got.count[row]; ++n) gpu[got.index[got.offset[row] + n]] = 1;
+      for (int j = 0; j < kb; ++j) differ += gpu[j] != static_cast<char>(cpu.get(h, i, j));
+    }
+  // Same definition; only fp32 vs fp64 rounding at the cut may differ.
+  EXPECT_LE(differ, std::max<int64_t>(2, cpu.kept() / 500)) << "of " << cpu.kept() << " kept";
+}
+
+TEST_F(MaskEstimation, FineListsDriveSparseAttentionOnTheDevice) {
+  std::mt19937_64 rng(45);
+  Problem p;
+  p.seq_q = p.seq_k = 1500;
+  p.heads = 2;
+  p.head_dim = 128;
+  const HostTensor q = structured_tensor(p.seq_q, p.heads, p.head_dim, 64, p.dtype, rng);
+  const HostTensor k = structured_tensor(p.seq_k, p.heads, p.head_dim, 64, p.dtype, rng);
+  const HostTensor v = random_tensor(k.values.size(), p.dtype, rng);
+  DeviceArray<uint16_t> dq(q.bits), dk(k.bits), dv(v.bits), dout(q.bits.size());
+  DeviceArray<float> dlse(static_cast<size_t>(p.seq_q * p.heads));
+  dout.poison();
+  dlse.poison();
+  cuda::EstimateConfig config;
+  config.tau = 0.7;
+  cuda::MaskEstimator estimator(p.seq_q, p.seq_k, p.heads, p.head_dim, p.dtype, config);
+  cuda::SparseAttention attention(p.shape(), 64);
+  estimator.estimate_fine(dq.get(), dk.get(), nullptr);
+  attention.plan(estimator.fine_mask(), nullptr);
+  attention.run(estimator.fine_mask(), dq.get(), dk.get(), dv.get(), dout.get(), dlse.get(),
+                nullptr);
+  const FineLists lists = download_fine(estimator, p.heads, p.seq_k);
+  HostMask mask = HostMask::uniform(p.heads, p.seq_q, p.seq_k, 64, 64);
+  mask.use_blocks = false;
+  mask.use_keys = true;
+  for (size_t r = 0; r < mask.keys.size(); ++r)
+    mask.keys[r].assign(lists.index.begin() + lists.offset[r],
+                        lists.index.begin() + lists.offset[r] + lists.count[r]);
   expect_within_naive_bound(
       compare_with_reference(p, mask, q, k, v, dout.download(), dlse.download()));
 }

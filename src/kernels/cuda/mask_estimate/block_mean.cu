@@ -62,7 +62,8 @@ __global__ void __launch_bounds__(kThreads)
   for (int c = threadIdx.x; c < head_dim; c += kThreads) {
     float total = 0.f;
     for (int l = 0; l < lanes; ++l) total += partial[l * head_dim + c];
-    pooled[(int64_t{head} * gridDim.x + b) * head_dim + c] = total / static_cast<float>(end - begin);
+    pooled[(int64_t{head} * gridDim.x + b) * head_dim + c] =
+        total / static_cast<float>(end - begin);
   }
 }
 
@@ -76,23 +77,23 @@ void launch_for(const Element* x, int64_t seq, int heads, int head_dim, int bloc
     block_mean_vector_kernel<<<grid, kThreads, lanes * head_dim * sizeof(float), stream>>>(
         x, seq, heads, head_dim, block, pooled);
   } else {
-    block_mean_scalar_kernel<<<grid, head_dim < kThreads ? head_dim : kThreads, 0, stream>>>(
-        x, seq, heads, head_dim, block, pooled);
+    const int threads = head_dim < kThreads ? head_dim : kThreads;
+    block_mean_scalar_kernel<<<grid, threads, 0, stream>>>(x, seq, heads, head_dim, block, pooled);
   }
   DBSP_CUDA_CHECK_LAUNCH();
 }
 
 }  // namespace
 
-void launch_block_mean(DType dtype, const void* x, int64_t seq, int heads, int head_dim,
-                       int block, int blocks, float* pooled, cudaStream_t stream) {
+void launch_block_mean(DType dtype, const void* x, int64_t seq, int heads, int head_dim, int block,
+                       int blocks, float* pooled, cudaStream_t stream) {
   switch (dtype) {
     case DType::bf16:
       return launch_for(static_cast<const __nv_bfloat16*>(x), seq, heads, head_dim, block, blocks,
                         pooled, stream);
     case DType::fp16:
-      return launch_for(static_cast<const __half*>(x), seq, heads, head_dim, block, blocks,
-                        pooled, stream);
+      return launch_for(static_cast<const __half*>(x), seq, heads, head_dim, block, blocks, pooled,
+                        stream);
     case DType::fp32:
       return launch_for(static_cast<const float*>(x), seq, heads, head_dim, block, blocks, pooled,
                         stream);

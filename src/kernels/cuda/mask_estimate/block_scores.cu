@@ -28,10 +28,10 @@ __global__ void __launch_bounds__(256)
       const int r = i / kDepth;
       const int c = i % kDepth;
       const bool in_depth = d0 + c < head_dim;
-      q_tile[c][r] = (row0 + r < q_blocks && in_depth) ? q[int64_t{row0 + r} * head_dim + d0 + c]
-                                                       : 0.f;
-      k_tile[c][r] = (col0 + r < k_blocks && in_depth) ? k[int64_t{col0 + r} * head_dim + d0 + c]
-                                                       : 0.f;
+      q_tile[c][r] =
+          (row0 + r < q_blocks && in_depth) ? q[int64_t{row0 + r} * head_dim + d0 + c] : 0.f;
+      k_tile[c][r] =
+          (col0 + r < k_blocks && in_depth) ? k[int64_t{col0 + r} * head_dim + d0 + c] : 0.f;
     }
     __syncthreads();
 #pragma unroll

@@ -23,6 +23,7 @@ struct MaskEstimator::Impl {
   int q_blocks = 0;
   int k_blocks = 0;
   DeviceBuffer pooled_q, pooled_k, scores, kv_count, block_row_offset, kv_index;
+  DeviceBuffer fine_rows, key_count, key_row_offset;  // allocated by the first estimate_fine()
 };
 
 MaskEstimator::MaskEstimator(int64_t seq_q, int64_t seq_k, int heads, int head_dim, DType dtype,
@@ -79,7 +80,7 @@ void MaskEstimator::estimate(const void* q, const void* k, void* stream) {
   top_p.block_k = s.config.block_k;
   top_p.seq_k = s.seq_k;
   top_p.tau = static_cast<float>(s.config.tau);
-  top_p.keep_diagonal = s.config.keep_diagonal;
+  top_p.keep_diagonal = s.config.keep_diagonal && s.seq_q == s.seq_k;  // self-attention only
   top_p.sink_count = static_cast<int>(s.config.sink_blocks.size());
   for (int i = 0; i < top_p.sink_count; ++i) top_p.sinks[i] = s.config.sink_blocks[i];
   detail::launch_top_p_rows(top_p, s.scores.get<float>(), s.kv_count.get<int32_t>(),
@@ -96,6 +97,54 @@ DeviceMask MaskEstimator::mask() const {
   mask.block_row_offset = impl_->block_row_offset.get<int64_t>();
   mask.kv_index = impl_->kv_index.get<int32_t>();
   return mask;
+}
+
+void MaskEstimator::estimate_fine(const void* q, const void* k, void* stream) {
+  require(q != nullptr && k != nullptr, "mask estimation needs device pointers for q and k");
+  Impl& s = *impl_;
+  require(s.seq_k < (int64_t{1} << 31), "fine estimation needs seq_k < 2^31, got ", s.seq_k);
+  const size_t rows = static_cast<size_t>(s.heads) * s.q_blocks;
+  if (s.fine_rows.bytes() == 0) {
+    s.fine_rows = DeviceBuffer(rows * s.seq_k * sizeof(float));
+    s.key_count = DeviceBuffer(rows * sizeof(int32_t));
+    s.key_row_offset = DeviceBuffer(rows * sizeof(int64_t));
+  }
+  const auto cuda_stream = static_cast<cudaStream_t>(stream);
+  detail::launch_block_mean(s.dtype, q, s.seq_q, s.heads, s.head_dim, s.config.block_q, s.q_blocks,
+                            s.pooled_q.get<float>(), cuda_stream);
+  const double scale = s.config.scale > 0 ? s.config.scale : 1.0 / std::sqrt(double(s.head_dim));
+  detail::launch_fine_scores(s.dtype, s.pooled_q.get<float>(), k, s.heads, s.q_blocks, s.seq_k,
+                             s.head_dim, static_cast<float>(scale), s.fine_rows.get<float>(),
+                             cuda_stream);
+  detail::FineTopPConfig top_p;
+  top_p.heads = s.heads;
+  top_p.q_blocks = s.q_blocks;
+  top_p.seq_q = static_cast<int>(s.seq_q);
+  top_p.seq_k = static_cast<int>(s.seq_k);
+  top_p.block_q = s.config.block_q;
+  top_p.block_k = s.config.block_k;
+  top_p.tau = static_cast<float>(s.config.tau);
+  top_p.keep_diagonal = s.config.keep_diagonal && s.seq_q == s.seq_k;
+  top_p.sink_count = static_cast<int>(s.config.sink_blocks.size());
+  for (int i = 0; i < top_p.sink_count; ++i) top_p.sinks[i] = s.config.sink_blocks[i];
+  detail::launch_fine_top_p_rows(top_p, s.fine_rows.get<float>(), s.key_count.get<int32_t>(),
+                                 s.key_row_offset.get<int64_t>(), cuda_stream);
+}
+
+DeviceMask MaskEstimator::fine_mask() const {
+  require(impl_->fine_rows.bytes() > 0, "fine_mask() needs an estimate_fine() first");
+  DeviceMask mask;
+  mask.block_q = impl_->config.block_q;
+  mask.q_blocks = impl_->q_blocks;
+  mask.key_row_offset = impl_->key_row_offset.get<int64_t>();
+  mask.key_index = impl_->fine_rows.get<int32_t>();
+  mask.key_count = impl_->key_count.get<int32_t>();
+  return mask;
+}
+
+void MaskEstimator::set_tau(double tau) {
+  require(tau > 0.0 && tau <= 1.0, "mask estimation needs tau in (0, 1], got ", tau);
+  impl_->config.tau = tau;
 }
 
 int MaskEstimator::q_blocks() const { return impl_->q_blocks; }

@@ -39,4 +39,28 @@ constexpr int kMaxTopPKeyBlocks = 8192;
 void launch_top_p_rows(const TopPConfig& config, const float* scores, int32_t* kv_count,
                        int64_t* block_row_offset, int32_t* kv_index, cudaStream_t stream);
 
+// Fine (M x 1) scores: scores [heads][q_blocks][seq_k] = scale * pooled_q . k for every key of
+// k [seq_k, heads, head_dim] in `dtype`.
+void launch_fine_scores(DType dtype, const float* pooled_q, const void* k, int heads, int q_blocks,
+                        int64_t seq_k, int head_dim, float scale, float* scores,
+                        cudaStream_t stream);
+
+struct FineTopPConfig {
+  int heads = 0;
+  int q_blocks = 0;
+  int seq_q = 0;
+  int seq_k = 0;
+  int block_q = 64;
+  int block_k = 64;
+  float tau = 0.9f;
+  bool keep_diagonal = true;  // only meaningful when seq_q == seq_k (the caller decides)
+  int sink_count = 0;
+  int sinks[8] = {};
+};
+
+// Row r = head * q_blocks + q_block of `rows` holds seq_k scores on entry and the kept keys
+// (ascending) on return: key_count[r] of them from key_row_offset[r] = r * seq_k.
+void launch_fine_top_p_rows(const FineTopPConfig& config, float* rows, int32_t* key_count,
+                            int64_t* key_row_offset, cudaStream_t stream);
+
 }  // namespace dbsp::cuda::detail

@@ -132,11 +132,11 @@ __global__ void top_p_kernel(const TopPConfig config, const float* scores, int32
 void launch_top_p_rows(const TopPConfig& config, const float* scores, int32_t* kv_count,
                        int64_t* block_row_offset, int32_t* kv_index, cudaStream_t stream) {
   require(config.k_blocks >= 1 && config.k_blocks <= kMaxTopPKeyBlocks,
-          "mask estimation handles 1 to ", kMaxTopPKeyBlocks, " key blocks, got ",
-          config.k_blocks);
+          "mask estimation handles 1 to ", kMaxTopPKeyBlocks, " key blocks, got ", config.k_blocks);
   // Up to 8 warps (rows) per CTA within 96 KB of shared memory.
   const size_t row_bytes = sizeof(float) * config.k_blocks;
-  const int warps = static_cast<int>(std::max<size_t>(1, std::min<size_t>(8, (96u << 10) / row_bytes)));
+  const int warps =
+      static_cast<int>(std::max<size_t>(1, std::min<size_t>(8, (96u << 10) / row_bytes)));
   const size_t smem = warps * row_bytes;
   DBSP_CUDA_CHECK(cudaFuncSetAttribute(top_p_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        static_cast<int>(smem)));

@@ -133,6 +133,7 @@ struct SparseAttention::Impl {
       p.kv_index = mask.kv_index;
       p.key_row_offset = mask.key_row_offset;
       p.key_index = mask.key_index;
+      p.key_count = mask.key_count;
     }
     p.q_block_start = mask.q_block_start;
     p.k_block_start = mask.k_block_start;

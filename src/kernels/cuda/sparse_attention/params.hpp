@@ -33,6 +33,7 @@ struct SparseAttentionParams {
   const int32_t* kv_index = nullptr;
   const int64_t* key_row_offset = nullptr;
   const int32_t* key_index = nullptr;
+  const int32_t* key_count = nullptr;  // optional: fixed-capacity key rows
   const int64_t* q_block_start = nullptr;
   const int64_t* k_block_start = nullptr;
 

@@ -66,7 +66,9 @@ struct WorkItem {
     }
     if (p.key_row_offset != nullptr) {
       w.key_list = p.key_row_offset[row];
-      w.key_count = static_cast<int>(p.key_row_offset[row + 1] - w.key_list);
+      w.key_count = p.key_count != nullptr
+                        ? p.key_count[row]
+                        : static_cast<int>(p.key_row_offset[row + 1] - w.key_list);
       w.key_tiles = (w.key_count + 63) / 64;
     }
     return w;
