@@ -19,6 +19,16 @@ inline int popcount_range(const uint64_t* row, int begin, int end) {
   return count;
 }
 
+// Per shard, the bit row of the key blocks it holds: out[shard * words + word].
+inline std::vector<uint64_t> shard_column_bits(const std::vector<int>& k_shard, int shards,
+                                               int words) {
+  std::vector<uint64_t> bits(static_cast<size_t>(shards) * words, 0);
+  for (size_t j = 0; j < k_shard.size(); ++j) {
+    bits[static_cast<size_t>(k_shard[j]) * words + (j >> 6)] |= uint64_t{1} << (j & 63);
+  }
+  return bits;
+}
+
 // Per-column counts of many bit rows (a positional popcount). Rows are buffered and reduced 16 at
 // a time through a carry-save adder tree (Harley-Seal): ones/twos/fours/eights persist per word,
 // and only the sixteens carry reaches the bit-sliced upper counter, so a row word costs about five

@@ -6,6 +6,7 @@
 
 #include "dbsp/block_layout.hpp"
 #include "dbsp/error.hpp"
+#include "plan/bit_counting.hpp"
 
 namespace dbsp {
 
@@ -60,11 +61,7 @@ ImbalanceReport imbalance_report(const BlockMask& mask, const Partition& partiti
   const int words = mask.words_per_row();
   for (int g = 0; g < grid.ulysses; ++g) {
     // Bitmask of the key blocks of each shard for this group, then masked popcounts per row.
-    std::vector<uint64_t> shard_bits(static_cast<size_t>(R) * words, 0);
-    for (int j = 0; j < mask.k_blocks(); ++j) {
-      shard_bits[static_cast<size_t>(partition.k_shard[g][j]) * words + (j >> 6)] |=
-          uint64_t{1} << (j & 63);
-    }
+    const std::vector<uint64_t> shard_bits = plan::shard_column_bits(partition.k_shard[g], R, words);
     for (int h : partition.heads_of(g)) {
       for (int i = 0; i < mask.q_blocks(); ++i) {
         const uint64_t* row = mask.row_bits(h, i);

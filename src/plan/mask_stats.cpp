@@ -83,9 +83,7 @@ void apply_key_moves(const MaskStats::Data& stats, const std::vector<int>& heads
   if (active_words.empty()) return;
   if (2 * active_words.size() > static_cast<size_t>(words)) {
     // Moves spread over most words: recount each row per shard with one mask per shard.
-    std::vector<uint64_t> shard_bits(static_cast<size_t>(ring) * words, 0);
-    for (int j = 0; j < KB; ++j)
-      shard_bits[static_cast<size_t>(k_shard[j]) * words + (j >> 6)] |= uint64_t{1} << (j & 63);
+    const std::vector<uint64_t> shard_bits = shard_column_bits(k_shard, ring, words);
     for (int h : heads) {
       for (int i = 0; i < QB; ++i) {
         const uint64_t* row = mask.row_bits(h, i);
