@@ -1,11 +1,12 @@
 // Planner cost on one Wan2.1-720p layer (40 heads, 1182 x 1182 blocks): mask statistics plus
 // one plan, per policy and U x R, single-threaded. Prints rho_s beside the time so a fast but
 // worse plan cannot pass unnoticed.
+#include "dbsp/planner.hpp"
+
 #include <benchmark/benchmark.h>
 
 #include <memory>
 
-#include "dbsp/planner.hpp"
 #include "dbsp/workload.hpp"
 
 namespace {
@@ -41,7 +42,8 @@ void plan_layer(benchmark::State& state) {
   state.counters["moved"] = moved;
 }
 BENCHMARK(plan_layer)
-    ->ArgsProduct({{int(dbsp::Policy::static_split), int(dbsp::Policy::paper), int(dbsp::Policy::dbsp)},
+    ->ArgsProduct({{int(dbsp::Policy::static_split), int(dbsp::Policy::paper),
+                    int(dbsp::Policy::dbsp)},
                    {1, 2, 4, 8}})
     ->Unit(benchmark::kMillisecond);
 

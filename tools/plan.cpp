@@ -6,8 +6,8 @@
 #include <map>
 
 #include "commands.hpp"
-#include "dbsp/planner.hpp"
 #include "cost_options.hpp"
+#include "dbsp/planner.hpp"
 #include "mask_source.hpp"
 #include "plan_json.hpp"
 
@@ -77,13 +77,14 @@ int run_plan(const PlanOptions& o) {
       for (const Grid& grid : factorizations(o.gpus)) {
         std::printf("  %-6s", grid.name().c_str());
         for (const LayerPlan& p : rows[grid.name()]) {
-          std::printf(" | %6.3f %7.0f %9.3f  ", p.imbalance_ratio, p.moved_blocks, p.predicted.total_ms);
+          std::printf(" | %6.3f %7.0f %9.3f  ", p.imbalance_ratio, p.moved_blocks,
+                      p.predicted.total_ms);
         }
         std::printf("\n");
       }
-      std::printf("  chosen: %s %s, rho %.3f, %.3f ms predicted (LB %.3f)\n", to_string(best.policy),
-                  best.partition.grid.name().c_str(), best.imbalance_ratio, best.predicted.total_ms,
-                  best.lower_bound);
+      std::printf("  chosen: %s %s, rho %.3f, %.3f ms predicted (LB %.3f)\n",
+                  to_string(best.policy), best.partition.grid.name().c_str(), best.imbalance_ratio,
+                  best.predicted.total_ms, best.lower_bound);
     }
     layers_json.push_back({{"step", step},
                            {"layer", layer},
@@ -119,10 +120,10 @@ int run_plan(const PlanOptions& o) {
   std::printf("  %-6s", "best");
   for (Policy policy : kPolicies) std::printf(" | %6s %12.2f ", "", chosen_ms[int(policy)]);
   std::printf("   (U x R chosen per layer)\n");
-  std::printf("  planner time per layer (all %zu grids, stats included): static %.2f ms, "
-              "dbsp-paper %.2f ms, dbsp %.2f ms\n",
-              factorizations(o.gpus).size(), planner_ms[0] / n, planner_ms[1] / n,
-              planner_ms[2] / n);
+  std::printf(
+      "  planner time per layer (all %zu grids, stats included): static %.2f ms, "
+      "dbsp-paper %.2f ms, dbsp %.2f ms\n",
+      factorizations(o.gpus).size(), planner_ms[0] / n, planner_ms[1] / n, planner_ms[2] / n);
   return 0;
 }
 
@@ -132,11 +133,13 @@ void register_plan(CLI::App& app) {
   auto options = std::make_shared<PlanOptions>();
   CLI::App* command = app.add_subcommand("plan", "balance one or more layers' masks over P GPUs");
   options->source.add_to(*command);
-  command->add_option("--gpus", options->gpus, "number of ranks P")->check(CLI::Range(1, 4096))
+  command->add_option("--gpus", options->gpus, "number of ranks P")
+      ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   command->add_flag("--json", options->json, "print the JSON contract instead of tables");
   command->add_option("--layers", options->layers, "plan only the first N layers");
-  command->add_option("--step", options->step, "denoising step (default: 0, or every step of a file)");
+  command->add_option("--step", options->step,
+                      "denoising step (default: 0, or every step of a file)");
   command->add_option("--reward", options->planner.reward, "paper's home-shard reward R_b")
       ->capture_default_str();
   add_cost_options(*command, options->cost);

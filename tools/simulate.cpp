@@ -45,14 +45,15 @@ int run_simulate(const SimulateOptions& o) {
   const int layers = o.layers > 0 ? std::min(o.layers, source.layers()) : source.layers();
   std::vector<std::unique_ptr<Run>> runs;
   for (const Grid& grid : factorizations(o.gpus)) {
-    const std::string name = grid.ring == 1   ? "ulysses " + grid.name()
+    const std::string name = grid.ring == 1      ? "ulysses " + grid.name()
                              : grid.ulysses == 1 ? "ring " + grid.name()
                                                  : "usp " + grid.name();
     runs.push_back(std::make_unique<Run>(
         Run{name, PlanCache(layers, o.gpus, Policy::static_split, o.planner, o.cost, grid)}));
   }
-  runs.push_back(std::make_unique<Run>(
-      Run{"dbsp-paper (per-layer U x R)", PlanCache(layers, o.gpus, Policy::paper, o.planner, o.cost)}));
+  runs.push_back(
+      std::make_unique<Run>(Run{"dbsp-paper (per-layer U x R)",
+                                PlanCache(layers, o.gpus, Policy::paper, o.planner, o.cost)}));
   runs.push_back(std::make_unique<Run>(
       Run{"dbsp (per-layer U x R)", PlanCache(layers, o.gpus, Policy::dbsp, o.planner, o.cost)}));
   std::printf("simulate %s on %d GPUs: %d steps x %d layers, P_s %.2f\n", source.name().c_str(),
@@ -64,7 +65,8 @@ int run_simulate(const SimulateOptions& o) {
         const auto t0 = std::chrono::steady_clock::now();
         const PlanCache::Lookup lookup = run->cache.plan_for(layer, mask);
         run->planner_ms +=
-            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count();
         // The kept plan's time on this mask: its own prediction rescaled by the current rho_s.
         const LayerPlan& plan = *lookup.plan;
         const auto b = o.cost.predict(plan.partition.grid, lookup.current_ratio, mask.kept(),
@@ -86,8 +88,9 @@ int run_simulate(const SimulateOptions& o) {
                 best_static / run->predicted_ms, run->ratio_sum / n, run->cache.replans(),
                 run->planner_ms);
   }
-  std::printf("  (attention time predicted by the cost model; 'vs best' = best static time / this;"
-              " planner ms = statistics + planning + reuse checks, measured)\n");
+  std::printf(
+      "  (attention time predicted by the cost model; 'vs best' = best static time / this;"
+      " planner ms = statistics + planning + reuse checks, measured)\n");
   return 0;
 }
 
@@ -97,7 +100,8 @@ void register_simulate(CLI::App& app) {
   auto options = std::make_shared<SimulateOptions>();
   CLI::App* command = app.add_subcommand("simulate", "a denoising run under each policy");
   options->source.add_to(*command);
-  command->add_option("--gpus", options->gpus, "number of ranks P")->check(CLI::Range(1, 4096))
+  command->add_option("--gpus", options->gpus, "number of ranks P")
+      ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   command->add_option("--steps", options->steps, "denoising steps (default: all)");
   command->add_option("--layers", options->layers, "layers (default: all)");

@@ -17,9 +17,8 @@ CostModel::Breakdown CostModel::predict(Grid grid, double imbalance_ratio, int64
   // K and V of one ring shard for this rank's heads.
   b.p2p_ms = R > 1 ? 2.0 * (tokens / R) * (token_bytes / U) / bytes_per_ms + latency_ms : 0.0;
   // Q, K, V in and O out, each rank keeping 1/U of what it holds.
-  b.all_to_all_ms = U > 1 ? 4.0 * (tokens / P) * token_bytes * (U - 1) / U / bytes_per_ms +
-                                2 * latency_ms
-                          : 0.0;
+  b.all_to_all_ms =
+      U > 1 ? 4.0 * (tokens / P) * token_bytes * (U - 1) / U / bytes_per_ms + 2 * latency_ms : 0.0;
   // A moved block carries Q in and O out (query) or K and V in (key), for every head, split
   // over the ranks that send it.
   b.move_ms = moved_blocks > 0

@@ -45,10 +45,10 @@ Work empty_work(Grid grid) {
 
 void check_shape(const Partition& partition, int heads, int q_blocks, int k_blocks) {
   partition.validate();
-  require(partition.heads == heads && partition.q_blocks == q_blocks &&
-              partition.k_blocks == k_blocks,
-          "imbalance: partition is for ", partition.heads, " heads x ", partition.q_blocks, " x ",
-          partition.k_blocks, " blocks but the mask has ", heads, " x ", q_blocks, " x ", k_blocks);
+  require(
+      partition.heads == heads && partition.q_blocks == q_blocks && partition.k_blocks == k_blocks,
+      "imbalance: partition is for ", partition.heads, " heads x ", partition.q_blocks, " x ",
+      partition.k_blocks, " blocks but the mask has ", heads, " x ", q_blocks, " x ", k_blocks);
 }
 
 }  // namespace
@@ -61,7 +61,8 @@ ImbalanceReport imbalance_report(const BlockMask& mask, const Partition& partiti
   const int words = mask.words_per_row();
   for (int g = 0; g < grid.ulysses; ++g) {
     // Bitmask of the key blocks of each shard for this group, then masked popcounts per row.
-    const std::vector<uint64_t> shard_bits = plan::shard_column_bits(partition.k_shard[g], R, words);
+    const std::vector<uint64_t> shard_bits =
+        plan::shard_column_bits(partition.k_shard[g], R, words);
     for (int h : partition.heads_of(g)) {
       for (int i = 0; i < mask.q_blocks(); ++i) {
         const uint64_t* row = mask.row_bits(h, i);

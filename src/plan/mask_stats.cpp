@@ -46,8 +46,8 @@ const std::vector<int64_t>& MaskStats::kept_per_head() const { return data_->kep
 
 namespace plan {
 
-std::vector<double> group_row_shard_mass(const MaskStats::Data& stats, const std::vector<int>& heads,
-                                         int ring) {
+std::vector<double> group_row_shard_mass(const MaskStats::Data& stats,
+                                         const std::vector<int>& heads, int ring) {
   const int QB = stats.mask->q_blocks(), P = stats.ranks, per_shard = P / ring;
   std::vector<double> mass(static_cast<size_t>(QB) * ring, 0.0);
   for (int h : heads) {

@@ -1,6 +1,7 @@
 // The planner's view of one mask: kept blocks per (head, query block, home key segment) of the
 // P-way split, from one pass over the bits. Every R dividing P has its key shards on segment
-// boundaries (shard_begin(c, kb, R) == shard_begin(c * P / R, kb, P)), so all factorizations share it.
+// boundaries (shard_begin(c, kb, R) == shard_begin(c * P / R, kb, P)), so all factorizations share
+// it.
 #pragma once
 
 #include <cstdint>
@@ -20,16 +21,15 @@ struct MaskStats::Data {
   int64_t kept = 0;
 
   const int32_t* segments(int head, int q_block) const {
-    return segment_kept.data() +
-           (static_cast<size_t>(head) * mask->q_blocks() + q_block) * ranks;
+    return segment_kept.data() + (static_cast<size_t>(head) * mask->q_blocks() + q_block) * ranks;
   }
 };
 
 namespace plan {
 
 // Row mass of one head group per home key shard of an R-way ring: out[i * R + c].
-std::vector<double> group_row_shard_mass(const MaskStats::Data& stats, const std::vector<int>& heads,
-                                         int ring);
+std::vector<double> group_row_shard_mass(const MaskStats::Data& stats,
+                                         const std::vector<int>& heads, int ring);
 
 // Moves the mass of key blocks that left their home shard (k_shard != home) into their new
 // shard, by testing their bits: cost grows with the moved blocks only.

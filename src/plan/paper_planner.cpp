@@ -19,7 +19,8 @@ std::vector<int> biased_greedy(const std::vector<double>& weight, int parts, dou
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return weight[a] > weight[b]; });
   std::vector<int> shard(n), count(parts, 0), capacity(parts);
   std::vector<double> load(parts, 0.0);
-  for (int p = 0; p < parts; ++p) capacity[p] = shard_begin(p + 1, n, parts) - shard_begin(p, n, parts);
+  for (int p = 0; p < parts; ++p)
+    capacity[p] = shard_begin(p + 1, n, parts) - shard_begin(p, n, parts);
   for (int idx : order) {
     const int home = home_shard(idx, n, parts);
     int best = -1;

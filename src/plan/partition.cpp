@@ -86,8 +86,10 @@ double Partition::moved_blocks() const {
   for (int g = 0; g < grid.ulysses; ++g) {
     const double share = double(std::count(head_group.begin(), head_group.end(), g)) / heads;
     int off_home = 0;
-    for (int i = 0; i < q_blocks; ++i) off_home += q_shard[g][i] != home_shard(i, q_blocks, grid.ring);
-    for (int j = 0; j < k_blocks; ++j) off_home += k_shard[g][j] != home_shard(j, k_blocks, grid.ring);
+    for (int i = 0; i < q_blocks; ++i)
+      off_home += q_shard[g][i] != home_shard(i, q_blocks, grid.ring);
+    for (int j = 0; j < k_blocks; ++j)
+      off_home += k_shard[g][j] != home_shard(j, k_blocks, grid.ring);
     moved += share * off_home;
   }
   return moved;
@@ -110,7 +112,8 @@ void Partition::validate() const {
             "Partition: group ", g, " assigns ", q_shard[g].size(), " query and ",
             k_shard[g].size(), " key blocks; expected ", q_blocks, " and ", k_blocks);
     for (int s : q_shard[g]) {
-      require(s >= 0 && s < grid.ring, "Partition: query shard ", s, " outside [0, ", grid.ring, ")");
+      require(s >= 0 && s < grid.ring, "Partition: query shard ", s, " outside [0, ", grid.ring,
+              ")");
     }
     for (int s : k_shard[g]) {
       require(s >= 0 && s < grid.ring, "Partition: key shard ", s, " outside [0, ", grid.ring, ")");
@@ -133,8 +136,10 @@ uint64_t Partition::hash() const {
   mix(q_blocks);
   mix(k_blocks);
   for (int g : head_group) mix(g);
-  for (const auto& shards : q_shard) for (int s : shards) mix(s);
-  for (const auto& shards : k_shard) for (int s : shards) mix(s);
+  for (const auto& shards : q_shard)
+    for (int s : shards) mix(s);
+  for (const auto& shards : k_shard)
+    for (int s : shards) mix(s);
   return h;
 }
 

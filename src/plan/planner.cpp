@@ -1,9 +1,10 @@
 // make_plan / choose_strategy: the three policies behind one entry point.
+#include "dbsp/planner.hpp"
+
 #include <algorithm>
 
 #include "dbsp/error.hpp"
 #include "dbsp/imbalance.hpp"
-#include "dbsp/planner.hpp"
 #include "plan/head_balance.hpp"
 #include "plan/mask_stats.hpp"
 #include "plan/paper_planner.hpp"
@@ -13,9 +14,12 @@ namespace dbsp {
 
 const char* to_string(Policy policy) {
   switch (policy) {
-    case Policy::static_split: return "static";
-    case Policy::paper: return "dbsp-paper";
-    case Policy::dbsp: return "dbsp";
+    case Policy::static_split:
+      return "static";
+    case Policy::paper:
+      return "dbsp-paper";
+    case Policy::dbsp:
+      return "dbsp";
   }
   return "?";
 }
@@ -31,7 +35,8 @@ namespace {
 
 double head_lower_bound(const MaskStats::Data& stats, int ulysses) {
   if (stats.kept == 0) return 1.0;
-  const int64_t heaviest = *std::max_element(stats.kept_per_head.begin(), stats.kept_per_head.end());
+  const int64_t heaviest =
+      *std::max_element(stats.kept_per_head.begin(), stats.kept_per_head.end());
   return std::max(1.0, double(ulysses) * double(heaviest) / double(stats.kept));
 }
 
@@ -39,7 +44,8 @@ Partition dbsp_partition(const MaskStats::Data& stats, Grid grid, const PlannerO
                          std::vector<std::vector<std::vector<double>>>& work) {
   const BlockMask& mask = *stats.mask;
   Partition p = Partition::contiguous(grid, mask.heads(), mask.q_blocks(), mask.k_blocks());
-  if (grid.ulysses > 1) p.head_group = plan::balanced_head_groups(stats.kept_per_head, grid.ulysses);
+  if (grid.ulysses > 1)
+    p.head_group = plan::balanced_head_groups(stats.kept_per_head, grid.ulysses);
   std::vector<double> group_total(grid.ulysses, 0.0);
   for (int h = 0; h < mask.heads(); ++h) group_total[p.head_group[h]] += stats.kept_per_head[h];
   const double total = double(stats.kept);
@@ -114,17 +120,17 @@ StrategyChoice choose_strategy(const MaskStats& stats, Policy policy, const Plan
   for (const Grid& grid : factorizations(stats.ranks())) {
     choice.candidates.push_back(make_plan(stats, grid, policy, options, cost));
   }
-  const auto best = std::min_element(
-      choice.candidates.begin(), choice.candidates.end(),
-      [](const LayerPlan& a, const LayerPlan& b) { return a.predicted.total_ms < b.predicted.total_ms; });
+  const auto best = std::min_element(choice.candidates.begin(), choice.candidates.end(),
+                                     [](const LayerPlan& a, const LayerPlan& b) {
+                                       return a.predicted.total_ms < b.predicted.total_ms;
+                                     });
   choice.best = *best;
   return choice;
 }
 
 PlanCache::PlanCache(int layers, int ranks, Policy policy, PlannerOptions options, CostModel cost,
                      std::optional<Grid> grid)
-    : ranks_(ranks), policy_(policy), grid_(grid), options_(options), cost_(cost),
-      plans_(layers) {
+    : ranks_(ranks), policy_(policy), grid_(grid), options_(options), cost_(cost), plans_(layers) {
   require(layers >= 1, "PlanCache: layer count must be >= 1, got ", layers);
   require(!grid || grid->ranks() == ranks, "PlanCache: grid ", grid ? grid->name() : "",
           " does not have ", ranks, " ranks");
@@ -135,8 +141,8 @@ PlanCache::Lookup PlanCache::plan_for(int layer, const BlockMask& mask) {
           " outside [0, ", plans_.size(), ")");
   MaskStats stats(mask, ranks_);
   std::optional<LayerPlan>& kept = plans_[layer];
-  if (kept && kept->partition.heads == mask.heads() && kept->partition.q_blocks == mask.q_blocks() &&
-      kept->partition.k_blocks == mask.k_blocks()) {
+  if (kept && kept->partition.heads == mask.heads() &&
+      kept->partition.q_blocks == mask.q_blocks() && kept->partition.k_blocks == mask.k_blocks()) {
     const double ratio = plan::evaluate(stats.data(), kept->partition).ratio;
     // P_s is measured against what any plan could reach on this mask: when one head alone
     // exceeds its group's share, re-planning cannot beat the head lower bound.

@@ -61,8 +61,10 @@ std::vector<int> balance_key_shards(const MaskStats::Data& stats, const std::vec
     if (first < end && !columns.known[first]) columns.fill(first, end);
   };
   for (int swaps = 0; swaps < KB; ++swaps) {
-    const int heavy = int(std::max_element(shard_mass.begin(), shard_mass.end()) - shard_mass.begin());
-    const int light = int(std::min_element(shard_mass.begin(), shard_mass.end()) - shard_mass.begin());
+    const int heavy =
+        int(std::max_element(shard_mass.begin(), shard_mass.end()) - shard_mass.begin());
+    const int light =
+        int(std::min_element(shard_mass.begin(), shard_mass.end()) - shard_mass.begin());
     if (shard_mass[heavy] <= (1 + tolerance) * mean) break;
     for (int c = 0; c < ring; ++c) ensure(c);  // home columns of every shard are counted lazily
     const double gap = shard_mass[heavy] - shard_mass[light];
@@ -129,7 +131,8 @@ std::vector<int> greedy_rows(const std::vector<double>& row_mass, int ring,
       }
       const double score = rise - (r == home[i] ? bias * row_total : 0.0);
       if (best < 0 || score < best_score - 1e-9 ||
-          (score <= best_score + 1e-9 && (r == home[i] || (best != home[i] && load[r] < best_load)))) {
+          (score <= best_score + 1e-9 &&
+           (r == home[i] || (best != home[i] && load[r] < best_load)))) {
         best = r, best_score = score, best_load = load[r];
       }
     }
@@ -186,7 +189,8 @@ void refine_rows(const std::vector<double>& row_mass, int ring, std::vector<int>
         if (q_shard[i] == shard) rows.push_back(i);
       const size_t keep = std::min<size_t>(kCandidates, rows.size());
       std::partial_sort(rows.begin(), rows.begin() + keep, rows.end(), [&](int a, int b) {
-        const double ma = row_mass[size_t(a) * ring + hot_col], mb = row_mass[size_t(b) * ring + hot_col];
+        const double ma = row_mass[size_t(a) * ring + hot_col],
+                     mb = row_mass[size_t(b) * ring + hot_col];
         return heaviest ? ma > mb : ma < mb;
       });
       rows.resize(keep);
@@ -201,7 +205,8 @@ void refine_rows(const std::vector<double>& row_mass, int ring, std::vector<int>
       for (int y : top_rows(other, false)) {
         for (int x : from) {
           for (int t = 0; t < ring; ++t) {
-            trial[worst_r][t] = step[worst_r][t] - row_mass[size_t(x) * ring + (worst_r + t) % ring] +
+            trial[worst_r][t] = step[worst_r][t] -
+                                row_mass[size_t(x) * ring + (worst_r + t) % ring] +
                                 row_mass[size_t(y) * ring + (worst_r + t) % ring];
             trial[other][t] = step[other][t] - row_mass[size_t(y) * ring + (other + t) % ring] +
                               row_mass[size_t(x) * ring + (other + t) % ring];

@@ -10,10 +10,10 @@
 namespace dbsp::plan {
 
 struct RingAssignment {
-  std::vector<int> q_shard;  // [q_blocks]
-  std::vector<int> k_shard;  // [k_blocks]
+  std::vector<int> q_shard;               // [q_blocks]
+  std::vector<int> k_shard;               // [k_blocks]
   std::vector<std::vector<double>> work;  // [R][R]: query shard x key shard
-  double time = 0;  // sum_t max_r work[r][(r + t) mod R]
+  double time = 0;                        // sum_t max_r work[r][(r + t) mod R]
 };
 
 // `target_time`: the group is balanced enough once its time is at most this; the balancer then

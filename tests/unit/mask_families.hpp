@@ -33,11 +33,21 @@ inline BlockMask family_mask(int heads, int q_blocks, int k_blocks, uint64_t see
         const double noise = unit(seed, h, uint64_t(i) * 65536 + j);
         bool keep = false;
         switch (family) {
-          case 0: keep = std::abs(i - j) <= width; break;                         // band
-          case 1: keep = j < density * k_blocks * 0.6 || std::abs(i - j) < 2; break;  // sinks
-          case 2: keep = (i / tile == j / tile) || noise < density * 0.5; break;  // tiles
-          case 3: keep = noise < density * (i < q_blocks / 3 ? 2.2 : 0.4); break;  // dense rows
-          default: keep = noise < density; break;                                // random
+          case 0:
+            keep = std::abs(i - j) <= width;
+            break;  // band
+          case 1:
+            keep = j < density * k_blocks * 0.6 || std::abs(i - j) < 2;
+            break;  // sinks
+          case 2:
+            keep = (i / tile == j / tile) || noise < density * 0.5;
+            break;  // tiles
+          case 3:
+            keep = noise < density * (i < q_blocks / 3 ? 2.2 : 0.4);
+            break;  // dense rows
+          default:
+            keep = noise < density;
+            break;  // random
         }
         if (i == j && j < k_blocks) keep = true;
         if (keep) mask.set(h, i, j);

@@ -14,7 +14,8 @@ namespace {
 // SPEC 3 written out directly, one bit at a time.
 double spec_ratio(const BlockMask& mask, const Partition& p) {
   const int U = p.grid.ulysses, R = p.grid.ring;
-  std::vector<std::vector<std::vector<double>>> W(U, std::vector<std::vector<double>>(R, std::vector<double>(R)));
+  std::vector<std::vector<std::vector<double>>> W(
+      U, std::vector<std::vector<double>>(R, std::vector<double>(R)));
   double total = 0;
   for (int h = 0; h < mask.heads(); ++h)
     for (int i = 0; i < mask.q_blocks(); ++i)
