@@ -10,6 +10,10 @@ namespace dbsp::cli {
 inline void add_cost_options(CLI::App& command, CostModel& cost) {
   command.add_option("--us-per-block", cost.us_per_block, "compute time per kept block-head (us)")
       ->capture_default_str();
+  command
+      .add_option("--us-per-row-step", cost.us_per_row_step,
+                  "fixed time per (query block, head) row and ring step (us)")
+      ->capture_default_str();
   command.add_option("--link-gbps", cost.link_gbytes_per_s, "link bandwidth per rank (GB/s)")
       ->capture_default_str();
   command.add_option("--latency-us", cost.link_latency_us, "link latency (us)")

@@ -42,6 +42,16 @@ template <class T>
 void attention_fine(const AttentionProblem& problem, const FineMask& mask, const T* q, const T* k,
                     const T* v, T* out, T* lse);
 
+// float -> bf16 -> float, round to nearest even (what a bf16 device path sees of a host value).
+float round_to_bf16(float value);
+
+// The accuracy yardstick for bf16 kernels: block-sparse attention computed the plain way a bf16
+// kernel would, from inputs already holding bf16 values: fp32 scores and softmax, probabilities
+// rounded to bf16 before the P V product, fp32 accumulation, output rounded to bf16. A bf16 kernel
+// is judged against the fp64 reference by comparing its error with this path's error. No LSE.
+void attention_block_sparse_bf16_naive(const AttentionProblem& problem, const BlockCsr& mask,
+                                       const float* q, const float* k, const float* v, float* out);
+
 // Merges a partial result into an accumulated one: out/lse hold the result over key set A,
 // part_out/part_lse over a disjoint key set B; afterwards out/lse hold the result over A u B.
 // out [rows, head_dim] with rows = batch*seq*heads in the Q layout; lse [batch, heads, seq].

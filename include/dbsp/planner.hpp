@@ -18,10 +18,14 @@ enum class Policy { static_split, paper, dbsp };
 const char* to_string(Policy policy);  // "static", "dbsp-paper", "dbsp"
 Policy parse_policy(std::string_view text);
 
-// Rates of the machine; the defaults are H100-class figures and can be overridden or measured.
+// Rates of the machine; the defaults were measured on an H200 and can be overridden.
 struct CostModel {
-  double us_per_block = 0.0037;       // one kept 64 x 64 block-head, head_dim 128, bf16 (~90% of
-                                      // H100 cuDNN dense rate: 2.1 MFLOP at 570 TFLOP/s)
+  // Rates of dbsp's wgmma kernel measured on an H200 (dbsp run --emulate 8, Wan2.1-720p,
+  // BENCHMARKS.md): time per kept 64 x 64 block-head at head_dim 128, and the fixed cost of one
+  // (query block, head) row in one ring step (loading Q, writing O and LSE, merging). The row term
+  // is what makes many ring steps of short rows slower than one long row per head.
+  double us_per_block = 0.0053;
+  double us_per_row_step = 0.045;
   double link_gbytes_per_s = 120.0;   // per-rank point-to-point / all-to-all bandwidth
   double link_latency_us = 15.0;      // per collective or ring step
   int head_dim = 128;

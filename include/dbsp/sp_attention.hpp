@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dbsp/attention.hpp"
 #include "dbsp/block_layout.hpp"
 #include "dbsp/block_mask.hpp"
 #include "dbsp/communicator.hpp"
@@ -108,6 +109,9 @@ class SpExecutor {
 
   Communicator& world() { return world_; }
   const SpOptions& options() const { return options_; }
+  // Builds the sub-communicators of these grids now (collective over world, same grids in the
+  // same order on every rank), so that no layer pays for a communicator split mid-run.
+  void prepare(std::span<const Grid> grids);
 
  private:
   struct Workspace;
@@ -141,8 +145,6 @@ class DeviceBf16 {
   void* data_ = nullptr;
   size_t size_ = 0;
 };
-// float -> bf16 -> float (what the device path sees of a host value).
-float round_to_bf16(float value);
 
 // How a layer is split: a planner policy and either a fixed grid or the cost model's choice of
 // U x R per layer. Text forms: "ulysses" (static U = P), "ring" (static R = P), "usp:UxR",

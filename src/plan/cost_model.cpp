@@ -1,5 +1,6 @@
 // The layer-time model used to pick U x R (SPEC 4), with the extra traffic of moved blocks.
 #include <algorithm>
+#include <cmath>
 
 #include "dbsp/planner.hpp"
 
@@ -12,8 +13,11 @@ CostModel::Breakdown CostModel::predict(Grid grid, double imbalance_ratio, int64
   const double latency_ms = link_latency_us * 1e-3;
   const double token_bytes = double(heads) * head_dim * bytes_per_element;  // one token, all heads
   Breakdown b;
-  // One ring step of perfectly balanced compute; per-block time scales with head_dim.
-  b.compute_ms = double(kept_blocks) * us_per_block * 1e-3 * (head_dim / 128.0) / P / R;
+  // One ring step of perfectly balanced compute; per-block time scales with head_dim. A rank
+  // holds heads / U heads and q_blocks / R query blocks in every step.
+  const double q_blocks = std::ceil(double(tokens) / block_size);
+  b.compute_ms = double(kept_blocks) * us_per_block * 1e-3 * (head_dim / 128.0) / P / R +
+                 double(heads) / U * q_blocks / R * us_per_row_step * 1e-3;
   // K and V of one ring shard for this rank's heads.
   b.p2p_ms = R > 1 ? 2.0 * (tokens / R) * (token_bytes / U) / bytes_per_ms + latency_ms : 0.0;
   // Q, K, V in and O out, each rank keeping 1/U of what it holds.

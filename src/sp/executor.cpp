@@ -64,6 +64,10 @@ GridCommunicators& SpExecutor::grid_communicators(Grid grid) {
   return *grids_.back().second;
 }
 
+void SpExecutor::prepare(std::span<const Grid> grids) {
+  for (Grid grid : grids) grid_communicators(grid);
+}
+
 SpTelemetry SpExecutor::run(const SpProblem& problem, const BlockMask& mask,
                             const Partition& partition, const float* q, const float* k,
                             const float* v, float* out, ScheduleReuse reuse) {

@@ -49,7 +49,8 @@ void append_slab(std::vector<Slab>& slabs, Slab slab) {
 }  // namespace
 
 BlockCsr local_block_csr(const BlockMask& mask, const std::vector<int>& heads,
-                         const std::vector<int>& q_blocks, const std::vector<int>& key_blocks) {
+                         const std::vector<int>& q_blocks, const std::vector<int>& key_blocks,
+                         bool with_indices) {
   std::vector<int32_t> local_key(static_cast<size_t>(mask.k_blocks()), -1);
   Bits wanted(static_cast<size_t>(mask.words_per_row()), 0);
   for (size_t n = 0; n < key_blocks.size(); ++n) {
@@ -63,28 +64,32 @@ BlockCsr local_block_csr(const BlockMask& mask, const std::vector<int>& heads,
   csr.heads = static_cast<int>(heads.size());
   csr.q_blocks = static_cast<int>(q_blocks.size());
   csr.k_blocks = static_cast<int>(key_blocks.size());
-  // Two passes: counts by popcount, then the indices into a buffer of the final size.
-  csr.kv_count.reserve(heads.size() * q_blocks.size());
-  csr.row_offset.reserve(heads.size() * q_blocks.size() + 1);
-  csr.row_offset.push_back(0);
-  for (int h : heads) {
-    for (int i : q_blocks) {
-      const uint64_t* bits = mask.row_bits(h, i);
-      int count = 0;
-      for (int w = 0; w < mask.words_per_row(); ++w) count += std::popcount(bits[w] & wanted[w]);
-      csr.kv_count.push_back(count);
-      csr.row_offset.push_back(csr.row_offset.back() + count);
-    }
+  // Two passes: counts by popcount, then the indices into a buffer of the final size. Rows are
+  // independent, so both passes run in parallel: at video sizes the CSR holds millions of
+  // indices and is built again for every layer whose mask changed.
+  const int64_t rows = static_cast<int64_t>(heads.size() * q_blocks.size());
+  const int64_t row_blocks = static_cast<int64_t>(q_blocks.size());
+  const int words = mask.words_per_row();
+  const bool parallel = rows * words > (1 << 16);
+  csr.kv_count.assign(static_cast<size_t>(rows), 0);
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint64_t* bits = mask.row_bits(heads[r / row_blocks], q_blocks[r % row_blocks]);
+    int count = 0;
+    for (int w = 0; w < words; ++w) count += std::popcount(bits[w] & wanted[w]);
+    csr.kv_count[r] = count;
   }
+  csr.row_offset.assign(static_cast<size_t>(rows) + 1, 0);
+  for (int64_t r = 0; r < rows; ++r) csr.row_offset[r + 1] = csr.row_offset[r] + csr.kv_count[r];
+  if (!with_indices) return csr;
   csr.kv_index.resize(static_cast<size_t>(csr.row_offset.back()));
-  int32_t* out = csr.kv_index.data();
-  for (int h : heads) {
-    for (int i : q_blocks) {
-      const uint64_t* bits = mask.row_bits(h, i);
-      for (int w = 0; w < mask.words_per_row(); ++w) {
-        for (uint64_t word = bits[w] & wanted[w]; word != 0; word &= word - 1) {
-          *out++ = local_key[w * 64 + std::countr_zero(word)];
-        }
+#pragma omp parallel for schedule(static) if (parallel)
+  for (int64_t r = 0; r < rows; ++r) {
+    const uint64_t* bits = mask.row_bits(heads[r / row_blocks], q_blocks[r % row_blocks]);
+    int32_t* out = csr.kv_index.data() + csr.row_offset[r];
+    for (int w = 0; w < words; ++w) {
+      for (uint64_t word = bits[w] & wanted[w]; word != 0; word &= word - 1) {
+        *out++ = local_key[w * 64 + std::countr_zero(word)];
       }
     }
   }

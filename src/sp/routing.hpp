@@ -47,8 +47,11 @@ struct LayerRouting {
 // The local mask of one ring step: rows (heads[h], q_blocks[i]) restricted to `key_blocks`
 // (ascending), with key indices local to that list. Equal to
 // mask.slice(heads, q_blocks, key_blocks).to_csr(), but walks only the kept bits.
+// With `with_indices` false only kv_count and row_offset are filled (the device path writes
+// kv_index itself from the mask bits: sp/cuda/block_indices.hpp).
 BlockCsr local_block_csr(const BlockMask& mask, const std::vector<int>& heads,
-                         const std::vector<int>& q_blocks, const std::vector<int>& key_blocks);
+                         const std::vector<int>& q_blocks, const std::vector<int>& key_blocks,
+                         bool with_indices = true);
 
 // Throws unless the problem, the mask and the partition describe the same layer on `ranks` ranks.
 void check_layer(int ranks, const SpProblem& problem, const BlockMask& mask,

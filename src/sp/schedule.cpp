@@ -7,7 +7,8 @@
 namespace dbsp::sp {
 
 LayerSchedule build_schedule(const BlockMask& mask, const Partition& partition,
-                             const SpProblem& problem, int rank, bool mask_aware) {
+                             const SpProblem& problem, int rank, bool mask_aware,
+                             bool host_indices) {
   LayerSchedule schedule;
   schedule.route =
       build_routing(mask, partition, problem.q_layout(), problem.k_layout(), rank, mask_aware);
@@ -18,8 +19,9 @@ LayerSchedule build_schedule(const BlockMask& mask, const Partition& partition,
   for (int t = 0; t < R; ++t) {
     const RingStep& step = route.steps[t];
     if (route.heads.empty() || route.q_blocks.empty() || step.key_blocks.empty()) continue;
-    BlockCsr csr = local_block_csr(mask, route.heads, route.q_blocks, step.key_blocks);
-    schedule.step_kept[t] = static_cast<int64_t>(csr.kv_index.size());
+    BlockCsr csr =
+        local_block_csr(mask, route.heads, route.q_blocks, step.key_blocks, host_indices);
+    schedule.step_kept[t] = csr.row_offset.back();
     if (schedule.step_kept[t] > 0) {
       schedule.step_masks[t] = std::move(csr);
       ++schedule.computing_steps;

@@ -21,8 +21,10 @@ struct LayerSchedule {
   int computing_steps = 0;  // steps with at least one kept block
 };
 
+// host_indices false: the step masks carry counts and offsets only (the device builds kv_index).
 LayerSchedule build_schedule(const BlockMask& mask, const Partition& partition,
-                             const SpProblem& problem, int rank, bool mask_aware);
+                             const SpProblem& problem, int rank, bool mask_aware,
+                             bool host_indices = true);
 
 // The key under which a schedule is kept: the caller's key mixed with what the caller's
 // fingerprint does not cover (head_dim and scale shape the buffers, not the routing).

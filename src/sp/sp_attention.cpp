@@ -52,7 +52,12 @@ SpAttention::SpAttention(Communicator& world, Strategy strategy, int layers, SpO
     : executor_(world, options),
       strategy_(strategy),
       layers_(layers),
-      plans_(layers, world.size(), strategy.policy, planner, cost, strategy.grid) {}
+      plans_(layers, world.size(), strategy.policy, planner, cost, strategy.grid) {
+  // A fixed grid needs one set of sub-communicators; a per-layer choice may use any of them.
+  const std::vector<Grid> grids =
+      strategy.grid ? std::vector<Grid>{*strategy.grid} : factorizations(world.size());
+  executor_.prepare(grids);
+}
 
 template <class Run>
 SpLayerReport SpAttention::forward_with(int layer, const BlockMask& mask, Run&& run) {

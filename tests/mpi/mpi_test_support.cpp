@@ -86,37 +86,73 @@ Partition random_partition(Grid grid, int heads, int q_blocks, int k_blocks, uin
   return p;
 }
 
-std::vector<double> reference_rows(const SpProblem& problem, const BlockMask& mask, uint64_t seed,
-                                   int first_q_block, int end_q_block, bool round_inputs_to_bf16) {
+namespace {
+
+// The single-rank problem of query blocks [first_q_block, end_q_block) against every key, and
+// its mask rows.
+struct RowsProblem {
+  AttentionProblem local;
+  BlockCsr csr;
+  int64_t first = 0, end = 0, keys = 0;
+};
+
+RowsProblem rows_problem(const SpProblem& problem, const BlockMask& mask, int first_q_block,
+                         int end_q_block) {
   const BlockLayout q_layout = problem.q_layout();
   const BlockLayout k_layout = problem.k_layout();
   std::vector<int> rows, heads, keys;
   for (int i = first_q_block; i < end_q_block; ++i) rows.push_back(i);
   for (int h = 0; h < problem.heads; ++h) heads.push_back(h);
   for (int j = 0; j < k_layout.blocks(); ++j) keys.push_back(j);
-  AttentionProblem local;
-  local.heads = problem.heads;
-  local.head_dim = problem.head_dim;
-  local.q_layout = BlockLayout::gather(q_layout, rows);
-  local.k_layout = k_layout;
-  local.scale = problem.scale;
-  const int64_t first = q_layout.start[first_q_block], end = q_layout.start[end_q_block];
-  auto widen = [&](const std::vector<float>& in) {
-    std::vector<double> out(in.size());
-    for (size_t e = 0; e < in.size(); ++e) {
-      out[e] = round_inputs_to_bf16 ? round_to_bf16(in[e]) : in[e];
-    }
-    return out;
-  };
-  const auto q = widen(seeded_tensor(seed, 0, first, end, problem.heads, problem.head_dim));
-  const auto k =
-      widen(seeded_tensor(seed, 1, 0, k_layout.tokens(), problem.heads, problem.head_dim));
-  const auto v =
-      widen(seeded_tensor(seed, 2, 0, k_layout.tokens(), problem.heads, problem.head_dim));
-  std::vector<double> out(q.size()), lse(static_cast<size_t>((end - first) * problem.heads));
+  RowsProblem r;
+  r.local.heads = problem.heads;
+  r.local.head_dim = problem.head_dim;
+  r.local.q_layout = BlockLayout::gather(q_layout, rows);
+  r.local.k_layout = k_layout;
+  r.local.scale = problem.scale;
+  r.first = q_layout.start[first_q_block];
+  r.end = q_layout.start[end_q_block];
+  r.keys = k_layout.tokens();
+  r.csr = mask.slice(heads, rows, keys).to_csr();
+  return r;
+}
+
+template <class T>
+std::vector<T> seeded_inputs(uint64_t seed, int which, int64_t first, int64_t end,
+                             const SpProblem& problem, bool round_to_bf16_first) {
+  const std::vector<float> values =
+      seeded_tensor(seed, which, first, end, problem.heads, problem.head_dim);
+  std::vector<T> out(values.size());
+  for (size_t e = 0; e < values.size(); ++e) {
+    out[e] = round_to_bf16_first ? round_to_bf16(values[e]) : values[e];
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<double> reference_rows(const SpProblem& problem, const BlockMask& mask, uint64_t seed,
+                                   int first_q_block, int end_q_block, bool round_inputs_to_bf16) {
+  const RowsProblem r = rows_problem(problem, mask, first_q_block, end_q_block);
+  const auto q = seeded_inputs<double>(seed, 0, r.first, r.end, problem, round_inputs_to_bf16);
+  const auto k = seeded_inputs<double>(seed, 1, 0, r.keys, problem, round_inputs_to_bf16);
+  const auto v = seeded_inputs<double>(seed, 2, 0, r.keys, problem, round_inputs_to_bf16);
+  std::vector<double> out(q.size()), lse(static_cast<size_t>((r.end - r.first) * problem.heads));
   if (q.empty()) return out;
-  const BlockCsr csr = mask.slice(heads, rows, keys).to_csr();
-  attention_block_sparse<double>(local, csr, q.data(), k.data(), v.data(), out.data(), lse.data());
+  attention_block_sparse<double>(r.local, r.csr, q.data(), k.data(), v.data(), out.data(),
+                                 lse.data());
+  return out;
+}
+
+std::vector<float> naive_bf16_rows(const SpProblem& problem, const BlockMask& mask, uint64_t seed,
+                                   int first_q_block, int end_q_block) {
+  const RowsProblem r = rows_problem(problem, mask, first_q_block, end_q_block);
+  const auto q = seeded_inputs<float>(seed, 0, r.first, r.end, problem, true);
+  const auto k = seeded_inputs<float>(seed, 1, 0, r.keys, problem, true);
+  const auto v = seeded_inputs<float>(seed, 2, 0, r.keys, problem, true);
+  std::vector<float> out(q.size());
+  if (q.empty()) return out;
+  attention_block_sparse_bf16_naive(r.local, r.csr, q.data(), k.data(), v.data(), out.data());
   return out;
 }
 

@@ -33,5 +33,9 @@ Partition random_partition(Grid grid, int heads, int q_blocks, int k_blocks, uin
 std::vector<double> reference_rows(const SpProblem& problem, const BlockMask& mask, uint64_t seed,
                                    int first_q_block, int end_q_block,
                                    bool round_inputs_to_bf16 = false);
+// The same rows through the naive bf16 path (attention_block_sparse_bf16_naive) on bf16-rounded
+// inputs: the yardstick of accuracy.hpp.
+std::vector<float> naive_bf16_rows(const SpProblem& problem, const BlockMask& mask, uint64_t seed,
+                                   int first_q_block, int end_q_block);
 
 }  // namespace dbsp::test

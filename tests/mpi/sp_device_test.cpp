@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <string>
 
+#include "dbsp/accuracy.hpp"
 #include "dbsp/sp_attention.hpp"
 #include "mpi_test_support.hpp"
 #include "nccl_fixture.hpp"
@@ -15,10 +17,6 @@ namespace dbsp {
 namespace {
 
 constexpr uint64_t kSeed = 7;
-// bf16 inputs and output against an fp64 reference of the same (rounded) inputs: the output's own
-// rounding is 2^-9 relative; P and the partial outputs pass through bf16 inside the kernels.
-constexpr double kTolerance = 3e-2;
-
 std::vector<float> rounded(std::vector<float> values) {
   for (float& x : values) x = round_to_bf16(x);
   return values;
@@ -29,6 +27,7 @@ struct DeviceCase {
   SequenceShard shard;
   DeviceBf16 q, k, v;
   std::vector<double> reference;
+  std::vector<float> naive;  // the naive bf16 path on the same inputs (accuracy.hpp)
   BlockMask mask;
 
   DeviceCase(const SpProblem& p, BlockMask m, int rank, int ranks)
@@ -43,17 +42,16 @@ struct DeviceCase {
         mask(std::move(m)) {
     reference = test::reference_rows(problem, mask, kSeed, shard.first_block, shard.end_block,
                                      /*round_inputs_to_bf16=*/true);
+    naive = test::naive_bf16_rows(problem, mask, kSeed, shard.first_block, shard.end_block);
+  }
+
+  // bf16 inputs and output against the fp64 reference of the same (rounded) inputs, by the rule
+  // of accuracy.hpp: relative L2 <= 1e-2 and at most 2x the naive bf16 path's largest error.
+  void expect_accurate(const std::vector<float>& out, const std::string& what) const {
+    const AccuracyReport report = compare_with_reference(out, reference, naive);
+    EXPECT_TRUE(report.passes()) << what << ": " << report.describe();
   }
 };
-
-double worst_error(const std::vector<float>& out, const std::vector<double>& reference) {
-  double worst = 0;
-  for (size_t e = 0; e < out.size(); ++e) {
-    const double error = std::abs(out[e] - reference[e]) / std::max(1e-2, std::abs(reference[e]));
-    worst = std::isnan(error) ? INFINITY : std::max(worst, error);
-  }
-  return worst;
-}
 
 SpProblem device_problem(int heads) {
   SpProblem problem;
@@ -79,8 +77,8 @@ TEST_F(Nccl, DeviceExecutorMatchesReferenceForEveryGridPartitionAndMask) {
         DeviceBf16 out(c.q.size());
         executor.run_device_bf16(problem, c.mask, partition, c.q.data(), c.k.data(), c.v.data(),
                                  out.data());
-        EXPECT_LE(worst_error(out.to_host(), c.reference), kTolerance)
-            << grid.name() << " density " << c.mask.density();
+        c.expect_accurate(out.to_host(),
+                          grid.name() + " density " + std::to_string(c.mask.density()));
       }
     }
   }
@@ -105,7 +103,7 @@ TEST_F(Nccl, DeviceMaskAwareRunEqualsSendEverythingBitForBit) {
     EXPECT_EQ(0, std::memcmp(host_a.data(), host_b.data(), host_a.size() * sizeof(float)))
         << grid.name();
     EXPECT_EQ(a.bytes_sent + a.bytes_saved, b.bytes_sent);
-    EXPECT_LE(worst_error(host_a, c.reference), kTolerance) << grid.name();
+    c.expect_accurate(host_a, grid.name());
   }
 }
 
@@ -125,7 +123,7 @@ TEST_F(Nccl, DeviceStrategiesMatchReferenceAcrossLayers) {
       DeviceBf16 out(c.q.size());
       const SpLayerReport report = attention.forward_device_bf16(
           layer, problem, c.mask, c.q.data(), c.k.data(), c.v.data(), out.data());
-      EXPECT_LE(worst_error(out.to_host(), c.reference), kTolerance) << name;
+      c.expect_accurate(out.to_host(), name);
       EXPECT_GT(report.telemetry.total_ms, 0.0);
     }
   }

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 #include <limits>
 #include <sstream>
@@ -18,6 +19,7 @@
 #include "dbsp/cuda_attention.hpp"
 #include "dbsp/error.hpp"
 #include "dbsp/sp_attention.hpp"
+#include "sp/cuda/block_indices.hpp"
 #include "sp/cuda/device_copy.hpp"
 #include "sp/routing.hpp"
 #include "sp/schedule.hpp"
@@ -181,8 +183,10 @@ struct PeerRange {
 };
 
 struct DeviceStep {
-  int64_t count_offset = 0, row_offset_offset = 0, index_offset = 0, q_start_offset = 0,
-          k_start_offset = 0;
+  int64_t count_offset = 0, row_offset_offset = 0, q_start_offset = 0, k_start_offset = 0;
+  // The step's key-block lists live in DeviceSchedule::indices from index_at (elements), written
+  // on the device from the mask bits and this step's wanted key blocks (table offsets).
+  int64_t index_at = 0, wanted_offset = 0, wanted_before_offset = 0;
   cuda::SparseAttention* kernel = nullptr;  // created before any transfer is queued
   CopyList pack, unpack;                    // ring transfer that brings this step's K/V (step > 0)
   std::vector<PeerRange> sends, recvs;
@@ -199,6 +203,8 @@ struct DeviceSchedule {
   int64_t ring_send_bytes = 0, ring_recv_bytes = 0, step_tokens = 0;
   DeviceMemory table;
   int64_t table_bytes = 0;
+  int64_t row_bits_offset = 0;  // the local mask rows (heads x query blocks x words) in the table
+  DeviceMemory indices;         // every step's kv_index
   bool uploaded = false;
 };
 
@@ -296,7 +302,8 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
   bool reused = false;
   DeviceSchedule& sched = ds.schedules.lookup(reuse, sp::schedule_key(reuse, problem), reused);
   if (!reused) {
-    sched.host = sp::build_schedule(mask, partition, problem, world_.rank(), options_.mask_aware);
+    sched.host = sp::build_schedule(mask, partition, problem, world_.rank(), options_.mask_aware,
+                                    /*host_indices=*/false);
     const sp::LayerRouting& route = sched.host.route;
     const int64_t Hg = static_cast<int64_t>(route.heads.size());
     const int64_t tq = route.q_local.tokens();
@@ -360,6 +367,19 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
     for (CopyList* list : {&sched.in_pack, &sched.in_unpack, &sched.out_pack, &sched.out_unpack}) {
       list->table_offset = table.add(std::span<const RowCopy>(list->copies));
     }
+    const int words = mask.words_per_row();
+    if (sched.host.computing_steps > 0) {
+      std::vector<uint64_t> row_bits;
+      row_bits.reserve(route.heads.size() * route.q_blocks.size() * static_cast<size_t>(words));
+      for (int h : route.heads) {
+        for (int i : route.q_blocks) {
+          const uint64_t* bits = mask.row_bits(h, i);
+          row_bits.insert(row_bits.end(), bits, bits + words);
+        }
+      }
+      sched.row_bits_offset = table.add(std::span<const uint64_t>(row_bits));
+    }
+    int64_t index_count = 0;
     for (int t = 0; t < R; ++t) {
       DeviceStep& step = sched.steps[t];
       step.pack.table_offset = table.add(std::span<const RowCopy>(step.pack.copies));
@@ -368,10 +388,20 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
       const BlockCsr& csr = sched.host.step_masks[t];
       step.count_offset = table.add(std::span<const int32_t>(csr.kv_count));
       step.row_offset_offset = table.add(std::span<const int64_t>(csr.row_offset));
-      step.index_offset = table.add(std::span<const int32_t>(csr.kv_index));
+      std::vector<uint64_t> wanted(static_cast<size_t>(words), 0);
+      for (int j : route.steps[t].key_blocks) wanted[j >> 6] |= uint64_t{1} << (j & 63);
+      std::vector<int32_t> wanted_before(static_cast<size_t>(words), 0);
+      for (int w = 1; w < words; ++w) {
+        wanted_before[w] = wanted_before[w - 1] + std::popcount(wanted[w - 1]);
+      }
+      step.wanted_offset = table.add(std::span<const uint64_t>(wanted));
+      step.wanted_before_offset = table.add(std::span<const int32_t>(wanted_before));
+      step.index_at = index_count;
+      index_count += sched.host.step_kept[t];
       step.q_start_offset = table.add(std::span<const int64_t>(route.q_local.start));
       step.k_start_offset = table.add(std::span<const int64_t>(route.steps[t].key_layout.start));
     }
+    sched.indices.ensure(std::max<int64_t>(1, index_count) * 4);
     sched.table_bytes = std::max<int64_t>(16, table.size());
     sched.table.ensure(sched.table_bytes);
     char* pinned = ds.pinned_table.ensure(sched.table_bytes);
@@ -454,6 +484,18 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
     DBSP_CUDA_RT_CHECK(cudaMemcpyAsync(sched.table.get(), ds.pinned_table.ensure(sched.table_bytes),
                                        static_cast<size_t>(sched.table_bytes),
                                        cudaMemcpyHostToDevice, world_stream));
+    const int words = mask.words_per_row();
+    for (int t = 0; t < R; ++t) {
+      if (sched.host.step_kept[t] == 0) continue;
+      const DeviceStep& step = sched.steps[t];
+      sp::device::fill_block_indices(
+          reinterpret_cast<const uint64_t*>(device_table + sched.row_bits_offset), words,
+          Hg * static_cast<int64_t>(route.q_blocks.size()),
+          reinterpret_cast<const uint64_t*>(device_table + step.wanted_offset),
+          reinterpret_cast<const int32_t*>(device_table + step.wanted_before_offset),
+          reinterpret_cast<const int64_t*>(device_table + step.row_offset_offset),
+          reinterpret_cast<int32_t*>(sched.indices.get()) + step.index_at, world_stream);
+    }
     sched.uploaded = true;
   }
   if (options_.mask_aware && tq * Hg > 0) {
@@ -496,7 +538,7 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
       dm.q_blocks = static_cast<int>(route.q_blocks.size());
       dm.kv_count = reinterpret_cast<const int32_t*>(device_table + step.count_offset);
       dm.block_row_offset = reinterpret_cast<const int64_t*>(device_table + step.row_offset_offset);
-      dm.kv_index = reinterpret_cast<const int32_t*>(device_table + step.index_offset);
+      dm.kv_index = reinterpret_cast<const int32_t*>(sched.indices.get()) + step.index_at;
       dm.q_block_start = reinterpret_cast<const int64_t*>(device_table + step.q_start_offset);
       dm.k_block_start = reinterpret_cast<const int64_t*>(device_table + step.k_start_offset);
       const void* keys = t == 0 ? k_local : step_k[t % 2];

@@ -1,9 +1,9 @@
-// bf16 rounding on the host: what the device path sees of a float.
+// bf16 rounding on the host: what a bf16 device path sees of a float.
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
-#include "dbsp/sp_attention.hpp"
+#include "dbsp/attention.hpp"
 
 namespace dbsp {
 

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# One call on the lent 2-GPU machine (device tool, from the repository root): the NCCL tests at
+# P = 1 and 2, the link probe, `dbsp run --backend cuda` on Wan2.1-480p for every P = 2 strategy,
+# and `dbsp run --emulate P` on Wan2.1-720p for P = 4, 8, 16 priced with the probed link.
+# Binaries are built on the development machine and carried in .deps/runtime/{bin,lib}; the
+# machine's own Open MPI and NCCL are used. Logs go to $OUT.
+#   usage: bash bench/runtime/device_run.sh [layers] [steps] [emulated layers]
+set -uo pipefail
+deps=.deps/runtime
+out=${OUT:-/tmp/dbsp_runtime_out}
+mkdir -p "$out"
+layers=${1:-8}
+steps=${2:-2}
+emulated_layers=${3:-4}
+export LD_LIBRARY_PATH=$PWD/$deps/lib:${LD_LIBRARY_PATH:-}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 NCCL_NVLS_ENABLE=0
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+# Host-side schedule work is threaded; two ranks share the machine's cores.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
+mpirun="mpirun --bind-to none -x OMP_NUM_THREADS -x LD_LIBRARY_PATH -x NCCL_NVLS_ENABLE -np"
+bin=$deps/bin
+nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,temperature.gpu --format=csv \
+  | tee "$out/device.txt"
+
+echo "== nccl tests"
+for np in 1 2; do
+  echo "---- np$np" >>"$out/nccl_tests.log"
+  timeout 240 $mpirun $np "$bin/dbsp_nccl_tests" --gtest_brief=1 >>"$out/nccl_tests.log" 2>&1
+  echo "np$np exit $?"
+done
+grep -E "PASSED|FAILED|SKIPPED|Failure|error" "$out/nccl_tests.log" | sort | uniq -c | head -30
+
+echo "== link probe"
+timeout 60 $mpirun 2 "$bin/bench_link_probe" 256 2>&1 | tee "$out/link_probe.log"
+gbps=$(awk '/^link:/ {print $2}' "$out/link_probe.log")
+lat=$(awk '/^link:/ {print $4}' "$out/link_probe.log")
+gbps=${gbps:-300}
+lat=${lat:-20}
+
+echo "== dbsp run --backend cuda, 2 GPUs, wan2.1-480p"
+timeout 120 $mpirun 2 "$bin/dbsp" run --workload wan2.1-480p --backend cuda --strategy dbsp \
+  --layers 2 --steps 1 --check --check-blocks 2 >"$out/runs.log" 2>&1
+echo "check exit $?"
+grep -E "check:|error" "$out/runs.log"
+for strategy in ulysses ring dbsp-paper dbsp; do
+  timeout 150 $mpirun 2 "$bin/dbsp" run --workload wan2.1-480p --backend cuda \
+    --strategy "$strategy" --layers "$layers" --steps "$steps" --link-gbps "$gbps" \
+    --latency-us "$lat" >"$out/run.log" 2>&1
+  echo "$strategy exit $?: $(grep -E '^summary' -A3 "$out/run.log" | tr '\n' ' ')"
+  cat "$out/run.log" >>"$out/runs.log"
+done
+rm -f "$out/run.log"
+
+echo "== emulated: 720p at P = 4, 8, 16 and 480p at P = 2 (the real run's twin); link $gbps GB/s + $lat us"
+# emulate P GPU WORKLOAD LAYERS STEPS
+emulate() {
+  CUDA_VISIBLE_DEVICES=$2 timeout 300 "$bin/dbsp" run --emulate "$1" --workload "$3" \
+    --backend cuda --strategy all --layers "$4" --steps "$5" --link-gbps "$gbps" \
+    --latency-us "$lat" >"$out/emulate_$1_$3.part" 2>&1
+  echo "emulate $1 $3 exit $?"
+}
+emulate 4 0 wan2.1-720p "$emulated_layers" 1 &
+emulate 8 1 wan2.1-720p "$emulated_layers" 1 &
+wait
+emulate 16 0 wan2.1-720p "$emulated_layers" 1 &
+emulate 2 1 wan2.1-480p "$layers" "$steps" &
+wait
+for part in "$out"/emulate_*.part; do
+  echo "-- $(basename "$part" .part)"
+  sed -n '/^summary/,$p' "$part"
+  { echo "---- $(basename "$part" .part)"; cat "$part"; } >>"$out/emulate.log"
+  rm -f "$part"
+done
