@@ -16,6 +16,10 @@ inline void add_cost_options(CLI::App& command, CostModel& cost) {
       ->capture_default_str();
   command.add_option("--link-gbps", cost.link_gbytes_per_s, "link bandwidth per rank (GB/s)")
       ->capture_default_str();
+  command
+      .add_option("--move-gbps", cost.move_gbytes_per_s,
+                  "effective bandwidth of moved blocks' extra all-to-all (GB/s)")
+      ->capture_default_str();
   command.add_option("--latency-us", cost.link_latency_us, "link latency (us)")
       ->capture_default_str();
 }

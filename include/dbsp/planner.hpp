@@ -26,8 +26,11 @@ struct CostModel {
   // is what makes many ring steps of short rows slower than one long row per head.
   double us_per_block = 0.0053;
   double us_per_row_step = 0.045;
-  double link_gbytes_per_s = 120.0;   // per-rank point-to-point / all-to-all bandwidth
-  double link_latency_us = 15.0;      // per collective or ring step
+  double link_gbytes_per_s = 120.0;  // per-rank point-to-point / all-to-all bandwidth
+  // Moved blocks travel as many small slabs through an extra all-to-all that nothing overlaps:
+  // measured on 2 x H200 at ~20 GB/s effective (BENCHMARKS.md, runtime), a tenth of the link.
+  double move_gbytes_per_s = 20.0;
+  double link_latency_us = 15.0;  // per collective or ring step
   int head_dim = 128;
   int bytes_per_element = 2;
   int block_size = 64;

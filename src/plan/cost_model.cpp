@@ -25,9 +25,10 @@ CostModel::Breakdown CostModel::predict(Grid grid, double imbalance_ratio, int64
       U > 1 ? 4.0 * (tokens / P) * token_bytes * (U - 1) / U / bytes_per_ms + 2 * latency_ms : 0.0;
   // A moved block carries Q in and O out (query) or K and V in (key), for every head, split
   // over the ranks that send it.
-  b.move_ms = moved_blocks > 0
-                  ? 2.0 * moved_blocks * block_size * token_bytes / P / bytes_per_ms + latency_ms
-                  : 0.0;
+  b.move_ms = moved_blocks > 0 ? 2.0 * moved_blocks * block_size * token_bytes / P /
+                                         (std::min(move_gbytes_per_s, link_gbytes_per_s) * 1e6) +
+                                     latency_ms
+                               : 0.0;
   b.ring_ms = (std::max(b.compute_ms, b.p2p_ms) * (R - 1) + b.compute_ms) * imbalance_ratio;
   b.total_ms = b.all_to_all_ms + b.ring_ms + b.move_ms;
   return b;
