@@ -53,7 +53,7 @@ double retained_share(const std::vector<float>& lse, const std::vector<float>& f
 }  // namespace
 
 EqualMassResult equal_mass_experiment(const std::string& shape_name, double target, int reps,
-                                      uint64_t seed) {
+                                      uint64_t seed, cuda::AttentionKernel kernel) {
   const ModelShape& shape = model_preset(shape_name);
   const SyntheticWorkload workload(shape, seed, 64);
   std::vector<float> host_q, host_k;
@@ -71,7 +71,7 @@ EqualMassResult equal_mass_experiment(const std::string& shape_name, double targ
   attention_shape.seq_q = attention_shape.seq_k = seq;
   attention_shape.heads = shape.heads;
   attention_shape.head_dim = shape.head_dim;
-  cuda::SparseAttention attention(attention_shape, 64);
+  cuda::SparseAttention attention(attention_shape, 64, 0, kernel);
   cuda::DeviceMask dense;
   dense.dense = true;
   attention.run(dense, q.get(), k.get(), v.get(), out.get(), lse.get<float>(), nullptr);

@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <string>
 
+#include "dbsp/cuda_attention.hpp"
+
 namespace dbsp::bench {
 
 struct EqualMassSide {
@@ -24,6 +26,6 @@ struct EqualMassResult {
 };
 
 EqualMassResult equal_mass_experiment(const std::string& shape_name, double target, int reps,
-                                      uint64_t seed);
+                                      uint64_t seed, cuda::AttentionKernel kernel);
 
 }  // namespace dbsp::bench

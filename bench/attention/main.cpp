@@ -39,7 +39,7 @@ struct Options {
   std::vector<std::string> shapes{"wan2.1-480p", "wan2.1-720p", "cogvideox1.5"};
   std::vector<double> densities{0.05, 0.10, 0.25, 0.50};
   std::vector<std::string> sources{"structured", "uniform"};
-  std::vector<std::string> kernels{"wgmma", "mma_sync"};
+  std::vector<std::string> kernels{"ws", "wgmma", "mma_sync"};
   int reps = 5;
   bool peers = true;
   std::string python = "python3";
@@ -70,11 +70,15 @@ struct Row {
   std::string peer_key;  // job name of the Flex peer; filled in after the peers ran
 };
 cuda::AttentionKernel kernel_named(const std::string& name) {
+  if (name == "ws") return cuda::AttentionKernel::warp_specialized;
   if (name == "wgmma") return cuda::AttentionKernel::wgmma;
   if (name == "mma_sync") return cuda::AttentionKernel::mma_sync;
-  fail("unknown kernel family '", name, "' (expected wgmma or mma_sync)");
+  fail("unknown kernel family '", name, "' (expected ws, wgmma or mma_sync)");
 }
-std::string short_name(const std::string& kernel) { return kernel == "wgmma" ? "wg" : "mma"; }
+std::string short_name(const std::string& kernel) {
+  if (kernel == "ws") return "ws";
+  return kernel == "wgmma" ? "wg" : "mma";
+}
 
 Row make_row(const std::string& shape, const std::string& source, const std::string& variant,
              const std::string& peer = "") {
@@ -374,8 +378,9 @@ int run(const Options& options) {
                "kernel scaled to the fine row's kept work. x_dense = cuDNN dense ms / ours ms.\n";
   if (!options.csv.empty()) write_csv(rows, options.csv);
   if (!options.equal_mass_shape.empty()) try {
-      const EqualMassResult r = equal_mass_experiment(
-          options.equal_mass_shape, options.equal_mass_target, options.reps, options.seed);
+      const EqualMassResult r =
+          equal_mass_experiment(options.equal_mass_shape, options.equal_mass_target, options.reps,
+                                options.seed, kernel_named(options.kernels.front()));
       const auto side = [](const char* name, const EqualMassSide& s) {
         std::printf(
             "#   %-16s tau %.4f  retained %.4f  kept %6.2f%%  estimate %8.3f ms  kernel %8.3f ms\n",
@@ -383,8 +388,8 @@ int run(const Options& options) {
       };
       std::printf(
           "# equal retained softmax mass (%s, synthetic Q/K step 0 layer 0, target %.0f%% of "
-          "each query row's true mass, mean over rows; wgmma kernel):\n",
-          r.shape.c_str(), 100 * r.target);
+          "each query row's true mass, mean over rows; %s kernel):\n",
+          r.shape.c_str(), 100 * r.target, options.kernels.front().c_str());
       side("block 64x64", r.block);
       side("fine 64x1", r.fine);
       std::printf(
@@ -410,7 +415,8 @@ int main(int argc, char** argv) {
                  "model presets (wan2.1-480p wan2.1-720p cogvideox1.5)");
   app.add_option("--densities", options.densities, "target block densities");
   app.add_option("--sources", options.sources, "mask sources: structured, uniform");
-  app.add_option("--kernels", options.kernels, "kernel families: wgmma, mma_sync");
+  app.add_option("--kernels", options.kernels,
+                 "kernel families: ws (warp-specialised), wgmma, mma_sync");
   app.add_option("--reps", options.reps, "timed repetitions (median)");
   app.add_flag("!--no-peers", options.peers, "skip the PyTorch peers");
   app.add_option("--python", options.python, "Python with PyTorch");

@@ -64,10 +64,12 @@ struct DeviceMask {
 // guards every call, so support and dispatch cannot drift.
 std::string unsupported_reason(const AttentionShape& shape, const DeviceMask& mask);
 
-// Kernel family: mma_sync (FlashAttention-2 style, ldmatrix + mma.sync) or wgmma (Hopper
-// warpgroup MMA reading K/V from shared memory, sm_90a). automatic picks wgmma on compute
-// capability 9.0 devices.
-enum class AttentionKernel { automatic, mma_sync, wgmma };
+// Kernel family: mma_sync (FlashAttention-2 style, ldmatrix + mma.sync), wgmma (Hopper
+// warpgroup MMA reading K/V from shared memory, sm_90a) or warp_specialized (wgmma consumers fed
+// by producer warps through TMA / cp.async and mbarrier rings, sm_90a). automatic picks, per
+// mask, the family measured fastest on the device: on compute capability 9.x warp_specialized
+// for dense and block-list masks and wgmma for masks with key lists; mma_sync elsewhere.
+enum class AttentionKernel { automatic, mma_sync, wgmma, warp_specialized };
 const char* to_string(AttentionKernel kernel);
 
 // Forward attention over a DeviceMask. The constructor allocates the device workspace for one
@@ -85,8 +87,9 @@ class SparseAttention {
   SparseAttention& operator=(SparseAttention&&) noexcept;
 
   const AttentionShape& shape() const;
-  AttentionKernel kernel() const;  // the family chosen (never automatic)
-  int ctas_per_sm() const;         // resident CTAs per SM of the chosen kernel (occupancy)
+  AttentionKernel kernel() const;  // the family for dense and block-list masks (never automatic)
+  AttentionKernel kernel_for(const DeviceMask& mask) const;  // the family run() uses for mask
+  int ctas_per_sm() const;  // resident CTAs per SM of kernel() (occupancy)
   // Reads only device data of `mask`; the schedule stays valid while the mask's lists do.
   void plan(const DeviceMask& mask, void* stream);
   // lse may be null. A sparse mask needs a plan() of the same mask first (a dense one does not).

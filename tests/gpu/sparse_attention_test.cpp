@@ -47,7 +47,8 @@ Inputs random_inputs(const Problem& p, std::mt19937_64& rng) {
 }
 
 constexpr cuda::AttentionKernel kKernels[] = {cuda::AttentionKernel::mma_sync,
-                                              cuda::AttentionKernel::wgmma};
+                                              cuda::AttentionKernel::wgmma,
+                                              cuda::AttentionKernel::warp_specialized};
 
 struct Case {
   cuda::DType dtype;
@@ -222,6 +223,31 @@ TEST_F(SparseAttention, NonUniformShardLayoutMatchesReference) {
     const RunResult got = run_attention(p, mask, in.q, in.k, in.v, kernel);
     expect_within_naive_bound(compare_with_reference(p, mask, in.q, in.k, in.v, got.out, got.lse));
   }
+}
+
+TEST_F(SparseAttention, AutomaticFamilyMatchesReferenceForBlockAndKeyLists) {
+  std::mt19937_64 rng(25);
+  Problem p;
+  p.seq_q = p.seq_k = 500;
+  p.heads = 2;
+  p.head_dim = 128;
+  HostMask blocks = HostMask::uniform(p.heads, p.seq_q, p.seq_k, 64, 64);
+  fill_random_blocks(blocks, 0.4, rng, /*empty_every=*/5);
+  HostMask mixed = blocks;
+  fill_random_keys(mixed, 0.1, p.seq_k, rng);
+  const Inputs in = random_inputs(p, rng);
+  for (const HostMask* mask : {&blocks, &mixed}) {
+    const RunResult got = run_attention(p, *mask, in.q, in.k, in.v);
+    expect_within_naive_bound(compare_with_reference(p, *mask, in.q, in.k, in.v, got.out, got.lse));
+  }
+  int device = 0, major = 0;
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), cudaSuccess);
+  if (major != 9) return;
+  DeviceMaskStorage block_lists = upload_mask(blocks), key_lists = upload_mask(mixed);
+  const cuda::SparseAttention attention(p.shape(), 64);
+  EXPECT_EQ(attention.kernel_for(block_lists.view), cuda::AttentionKernel::warp_specialized);
+  EXPECT_EQ(attention.kernel_for(key_lists.view), cuda::AttentionKernel::wgmma);
 }
 
 TEST_F(SparseAttention, RunWithoutPlanIsRejected) {

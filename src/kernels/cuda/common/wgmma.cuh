@@ -1,7 +1,8 @@
 // Hopper warpgroup MMA (sm_90a): shared-memory matrix descriptors for the 128-byte swizzled
-// layout, the fence / commit / wait protocol, and the wgmma shapes the attention kernel uses
+// layout, the fence / commit / wait protocol, and the wgmma shapes the attention kernels use
 // (m64n64k16 with A and B from shared memory; m64n64k16 and m64n128k16 with A from registers and
-// B N-major). The operand lists are spelled out because inline PTX takes no register ranges.
+// B N-major; m64n64k16 with A from registers and B K-major). The operand lists are spelled out
+// because inline PTX takes no register ranges.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -53,6 +54,22 @@ struct Wgmma;
 
 template <>
 struct Wgmma<__nv_bfloat16, 64> {
+  // D[64 x 64] (+)= A[64 x 16] (registers) * B[16 x 64], B K-major in shared memory.
+  __device__ __forceinline__ static void rs_k_major(float (&d)[8][4], const uint32_t (&a)[4],
+                                                    uint64_t desc_b, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, "
+        "%9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, "
+        "%27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),
+          "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+          "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]),
+          "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+          "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]),
+          "+f"(d[7][2]), "+f"(d[7][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate));
+  }
   // D[64 x 64] (+)= A[64 x 16] * B[16 x 64], A and B K-major in shared memory.
   __device__ __forceinline__ static void ss(float (&d)[8][4], uint64_t desc_a, uint64_t desc_b,
                                             int accumulate) {
@@ -117,6 +134,22 @@ struct Wgmma<__nv_bfloat16, 128> {
 
 template <>
 struct Wgmma<__half, 64> {
+  // D[64 x 64] (+)= A[64 x 16] (registers) * B[16 x 64], B K-major in shared memory.
+  __device__ __forceinline__ static void rs_k_major(float (&d)[8][4], const uint32_t (&a)[4],
+                                                    uint64_t desc_b, int accumulate) {
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0, %1, %2, %3, %4, %5, %6, %7, %8, "
+        "%9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, "
+        "%27, %28, %29, %30, %31}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+        : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]),
+          "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+          "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]),
+          "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+          "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]),
+          "+f"(d[7][2]), "+f"(d[7][3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate));
+  }
   // D[64 x 64] (+)= A[64 x 16] * B[16 x 64], A and B K-major in shared memory.
   __device__ __forceinline__ static void ss(float (&d)[8][4], uint64_t desc_a, uint64_t desc_b,
                                             int accumulate) {

@@ -39,6 +39,8 @@ const char* to_string(AttentionKernel kernel) {
       return "mma_sync";
     case AttentionKernel::wgmma:
       return "wgmma";
+    case AttentionKernel::warp_specialized:
+      return "warp_specialized";
   }
   return "unknown";
 }
@@ -85,6 +87,8 @@ auto dispatch_kernel(AttentionKernel kernel, DType dtype, int head_dim, F&& f) {
     return DBSP_DISPATCH_HEAD_DIM(head_dim, kHeadDim, [&] {
       if (kernel == AttentionKernel::wgmma)
         return f.template operator()<detail::KernelFamily::sm90, kElement, kHeadDim>();
+      if (kernel == AttentionKernel::warp_specialized)
+        return f.template operator()<detail::KernelFamily::sm90_ws, kElement, kHeadDim>();
       return f.template operator()<detail::KernelFamily::sm80, kElement, kHeadDim>();
     });
   });
@@ -98,8 +102,12 @@ struct SparseAttention::Impl {
   int q_blocks = 0;
   int num_items = 0;
   int sm_count = 0;
-  int ctas_per_sm = 0;  // occupancy of the selected kernel, read once
-  AttentionKernel kernel = AttentionKernel::mma_sync;
+  // The family for masks without key lists (block lists, dense) and for masks with key lists,
+  // with their occupancies, read once. They differ only for AttentionKernel::automatic.
+  AttentionKernel block_kernel = AttentionKernel::mma_sync;
+  AttentionKernel key_kernel = AttentionKernel::mma_sync;
+  int block_ctas_per_sm = 0;
+  int key_ctas_per_sm = 0;
   detail::WorkScheduler scheduler;
   bool planned = false;
   const int32_t* planned_counts = nullptr;  // identifies the mask the schedule was built for
@@ -173,18 +181,30 @@ SparseAttention::SparseAttention(const AttentionShape& shape, int block_q, int q
   DBSP_CUDA_CHECK(cudaDeviceGetAttribute(&impl_->sm_count, cudaDevAttrMultiProcessorCount, device));
   int major = 0;
   DBSP_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  if (kernel == AttentionKernel::automatic)
-    kernel = major == 9 ? AttentionKernel::wgmma : AttentionKernel::mma_sync;
-  require(kernel != AttentionKernel::wgmma || major == 9,
-          "the wgmma attention kernel needs a compute capability 9.x (Hopper) device, this one is ",
-          major, ".x");
-  impl_->kernel = kernel;
-  impl_->ctas_per_sm = dispatch_kernel(
-      kernel, shape.dtype, shape.head_dim,
-      []<detail::KernelFamily kFamily, detail::ElementKind kElement, int kHeadDim>() {
-        return detail::sparse_attention_ctas_per_sm<kFamily, kElement, kHeadDim>();
-      });
-  require(impl_->ctas_per_sm > 0, "the sparse attention kernel does not fit on this device");
+  // Measured on an H100 (BENCHMARKS.md, kernels v5): the warp-specialised family is fastest for
+  // dense and block-sparse masks, the wgmma family for key lists (there all 128 consumer threads
+  // issue the row gathers; the warp-specialised kernel's two producer warps cannot keep up).
+  const bool automatic = kernel == AttentionKernel::automatic;
+  const AttentionKernel fallback = major == 9 ? AttentionKernel::wgmma : AttentionKernel::mma_sync;
+  impl_->block_kernel = automatic && major == 9 ? AttentionKernel::warp_specialized
+                        : automatic             ? fallback
+                                                : kernel;
+  impl_->key_kernel = automatic ? fallback : kernel;
+  require(automatic || kernel == AttentionKernel::mma_sync || major == 9, "the ", to_string(kernel),
+          " attention kernel needs a compute capability 9.x (Hopper) device, this one is ", major,
+          ".x");
+  const auto occupancy = [&](AttentionKernel family) {
+    const int ctas = dispatch_kernel(
+        family, shape.dtype, shape.head_dim,
+        []<detail::KernelFamily kFamily, detail::ElementKind kElement, int kHeadDim>() {
+          return detail::sparse_attention_ctas_per_sm<kFamily, kElement, kHeadDim>();
+        });
+    require(ctas > 0, "the ", to_string(family), " attention kernel does not fit on this device");
+    return ctas;
+  };
+  impl_->block_ctas_per_sm = occupancy(impl_->block_kernel);
+  impl_->key_ctas_per_sm = impl_->key_kernel == impl_->block_kernel ? impl_->block_ctas_per_sm
+                                                                    : occupancy(impl_->key_kernel);
   impl_->scheduler =
       detail::WorkScheduler(impl_->num_items, static_cast<int>(shape.batch * shape.heads));
 }
@@ -194,8 +214,11 @@ SparseAttention::SparseAttention(SparseAttention&&) noexcept = default;
 SparseAttention& SparseAttention::operator=(SparseAttention&&) noexcept = default;
 
 const AttentionShape& SparseAttention::shape() const { return impl_->shape; }
-AttentionKernel SparseAttention::kernel() const { return impl_->kernel; }
-int SparseAttention::ctas_per_sm() const { return impl_->ctas_per_sm; }
+AttentionKernel SparseAttention::kernel() const { return impl_->block_kernel; }
+AttentionKernel SparseAttention::kernel_for(const DeviceMask& mask) const {
+  return !mask.dense && mask.has_keys() ? impl_->key_kernel : impl_->block_kernel;
+}
+int SparseAttention::ctas_per_sm() const { return impl_->block_ctas_per_sm; }
 
 void SparseAttention::plan(const DeviceMask& mask, void* stream) {
   impl_->check(mask);
@@ -223,8 +246,11 @@ void SparseAttention::run(const DeviceMask& mask, const void* q, const void* k, 
   const auto cuda_stream = static_cast<cudaStream_t>(stream);
   DBSP_CUDA_CHECK(cudaMemsetAsync(p.work_counter, 0, sizeof(int), cuda_stream));
   const float scale = static_cast<float>(p.scale_log2 / std::numbers::log2e);
-  const int grid = std::max(1, std::min(p.num_items, impl_->ctas_per_sm * impl_->sm_count));
-  dispatch_kernel(impl_->kernel, impl_->shape.dtype, impl_->shape.head_dim,
+  const AttentionKernel family = kernel_for(mask);
+  const int ctas_per_sm =
+      family == impl_->block_kernel ? impl_->block_ctas_per_sm : impl_->key_ctas_per_sm;
+  const int grid = std::max(1, std::min(p.num_items, ctas_per_sm * impl_->sm_count));
+  dispatch_kernel(family, impl_->shape.dtype, impl_->shape.head_dim,
                   [&]<detail::KernelFamily kFamily, detail::ElementKind kElement, int kHeadDim>() {
                     detail::launch_sparse_attention<kFamily, kElement, kHeadDim>(p, scale, grid,
                                                                                  cuda_stream);

@@ -1,6 +1,6 @@
 // Host-side entry of the sparse attention kernels: one explicit instantiation per (kernel family,
-// element type, head dim) lives in instantiations/*.cu and sm90/instantiations/*.cu; api.cpp
-// picks one through dispatch.hpp.
+// element type, head dim) lives in instantiations/*.cu, sm90/instantiations/*.cu and
+// sm90_ws/launch.cpp; api.cpp picks one through dispatch.hpp.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -10,8 +10,10 @@
 namespace dbsp::cuda::detail {
 
 enum class ElementKind { bf16, fp16 };
-// sm80: mma.sync + ldmatrix (v1); sm90: wgmma reading shared memory directly (sm_90a).
-enum class KernelFamily { sm80, sm90 };
+// sm80: mma.sync + ldmatrix (v1); sm90: wgmma reading shared memory directly (sm_90a);
+// sm90_ws: warp-specialised wgmma (producer warps with TMA / cp.async feeding two consumer
+// warpgroups through mbarrier rings, sm_90a).
+enum class KernelFamily { sm80, sm90, sm90_ws };
 
 // CTAs that fit on one SM at once (the persistent grid is SMs x this).
 template <KernelFamily kFamily, ElementKind kElement, int kHeadDim>

@@ -1,0 +1,7 @@
+// Warp-specialised attention kernel instantiation: bf16 elements, head dim 64, separate 64-query
+// items.
+#include "kernels/cuda/sparse_attention/sm90_ws/launch.cuh"
+
+namespace dbsp::cuda::detail {
+DBSP_INSTANTIATE_SPARSE_ATTENTION_WS(ElementKind::bf16, 64, false)
+}  // namespace dbsp::cuda::detail

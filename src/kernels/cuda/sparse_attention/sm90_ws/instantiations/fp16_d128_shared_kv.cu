@@ -1,0 +1,7 @@
+// Warp-specialised attention kernel instantiation: fp16 elements, head dim 128, 128-query dense
+// items, keys shared.
+#include "kernels/cuda/sparse_attention/sm90_ws/launch.cuh"
+
+namespace dbsp::cuda::detail {
+DBSP_INSTANTIATE_SPARSE_ATTENTION_WS(ElementKind::fp16, 128, true)
+}  // namespace dbsp::cuda::detail

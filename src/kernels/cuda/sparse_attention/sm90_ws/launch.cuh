@@ -1,0 +1,45 @@
+// Definitions of the warp-specialised launchers declared in launch.hpp; included only by the
+// per-variant files in instantiations/.
+#pragma once
+
+#include "kernels/cuda/common/cuda_check.hpp"
+#include "kernels/cuda/sparse_attention/element_of.cuh"
+#include "kernels/cuda/sparse_attention/sm90_ws/kernel.cuh"
+#include "kernels/cuda/sparse_attention/sm90_ws/launch.hpp"
+#include "kernels/cuda/sparse_attention/sm90_ws/traits.cuh"
+
+namespace dbsp::cuda::detail {
+
+template <ElementKind kElement, int kHeadDim, bool kSharedKv>
+using WsTraitsOf = WsTraits<typename ElementOf<kElement>::type, kHeadDim, kSharedKv>;
+
+template <ElementKind kElement, int kHeadDim, bool kSharedKv>
+int ws_ctas_per_sm() {
+  using Traits = WsTraitsOf<kElement, kHeadDim, kSharedKv>;
+  const auto kernel = sparse_attention_ws_kernel<Traits>;
+  DBSP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       Traits::kSmemBytes));
+  int blocks = 0;
+  DBSP_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, Traits::kThreads,
+                                                                Traits::kSmemBytes));
+  return blocks;
+}
+
+template <ElementKind kElement, int kHeadDim, bool kSharedKv>
+void ws_launch(const SparseAttentionParams& params, float scale, int grid, const TmaMaps& maps,
+               cudaStream_t stream) {
+  using Traits = WsTraitsOf<kElement, kHeadDim, kSharedKv>;
+  static_assert(Traits::kItemRows == ws_item_rows(kSharedKv));
+  const auto kernel = sparse_attention_ws_kernel<Traits>;
+  DBSP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       Traits::kSmemBytes));
+  kernel<<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(params, scale, maps);
+  DBSP_CUDA_CHECK_LAUNCH();
+}
+
+#define DBSP_INSTANTIATE_SPARSE_ATTENTION_WS(kElement, kHeadDim, kSharedKv)                        \
+  template int ws_ctas_per_sm<kElement, kHeadDim, kSharedKv>();                                    \
+  template void ws_launch<kElement, kHeadDim, kSharedKv>(const SparseAttentionParams&, float, int, \
+                                                         const TmaMaps&, cudaStream_t);
+
+}  // namespace dbsp::cuda::detail

@@ -1,0 +1,228 @@
+// Producer warps of the warp-specialised kernel. The K warp takes work items from the persistent
+// work list, writes the empty items' outputs itself, and for the others writes each stage's
+// record and loads Q and every K tile; the V warp follows the records and loads every V tile.
+// Each half of a stage is loaded as soon as it is free: contiguous tiles by TMA (one thread, a
+// few instructions), key lists by cp.async row gathers of the whole warp (two full rows, 512
+// bytes, per instruction), rows past the valid prefix zero-filled. A record of -1 tiles ends the
+// pipeline.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/cuda/common/async_copy.cuh"
+#include "kernels/cuda/common/ptx.cuh"
+#include "kernels/cuda/sparse_attention/sm90_ws/pipeline.cuh"
+#include "kernels/cuda/sparse_attention/sm90_ws/tensor_maps.hpp"
+#include "kernels/cuda/sparse_attention/smem_layout.cuh"
+#include "kernels/cuda/sparse_attention/work_item.cuh"
+
+namespace dbsp::cuda::detail {
+
+template <class Traits>
+struct WsProducer {
+  using Element = typename Traits::Element;
+  using Layout = Sw128Columns<64>;
+  static constexpr int kHeadDim = Traits::kHeadDim;
+  static constexpr int kChunks = kHeadDim / 8;       // 16-byte chunks per row
+  static constexpr int kRowsPerCopy = 32 / kChunks;  // rows one warp-wide cp.async covers
+  static constexpr int kColumnBlockBytes = Layout::kColumnBlockBytes;
+
+  // The item's rows and key tiles. Shared-key items (dense only) cover 128 queries.
+  __device__ static WorkItem item_at(const SparseAttentionParams& p, int item) {
+    if constexpr (!Traits::kSharedKv) {
+      return WorkItem::make(p, item);
+    } else {
+      WorkItem w;
+      const int q_tiles = (p.seq_q + Traits::kItemRows - 1) / Traits::kItemRows;
+      const int batch_head = item / q_tiles;
+      w.batch = batch_head / p.heads;
+      w.head = batch_head - w.batch * p.heads;
+      w.q_begin = (item - batch_head * q_tiles) * Traits::kItemRows;
+      const int rows = p.seq_q - w.q_begin;
+      w.q_rows = rows > Traits::kItemRows ? Traits::kItemRows : rows;
+      w.block_tiles = (p.seq_k + 63) / 64;
+      return w;
+    }
+  }
+
+  // Warp i: items, Q, the stage records and every K tile.
+  __device__ static void run(const SparseAttentionParams& p, const TmaMaps& maps,
+                             const Pipeline<Traits>& pipe, int lane) {
+    RingPosition ring;
+    uint32_t q_phase = 0;
+    for (;;) {
+      int index = 0;
+      if (lane == 0) index = atomicAdd(p.work_counter, 1);
+      index = __shfl_sync(0xffffffffu, index, 0);
+      if (index >= p.num_items) break;
+      const int item = p.work_order != nullptr ? p.work_order[index] : index;
+      const WorkItem w = item_at(p, item);
+      if (w.q_rows <= 0) continue;
+      const int tiles = w.tiles();
+      if (tiles == 0) {
+        store_empty(p, w, lane);
+        continue;
+      }
+      load_q(maps, pipe, w, q_phase, lane);
+      q_phase ^= 1;
+      KeyTile tile = w.tile(p, 0);
+      RowTokens tokens = RowTokens::of(tile.gathered, tile.valid, lane);
+      for (int t = 0; t < tiles; ++t) {
+        // The next tile's list entries are read before this tile's waits: their latency hides.
+        const KeyTile next = t + 1 < tiles ? w.tile(p, t + 1) : tile;
+        const RowTokens next_tokens =
+            t + 1 < tiles ? RowTokens::of(next.gathered, next.valid, lane) : tokens;
+        mbarrier_wait(pipe.k_empty(ring.stage), ring.phase ^ 1);
+        if (lane == 0) {
+          write_record(pipe.record(ring.stage), w, tiles, tile);
+          mbarrier_arrive(pipe.record_full(ring.stage));
+        }
+        if (tile.gathered == nullptr)
+          load_box(pipe.k_tile(ring.stage), pipe.k_full(ring.stage), maps.k, w.batch, w.head,
+                   tile.first_token, lane);
+        else
+          gather(p, pipe.k_tile(ring.stage), pipe.k_full(ring.stage), p.k, w.batch, w.head,
+                 tile.valid, tokens, lane);
+        ring.advance<Traits::kStages>();
+        tile = next;
+        tokens = next_tokens;
+      }
+    }
+    // No more items: a record of -1 tiles in the next stage (consumers and V producer read it).
+    mbarrier_wait(pipe.k_empty(ring.stage), ring.phase ^ 1);
+    if (lane == 0) {
+      pipe.record(ring.stage)->tiles = -1;
+      mbarrier_arrive(pipe.record_full(ring.stage));
+      mbarrier_arrive(pipe.k_full(ring.stage));
+    }
+  }
+
+  // Warp i + 2: follows the ring through the records the K warp writes and loads every V tile,
+  // so a stage's two halves are issued by two warps at once (for key lists, issuing the row
+  // copies is the producer's bottleneck).
+  __device__ static void run_v(const SparseAttentionParams& p, const TmaMaps& maps,
+                               const Pipeline<Traits>& pipe, int lane) {
+    RingPosition ring;
+    for (;;) {
+      mbarrier_wait(pipe.record_full(ring.stage), ring.phase);
+      const StageRecord& record = *pipe.record(ring.stage);
+      const int tiles = record.tiles;
+      const int batch = record.batch, head = record.head, valid = record.valid;
+      const int first_token = record.first_token;
+      const int32_t* keys = record.gathered ? record.keys : nullptr;
+      if (tiles < 0) return;
+      __syncwarp();
+      if (lane == 0) mbarrier_arrive(pipe.k_empty(ring.stage));  // the record has been read
+      const RowTokens tokens = RowTokens::of(keys, valid, lane);
+      mbarrier_wait(pipe.v_empty(ring.stage), ring.phase ^ 1);
+      if (keys == nullptr)
+        load_box(pipe.v_tile(ring.stage), pipe.v_full(ring.stage), maps.v, batch, head, first_token,
+                 lane);
+      else
+        gather(p, pipe.v_tile(ring.stage), pipe.v_full(ring.stage), p.v, batch, head, valid, tokens,
+               lane);
+      ring.advance<Traits::kStages>();
+    }
+  }
+
+ private:
+  __device__ static void write_record(StageRecord* record, const WorkItem& w, int tiles,
+                                      const KeyTile& tile) {
+    int4* words = reinterpret_cast<int4*>(record);
+    words[0] = make_int4(w.batch, w.head, w.q_begin, w.q_rows);
+    words[1] = make_int4(tiles, tile.valid, tile.first_token, tile.gathered != nullptr ? 1 : 0);
+    record->keys = tile.gathered;
+  }
+
+  __device__ static void load_q(const TmaMaps& maps, const Pipeline<Traits>& pipe,
+                                const WorkItem& w, uint32_t q_phase, int lane) {
+    mbarrier_wait(pipe.q_empty(), q_phase ^ 1);
+    if (lane != 0) return;
+    mbarrier_arrive_expect_tx(pipe.q_full(), Traits::kQBytes);
+#pragma unroll
+    for (int c = 0; c < Traits::kConsumersPerPipeline; ++c)
+#pragma unroll
+      for (int b = 0; b < Traits::kColumnBlocks; ++b)
+        tma_load_4d(pipe.q + c * Traits::kTileBytes + b * kColumnBlockBytes, &maps.q, pipe.q_full(),
+                    b * 64, w.head, w.q_begin + 64 * c, w.batch);
+  }
+
+  // Tokens of a key-list tile's rows lane and lane + 32 (clamped into the list; unused rows are
+  // zero-filled), read ahead of the copies.
+  struct RowTokens {
+    int low = 0, high = 0;
+    __device__ static RowTokens of(const int32_t* keys, int valid, int lane) {
+      RowTokens tokens;
+      if (keys != nullptr) {
+        const int last = valid - 1;  // >= 0: key-list tiles are never empty
+        tokens.low = __ldg(keys + min(lane, last));
+        tokens.high = __ldg(keys + min(lane + 32, last));
+      }
+      return tokens;
+    }
+  };
+
+  // A contiguous K or V tile by TMA (lane 0): rows past the valid prefix come from the
+  // neighbouring tokens (finite inputs) or, past the end of the sequence, are zeros; the
+  // consumers give them probability 0.
+  __device__ static void load_box(uint32_t smem, uint32_t full, const CUtensorMap& map, int batch,
+                                  int head, int first_token, int lane) {
+    if (lane != 0) return;
+    mbarrier_arrive_expect_tx(full, Traits::kTileBytes);
+#pragma unroll
+    for (int b = 0; b < Traits::kColumnBlocks; ++b)
+      tma_load_4d(smem + b * kColumnBlockBytes, &map, full, b * 64, head, first_token, batch);
+  }
+
+  // A key-list K or V tile: each warp-wide cp.async moves kRowsPerCopy whole rows (coalesced), its
+  // token fetched from the lane that holds it; rows past the valid prefix are zero-filled without
+  // reading memory. Completes on `full` once every lane's copies have landed.
+  __device__ static void gather(const SparseAttentionParams& p, uint32_t smem, uint32_t full,
+                                const void* tensor, int batch, int head, int valid,
+                                const RowTokens& tokens, int lane) {
+    // Per-lane terms come from an opaque copy of the lane, so the compiler recomputes them here
+    // instead of keeping 32 row addresses live across the producer's loops.
+    const int lane_here = opaque(lane);
+    const int chunk = lane_here % kChunks;
+    const int sub_row = lane_here / kChunks;
+    const int token_bytes = p.heads * kHeadDim * 2;  // < 2^31 bytes per batch (API check)
+    const char* source = static_cast<const char*>(tensor) +
+                         (int64_t{batch} * p.seq_k * p.heads + head) * kHeadDim * 2 + chunk * 16;
+    // Rows go in groups of 8 (one swizzle atom): row = 8 g + u * kRowsPerCopy + sub_row, whose
+    // row & 7 = u * kRowsPerCopy + sub_row needs no carry, so the XOR term is fixed per u.
+    const uint32_t lane_smem = smem + (chunk >> 3) * kColumnBlockBytes + sub_row * 128;
+    constexpr int kCopiesPerAtom = 8 / kRowsPerCopy;
+#pragma unroll 2
+    for (int g = 0; g < 8; ++g) {
+      const int holder = g < 4 ? tokens.low : tokens.high;  // rows 0-31 low, 32-63 high
+#pragma unroll
+      for (int u = 0; u < kCopiesPerAtom; ++u) {
+        const int row = 8 * g + u * kRowsPerCopy + sub_row;
+        const int token = __shfl_sync(0xffffffffu, holder, row & 31);
+        const bool row_valid = row < valid;
+        const uint32_t swizzle = ((chunk & 7) ^ (u * kRowsPerCopy + sub_row)) << 4;
+        cp_async_16(lane_smem + g * 1024 + u * kRowsPerCopy * 128 + swizzle,
+                    source + (row_valid ? token * token_bytes : 0), row_valid);
+      }
+    }
+    cp_async_mbarrier_arrive(full);
+    __syncwarp();  // every lane's copies are tracked before the phase can complete
+    if (lane == 0) mbarrier_arrive(full);
+  }
+
+  // An item whose row lists are empty: zeros and -inf, written by this warp.
+  __device__ static void store_empty(const SparseAttentionParams& p, const WorkItem& w, int lane) {
+    Element* out = static_cast<Element*>(p.out);
+    const int64_t token_stride = int64_t{p.heads} * kHeadDim;
+    const int64_t base =
+        (int64_t{w.batch} * p.seq_q + w.q_begin) * token_stride + int64_t{w.head} * kHeadDim;
+    for (int i = lane; i < w.q_rows * kChunks; i += 32)
+      *reinterpret_cast<uint4*>(out + base + (i / kChunks) * token_stride + (i % kChunks) * 8) =
+          make_uint4(0, 0, 0, 0);
+    if (p.lse != nullptr)
+      for (int row = lane; row < w.q_rows; row += 32)
+        p.lse[(int64_t{w.batch} * p.heads + w.head) * p.seq_q + w.q_begin + row] = -kInfinity;
+  }
+};
+
+}  // namespace dbsp::cuda::detail
