@@ -6,7 +6,6 @@
 
 #include "dbsp/block_layout.hpp"
 #include "dbsp/error.hpp"
-#include "plan/bit_counting.hpp"
 
 namespace dbsp {
 
@@ -38,6 +37,15 @@ namespace {
 
 using Work = std::vector<std::vector<std::vector<double>>>;
 
+// Per shard, the bit row of the key blocks it holds: out[shard * words + word].
+std::vector<uint64_t> shard_column_bits(const std::vector<int>& k_shard, int shards, int words) {
+  std::vector<uint64_t> bits(static_cast<size_t>(shards) * words, 0);
+  for (size_t j = 0; j < k_shard.size(); ++j) {
+    bits[static_cast<size_t>(k_shard[j]) * words + (j >> 6)] |= uint64_t{1} << (j & 63);
+  }
+  return bits;
+}
+
 Work empty_work(Grid grid) {
   return Work(grid.ulysses,
               std::vector<std::vector<double>>(grid.ring, std::vector<double>(grid.ring, 0.0)));
@@ -61,8 +69,7 @@ ImbalanceReport imbalance_report(const BlockMask& mask, const Partition& partiti
   const int words = mask.words_per_row();
   for (int g = 0; g < grid.ulysses; ++g) {
     // Bitmask of the key blocks of each shard for this group, then masked popcounts per row.
-    const std::vector<uint64_t> shard_bits =
-        plan::shard_column_bits(partition.k_shard[g], R, words);
+    const std::vector<uint64_t> shard_bits = shard_column_bits(partition.k_shard[g], R, words);
     for (int h : partition.heads_of(g)) {
       for (int i = 0; i < mask.q_blocks(); ++i) {
         const uint64_t* row = mask.row_bits(h, i);

@@ -1,36 +1,77 @@
-// One pass over a mask's bits that gives the planner everything it needs to balance and score.
+// One pass over a mask's bits that gives every planner its per-head block counts: per head and
+// query segment, the rows are summed into bit-sliced column counts, which are then cut at the
+// key segments.
 #include "plan/mask_stats.hpp"
 
-#include <bit>
+#include <algorithm>
 #include <numeric>
 
 #include "dbsp/block_layout.hpp"
 #include "dbsp/error.hpp"
-#include "plan/bit_counting.hpp"
+#include "plan/bit_slices.hpp"
+#include "plan/head_set_rows.hpp"
+#include "plan/home_shards.hpp"
 
 namespace dbsp {
 
 MaskStats::MaskStats(const BlockMask& mask, int ranks) : data_(std::make_unique<Data>()) {
   require(ranks >= 1, "MaskStats: rank count must be >= 1, got ", ranks);
   Data& d = *data_;
+  const int H = mask.heads(), QB = mask.q_blocks(), KB = mask.k_blocks();
   d.mask = &mask;
   d.ranks = ranks;
-  const int H = mask.heads(), QB = mask.q_blocks(), KB = mask.k_blocks();
-  d.segment_begin.resize(ranks + 1);
-  for (int p = 0; p <= ranks; ++p) d.segment_begin[p] = shard_begin(p, KB, ranks);
-  d.segment_kept.assign(static_cast<size_t>(H) * QB * ranks, 0);
+  const int words = mask.words_per_row();
+  d.stride = plan::padded_words(words);
+  d.q_segment_begin.resize(ranks + 1);
+  d.k_segment_begin.resize(ranks + 1);
+  for (int p = 0; p <= ranks; ++p) {
+    d.q_segment_begin[p] = shard_begin(p, QB, ranks);
+    d.k_segment_begin[p] = shard_begin(p, KB, ranks);
+  }
+  d.block_kept.assign(static_cast<size_t>(H) * ranks * ranks, 0);
   d.kept_per_head.assign(H, 0);
+  d.column_planes = plan::planes_for(QB);
+  d.column_counts.assign(static_cast<size_t>(H) * d.column_planes * d.stride, 0);
+  const size_t rows = static_cast<size_t>(H) * QB;
+  if (rows == 0 || words == 0) return;
+  // Rows whose padded read would run past the mask's bits are read from zero-padded copies.
+  plan::MaskRows& r = d.rows;
+  r.bits = mask.row_bits(0, 0);
+  r.words = words;
+  r.stride = d.stride;
+  r.q_blocks = QB;
+  const size_t total_words = rows * words;
+  r.padded_from = rows;
+  while (r.padded_from > 0 && (r.padded_from - 1) * words + d.stride > total_words) --r.padded_from;
+  d.padded_rows.assign((rows - r.padded_from) * d.stride, 0);
+  for (size_t x = r.padded_from; x < rows; ++x) {
+    std::copy_n(
+        r.bits + x * words, words,
+        d.padded_rows.begin() + static_cast<std::ptrdiff_t>((x - r.padded_from) * d.stride));
+  }
+  r.padded = d.padded_rows.data();
+
+  // Per head, the rows of each query segment are added to the head's column counts; the key
+  // segment sums after each query segment, less those before it, are that segment's blocks.
+  const plan::SegmentPieces key_segments(d.k_segment_begin);
+  int longest = 0;
+  for (int s = 0; s < ranks; ++s)
+    longest = std::max(longest, d.q_segment_begin[s + 1] - d.q_segment_begin[s]);
+  std::vector<const uint64_t*> segment_rows(longest);
+  std::vector<int64_t> before(ranks), after(ranks);
   for (int h = 0; h < H; ++h) {
-    int64_t head_kept = 0;
-    for (int i = 0; i < QB; ++i) {
-      const uint64_t* row = mask.row_bits(h, i);
-      int32_t* out = d.segment_kept.data() + (static_cast<size_t>(h) * QB + i) * ranks;
-      for (int p = 0; p < ranks; ++p) {
-        out[p] = plan::popcount_range(row, d.segment_begin[p], d.segment_begin[p + 1]);
-        head_kept += out[p];
-      }
+    uint64_t* counts = d.column_counts.data() + static_cast<size_t>(h) * d.column_planes * d.stride;
+    int64_t* out = d.block_kept.data() + static_cast<size_t>(h) * ranks * ranks;
+    std::fill(before.begin(), before.end(), 0);
+    for (int s = 0; s < ranks; ++s) {
+      const int first = d.q_segment_begin[s], count = d.q_segment_begin[s + 1] - first;
+      for (int i = 0; i < count; ++i) segment_rows[i] = d.row(h, first + i);
+      plan::add_rows(segment_rows.data(), count, d.stride, counts, d.column_planes, s == 0);
+      plan::segment_sums(counts, d.column_planes, d.stride, key_segments, after.data());
+      for (int p = 0; p < ranks; ++p) out[s * ranks + p] = after[p] - before[p];
+      std::swap(before, after);
     }
-    d.kept_per_head[h] = head_kept;
+    d.kept_per_head[h] = std::accumulate(before.begin(), before.end(), int64_t{0});
   }
   d.kept = std::accumulate(d.kept_per_head.begin(), d.kept_per_head.end(), int64_t{0});
 }
@@ -46,106 +87,36 @@ const std::vector<int64_t>& MaskStats::kept_per_head() const { return data_->kep
 
 namespace plan {
 
-std::vector<double> group_row_shard_mass(const MaskStats::Data& stats,
-                                         const std::vector<int>& heads, int ring) {
-  const int QB = stats.mask->q_blocks(), P = stats.ranks, per_shard = P / ring;
-  std::vector<double> mass(static_cast<size_t>(QB) * ring, 0.0);
+std::vector<std::vector<double>> home_work(const MaskStats::Data& stats,
+                                           const std::vector<int>& heads, int ring) {
+  const int P = stats.ranks, per_shard = P / ring;
+  std::vector<int64_t> sum(static_cast<size_t>(P) * P, 0);
   for (int h : heads) {
-    for (int i = 0; i < QB; ++i) {
-      const int32_t* seg = stats.segments(h, i);
-      double* out = mass.data() + static_cast<size_t>(i) * ring;
-      for (int p = 0; p < P; ++p) out[p / per_shard] += seg[p];
-    }
+    const int64_t* blocks = stats.blocks(h);
+    for (int x = 0; x < P * P; ++x) sum[x] += blocks[x];
   }
-  return mass;
-}
-
-void apply_key_moves(const MaskStats::Data& stats, const std::vector<int>& heads,
-                     const std::vector<int>& k_shard, int ring, std::vector<double>& row_mass) {
-  const BlockMask& mask = *stats.mask;
-  const int QB = mask.q_blocks(), KB = mask.k_blocks(), words = mask.words_per_row();
-  // Per shard, the bits of key blocks that moved in and that moved out; only words holding a
-  // moved block are visited.
-  std::vector<uint64_t> moved_in(static_cast<size_t>(ring) * words, 0);
-  std::vector<uint64_t> moved_out(static_cast<size_t>(ring) * words, 0);
-  std::vector<bool> active(words, false);
-  for (int j = 0; j < KB; ++j) {
-    const int home = home_shard(j, KB, ring);
-    if (k_shard[j] == home) continue;
-    const uint64_t bit = uint64_t{1} << (j & 63);
-    moved_in[static_cast<size_t>(k_shard[j]) * words + (j >> 6)] |= bit;
-    moved_out[static_cast<size_t>(home) * words + (j >> 6)] |= bit;
-    active[j >> 6] = true;
-  }
-  std::vector<int> active_words;
-  for (int w = 0; w < words; ++w)
-    if (active[w]) active_words.push_back(w);
-  if (active_words.empty()) return;
-  if (2 * active_words.size() > static_cast<size_t>(words)) {
-    // Moves spread over most words: recount each row per shard with one mask per shard.
-    const std::vector<uint64_t> shard_bits = shard_column_bits(k_shard, ring, words);
-    for (int h : heads) {
-      for (int i = 0; i < QB; ++i) {
-        const uint64_t* row = mask.row_bits(h, i);
-        double* out = row_mass.data() + static_cast<size_t>(i) * ring;
-        const int32_t* seg = stats.segments(h, i);
-        const int per_shard = stats.ranks / ring;
-        for (int c = 0; c < ring; ++c) {
-          int home_count = 0;
-          for (int p = c * per_shard; p < (c + 1) * per_shard; ++p) home_count += seg[p];
-          const uint64_t* sel = shard_bits.data() + static_cast<size_t>(c) * words;
-          int count = 0;
-          for (int w = 0; w < words; ++w) count += std::popcount(row[w] & sel[w]);
-          out[c] += count - home_count;
-        }
-      }
-    }
-    return;
-  }
-  for (int h : heads) {
-    for (int i = 0; i < QB; ++i) {
-      const uint64_t* row = mask.row_bits(h, i);
-      double* out = row_mass.data() + static_cast<size_t>(i) * ring;
-      for (int w : active_words) {
-        const uint64_t x = row[w];
-        if (!x) continue;
-        for (int c = 0; c < ring; ++c) {
-          out[c] += std::popcount(x & moved_in[static_cast<size_t>(c) * words + w]) -
-                    std::popcount(x & moved_out[static_cast<size_t>(c) * words + w]);
-        }
-      }
-    }
-  }
+  std::vector<std::vector<double>> work(ring, std::vector<double>(ring, 0.0));
+  for (int s = 0; s < P; ++s)
+    for (int p = 0; p < P; ++p) work[s / per_shard][p / per_shard] += double(sum[s * P + p]);
+  return work;
 }
 
 ImbalanceReport evaluate(const MaskStats::Data& stats, const Partition& partition) {
-  const BlockMask& mask = *stats.mask;
   const Grid grid = partition.grid;
-  const int R = grid.ring, QB = mask.q_blocks(), KB = mask.k_blocks();
-  require(stats.ranks % R == 0 || R == 1, "evaluate: ring degree ", R,
+  const int R = grid.ring, QB = stats.mask->q_blocks(), KB = stats.mask->k_blocks();
+  require(stats.ranks % R == 0, "evaluate: ring degree ", R,
           " does not divide the statistics' rank count ", stats.ranks);
-  std::vector<std::vector<std::vector<double>>> work(
-      grid.ulysses, std::vector<std::vector<double>>(R, std::vector<double>(R, 0.0)));
+  const std::vector<int> q_home = home_shards(QB, R), k_home = home_shards(KB, R);
+  std::vector<std::vector<std::vector<double>>> work(grid.ulysses);
   for (int g = 0; g < grid.ulysses; ++g) {
-    int moved_keys = 0;
-    for (int j = 0; j < KB; ++j) moved_keys += partition.k_shard[g][j] != home_shard(j, KB, R);
     const std::vector<int> heads = partition.heads_of(g);
-    if (heads.empty()) continue;
-    if (moved_keys <= 2 * grid.ring) {
-      std::vector<double> mass = group_row_shard_mass(stats, heads, R);
-      apply_key_moves(stats, heads, partition.k_shard[g], R, mass);
-      for (int i = 0; i < QB; ++i) {
-        auto& out = work[g][partition.q_shard[g][i]];
-        for (int b = 0; b < R; ++b) out[b] += mass[static_cast<size_t>(i) * R + b];
-      }
+    const bool home = partition.q_shard[g] == q_home && partition.k_shard[g] == k_home;
+    if (home || heads.empty()) {
+      work[g] = home_work(stats, heads, R);
     } else {
-      // Most key blocks moved: count columns per query shard once, then sum by key shard.
-      std::vector<ColumnCounter> counters(R, ColumnCounter(mask.words_per_row()));
-      for (int h : heads)
-        for (int i = 0; i < QB; ++i) counters[partition.q_shard[g][i]].add_row(mask.row_bits(h, i));
-      for (int a = 0; a < R; ++a)
-        for (int j = 0; j < KB; ++j)
-          work[g][a][partition.k_shard[g][j]] += double(counters[a].count(j));
+      work[g].assign(R, std::vector<double>(R, 0.0));
+      const HeadSetRows rows(stats, heads, 0);
+      add_work(stats, {&rows}, partition.q_shard[g], partition.k_shard[g], R, work[g]);
     }
   }
   return imbalance_from_work(grid, std::move(work));

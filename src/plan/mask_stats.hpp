@@ -1,7 +1,7 @@
-// The planner's view of one mask: kept blocks per (head, query block, home key segment) of the
-// P-way split, from one pass over the bits. Every R dividing P has its key shards on segment
-// boundaries (shard_begin(c, kb, R) == shard_begin(c * P / R, kb, P)), so all factorizations share
-// it.
+// The planner's view of one mask: kept blocks per (head, query segment, key segment) of the P-way
+// split, from one pass over the bits. Every R dividing P has its shards on segment boundaries
+// (shard_begin(c, blocks, R) == shard_begin(c * P / R, blocks, P)), so all factorizations share
+// it, and any plan that keeps blocks at home is scored from it alone.
 #pragma once
 
 #include <cstdint>
@@ -9,34 +9,43 @@
 
 #include "dbsp/imbalance.hpp"
 #include "dbsp/planner.hpp"
+#include "plan/bit_slices.hpp"
 
 namespace dbsp {
 
 struct MaskStats::Data {
   const BlockMask* mask = nullptr;
   int ranks = 1;
-  std::vector<int> segment_begin;     // [ranks + 1] key-block boundaries
-  std::vector<int32_t> segment_kept;  // [heads][q_blocks][ranks]
+  int stride = 0;                    // words read per row: padded_words(words_per_row)
+  std::vector<int> q_segment_begin;  // [ranks + 1] query-block boundaries
+  std::vector<int> k_segment_begin;  // [ranks + 1] key-block boundaries
+  std::vector<int64_t> block_kept;   // [heads][ranks][ranks]: query segment x key segment
   std::vector<int64_t> kept_per_head;
   int64_t kept = 0;
+  // Per head, its kept blocks per key block (over all query blocks), bit-sliced:
+  // column_counts[(head * column_planes + k) * stride + word] (see bit_slices.hpp).
+  int column_planes = 1;
+  std::vector<uint64_t> column_counts;
+  plan::MaskRows rows;  // the mask's rows, each readable for `stride` words
+  std::vector<uint64_t> padded_rows;
 
-  const int32_t* segments(int head, int q_block) const {
-    return segment_kept.data() + (static_cast<size_t>(head) * mask->q_blocks() + q_block) * ranks;
+  const uint64_t* row(int head, int q_block) const { return rows.row(head, q_block); }
+  const int64_t* blocks(int head) const {
+    return block_kept.data() + static_cast<size_t>(head) * ranks * ranks;
+  }
+  const uint64_t* columns(int head) const {
+    return column_counts.data() + static_cast<size_t>(head) * column_planes * stride;
   }
 };
 
 namespace plan {
 
-// Row mass of one head group per home key shard of an R-way ring: out[i * R + c].
-std::vector<double> group_row_shard_mass(const MaskStats::Data& stats,
-                                         const std::vector<int>& heads, int ring);
+// W[a][b] of one head group whose blocks all stay home on an R-way ring (R divides the
+// statistics' rank count).
+std::vector<std::vector<double>> home_work(const MaskStats::Data& stats,
+                                           const std::vector<int>& heads, int ring);
 
-// Moves the mass of key blocks that left their home shard (k_shard != home) into their new
-// shard, by testing their bits: cost grows with the moved blocks only.
-void apply_key_moves(const MaskStats::Data& stats, const std::vector<int>& heads,
-                     const std::vector<int>& k_shard, int ring, std::vector<double>& row_mass);
-
-// W[g][a][b] and rho_s of any partition, using the statistics (fast when few key blocks move).
+// W[g][a][b] and rho_s of any partition.
 ImbalanceReport evaluate(const MaskStats::Data& stats, const Partition& partition);
 
 }  // namespace plan

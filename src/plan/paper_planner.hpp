@@ -3,10 +3,16 @@
 #pragma once
 
 #include "dbsp/partition.hpp"
-#include "plan/mask_stats.hpp"
+#include "plan/head_set_rows.hpp"
 
 namespace dbsp::plan {
 
-Partition paper_partition(const MaskStats::Data& stats, Grid grid, double reward);
+// Heads to Ulysses groups by the paper's greedy (all in group 0 when ulysses == 1).
+std::vector<int> paper_head_assignment(const MaskStats::Data& stats, int ulysses);
+
+// `all_heads`: head sets covering every head once (the block weights are sums over all heads);
+// unused when grid.ring == 1.
+Partition paper_partition(const MaskStats::Data& stats, Grid grid, double reward,
+                          const HeadSets& all_heads);
 
 }  // namespace dbsp::plan

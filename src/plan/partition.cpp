@@ -6,6 +6,7 @@
 
 #include "dbsp/block_layout.hpp"
 #include "dbsp/error.hpp"
+#include "plan/home_shards.hpp"
 
 namespace dbsp {
 
@@ -48,11 +49,8 @@ Partition Partition::contiguous(Grid grid, int heads, int q_blocks, int k_blocks
   p.k_blocks = k_blocks;
   p.head_group.resize(heads);
   for (int h = 0; h < heads; ++h) p.head_group[h] = home_shard(h, heads, grid.ulysses);
-  std::vector<int> q_home(q_blocks), k_home(k_blocks);
-  for (int i = 0; i < q_blocks; ++i) q_home[i] = home_shard(i, q_blocks, grid.ring);
-  for (int j = 0; j < k_blocks; ++j) k_home[j] = home_shard(j, k_blocks, grid.ring);
-  p.q_shard.assign(grid.ulysses, q_home);
-  p.k_shard.assign(grid.ulysses, k_home);
+  p.q_shard.assign(grid.ulysses, plan::home_shards(q_blocks, grid.ring));
+  p.k_shard.assign(grid.ulysses, plan::home_shards(k_blocks, grid.ring));
   return p;
 }
 
@@ -83,13 +81,13 @@ std::vector<int> Partition::k_blocks_of(int group, int shard) const {
 double Partition::moved_blocks() const {
   if (heads == 0) return 0;
   double moved = 0;
+  const std::vector<int> q_home = plan::home_shards(q_blocks, grid.ring);
+  const std::vector<int> k_home = plan::home_shards(k_blocks, grid.ring);
   for (int g = 0; g < grid.ulysses; ++g) {
     const double share = double(std::count(head_group.begin(), head_group.end(), g)) / heads;
     int off_home = 0;
-    for (int i = 0; i < q_blocks; ++i)
-      off_home += q_shard[g][i] != home_shard(i, q_blocks, grid.ring);
-    for (int j = 0; j < k_blocks; ++j)
-      off_home += k_shard[g][j] != home_shard(j, k_blocks, grid.ring);
+    for (int i = 0; i < q_blocks; ++i) off_home += q_shard[g][i] != q_home[i];
+    for (int j = 0; j < k_blocks; ++j) off_home += k_shard[g][j] != k_home[j];
     moved += share * off_home;
   }
   return moved;

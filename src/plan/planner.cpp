@@ -2,10 +2,13 @@
 #include "dbsp/planner.hpp"
 
 #include <algorithm>
+#include <memory>
+#include <numeric>
 
 #include "dbsp/error.hpp"
 #include "dbsp/imbalance.hpp"
 #include "plan/head_balance.hpp"
+#include "plan/head_set_rows.hpp"
 #include "plan/mask_stats.hpp"
 #include "plan/paper_planner.hpp"
 #include "plan/ring_balance.hpp"
@@ -40,12 +43,59 @@ double head_lower_bound(const MaskStats::Data& stats, int ulysses) {
   return std::max(1.0, double(ulysses) * double(heaviest) / double(stats.kept));
 }
 
+// Head sets that refine two head-to-group assignments (one set per non-empty pair of groups), so
+// that both groupings are read from one pass over the mask.
+struct SharedRows {
+  std::vector<std::unique_ptr<plan::HeadSetRows>> sets;
+  std::vector<plan::HeadSets> of_first;   // [groups of `first`]
+  std::vector<plan::HeadSets> of_second;  // [groups of `second`]
+  plan::HeadSets all;
+};
+
+SharedRows shared_rows(const MaskStats::Data& stats, const std::vector<int>& first,
+                       const std::vector<int>& second, int groups, int shard_ring) {
+  std::vector<std::vector<int>> heads(static_cast<size_t>(groups) * groups);
+  for (size_t h = 0; h < first.size(); ++h)
+    heads[static_cast<size_t>(first[h]) * groups + second[h]].push_back(int(h));
+  SharedRows rows;
+  rows.of_first.resize(groups);
+  rows.of_second.resize(groups);
+  for (int a = 0; a < groups; ++a) {
+    for (int b = 0; b < groups; ++b) {
+      std::vector<int>& set = heads[static_cast<size_t>(a) * groups + b];
+      if (set.empty()) continue;
+      rows.sets.push_back(std::make_unique<plan::HeadSetRows>(stats, std::move(set), shard_ring));
+      rows.of_first[a].push_back(rows.sets.back().get());
+      rows.of_second[b].push_back(rows.sets.back().get());
+      rows.all.push_back(rows.sets.back().get());
+    }
+  }
+  return rows;
+}
+
+// rho_s of a partition whose groups are read from the given head sets.
+ImbalanceReport report_from_rows(const MaskStats::Data& stats, const Partition& p,
+                                 const std::vector<plan::HeadSets>& sets_of_group) {
+  const int R = p.grid.ring;
+  std::vector<std::vector<std::vector<double>>> work(
+      p.grid.ulysses, std::vector<std::vector<double>>(R, std::vector<double>(R, 0.0)));
+  for (int g = 0; g < p.grid.ulysses; ++g)
+    plan::add_work(stats, sets_of_group[g], p.q_shard[g], p.k_shard[g], R, work[g]);
+  return imbalance_from_work(p.grid, std::move(work));
+}
+
+std::vector<int> ours_head_assignment(const MaskStats::Data& stats, int ulysses) {
+  return ulysses > 1 ? plan::balanced_head_groups(stats.kept_per_head, ulysses)
+                     : std::vector<int>(stats.kept_per_head.size(), 0);
+}
+
+// `sets_of_group`: the rows of each of our head groups (unused when grid.ring == 1).
 Partition dbsp_partition(const MaskStats::Data& stats, Grid grid, const PlannerOptions& options,
+                         const std::vector<plan::HeadSets>& sets_of_group,
                          std::vector<std::vector<std::vector<double>>>& work) {
   const BlockMask& mask = *stats.mask;
   Partition p = Partition::contiguous(grid, mask.heads(), mask.q_blocks(), mask.k_blocks());
-  if (grid.ulysses > 1)
-    p.head_group = plan::balanced_head_groups(stats.kept_per_head, grid.ulysses);
+  p.head_group = ours_head_assignment(stats, grid.ulysses);
   std::vector<double> group_total(grid.ulysses, 0.0);
   for (int h = 0; h < mask.heads(); ++h) group_total[p.head_group[h]] += stats.kept_per_head[h];
   const double total = double(stats.kept);
@@ -55,9 +105,23 @@ Partition dbsp_partition(const MaskStats::Data& stats, Grid grid, const PlannerO
   // lighter groups keep more blocks at home.
   const double goal = std::max(1.0, head_ratio) * 1.004 * total / grid.ranks();
   work.assign(grid.ulysses, {});
+  std::vector<double> home_time(grid.ulysses);
   for (int g = 0; g < grid.ulysses; ++g) {
+    work[g] = plan::home_work(stats, p.heads_of(g), grid.ring);
+    home_time[g] = plan::ring_time(work[g]);
+  }
+  if (grid.ring == 1) return p;
+  // The slowest group sets rho_s: groups are balanced slowest first, and each later one only down
+  // to the time the slower ones reached (fewer passes, fewer moved blocks, same rho_s).
+  std::vector<int> order(grid.ulysses);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return home_time[a] > home_time[b]; });
+  double reached = goal;
+  for (int g : order) {
     plan::RingAssignment ring =
-        plan::balance_ring(stats, p.heads_of(g), grid.ring, goal, options.search_rounds);
+        plan::balance_ring(stats, sets_of_group[g], grid.ring, reached, options.search_rounds);
+    reached = std::max(reached, ring.time);
     p.q_shard[g] = std::move(ring.q_shard);
     p.k_shard[g] = std::move(ring.k_shard);
     work[g] = std::move(ring.work);
@@ -83,26 +147,44 @@ LayerPlan make_plan(const MaskStats& stats, Grid grid, Policy policy, const Plan
       plan.partition = Partition::contiguous(grid, mask.heads(), mask.q_blocks(), mask.k_blocks());
       report = plan::evaluate(d, plan.partition);
       break;
-    case Policy::paper:
-      plan.partition = plan::paper_partition(d, grid, options.reward);
-      report = plan::evaluate(d, plan.partition);
+    case Policy::paper: {
+      if (grid.ring == 1) {
+        plan.partition = plan::paper_partition(d, grid, options.reward, {});
+        report = plan::evaluate(d, plan.partition);
+        break;
+      }
+      const std::vector<int> heads = plan::paper_head_assignment(d, grid.ulysses);
+      const SharedRows rows = shared_rows(d, heads, heads, grid.ulysses, 0);
+      plan.partition = plan::paper_partition(d, grid, options.reward, rows.all);
+      report = report_from_rows(d, plan.partition, rows.of_first);
       break;
+    }
     case Policy::dbsp: {
+      // Our head groups and the paper's (whose partition is a fallback candidate below) share one
+      // pass over the mask.
+      SharedRows rows;
+      if (grid.ring > 1) {
+        rows = shared_rows(d, ours_head_assignment(d, grid.ulysses),
+                           plan::paper_head_assignment(d, grid.ulysses), grid.ulysses, grid.ring);
+      }
       std::vector<std::vector<std::vector<double>>> work;
-      plan.partition = dbsp_partition(d, grid, options, work);
+      plan.partition = dbsp_partition(d, grid, options, rows.of_first, work);
       report = imbalance_from_work(grid, std::move(work));
       // Never worse than not balancing, nor than the paper's row/column greedy (which can win by
       // a hair on smooth masks, at the price of moving most blocks).
-      auto consider = [&](Partition candidate) {
-        ImbalanceReport candidate_report = plan::evaluate(d, candidate);
+      auto consider = [&](Partition candidate, ImbalanceReport candidate_report) {
         if (candidate_report.ratio < report.ratio - 1e-12) {
           plan.partition = std::move(candidate);
           report = std::move(candidate_report);
         }
       };
-      consider(Partition::contiguous(grid, mask.heads(), mask.q_blocks(), mask.k_blocks()));
+      Partition fixed = Partition::contiguous(grid, mask.heads(), mask.q_blocks(), mask.k_blocks());
+      ImbalanceReport fixed_report = plan::evaluate(d, fixed);
+      consider(std::move(fixed), std::move(fixed_report));
       if (grid.ring > 1 && report.ratio > std::max(1.0, plan.lower_bound) * 1.001) {
-        consider(plan::paper_partition(d, grid, options.reward));
+        Partition paper = plan::paper_partition(d, grid, options.reward, rows.all);
+        ImbalanceReport paper_report = report_from_rows(d, paper, rows.of_second);
+        consider(std::move(paper), std::move(paper_report));
       }
       break;
     }

@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "plan/mask_stats.hpp"
+#include "plan/head_set_rows.hpp"
 
 namespace dbsp::plan {
 
@@ -18,7 +18,7 @@ struct RingAssignment {
 
 // `target_time`: the group is balanced enough once its time is at most this; the balancer then
 // stops moving blocks.
-RingAssignment balance_ring(const MaskStats::Data& stats, const std::vector<int>& heads, int ring,
+RingAssignment balance_ring(const MaskStats::Data& stats, const HeadSets& sets, int ring,
                             double target_time, int search_rounds);
 
 // Work matrix and time of a given query assignment over per-row shard masses.

@@ -1,0 +1,168 @@
+// Head-summed rows: built by the bit-sliced adder, read by weighted popcounts.
+#include "plan/head_set_rows.hpp"
+
+#include <algorithm>
+#include <bit>
+
+#include "dbsp/block_layout.hpp"
+#include "dbsp/error.hpp"
+#include "plan/bit_slices.hpp"
+#include "plan/home_shards.hpp"
+
+namespace dbsp::plan {
+namespace {
+
+// Column counts, bit-sliced, over the query blocks `rows` of every set: each set's plane k is
+// counted over the rows, and the count enters the sum shifted by k. Returns the sum's planes.
+int column_counts_of(const MaskStats::Data& stats, const HeadSets& sets,
+                     const std::vector<int>& rows, std::vector<uint64_t>& out) {
+  const int stride = stats.stride;
+  const int row_planes = planes_for(int64_t(rows.size()));
+  int heads = 0;
+  for (const HeadSetRows* set : sets) heads += static_cast<int>(set->heads().size());
+  const int out_planes = planes_for(int64_t(heads) * int64_t(rows.size()));
+  out.assign(static_cast<size_t>(out_planes) * stride, 0);
+  std::vector<uint64_t> plane_counts(static_cast<size_t>(row_planes) * stride);
+  std::vector<const uint64_t*> pointers(rows.size());
+  for (const HeadSetRows* set : sets) {
+    for (int k = 0; k < set->planes(); ++k) {
+      for (size_t r = 0; r < rows.size(); ++r)
+        pointers[r] = set->counts(rows[r]) + static_cast<size_t>(k) * stride;
+      add_rows(pointers.data(), static_cast<int>(rows.size()), stride, plane_counts.data(),
+               row_planes, true);
+      add_counts(plane_counts.data(), row_planes, out.data() + static_cast<size_t>(k) * stride,
+                 out_planes - k, stride);
+    }
+  }
+  return out_planes;
+}
+
+}  // namespace
+
+HeadSetRows::HeadSetRows(const MaskStats::Data& stats, std::vector<int> heads, int shard_ring)
+    : heads_(std::move(heads)),
+      planes_(planes_for(int64_t(heads_.size()))),
+      stride_(stats.stride),
+      shard_ring_(shard_ring) {
+  const int QB = stats.mask->q_blocks(), KB = stats.mask->k_blocks(), R = shard_ring;
+  // add_rows overwrites every counter word, so the buffer starts uninitialized.
+  counts_ = std::make_unique_for_overwrite<uint64_t[]>(static_cast<size_t>(QB) * planes_ * stride_);
+  if (R > 0) shard_mass_.assign(static_cast<size_t>(QB) * R, 0);
+  if (stride_ == 0) return;
+  sum_heads(stats.rows, heads_.data(), static_cast<int>(heads_.size()), counts_.get(), planes_,
+            static_cast<size_t>(planes_) * stride_);
+  if (R <= 0) return;
+  std::vector<int> shard_begins{0};
+  for (int c = 1; c <= R; ++c) shard_begins.push_back(shard_begin(c, KB, R));
+  segment_sums(counts_.get(), planes_, stride_, static_cast<size_t>(planes_) * stride_, QB,
+               SegmentPieces(shard_begins), shard_mass_.data(), R);
+}
+
+std::vector<double> row_shard_mass(const MaskStats::Data& stats, const HeadSets& sets, int ring) {
+  const size_t size = static_cast<size_t>(stats.mask->q_blocks()) * ring;
+  std::vector<int64_t> sum(size, 0);
+  for (const HeadSetRows* set : sets) {
+    require(set->shard_ring() == ring, "row_shard_mass: head set counted for ring ",
+            set->shard_ring(), ", asked for ", ring);
+    const std::vector<int32_t>& m = set->shard_mass();
+    for (size_t x = 0; x < size; ++x) sum[x] += m[x];
+  }
+  return std::vector<double>(sum.begin(), sum.end());
+}
+
+std::vector<double> row_mass(const MaskStats::Data& stats, const HeadSets& sets) {
+  const int QB = stats.mask->q_blocks(), stride = stats.stride;
+  const int words = stats.rows.words;  // the padding words past them count nothing real
+  std::vector<double> mass(QB, 0.0);
+  for (const HeadSetRows* set : sets) {
+    const std::vector<int32_t>& shard = set->shard_mass();
+    const int R = set->shard_ring();
+    for (int i = 0; i < QB; ++i) {
+      int64_t sum = 0;
+      if (R > 0) {
+        for (int c = 0; c < R; ++c) sum += shard[static_cast<size_t>(i) * R + c];
+      } else {
+        const uint64_t* counts = set->counts(i);
+        for (int k = 0; k < set->planes(); ++k) {
+          int64_t plane = 0;
+          for (int w = 0; w < words; ++w) plane += std::popcount(counts[k * stride + w]);
+          sum += plane << k;
+        }
+      }
+      mass[i] += double(sum);
+    }
+  }
+  return mass;
+}
+
+std::vector<double> column_mass(const MaskStats::Data& stats, const HeadSets& sets) {
+  const int KB = stats.mask->k_blocks(), stride = stats.stride;
+  int heads = 0;
+  for (const HeadSetRows* set : sets) heads += static_cast<int>(set->heads().size());
+  // The heads' column counts from the statistics, summed while still bit-sliced.
+  const int planes = stats.column_planes + planes_for(heads);
+  std::vector<uint64_t> sum(static_cast<size_t>(planes) * stride, 0);
+  for (const HeadSetRows* set : sets) {
+    for (int h : set->heads())
+      add_counts(stats.columns(h), stats.column_planes, sum.data(), planes, stride);
+  }
+  std::vector<double> mass(KB);
+  for (int j = 0; j < KB; ++j) mass[j] = double(column_count(sum.data(), planes, stride, j));
+  return mass;
+}
+
+void apply_key_moves(const MaskStats::Data& stats, const HeadSets& sets,
+                     const std::vector<int>& k_shard, int ring, std::vector<double>& row_mass) {
+  const int QB = stats.mask->q_blocks(), KB = stats.mask->k_blocks(), stride = stats.stride;
+  // One term per (word, new shard, home shard) that holds moved blocks: their mass leaves the
+  // home shard for the new one.
+  std::vector<uint64_t> moved(static_cast<size_t>(ring) * ring * stride, 0);  // [new][home][word]
+  const std::vector<int> k_home = home_shards(KB, ring);
+  for (int j = 0; j < KB; ++j) {
+    if (k_shard[j] == k_home[j]) continue;
+    moved[(static_cast<size_t>(k_shard[j]) * ring + k_home[j]) * stride + (j >> 6)] |= uint64_t{1}
+                                                                                       << (j & 63);
+  }
+  std::vector<MaskedTerm> terms;
+  for (int w = 0; w < stride; ++w) {
+    for (int to = 0; to < ring; ++to) {
+      for (int from = 0; from < ring; ++from) {
+        if (const uint64_t m = moved[(static_cast<size_t>(to) * ring + from) * stride + w])
+          terms.push_back({w, to, from, m});
+      }
+    }
+  }
+  if (terms.empty()) return;
+  std::vector<int64_t> delta(static_cast<size_t>(QB) * ring, 0);
+  for (const HeadSetRows* set : sets) {
+    if (QB == 0) break;
+    add_masked_terms(set->counts(0), set->planes(), stride,
+                     static_cast<size_t>(set->planes()) * stride, QB, terms, delta.data(), ring);
+  }
+  for (size_t x = 0; x < delta.size(); ++x) row_mass[x] += double(delta[x]);
+}
+
+void add_work(const MaskStats::Data& stats, const HeadSets& sets, const std::vector<int>& q_shard,
+              const std::vector<int>& k_shard, int ring, std::vector<std::vector<double>>& work) {
+  const int stride = stats.stride, KB = stats.mask->k_blocks();
+  std::vector<uint64_t> shard_bits(static_cast<size_t>(ring) * stride, 0);
+  for (int j = 0; j < KB; ++j)
+    shard_bits[static_cast<size_t>(k_shard[j]) * stride + (j >> 6)] |= uint64_t{1} << (j & 63);
+  std::vector<std::vector<int>> rows_of(ring);
+  for (size_t i = 0; i < q_shard.size(); ++i) rows_of[q_shard[i]].push_back(int(i));
+  std::vector<uint64_t> counts;
+  for (int a = 0; a < ring; ++a) {
+    if (rows_of[a].empty()) continue;
+    const int planes = column_counts_of(stats, sets, rows_of[a], counts);
+    for (int b = 0; b < ring; ++b) {
+      const uint64_t* sel = shard_bits.data() + static_cast<size_t>(b) * stride;
+      int64_t sum = 0;
+      for (int w = 0; w < stride; ++w) {
+        if (sel[w]) sum += masked_sum(counts.data(), planes, stride, w, sel[w]);
+      }
+      work[a][b] += double(sum);
+    }
+  }
+}
+
+}  // namespace dbsp::plan
