@@ -22,6 +22,13 @@ bin=$deps/bin
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,temperature.gpu --format=csv \
   | tee "$out/device.txt"
 
+if [ -x "$bin/dbsp_gpu_tests" ]; then
+  echo "== kernel gpu tests (one GPU)"
+  CUDA_VISIBLE_DEVICES=0 timeout 200 "$bin/dbsp_gpu_tests" --gtest_brief=1 >"$out/gpu_tests.log" 2>&1
+  echo "gpu tests exit $?"
+  grep -E "PASSED|FAILED|SKIPPED" "$out/gpu_tests.log" | sort | uniq -c | head -20
+fi
+
 echo "== nccl tests"
 for np in 1 2; do
   echo "---- np$np" >>"$out/nccl_tests.log"
