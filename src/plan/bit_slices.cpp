@@ -8,6 +8,10 @@
 
 #include "dbsp/error.hpp"
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#endif
+
 namespace dbsp::plan {
 namespace {
 
@@ -137,15 +141,21 @@ template <int N>
   }
 }
 
+// `pointers` has room for head_count rows. (Plain pointer arithmetic only: inside the AVX2 build,
+// calls to functions of other target options are not inlined.)
 template <int N>
 [[gnu::always_inline]] inline void sum_heads_impl(const MaskRows& rows, const int* heads,
                                                   int head_count, uint64_t* out, int plane_count,
-                                                  size_t row_step) {
-  std::vector<const uint64_t*> pointers(head_count);
-  for (int i = 0; i < rows.q_blocks; ++i, out += row_step) {
-    for (int x = 0; x < head_count; ++x) pointers[x] = rows.row(heads[x], i);
+                                                  size_t row_step, const uint64_t** pointers) {
+  const size_t q_blocks = static_cast<size_t>(rows.q_blocks);
+  for (size_t i = 0; i < q_blocks; ++i, out += row_step) {
+    for (int x = 0; x < head_count; ++x) {
+      const size_t at = static_cast<size_t>(heads[x]) * q_blocks + i;
+      pointers[x] = at < rows.padded_from ? rows.bits + at * rows.words
+                                          : rows.padded + (at - rows.padded_from) * rows.stride;
+    }
     for (int word = 0; word < rows.stride; word += N) {
-      add_vector<N, true>(pointers.data(), head_count, word, static_cast<size_t>(rows.stride), out,
+      add_vector<N, true>(pointers, head_count, word, static_cast<size_t>(rows.stride), out,
                           plane_count);
     }
   }
@@ -161,8 +171,33 @@ template <int N>
 }
 [[gnu::target("avx2,tune=haswell")]] void sum_heads_avx2(const MaskRows& rows, const int* heads,
                                                          int head_count, uint64_t* out,
-                                                         int plane_count, size_t row_step) {
-  sum_heads_impl<4>(rows, heads, head_count, out, plane_count, row_step);
+                                                         int plane_count, size_t row_step,
+                                                         const uint64_t** pointers) {
+  sum_heads_impl<4>(rows, heads, head_count, out, plane_count, row_step, pointers);
+}
+// Sixteen columns at a time in 16-bit lanes: each plane's 16 bits are broadcast, tested one lane
+// per bit, and added at the plane's weight. Returns the columns done (a multiple of 16).
+[[gnu::target("avx2,tune=haswell")]] int column_counts_avx2(const uint64_t* planes, int plane_count,
+                                                            int stride, int columns, int32_t* out) {
+  const __m256i bit = _mm256_setr_epi16(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096,
+                                        8192, 16384, -32768);
+  int j = 0;
+  for (; j + 16 <= columns; j += 16) {
+    const int w = j >> 6, shift = j & 63;
+    __m256i sum = _mm256_setzero_si256();
+    for (int k = 0; k < plane_count; ++k) {
+      const auto chunk =
+          static_cast<int16_t>((planes[static_cast<size_t>(k) * stride + w] >> shift) & 0xffff);
+      const __m256i set = _mm256_cmpeq_epi16(_mm256_and_si256(_mm256_set1_epi16(chunk), bit), bit);
+      sum = _mm256_add_epi16(
+          sum, _mm256_and_si256(set, _mm256_set1_epi16(static_cast<int16_t>(1 << k))));
+    }
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j),
+                        _mm256_cvtepu16_epi32(_mm256_castsi256_si128(sum)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + j + 8),
+                        _mm256_cvtepu16_epi32(_mm256_extracti128_si256(sum, 1)));
+  }
+  return j;
 }
 bool cpu_has_avx2() {
   static const bool has = __builtin_cpu_supports("avx2");
@@ -186,10 +221,13 @@ void sum_heads(const MaskRows& rows, const int* heads, int head_count, uint64_t*
                int plane_count, size_t row_step) {
   require(rows.stride % kStrideWords == 0, "sum_heads: stride ", rows.stride,
           " is not a multiple of ", kStrideWords);
+  std::vector<const uint64_t*> pointers(head_count);
 #ifdef DBSP_BIT_SLICES_AVX2
-  if (cpu_has_avx2()) return sum_heads_avx2(rows, heads, head_count, out, plane_count, row_step);
+  if (cpu_has_avx2()) {
+    return sum_heads_avx2(rows, heads, head_count, out, plane_count, row_step, pointers.data());
+  }
 #endif
-  sum_heads_impl<2>(rows, heads, head_count, out, plane_count, row_step);
+  sum_heads_impl<2>(rows, heads, head_count, out, plane_count, row_step, pointers.data());
 }
 
 void add_counts(const uint64_t* from, int from_planes, uint64_t* to, int to_planes, int stride) {
@@ -207,8 +245,30 @@ void add_counts(const uint64_t* from, int from_planes, uint64_t* to, int to_plan
   }
 }
 
-void column_counts(const uint64_t* planes, int plane_count, int stride, int columns, int64_t* out) {
-  for (int j = 0; j < columns; ++j) out[j] = column_count(planes, plane_count, stride, j);
+void column_counts(const uint64_t* planes, int plane_count, int stride, int columns, int32_t* out) {
+  if (plane_count > 16) {  // counts past 16 bits: one column at a time
+    for (int j = 0; j < columns; ++j)
+      out[j] = int32_t(column_count(planes, plane_count, stride, j));
+    return;
+  }
+  int done = 0;
+#ifdef DBSP_BIT_SLICES_AVX2
+  if (cpu_has_avx2()) done = column_counts_avx2(planes, plane_count, stride, columns, out);
+#endif
+  // Four columns at a time in 16-bit lanes: each plane's nibble spreads to one bit per lane.
+  static constexpr uint64_t kSpread[16] = {
+      0x0000000000000000, 0x0000000000000001, 0x0000000000010000, 0x0000000000010001,
+      0x0000000100000000, 0x0000000100000001, 0x0000000100010000, 0x0000000100010001,
+      0x0001000000000000, 0x0001000000000001, 0x0001000000010000, 0x0001000000010001,
+      0x0001000100000000, 0x0001000100000001, 0x0001000100010000, 0x0001000100010001};
+  for (int j = done; j < columns; j += 4) {
+    const int w = j >> 6, shift = j & 63;
+    uint64_t lanes = 0;
+    for (int k = 0; k < plane_count; ++k)
+      lanes += kSpread[(planes[static_cast<size_t>(k) * stride + w] >> shift) & 15] << k;
+    for (int l = 0; l < 4 && j + l < columns; ++l)
+      out[j + l] = int32_t((lanes >> (16 * l)) & 0xffff);
+  }
 }
 
 SegmentPieces::SegmentPieces(const std::vector<int>& bounds) {

@@ -64,8 +64,8 @@ inline int64_t column_count(const uint64_t* planes, int plane_count, int stride,
   return value;
 }
 
-// Counts of all columns [0, columns) into out.
-void column_counts(const uint64_t* planes, int plane_count, int stride, int columns, int64_t* out);
+// Counts of all columns [0, columns) into out. Uses AVX2 when the CPU has it.
+void column_counts(const uint64_t* planes, int plane_count, int stride, int columns, int32_t* out);
 
 // Sum of the counts of the columns selected by `mask` (one word per counter word).
 inline int64_t masked_sum(const uint64_t* planes, int plane_count, int stride, int word,

@@ -95,20 +95,21 @@ std::vector<double> row_mass(const MaskStats::Data& stats, const HeadSets& sets)
   return mass;
 }
 
-std::vector<double> column_mass(const MaskStats::Data& stats, const HeadSets& sets) {
-  const int KB = stats.mask->k_blocks(), stride = stats.stride;
-  int heads = 0;
-  for (const HeadSetRows* set : sets) heads += static_cast<int>(set->heads().size());
-  // The heads' column counts from the statistics, summed while still bit-sliced.
-  const int planes = stats.column_planes + planes_for(heads);
-  std::vector<uint64_t> sum(static_cast<size_t>(planes) * stride, 0);
-  for (const HeadSetRows* set : sets) {
-    for (int h : set->heads())
-      add_counts(stats.columns(h), stats.column_planes, sum.data(), planes, stride);
+std::vector<double> column_mass(const MaskStats::Data& stats, const std::vector<int>& heads) {
+  const int KB = stats.mask->k_blocks();
+  std::vector<int64_t> sum(KB, 0);
+  for (int h : heads) {
+    const int32_t* column = stats.columns(h);
+    for (int j = 0; j < KB; ++j) sum[j] += column[j];
   }
-  std::vector<double> mass(KB);
-  for (int j = 0; j < KB; ++j) mass[j] = double(column_count(sum.data(), planes, stride, j));
-  return mass;
+  return std::vector<double>(sum.begin(), sum.end());
+}
+
+std::vector<double> column_mass(const MaskStats::Data& stats, const HeadSets& sets) {
+  std::vector<int> heads;
+  for (const HeadSetRows* set : sets)
+    heads.insert(heads.end(), set->heads().begin(), set->heads().end());
+  return column_mass(stats, heads);
 }
 
 void apply_key_moves(const MaskStats::Data& stats, const HeadSets& sets,

@@ -48,8 +48,9 @@ std::vector<double> row_shard_mass(const MaskStats::Data& stats, const HeadSets&
 // Per query block, its kept blocks over all key blocks.
 std::vector<double> row_mass(const MaskStats::Data& stats, const HeadSets& sets);
 
-// Per key block, its kept blocks over all query blocks.
+// Per key block, its kept blocks over all query blocks (from the statistics alone).
 std::vector<double> column_mass(const MaskStats::Data& stats, const HeadSets& sets);
+std::vector<double> column_mass(const MaskStats::Data& stats, const std::vector<int>& heads);
 
 // Moves the mass of the key blocks that left their home shard (k_shard[j] != home) into their
 // new shard, row by row: the cost grows with the words that hold moved blocks.

@@ -22,19 +22,16 @@ struct MaskStats::Data {
   std::vector<int64_t> block_kept;   // [heads][ranks][ranks]: query segment x key segment
   std::vector<int64_t> kept_per_head;
   int64_t kept = 0;
-  // Per head, its kept blocks per key block (over all query blocks), bit-sliced:
-  // column_counts[(head * column_planes + k) * stride + word] (see bit_slices.hpp).
-  int column_planes = 1;
-  std::vector<uint64_t> column_counts;
-  plan::MaskRows rows;  // the mask's rows, each readable for `stride` words
+  std::vector<int32_t> column_kept;  // [heads][k_blocks]: kept blocks per key block
+  plan::MaskRows rows;               // the mask's rows, each readable for `stride` words
   std::vector<uint64_t> padded_rows;
 
   const uint64_t* row(int head, int q_block) const { return rows.row(head, q_block); }
   const int64_t* blocks(int head) const {
     return block_kept.data() + static_cast<size_t>(head) * ranks * ranks;
   }
-  const uint64_t* columns(int head) const {
-    return column_counts.data() + static_cast<size_t>(head) * column_planes * stride;
+  const int32_t* columns(int head) const {
+    return column_kept.data() + static_cast<size_t>(head) * mask->k_blocks();
   }
 };
 

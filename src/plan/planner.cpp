@@ -84,6 +84,20 @@ ImbalanceReport report_from_rows(const MaskStats::Data& stats, const Partition& 
   return imbalance_from_work(p.grid, std::move(work));
 }
 
+// A lower bound on rho_s of a partition from its key-shard masses alone (each rank meets every key
+// shard of its group once, so a group's ring time is at least its heaviest key shard).
+double key_shard_bound(const MaskStats::Data& stats, const Partition& p) {
+  if (stats.kept == 0) return 1.0;
+  double heaviest = 0;
+  for (int g = 0; g < p.grid.ulysses; ++g) {
+    const std::vector<double> column = plan::column_mass(stats, p.heads_of(g));
+    std::vector<double> shard(p.grid.ring, 0.0);
+    for (size_t j = 0; j < column.size(); ++j) shard[p.k_shard[g][j]] += column[j];
+    heaviest = std::max(heaviest, *std::max_element(shard.begin(), shard.end()));
+  }
+  return heaviest * p.grid.ranks() / double(stats.kept);
+}
+
 std::vector<int> ours_head_assignment(const MaskStats::Data& stats, int ulysses) {
   return ulysses > 1 ? plan::balanced_head_groups(stats.kept_per_head, ulysses)
                      : std::vector<int>(stats.kept_per_head.size(), 0);
@@ -153,19 +167,30 @@ LayerPlan make_plan(const MaskStats& stats, Grid grid, Policy policy, const Plan
         report = plan::evaluate(d, plan.partition);
         break;
       }
+      // Row totals (the paper's row weights) come from one "shard" of all key blocks.
       const std::vector<int> heads = plan::paper_head_assignment(d, grid.ulysses);
-      const SharedRows rows = shared_rows(d, heads, heads, grid.ulysses, 0);
+      const SharedRows rows = shared_rows(d, heads, heads, grid.ulysses, 1);
       plan.partition = plan::paper_partition(d, grid, options.reward, rows.all);
       report = report_from_rows(d, plan.partition, rows.of_first);
       break;
     }
     case Policy::dbsp: {
       // Our head groups and the paper's (whose partition is a fallback candidate below) share one
-      // pass over the mask.
+      // pass over the mask when they differ in few heads (each extra head set costs a little);
+      // otherwise the paper's groups are read only if its partition gets scored.
+      const std::vector<int> ours = ours_head_assignment(d, grid.ulysses);
+      const std::vector<int> papers = plan::paper_head_assignment(d, grid.ulysses);
+      std::vector<bool> pair_seen(static_cast<size_t>(grid.ulysses) * grid.ulysses, false);
+      int sets = 0;
+      for (size_t h = 0; h < ours.size(); ++h) {
+        const size_t pair = static_cast<size_t>(ours[h]) * grid.ulysses + papers[h];
+        sets += !pair_seen[pair];
+        pair_seen[pair] = true;
+      }
+      const bool share = sets <= 2 * grid.ulysses;
       SharedRows rows;
       if (grid.ring > 1) {
-        rows = shared_rows(d, ours_head_assignment(d, grid.ulysses),
-                           plan::paper_head_assignment(d, grid.ulysses), grid.ulysses, grid.ring);
+        rows = shared_rows(d, ours, share ? papers : ours, grid.ulysses, grid.ring);
       }
       std::vector<std::vector<std::vector<double>>> work;
       plan.partition = dbsp_partition(d, grid, options, rows.of_first, work);
@@ -183,8 +208,14 @@ LayerPlan make_plan(const MaskStats& stats, Grid grid, Policy policy, const Plan
       consider(std::move(fixed), std::move(fixed_report));
       if (grid.ring > 1 && report.ratio > std::max(1.0, plan.lower_bound) * 1.001) {
         Partition paper = plan::paper_partition(d, grid, options.reward, rows.all);
-        ImbalanceReport paper_report = report_from_rows(d, paper, rows.of_second);
-        consider(std::move(paper), std::move(paper_report));
+        // Scored only when its bound leaves it a chance.
+        if (key_shard_bound(d, paper) < report.ratio - 1e-12) {
+          SharedRows paper_rows;
+          if (!share) paper_rows = shared_rows(d, papers, papers, grid.ulysses, 0);
+          ImbalanceReport paper_report =
+              report_from_rows(d, paper, share ? rows.of_second : paper_rows.of_first);
+          consider(std::move(paper), std::move(paper_report));
+        }
       }
       break;
     }
