@@ -141,22 +141,38 @@ template <int N>
   }
 }
 
-// `pointers` has room for head_count rows. (Plain pointer arithmetic only: inside the AVX2 build,
-// calls to functions of other target options are not inlined.)
+// `pointers` has room for head_count rows. Query blocks go in blocks of 32 and heads in batches of
+// 16 within a block, so that each head's rows are read in runs (a few streams at a time, which
+// the prefetchers follow) and the block's counters stay in cache between batches. (Plain pointer
+// arithmetic only: inside the AVX2 build, calls to functions of other target options are not
+// inlined.)
 template <int N>
 [[gnu::always_inline]] inline void sum_heads_impl(const MaskRows& rows, const int* heads,
                                                   int head_count, uint64_t* out, int plane_count,
                                                   size_t row_step, const uint64_t** pointers) {
+  constexpr int kBlockRows = 32, kBatchHeads = 16;
   const size_t q_blocks = static_cast<size_t>(rows.q_blocks);
-  for (size_t i = 0; i < q_blocks; ++i, out += row_step) {
-    for (int x = 0; x < head_count; ++x) {
-      const size_t at = static_cast<size_t>(heads[x]) * q_blocks + i;
-      pointers[x] = at < rows.padded_from ? rows.bits + at * rows.words
-                                          : rows.padded + (at - rows.padded_from) * rows.stride;
-    }
-    for (int word = 0; word < rows.stride; word += N) {
-      add_vector<N, true>(pointers, head_count, word, static_cast<size_t>(rows.stride), out,
-                          plane_count);
+  for (size_t first = 0; first < q_blocks; first += kBlockRows) {
+    const size_t end = std::min(q_blocks, first + kBlockRows);
+    for (int batch = 0; batch < head_count; batch += kBatchHeads) {
+      const int count = std::min(kBatchHeads, head_count - batch);
+      for (size_t i = first; i < end; ++i) {
+        for (int x = 0; x < count; ++x) {
+          const size_t at = static_cast<size_t>(heads[batch + x]) * q_blocks + i;
+          pointers[x] = at < rows.padded_from ? rows.bits + at * rows.words
+                                              : rows.padded + (at - rows.padded_from) * rows.stride;
+        }
+        uint64_t* counters = out + i * row_step;
+        for (int word = 0; word < rows.stride; word += N) {
+          if (batch == 0) {
+            add_vector<N, true>(pointers, count, word, static_cast<size_t>(rows.stride), counters,
+                                plane_count);
+          } else {
+            add_vector<N, false>(pointers, count, word, static_cast<size_t>(rows.stride), counters,
+                                 plane_count);
+          }
+        }
+      }
     }
   }
 }

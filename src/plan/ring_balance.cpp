@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 #include <numeric>
+#include <tuple>
 
 #include "dbsp/block_layout.hpp"
 #include "plan/heaviest_first.hpp"
@@ -27,12 +28,13 @@ std::vector<int> balance_key_shards(const MaskStats::Data& stats, const HeadSets
   const double mean = std::accumulate(shard_mass.begin(), shard_mass.end(), 0.0) / ring;
   if (mean <= 0) return k_shard;
   std::vector<double> column;  // per key block, counted on first need
-  // Each shard's key blocks, ascending (ties below go to the lowest block).
-  std::vector<std::vector<int>> columns_of(ring);
-  for (int j = 0; j < KB; ++j) columns_of[k_shard[j]].push_back(j);
-  auto replace = [](std::vector<int>& list, int from, int to) {
-    list.erase(std::find(list.begin(), list.end(), from));
-    list.insert(std::lower_bound(list.begin(), list.end(), to), to);
+  // Each shard's key blocks ordered by (mass, block): the lightest comes first, and the heavy
+  // block that best halves the gap is found by bisection (ties go to the lowest block).
+  using Entry = std::pair<double, int>;
+  std::vector<std::vector<Entry>> columns_of(ring);
+  auto take = [](std::vector<Entry>& list, Entry out, Entry in) {  // two memmoves
+    list.erase(std::lower_bound(list.begin(), list.end(), out));
+    list.insert(std::lower_bound(list.begin(), list.end(), in), in);
   };
   for (int swaps = 0; swaps < KB; ++swaps) {
     const int heavy =
@@ -40,31 +42,41 @@ std::vector<int> balance_key_shards(const MaskStats::Data& stats, const HeadSets
     const int light =
         int(std::min_element(shard_mass.begin(), shard_mass.end()) - shard_mass.begin());
     if (shard_mass[heavy] <= (1 + tolerance) * mean) break;
-    if (column.empty()) column = column_mass(stats, sets);
-    const double gap = shard_mass[heavy] - shard_mass[light];
-    int best_x = -1, best_y = -1;
-    double best_peak = shard_mass[heavy];
-    // Lightest column of the light shard; then the heavy column closest to half the gap above it.
-    int y = -1;
-    double y_mass = 0;
-    for (int j : columns_of[light]) {
-      if (y < 0 || column[j] < y_mass) y = j, y_mass = column[j];
+    if (column.empty()) {
+      column = column_mass(stats, sets);
+      for (int j : heaviest_first(column, true)) columns_of[k_shard[j]].push_back({column[j], j});
     }
-    if (y < 0) break;
-    for (int x : columns_of[heavy]) {
-      const double delta = column[x] - column[y];
-      if (delta <= 0 || delta >= gap) continue;
-      const double peak = std::max(shard_mass[heavy] - delta, shard_mass[light] + delta);
-      if (peak < best_peak) best_peak = peak, best_x = x, best_y = y;
-    }
-    if (best_x < 0) break;
-    const double delta = column[best_x] - column[best_y];
+    if (columns_of[light].empty()) break;
+    const double high = shard_mass[heavy], low = shard_mass[light], gap = high - low;
+    // Lightest block y of the light shard; then the heavy block x whose swap with it leaves the
+    // lower peak max(high - delta, low + delta), delta = mass(x) - mass(y) in (0, gap).
+    const Entry y = columns_of[light].front();
+    auto peak = [&](double mass) {
+      const double delta = mass - y.first;
+      return std::max(high - delta, low + delta);
+    };
+    const std::vector<Entry>& list = columns_of[heavy];
+    const auto above = std::lower_bound(list.begin(), list.end(), Entry{y.first + gap / 2, -1});
+    Entry best{0.0, -1};
+    double best_peak = high;
+    auto offer = [&](std::vector<Entry>::const_iterator at) {
+      if (at->first <= y.first || at->first >= y.first + gap) return;
+      // The lowest block of that mass.
+      const Entry first = *std::lower_bound(list.begin(), list.end(), Entry{at->first, -1});
+      const double p = peak(first.first);
+      if (p < best_peak || (p == best_peak && best.second >= 0 && first.second < best.second))
+        best_peak = p, best = first;
+    };
+    if (above != list.end()) offer(above);
+    if (above != list.begin()) offer(above - 1);
+    if (best.second < 0) break;
+    const double delta = best.first - y.first;
     shard_mass[heavy] -= delta;
     shard_mass[light] += delta;
-    k_shard[best_x] = light;
-    k_shard[best_y] = heavy;
-    replace(columns_of[heavy], best_x, best_y);
-    replace(columns_of[light], best_y, best_x);
+    k_shard[best.second] = light;
+    k_shard[y.second] = heavy;
+    take(columns_of[heavy], best, y);
+    take(columns_of[light], y, best);
   }
   return k_shard;
 }
@@ -180,6 +192,29 @@ std::vector<std::vector<double>> steps_of(const std::vector<std::vector<double>>
   return step;
 }
 
+// Sum over steps t < R of max(rest[t], w[t] + y[t], o[t] + x[t]), two steps per vector and without
+// branches (compilers tend to branch on max, and these compares are unpredictable).
+double trial_time(const double* rest, const double* w, const double* y, const double* o,
+                  const double* x, int R) {
+  using Pair [[gnu::vector_size(16)]] = double;
+  Pair sum = {0.0, 0.0};
+  int t = 0;
+  for (; t + 2 <= R; t += 2) {
+    Pair a, b, c, d, e;
+    std::memcpy(&a, rest + t, sizeof(a));
+    std::memcpy(&b, w + t, sizeof(b));
+    std::memcpy(&c, y + t, sizeof(c));
+    std::memcpy(&d, o + t, sizeof(d));
+    std::memcpy(&e, x + t, sizeof(e));
+    const Pair worst = b + c, other = d + e;
+    const Pair both = worst > other ? worst : other;
+    sum += both > a ? both : a;
+  }
+  double total = sum[0] + sum[1];
+  for (; t < R; ++t) total += std::max(rest[t], std::max(w[t] + y[t], o[t] + x[t]));
+  return total;
+}
+
 // Pairwise row swaps between the bottleneck rank of the worst step and every other rank. A trial
 // swap changes two ranks only, so its time is the sum over steps of the larger of their new work
 // and the maximum of the untouched ranks (all sums of whole block counts, exact in any order).
@@ -201,11 +236,11 @@ void refine_rows(const std::vector<double>& row_mass, int ring, std::vector<int>
     current += peak;
   }
   constexpr size_t kCandidates = 12;
-  std::vector<std::vector<int>> rows_of(R);
+  std::vector<std::vector<int>> rows_of(R);  // each shard's rows, ascending
+  for (int i = 0; i < QB; ++i) rows_of[q_shard[i]].push_back(i);
   std::vector<double> rest(R), y_as_worst(R), other_without_y(R);
-  // (Past 4 passes per round no swap changed mean rho_s in the fifth decimal on the Wan and
-  // CogVideoX workloads.)
-  for (int iter = 0; iter < 4 * rounds && current > target_time; ++iter) {
+  // (Two swaps per round: 16 changed mean rho_s by < 5e-5 on the Wan and CogVideoX workloads.)
+  for (int iter = 0; iter < 2 * rounds && current > target_time; ++iter) {
     // The step with the largest gap between its maximum and its mean, and the rank holding it.
     int worst_t = 0, worst_r = 0;
     double worst_gap = -1;
@@ -219,8 +254,6 @@ void refine_rows(const std::vector<double>& row_mass, int ring, std::vector<int>
       if (peak - sum / R > worst_gap) worst_gap = peak - sum / R, worst_t = t, worst_r = at;
     }
     const int hot_col = (worst_r + worst_t) % R;
-    for (auto& rows : rows_of) rows.clear();
-    for (int i = 0; i < QB; ++i) rows_of[q_shard[i]].push_back(i);
     // The kCandidates heaviest (or lightest) rows of a shard by their mass at the hot key shard,
     // ties to the lower row, kept sorted by insertion (few rows displace the kept ones).
     auto top_rows = [&](int shard, bool heaviest) {
@@ -266,11 +299,8 @@ void refine_rows(const std::vector<double>& row_mass, int ring, std::vector<int>
         for (size_t a = 0; a < nf; ++a) {
           const double* w0 = worst_without_x.data() + a * R;
           const double* o1 = x_as_other.data() + a * R;
-          double t_new = 0;
-          for (int t = 0; t < R; ++t) {
-            const double w = w0[t] + y_as_worst[t], o = other_without_y[t] + o1[t];
-            t_new += std::max(rest[t], std::max(w, o));
-          }
+          const double t_new =
+              trial_time(rest.data(), w0, y_as_worst.data(), other_without_y.data(), o1, R);
           if (t_new < best_time - 1e-9) best_time = t_new, best_x = from[a], best_y = y;
         }
       }
@@ -282,6 +312,13 @@ void refine_rows(const std::vector<double>& row_mass, int ring, std::vector<int>
       step[other * R + t] += mass_at(best_x, other, t) - mass_at(best_y, other, t);
     }
     std::swap(q_shard[best_x], q_shard[best_y]);
+    for (auto [row, from_shard, to_shard] :
+         {std::tuple{best_x, worst_r, other}, std::tuple{best_y, other, worst_r}}) {
+      std::vector<int>& out = rows_of[from_shard];
+      out.erase(std::lower_bound(out.begin(), out.end(), row));
+      std::vector<int>& in = rows_of[to_shard];
+      in.insert(std::lower_bound(in.begin(), in.end(), row), row);
+    }
     current = best_time;
   }
 }
@@ -330,15 +367,15 @@ RingAssignment balance_ring(const MaskStats::Data& stats, const HeadSets& sets, 
   double best_time = ring_time(work_of(row_mass, ring, home));
   if (best_time > target_time) {
     // Strongest home bias first: the first bias that reaches the target moves the fewest blocks.
-    // (Three strengths: sweeping 0.5, 0.25, ..., 0 changed mean rho_s by < 2e-4 on the Wan and
-    // CogVideoX workloads, for twice the time; two left U2R4 1e-4 worse with 4% more moves.)
+    // (Two strengths: sweeping 0.5, 0.25, 0.12, 0.06, 0.03, 0 changed mean rho_s by < 2e-4 on the
+    // Wan and CogVideoX workloads, for three times the time.)
     std::vector<double> doubled(static_cast<size_t>(QB) * 2 * ring);
     for (int i = 0; i < QB; ++i) {
       for (int c = 0; c < 2 * ring; ++c)
         doubled[static_cast<size_t>(i) * 2 * ring + c] =
             row_mass[static_cast<size_t>(i) * ring + c % ring];
     }
-    for (double bias : {0.12, 0.03, 0.0}) {
+    for (double bias : {0.03, 0.0}) {
       std::vector<int> q_shard = greedy_rows_any(doubled, ring, home, capacity, order, bias);
       const double t = ring_time(work_of(row_mass, ring, q_shard));
       if (t < best_time) best_time = t, best = q_shard;
