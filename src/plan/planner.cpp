@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <memory>
 #include <numeric>
+#include <optional>
 
 #include "dbsp/error.hpp"
 #include "dbsp/imbalance.hpp"
@@ -73,14 +74,25 @@ SharedRows shared_rows(const MaskStats::Data& stats, const std::vector<int>& fir
   return rows;
 }
 
-// rho_s of a partition whose groups are read from the given head sets.
-ImbalanceReport report_from_rows(const MaskStats::Data& stats, const Partition& p,
-                                 const std::vector<plan::HeadSets>& sets_of_group) {
-  const int R = p.grid.ring;
+// rho_s of a partition whose groups are read from the given head sets; none once a group shows
+// that rho_s cannot be below `beat` (heaviest groups first, so that this shows early).
+std::optional<ImbalanceReport> report_from_rows(const MaskStats::Data& stats, const Partition& p,
+                                                const std::vector<plan::HeadSets>& sets_of_group,
+                                                double beat = 0) {
+  const int U = p.grid.ulysses, R = p.grid.ring;
+  std::vector<double> group_mass(U, 0.0);
+  for (int h = 0; h < p.heads; ++h) group_mass[p.head_group[h]] += double(stats.kept_per_head[h]);
+  std::vector<int> order(U);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return group_mass[a] > group_mass[b]; });
+  const double mean = double(stats.kept) / p.grid.ranks();
   std::vector<std::vector<std::vector<double>>> work(
-      p.grid.ulysses, std::vector<std::vector<double>>(R, std::vector<double>(R, 0.0)));
-  for (int g = 0; g < p.grid.ulysses; ++g)
+      U, std::vector<std::vector<double>>(R, std::vector<double>(R, 0.0)));
+  for (int g : order) {
     plan::add_work(stats, sets_of_group[g], p.q_shard[g], p.k_shard[g], R, work[g]);
+    if (beat > 0 && mean > 0 && plan::ring_time(work[g]) / mean >= beat - 1e-12) return {};
+  }
   return imbalance_from_work(p.grid, std::move(work));
 }
 
@@ -171,7 +183,7 @@ LayerPlan make_plan(const MaskStats& stats, Grid grid, Policy policy, const Plan
       const std::vector<int> heads = plan::paper_head_assignment(d, grid.ulysses);
       const SharedRows rows = shared_rows(d, heads, heads, grid.ulysses, 1);
       plan.partition = plan::paper_partition(d, grid, options.reward, rows.all);
-      report = report_from_rows(d, plan.partition, rows.of_first);
+      report = *report_from_rows(d, plan.partition, rows.of_first);
       break;
     }
     case Policy::dbsp: {
@@ -212,9 +224,9 @@ LayerPlan make_plan(const MaskStats& stats, Grid grid, Policy policy, const Plan
         if (key_shard_bound(d, paper) < report.ratio - 1e-12) {
           SharedRows paper_rows;
           if (!share) paper_rows = shared_rows(d, papers, papers, grid.ulysses, 0);
-          ImbalanceReport paper_report =
-              report_from_rows(d, paper, share ? rows.of_second : paper_rows.of_first);
-          consider(std::move(paper), std::move(paper_report));
+          std::optional<ImbalanceReport> paper_report = report_from_rows(
+              d, paper, share ? rows.of_second : paper_rows.of_first, report.ratio);
+          if (paper_report) consider(std::move(paper), std::move(*paper_report));
         }
       }
       break;
