@@ -148,12 +148,14 @@ template <int N>
 // inlined.)
 template <int N>
 [[gnu::always_inline]] inline void sum_heads_impl(const MaskRows& rows, const int* heads,
-                                                  int head_count, uint64_t* out, int plane_count,
-                                                  size_t row_step, const uint64_t** pointers) {
+                                                  int head_count, int q_begin, int q_end,
+                                                  uint64_t* out, int plane_count, size_t row_step,
+                                                  const uint64_t** pointers) {
   constexpr int kBlockRows = 32, kBatchHeads = 16;
   const size_t q_blocks = static_cast<size_t>(rows.q_blocks);
-  for (size_t first = 0; first < q_blocks; first += kBlockRows) {
-    const size_t end = std::min(q_blocks, first + kBlockRows);
+  out -= static_cast<size_t>(q_begin) * row_step;  // counters of query block i at out + i * step
+  for (size_t first = q_begin; first < static_cast<size_t>(q_end); first += kBlockRows) {
+    const size_t end = std::min(static_cast<size_t>(q_end), first + kBlockRows);
     for (int batch = 0; batch < head_count; batch += kBatchHeads) {
       const int count = std::min(kBatchHeads, head_count - batch);
       for (size_t i = first; i < end; ++i) {
@@ -186,10 +188,11 @@ template <int N>
   add_rows_impl<4>(rows, count, stride, planes, plane_count, overwrite);
 }
 [[gnu::target("avx2,tune=haswell")]] void sum_heads_avx2(const MaskRows& rows, const int* heads,
-                                                         int head_count, uint64_t* out,
-                                                         int plane_count, size_t row_step,
+                                                         int head_count, int q_begin, int q_end,
+                                                         uint64_t* out, int plane_count,
+                                                         size_t row_step,
                                                          const uint64_t** pointers) {
-  sum_heads_impl<4>(rows, heads, head_count, out, plane_count, row_step, pointers);
+  sum_heads_impl<4>(rows, heads, head_count, q_begin, q_end, out, plane_count, row_step, pointers);
 }
 // Sixteen columns at a time in 16-bit lanes: each plane's 16 bits are broadcast, tested one lane
 // per bit, and added at the plane's weight. Returns the columns done (a multiple of 16).
@@ -233,17 +236,19 @@ void add_rows(const uint64_t* const* rows, int count, int stride, uint64_t* plan
   add_rows_impl<2>(rows, count, stride, planes, plane_count, overwrite);
 }
 
-void sum_heads(const MaskRows& rows, const int* heads, int head_count, uint64_t* out,
-               int plane_count, size_t row_step) {
+void sum_heads(const MaskRows& rows, const int* heads, int head_count, int q_begin, int q_end,
+               uint64_t* out, int plane_count, size_t row_step) {
   require(rows.stride % kStrideWords == 0, "sum_heads: stride ", rows.stride,
           " is not a multiple of ", kStrideWords);
   std::vector<const uint64_t*> pointers(head_count);
 #ifdef DBSP_BIT_SLICES_AVX2
   if (cpu_has_avx2()) {
-    return sum_heads_avx2(rows, heads, head_count, out, plane_count, row_step, pointers.data());
+    return sum_heads_avx2(rows, heads, head_count, q_begin, q_end, out, plane_count, row_step,
+                          pointers.data());
   }
 #endif
-  sum_heads_impl<2>(rows, heads, head_count, out, plane_count, row_step, pointers.data());
+  sum_heads_impl<2>(rows, heads, head_count, q_begin, q_end, out, plane_count, row_step,
+                    pointers.data());
 }
 
 void add_counts(const uint64_t* from, int from_planes, uint64_t* to, int to_planes, int stride) {

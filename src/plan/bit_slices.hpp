@@ -46,10 +46,10 @@ struct MaskRows {
 void add_rows(const uint64_t* const* rows, int count, int stride, uint64_t* planes, int plane_count,
               bool overwrite = false);
 
-// Per query block i, the counts of the rows (heads[x], i) over x, written (not added) to the
-// counters at out + i * row_step.
-void sum_heads(const MaskRows& rows, const int* heads, int head_count, uint64_t* out,
-               int plane_count, size_t row_step);
+// Per query block i in [q_begin, q_end), the counts of the rows (heads[x], i) over x, written
+// (not added) to the counters at out + (i - q_begin) * row_step.
+void sum_heads(const MaskRows& rows, const int* heads, int head_count, int q_begin, int q_end,
+               uint64_t* out, int plane_count, size_t row_step);
 
 // Adds bit-sliced counts `from` (from_planes planes) to `to` (to_planes planes, enough for the
 // sum).

@@ -45,17 +45,26 @@ HeadSetRows::HeadSetRows(const MaskStats::Data& stats, std::vector<int> heads, i
       stride_(stats.stride),
       shard_ring_(shard_ring) {
   const int QB = stats.mask->q_blocks(), KB = stats.mask->k_blocks(), R = shard_ring;
-  // add_rows overwrites every counter word, so the buffer starts uninitialized.
+  // sum_heads writes every counter word, so the buffer starts uninitialized.
   counts_ = std::make_unique_for_overwrite<uint64_t[]>(static_cast<size_t>(QB) * planes_ * stride_);
   if (R > 0) shard_mass_.assign(static_cast<size_t>(QB) * R, 0);
   if (stride_ == 0) return;
-  sum_heads(stats.rows, heads_.data(), static_cast<int>(heads_.size()), counts_.get(), planes_,
-            static_cast<size_t>(planes_) * stride_);
-  if (R <= 0) return;
   std::vector<int> shard_begins{0};
   for (int c = 1; c <= R; ++c) shard_begins.push_back(shard_begin(c, KB, R));
-  segment_sums(counts_.get(), planes_, stride_, static_cast<size_t>(planes_) * stride_, QB,
-               SegmentPieces(shard_begins), shard_mass_.data(), R);
+  const SegmentPieces key_shards(shard_begins);
+  const size_t row_step = static_cast<size_t>(planes_) * stride_;
+  // A block of query blocks at a time, so that its shard masses are read while still in cache.
+  constexpr int kBlock = 64;
+  for (int first = 0; first < QB; first += kBlock) {
+    const int end = std::min(QB, first + kBlock);
+    uint64_t* counts = counts_.get() + static_cast<size_t>(first) * row_step;
+    sum_heads(stats.rows, heads_.data(), static_cast<int>(heads_.size()), first, end, counts,
+              planes_, row_step);
+    if (R > 0) {
+      segment_sums(counts, planes_, stride_, row_step, end - first, key_shards,
+                   shard_mass_.data() + static_cast<size_t>(first) * R, R);
+    }
+  }
 }
 
 std::vector<double> row_shard_mass(const MaskStats::Data& stats, const HeadSets& sets, int ring) {
