@@ -35,6 +35,7 @@ struct RunOptions {
   double timeout = 60;
   int head_dim = 0;  // 0: the workload's (64 for mask files)
   bool send_all = false;
+  int ring_reserved_sms = SpOptions{}.ring_reserved_sms;
   int emulate = 0;  // > 0: this many virtual ranks in one process, no MPI
   int warmup = 1;   // untimed calls per grid before the run (connections, kernel loading)
   PlannerOptions planner;
@@ -210,8 +211,9 @@ int run_ranks(const RunOptions& o) {
                          : source.from_file() ? 64
                                               : model_preset(o.source.workload).head_dim;
     const Strategy strategy = parse_strategy(o.strategy, ranks);
-    SpAttention attention(data_comm, strategy, layers, {.mask_aware = !o.send_all}, o.planner,
-                          o.cost);
+    SpAttention attention(data_comm, strategy, layers,
+                          {.mask_aware = !o.send_all, .ring_reserved_sms = o.ring_reserved_sms},
+                          o.planner, o.cost);
     std::vector<RankTotals> totals(static_cast<size_t>(ranks));
     LayerInputs inputs;
     double predicted_sum = 0, measured_sum = 0, wall_ms = 0, sent = 0, saved = 0;
@@ -385,8 +387,9 @@ int run_emulated(const RunOptions& o) {
     strategies.push_back(parse_strategy(o.strategy, P));
   }
   const LinkModel link{o.cost.link_gbytes_per_s, o.cost.link_latency_us};
-  SpEmulator emulator(P, o.backend == "cuda" ? EmulationDevice::cuda : EmulationDevice::cpu, link,
-                      {.mask_aware = !o.send_all, .measure_idle = false});
+  SpEmulator emulator(
+      P, o.backend == "cuda" ? EmulationDevice::cuda : EmulationDevice::cpu, link,
+      {.mask_aware = !o.send_all, .measure_idle = false, .ring_reserved_sms = o.ring_reserved_sms});
   std::vector<PlanCache> caches;
   for (const Strategy& s : strategies) {
     caches.emplace_back(layers, P, s.policy, o.planner, o.cost, s.grid);
@@ -492,6 +495,12 @@ void register_run(CLI::App& app) {
       ->capture_default_str();
   command->add_flag("--send-all", options->send_all,
                     "turn mask-aware communication off (send every slab)");
+  command
+      ->add_option("--ring-reserved-sms", options->ring_reserved_sms,
+                   "cuda: SMs the attention kernel leaves free while the next ring step's K/V "
+                   "is in flight (0: none; the transfer then waits for the kernel)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   command
       ->add_option("--reuse-threshold", options->planner.reuse_threshold,
                    "P_s: re-plan when rho_s of the kept plan exceeds this")

@@ -90,6 +90,11 @@ class SparseAttention {
   AttentionKernel kernel() const;  // the family for dense and block-list masks (never automatic)
   AttentionKernel kernel_for(const DeviceMask& mask) const;  // the family run() uses for mask
   int ctas_per_sm() const;  // resident CTAs per SM of kernel() (occupancy)
+  // Leaves `sms` SMs out of the persistent grid of later run() calls (0: use them all; at least
+  // one SM is always used). A persistent kernel holds every SM it is given until it ends, so a
+  // transfer queued beside it (NCCL kernels, copy kernels of another stream) only overlaps it if
+  // some SMs stay free.
+  void reserve_sms(int sms);
   // Reads only device data of `mask`; the schedule stays valid while the mask's lists do.
   void plan(const DeviceMask& mask, void* stream);
   // lse may be null. A sparse mask needs a plan() of the same mask first (a dense one does not).

@@ -56,6 +56,9 @@ struct SpProblem {
 struct SpOptions {
   bool mask_aware = true;    // skip slabs that no receiving query needs
   bool measure_idle = true;  // a closing barrier measures how long each rank waits for the slowest
+  // GPU: SMs the attention kernel leaves free while the next ring step's K/V is in flight, so
+  // that the transfer's NCCL and copy kernels run beside it instead of after it.
+  int ring_reserved_sms = 8;
 };
 
 // One layer on one rank. Times in milliseconds of wall clock.

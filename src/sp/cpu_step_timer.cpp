@@ -10,8 +10,8 @@ namespace {
 
 class CpuStepTimer final : public StepTimer {
  public:
-  double step_ms(const AttentionProblem& local, const BlockCsr& mask, int, int,
-                 bool merge) override {
+  double step_ms(const AttentionProblem& local, const BlockCsr& mask, int, int, bool merge,
+                 int) override {
     const int64_t q_elements = local.seq_q() * local.heads * local.head_dim;
     const int64_t k_elements = local.seq_k() * local.heads * local.head_dim;
     grow(q_, q_elements);

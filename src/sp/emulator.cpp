@@ -81,8 +81,12 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
       local.q_layout = route.q_local;
       local.k_layout = step.key_layout;
       local.scale = problem.scale;
+      // The next step's transfer runs beside this one on the SMs the kernel leaves free.
+      const bool transfer_beside =
+          t + 1 < R && (!route.steps[t + 1].send.empty() || !route.steps[t + 1].recv.empty());
       compute[p][t] = timer_->impl->step_ms(local, local_mask, problem.geometry.block_q,
-                                            problem.geometry.block_k, !first);
+                                            problem.geometry.block_k, !first,
+                                            transfer_beside ? options_.ring_reserved_sms : 0);
       first = false;
     }
     layer.rank_compute_ms[p] = std::accumulate(compute[p].begin(), compute[p].end(), 0.0);

@@ -14,8 +14,9 @@ class StepTimer {
   virtual ~StepTimer() = default;
   // Milliseconds of one block-sparse attention call, plus a merge when `merge` is set. block_q and
   // block_k are the mask's block sizes (a local layout may hold its short block anywhere).
+  // reserved_sms: SMs the GPU kernel leaves free for a transfer beside it (ignored on the CPU).
   virtual double step_ms(const AttentionProblem& local, const BlockCsr& mask, int block_q,
-                         int block_k, bool merge) = 0;
+                         int block_k, bool merge, int reserved_sms) = 0;
 };
 
 std::unique_ptr<StepTimer> make_cpu_step_timer();

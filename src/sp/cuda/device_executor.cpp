@@ -544,6 +544,9 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
       const void* keys = t == 0 ? k_local : step_k[t % 2];
       const void* values = t == 0 ? v_local : step_v[t % 2];
       cuda::SparseAttention& attention = *step.kernel;
+      const bool transfer_beside =
+          t + 1 < R && (!sched.steps[t + 1].sends.empty() || !sched.steps[t + 1].recvs.empty());
+      attention.reserve_sms(transfer_beside ? options_.ring_reserved_sms : 0);
       attention.plan(dm, compute);
       if (computing_steps == 1) {
         attention.run(dm, q_local, keys, values, out_local, lse, compute);

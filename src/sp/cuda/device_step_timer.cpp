@@ -59,7 +59,7 @@ class DeviceStepTimer final : public StepTimer {
   }
 
   double step_ms(const AttentionProblem& local, const BlockCsr& mask, int block_q, int block_k,
-                 bool merge) override {
+                 bool merge, int reserved_sms) override {
     const cuda::AttentionShape shape{1,
                                      local.seq_q(),
                                      local.seq_k(),
@@ -86,6 +86,7 @@ class DeviceStepTimer final : public StepTimer {
     dm.q_block_start = upload(q_starts_, local.q_layout.start);
     dm.k_block_start = upload(k_starts_, local.k_layout.start);
     cuda::SparseAttention& kernel = kernel_for(shape, block_q, mask.q_blocks);
+    kernel.reserve_sms(reserved_sms);
     kernel.plan(dm, stream_);
     float ms = 0;
     for (int run = 0; run < 2; ++run) {  // the first run warms caches and the launch path

@@ -102,6 +102,7 @@ struct SparseAttention::Impl {
   int q_blocks = 0;
   int num_items = 0;
   int sm_count = 0;
+  int reserved_sms = 0;  // SMs left out of the persistent grid (reserve_sms)
   // The family for masks without key lists (block lists, dense) and for masks with key lists,
   // with their occupancies, read once. They differ only for AttentionKernel::automatic.
   AttentionKernel block_kernel = AttentionKernel::mma_sync;
@@ -220,6 +221,11 @@ AttentionKernel SparseAttention::kernel_for(const DeviceMask& mask) const {
 }
 int SparseAttention::ctas_per_sm() const { return impl_->block_ctas_per_sm; }
 
+void SparseAttention::reserve_sms(int sms) {
+  require(sms >= 0, "reserve_sms: SM count must be >= 0, got ", sms);
+  impl_->reserved_sms = sms;
+}
+
 void SparseAttention::plan(const DeviceMask& mask, void* stream) {
   impl_->check(mask);
   impl_->planned = false;
@@ -249,7 +255,8 @@ void SparseAttention::run(const DeviceMask& mask, const void* q, const void* k, 
   const AttentionKernel family = kernel_for(mask);
   const int ctas_per_sm =
       family == impl_->block_kernel ? impl_->block_ctas_per_sm : impl_->key_ctas_per_sm;
-  const int grid = std::max(1, std::min(p.num_items, ctas_per_sm * impl_->sm_count));
+  const int sms = std::max(1, impl_->sm_count - impl_->reserved_sms);
+  const int grid = std::max(1, std::min(p.num_items, ctas_per_sm * sms));
   dispatch_kernel(family, impl_->shape.dtype, impl_->shape.head_dim,
                   [&]<detail::KernelFamily kFamily, detail::ElementKind kElement, int kHeadDim>() {
                     detail::launch_sparse_attention<kFamily, kElement, kHeadDim>(p, scale, grid,
