@@ -4,7 +4,8 @@
 # and `dbsp run --emulate P` on Wan2.1-720p for P = 4, 8, 16 priced with the probed link.
 # Binaries are built on the development machine and carried in .deps/runtime/{bin,lib}; the
 # machine's own Open MPI and NCCL are used. Logs go to $OUT.
-#   usage: bash bench/runtime/device_run.sh [layers] [steps] [emulated layers]
+#   usage: [RESERVES="0 8"] [SKIP_EMULATION=1] bash bench/runtime/device_run.sh [layers] [steps]
+#          [emulated layers]
 set -uo pipefail
 deps=.deps/runtime
 out=${OUT:-/tmp/dbsp_runtime_out}
@@ -49,12 +50,15 @@ timeout 120 $mpirun 2 "$bin/dbsp" run --workload wan2.1-480p --backend cuda --st
   --layers 2 --steps 1 --check --check-blocks 2 >"$out/runs.log" 2>&1
 echo "check exit $?"
 grep -E "check:|error" "$out/runs.log"
-for strategy in ulysses ring dbsp-paper dbsp; do
-  timeout 150 $mpirun 2 "$bin/dbsp" run --workload wan2.1-480p --backend cuda \
-    --strategy "$strategy" --layers "$layers" --steps "$steps" --link-gbps "$gbps" \
-    --latency-us "$lat" >"$out/run.log" 2>&1
-  echo "$strategy exit $?: $(grep -E '^summary' -A3 "$out/run.log" | tr '\n' ' ')"
-  cat "$out/run.log" >>"$out/runs.log"
+# RESERVES: the --ring-reserved-sms values to compare (SMs left free for the ring transfer).
+for reserve in ${RESERVES:-8}; do
+  for strategy in ulysses ring dbsp-paper dbsp; do
+    timeout 150 $mpirun 2 "$bin/dbsp" run --workload wan2.1-480p --backend cuda \
+      --strategy "$strategy" --layers "$layers" --steps "$steps" --link-gbps "$gbps" \
+      --latency-us "$lat" --ring-reserved-sms "$reserve" >"$out/run.log" 2>&1
+    echo "reserve $reserve $strategy exit $?: $(grep -E '^summary' -A3 "$out/run.log" | tr '\n' ' ')"
+    { echo "---- reserve $reserve strategy $strategy"; cat "$out/run.log"; } >>"$out/runs.log"
+  done
 done
 rm -f "$out/run.log"
 
