@@ -14,10 +14,10 @@
 #include "commands.hpp"
 #include "cost_options.hpp"
 #include "dbsp/accuracy.hpp"
-#include "dbsp/attention.hpp"
 #include "dbsp/communicator.hpp"
 #include "dbsp/error.hpp"
 #include "dbsp/sp_attention.hpp"
+#include "dbsp/sp_reference.hpp"
 #include "mask_source.hpp"
 
 namespace dbsp::cli {
@@ -42,35 +42,6 @@ struct RunOptions {
   CostModel cost;
 };
 
-// Inputs are a pure function of (seed, tensor, token, head, dim), so every rank produces its own
-// shard, and the reference the full K and V, without any communication.
-float input_value(uint64_t seed, int which, int64_t token, int head, int dim) {
-  auto mix = [](uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-  };
-  uint64_t h = mix(seed ^ mix(static_cast<uint64_t>(which) + 1));
-  h = mix(h ^ static_cast<uint64_t>(token));
-  h = mix(h ^ static_cast<uint64_t>(head));
-  h = mix(h ^ static_cast<uint64_t>(dim));
-  return static_cast<float>(static_cast<double>(h >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
-
-template <class T>
-std::vector<T> input_rows(uint64_t seed, int which, int64_t first, int64_t end, int heads,
-                          int head_dim) {
-  std::vector<T> out;
-  out.reserve(static_cast<size_t>((end - first) * heads * head_dim));
-  for (int64_t t = first; t < end; ++t) {
-    for (int h = 0; h < heads; ++h) {
-      for (int d = 0; d < head_dim; ++d) out.push_back(input_value(seed, which, t, h, d));
-    }
-  }
-  return out;
-}
-
 // How far `out` is from the fp64 single-rank result for the first `blocks` query blocks of this
 // rank's shard (all when 0), as a fraction of what is allowed (<= 1 passes; NaN gives +inf). fp32
 // host path: the largest error relative to max(|reference|, 1e-2), over `tolerance`. bf16 device
@@ -82,37 +53,12 @@ double check_score(const SpProblem& problem, const BlockMask& mask, uint64_t see
   const int end_block =
       blocks > 0 ? std::min(shard.end_block, shard.first_block + blocks) : shard.end_block;
   if (end_block <= shard.first_block) return 0;
-  const BlockLayout q_layout = problem.q_layout();
-  const BlockLayout k_layout = problem.k_layout();
-  std::vector<int> rows, heads, keys;
-  for (int i = shard.first_block; i < end_block; ++i) rows.push_back(i);
-  for (int h = 0; h < problem.heads; ++h) heads.push_back(h);
-  for (int j = 0; j < k_layout.blocks(); ++j) keys.push_back(j);
-  AttentionProblem local;
-  local.heads = problem.heads;
-  local.head_dim = problem.head_dim;
-  local.q_layout = BlockLayout::gather(q_layout, rows);
-  local.k_layout = k_layout;
-  auto inputs = [&](int which, int64_t first, int64_t end) {
-    std::vector<float> values =
-        input_rows<float>(seed, which, first, end, problem.heads, problem.head_dim);
-    if (bf16_inputs) {
-      for (float& x : values) x = round_to_bf16(x);
-    }
-    return values;
-  };
-  const auto q = inputs(0, shard.first_token, q_layout.start[end_block]);
-  const auto k = inputs(1, 0, k_layout.tokens());
-  const auto v = inputs(2, 0, k_layout.tokens());
-  const BlockCsr csr = mask.slice(heads, rows, keys).to_csr();
-  auto widen = [](const std::vector<float>& x) { return std::vector<double>(x.begin(), x.end()); };
-  std::vector<double> reference(q.size()), lse(static_cast<size_t>(local.seq_q() * problem.heads));
-  attention_block_sparse<double>(local, csr, widen(q).data(), widen(k).data(), widen(v).data(),
-                                 reference.data(), lse.data());
+  const std::vector<double> reference =
+      reference_rows(problem, mask, seed, shard.first_block, end_block, bf16_inputs);
   const std::span<const float> checked(out.data(), reference.size());
   if (bf16_inputs) {
-    std::vector<float> naive(q.size());
-    attention_block_sparse_bf16_naive(local, csr, q.data(), k.data(), v.data(), naive.data());
+    const std::vector<float> naive =
+        naive_bf16_rows(problem, mask, seed, shard.first_block, end_block);
     const AccuracyReport report = compare_with_reference(checked, reference, naive);
     if (!report.finite) return INFINITY;
     return std::max(report.relative_l2 / tolerance,
@@ -174,9 +120,9 @@ struct LayerInputs {
   LayerInputs(const SpProblem& p, uint64_t seed, int rank, int ranks, bool device) : problem(p) {
     q_shard = sequence_shard(p.q_layout(), rank, ranks);
     const SequenceShard k_shard = sequence_shard(p.k_layout(), rank, ranks);
-    q = input_rows<float>(seed, 0, q_shard.first_token, q_shard.end_token, p.heads, p.head_dim);
-    k = input_rows<float>(seed, 1, k_shard.first_token, k_shard.end_token, p.heads, p.head_dim);
-    v = input_rows<float>(seed, 2, k_shard.first_token, k_shard.end_token, p.heads, p.head_dim);
+    q = seeded_tensor(seed, 0, q_shard.first_token, q_shard.end_token, p.heads, p.head_dim);
+    k = seeded_tensor(seed, 1, k_shard.first_token, k_shard.end_token, p.heads, p.head_dim);
+    v = seeded_tensor(seed, 2, k_shard.first_token, k_shard.end_token, p.heads, p.head_dim);
     if (device) {
       device_q.emplace(q);
       device_k.emplace(k);

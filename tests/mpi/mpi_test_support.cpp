@@ -4,21 +4,12 @@
 #include <memory>
 #include <random>
 
-#include "dbsp/attention.hpp"
-
 namespace dbsp::test {
 namespace {
 
 std::unique_ptr<Communicator>& world_slot() {
   static std::unique_ptr<Communicator> comm;
   return comm;
-}
-
-uint64_t mix(uint64_t x) {  // splitmix64 finaliser
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  return x ^ (x >> 31);
 }
 
 }  // namespace
@@ -30,26 +21,6 @@ Communicator& world() {
 }
 
 void release_world() { world_slot().reset(); }
-
-float seeded_value(uint64_t seed, int which, int64_t token, int64_t head, int64_t dim) {
-  uint64_t h = mix(seed ^ mix(static_cast<uint64_t>(which) + 1));
-  h = mix(h ^ static_cast<uint64_t>(token));
-  h = mix(h ^ static_cast<uint64_t>(head));
-  h = mix(h ^ static_cast<uint64_t>(dim));
-  return static_cast<float>(static_cast<double>(h >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
-
-std::vector<float> seeded_tensor(uint64_t seed, int which, int64_t first, int64_t end, int heads,
-                                 int head_dim) {
-  std::vector<float> out(static_cast<size_t>((end - first) * heads * head_dim));
-  size_t at = 0;
-  for (int64_t t = first; t < end; ++t) {
-    for (int h = 0; h < heads; ++h) {
-      for (int d = 0; d < head_dim; ++d) out[at++] = seeded_value(seed, which, t, h, d);
-    }
-  }
-  return out;
-}
 
 BlockMask make_mask(MaskKind kind, int heads, MaskGeometry geometry, double density,
                     uint64_t seed) {
@@ -84,76 +55,6 @@ Partition random_partition(Grid grid, int heads, int q_blocks, int k_blocks, uin
     for (int& s : p.k_shard[g]) s = shard(rng);
   }
   return p;
-}
-
-namespace {
-
-// The single-rank problem of query blocks [first_q_block, end_q_block) against every key, and
-// its mask rows.
-struct RowsProblem {
-  AttentionProblem local;
-  BlockCsr csr;
-  int64_t first = 0, end = 0, keys = 0;
-};
-
-RowsProblem rows_problem(const SpProblem& problem, const BlockMask& mask, int first_q_block,
-                         int end_q_block) {
-  const BlockLayout q_layout = problem.q_layout();
-  const BlockLayout k_layout = problem.k_layout();
-  std::vector<int> rows, heads, keys;
-  for (int i = first_q_block; i < end_q_block; ++i) rows.push_back(i);
-  for (int h = 0; h < problem.heads; ++h) heads.push_back(h);
-  for (int j = 0; j < k_layout.blocks(); ++j) keys.push_back(j);
-  RowsProblem r;
-  r.local.heads = problem.heads;
-  r.local.head_dim = problem.head_dim;
-  r.local.q_layout = BlockLayout::gather(q_layout, rows);
-  r.local.k_layout = k_layout;
-  r.local.scale = problem.scale;
-  r.first = q_layout.start[first_q_block];
-  r.end = q_layout.start[end_q_block];
-  r.keys = k_layout.tokens();
-  r.csr = mask.slice(heads, rows, keys).to_csr();
-  return r;
-}
-
-template <class T>
-std::vector<T> seeded_inputs(uint64_t seed, int which, int64_t first, int64_t end,
-                             const SpProblem& problem, bool round_to_bf16_first) {
-  const std::vector<float> values =
-      seeded_tensor(seed, which, first, end, problem.heads, problem.head_dim);
-  std::vector<T> out(values.size());
-  for (size_t e = 0; e < values.size(); ++e) {
-    out[e] = round_to_bf16_first ? round_to_bf16(values[e]) : values[e];
-  }
-  return out;
-}
-
-}  // namespace
-
-std::vector<double> reference_rows(const SpProblem& problem, const BlockMask& mask, uint64_t seed,
-                                   int first_q_block, int end_q_block, bool round_inputs_to_bf16) {
-  const RowsProblem r = rows_problem(problem, mask, first_q_block, end_q_block);
-  const auto q = seeded_inputs<double>(seed, 0, r.first, r.end, problem, round_inputs_to_bf16);
-  const auto k = seeded_inputs<double>(seed, 1, 0, r.keys, problem, round_inputs_to_bf16);
-  const auto v = seeded_inputs<double>(seed, 2, 0, r.keys, problem, round_inputs_to_bf16);
-  std::vector<double> out(q.size()), lse(static_cast<size_t>((r.end - r.first) * problem.heads));
-  if (q.empty()) return out;
-  attention_block_sparse<double>(r.local, r.csr, q.data(), k.data(), v.data(), out.data(),
-                                 lse.data());
-  return out;
-}
-
-std::vector<float> naive_bf16_rows(const SpProblem& problem, const BlockMask& mask, uint64_t seed,
-                                   int first_q_block, int end_q_block) {
-  const RowsProblem r = rows_problem(problem, mask, first_q_block, end_q_block);
-  const auto q = seeded_inputs<float>(seed, 0, r.first, r.end, problem, true);
-  const auto k = seeded_inputs<float>(seed, 1, 0, r.keys, problem, true);
-  const auto v = seeded_inputs<float>(seed, 2, 0, r.keys, problem, true);
-  std::vector<float> out(q.size());
-  if (q.empty()) return out;
-  attention_block_sparse_bf16_naive(r.local, r.csr, q.data(), k.data(), v.data(), out.data());
-  return out;
 }
 
 }  // namespace dbsp::test

@@ -11,6 +11,7 @@
 #include <limits>
 
 #include "dbsp/error.hpp"
+#include "dbsp/sp_reference.hpp"
 #include "mpi_test_support.hpp"
 
 namespace dbsp {
@@ -35,13 +36,13 @@ struct RankData {
   RankData(const SpProblem& problem, const BlockMask& mask) {
     Communicator& world = test::world();
     shard = sequence_shard(problem.q_layout(), world.rank(), world.size());
-    q = test::seeded_tensor(kSeed, 0, shard.first_token, shard.end_token, problem.heads,
-                            problem.head_dim);
-    k = test::seeded_tensor(kSeed, 1, shard.first_token, shard.end_token, problem.heads,
-                            problem.head_dim);
-    v = test::seeded_tensor(kSeed, 2, shard.first_token, shard.end_token, problem.heads,
-                            problem.head_dim);
-    reference = test::reference_rows(problem, mask, kSeed, shard.first_block, shard.end_block);
+    q = seeded_tensor(kSeed, 0, shard.first_token, shard.end_token, problem.heads,
+                      problem.head_dim);
+    k = seeded_tensor(kSeed, 1, shard.first_token, shard.end_token, problem.heads,
+                      problem.head_dim);
+    v = seeded_tensor(kSeed, 2, shard.first_token, shard.end_token, problem.heads,
+                      problem.head_dim);
+    reference = reference_rows(problem, mask, kSeed, shard.first_block, shard.end_block);
   }
 };
 

@@ -10,6 +10,7 @@
 
 #include "dbsp/accuracy.hpp"
 #include "dbsp/sp_attention.hpp"
+#include "dbsp/sp_reference.hpp"
 #include "mpi_test_support.hpp"
 #include "nccl_fixture.hpp"
 
@@ -33,16 +34,16 @@ struct DeviceCase {
   DeviceCase(const SpProblem& p, BlockMask m, int rank, int ranks)
       : problem(p),
         shard(sequence_shard(p.q_layout(), rank, ranks)),
-        q(rounded(test::seeded_tensor(kSeed, 0, shard.first_token, shard.end_token, p.heads,
-                                      p.head_dim))),
-        k(rounded(test::seeded_tensor(kSeed, 1, shard.first_token, shard.end_token, p.heads,
-                                      p.head_dim))),
-        v(rounded(test::seeded_tensor(kSeed, 2, shard.first_token, shard.end_token, p.heads,
-                                      p.head_dim))),
+        q(rounded(
+            seeded_tensor(kSeed, 0, shard.first_token, shard.end_token, p.heads, p.head_dim))),
+        k(rounded(
+            seeded_tensor(kSeed, 1, shard.first_token, shard.end_token, p.heads, p.head_dim))),
+        v(rounded(
+            seeded_tensor(kSeed, 2, shard.first_token, shard.end_token, p.heads, p.head_dim))),
         mask(std::move(m)) {
-    reference = test::reference_rows(problem, mask, kSeed, shard.first_block, shard.end_block,
-                                     /*round_inputs_to_bf16=*/true);
-    naive = test::naive_bf16_rows(problem, mask, kSeed, shard.first_block, shard.end_block);
+    reference = reference_rows(problem, mask, kSeed, shard.first_block, shard.end_block,
+                               /*round_inputs_to_bf16=*/true);
+    naive = naive_bf16_rows(problem, mask, kSeed, shard.first_block, shard.end_block);
   }
 
   // bf16 inputs and output against the fp64 reference of the same (rounded) inputs, by the rule
