@@ -50,81 +50,99 @@ template <int N>
   }
 }
 
+// Row k of `in` (zero from `valid` on, kPartial).
+template <int N, bool kPartial>
+[[gnu::always_inline]] inline void load_row(Lanes<N>& v, const uint64_t* const* in, int k, int word,
+                                            int valid) {
+  if (!kPartial || k < valid) {
+    load<N>(v, in[k] + word);
+  } else {
+    v = Lanes<N>{};
+  }
+}
+
+// Eight rows into ones, twos and fours; their carry of weight 8 goes to `eights_out`. Rows from
+// `valid` on count as zero (kPartial: the tail of a row list), so that a short tail costs one
+// tree, not a ripple per row.
+template <int N, bool kPartial = false>
+[[gnu::always_inline]] inline void tree8(Lanes<N>& eights_out, const uint64_t* const* in, int word,
+                                         Lanes<N>& ones, Lanes<N>& twos, Lanes<N>& fours,
+                                         int valid = 8) {
+  Lanes<N> a, b, twos_a, twos_b, fours_a, fours_b;
+  load_row<N, kPartial>(a, in, 0, word, valid), load_row<N, kPartial>(b, in, 1, word, valid);
+  csa<N>(twos_a, ones, ones, a, b);
+  load_row<N, kPartial>(a, in, 2, word, valid), load_row<N, kPartial>(b, in, 3, word, valid);
+  csa<N>(twos_b, ones, ones, a, b);
+  csa<N>(fours_a, twos, twos, twos_a, twos_b);
+  load_row<N, kPartial>(a, in, 4, word, valid), load_row<N, kPartial>(b, in, 5, word, valid);
+  csa<N>(twos_a, ones, ones, a, b);
+  load_row<N, kPartial>(a, in, 6, word, valid), load_row<N, kPartial>(b, in, 7, word, valid);
+  csa<N>(twos_b, ones, ones, a, b);
+  csa<N>(fours_b, twos, twos, twos_a, twos_b);
+  csa<N>(eights_out, fours, fours, fours_a, fours_b);
+}
+
+// Sixteen rows; their carry of weight 16 goes to `sixteens_out`.
+template <int N>
+[[gnu::always_inline]] inline void tree16(Lanes<N>& sixteens_out, const uint64_t* const* in,
+                                          int word, Lanes<N>& ones, Lanes<N>& twos, Lanes<N>& fours,
+                                          Lanes<N>& eights) {
+  Lanes<N> eights_a, eights_b;
+  tree8<N>(eights_a, in, word, ones, twos, fours);
+  tree8<N>(eights_b, in + 8, word, ones, twos, fours);
+  csa<N>(sixteens_out, eights, eights, eights_a, eights_b);
+}
+
 // Adds the words [word, word + N) of every row (or, kFresh, overwrites the counters with their
-// counts). Planes 1, 2, 4 and 8 stay in registers; carries of weight 16 ripple into the planes
-// above.
+// counts). Planes 1 to 16 stay in registers; carries of weight 32 ripple into the planes above.
 template <int N, bool kFresh>
 [[gnu::always_inline]] inline void add_vector(const uint64_t* const* rows, int count, int word,
                                               size_t stride, uint64_t* planes, int plane_count) {
+  constexpr int kHeld = 5;  // planes held in registers
   uint64_t* base = planes + word;
-  Lanes<N> ones{}, twos{}, fours{}, eights{};
+  Lanes<N> ones{}, twos{}, fours{}, eights{}, sixteens{};
   if constexpr (kFresh) {
-    for (int k = 4; k < plane_count; ++k) store<N>(base + k * stride, ones);
+    for (int k = kHeld; k < plane_count; ++k) store<N>(base + k * stride, ones);
   } else {
     if (plane_count > 0) load<N>(ones, base);
     if (plane_count > 1) load<N>(twos, base + stride);
     if (plane_count > 2) load<N>(fours, base + 2 * stride);
     if (plane_count > 3) load<N>(eights, base + 3 * stride);
+    if (plane_count > 4) load<N>(sixteens, base + 4 * stride);
   }
-  Lanes<N> a, b, twos_a, twos_b, fours_a, fours_b, eights_a, eights_b, carry;
+  Lanes<N> carry;
   int r = 0;
-  for (; r + 16 <= count; r += 16) {
-    const uint64_t* const* in = rows + r;
-    load<N>(a, in[0] + word), load<N>(b, in[1] + word);
-    csa<N>(twos_a, ones, ones, a, b);
-    load<N>(a, in[2] + word), load<N>(b, in[3] + word);
-    csa<N>(twos_b, ones, ones, a, b);
-    csa<N>(fours_a, twos, twos, twos_a, twos_b);
-    load<N>(a, in[4] + word), load<N>(b, in[5] + word);
-    csa<N>(twos_a, ones, ones, a, b);
-    load<N>(a, in[6] + word), load<N>(b, in[7] + word);
-    csa<N>(twos_b, ones, ones, a, b);
-    csa<N>(fours_b, twos, twos, twos_a, twos_b);
-    csa<N>(eights_a, fours, fours, fours_a, fours_b);
-    load<N>(a, in[8] + word), load<N>(b, in[9] + word);
-    csa<N>(twos_a, ones, ones, a, b);
-    load<N>(a, in[10] + word), load<N>(b, in[11] + word);
-    csa<N>(twos_b, ones, ones, a, b);
-    csa<N>(fours_a, twos, twos, twos_a, twos_b);
-    load<N>(a, in[12] + word), load<N>(b, in[13] + word);
-    csa<N>(twos_a, ones, ones, a, b);
-    load<N>(a, in[14] + word), load<N>(b, in[15] + word);
-    csa<N>(twos_b, ones, ones, a, b);
-    csa<N>(fours_b, twos, twos, twos_a, twos_b);
-    csa<N>(eights_b, fours, fours, fours_a, fours_b);
-    csa<N>(carry, eights, eights, eights_a, eights_b);
-    ripple<N>(carry, base, 4, plane_count, stride);
+  for (; r + 32 <= count; r += 32) {
+    Lanes<N> sixteens_a, sixteens_b;
+    tree16<N>(sixteens_a, rows + r, word, ones, twos, fours, eights);
+    tree16<N>(sixteens_b, rows + r + 16, word, ones, twos, fours, eights);
+    csa<N>(carry, sixteens, sixteens, sixteens_a, sixteens_b);
+    ripple<N>(carry, base, kHeld, plane_count, stride);
   }
-  if (r + 8 <= count) {
-    const uint64_t* const* in = rows + r;
-    load<N>(a, in[0] + word), load<N>(b, in[1] + word);
-    csa<N>(twos_a, ones, ones, a, b);
-    load<N>(a, in[2] + word), load<N>(b, in[3] + word);
-    csa<N>(twos_b, ones, ones, a, b);
-    csa<N>(fours_a, twos, twos, twos_a, twos_b);
-    load<N>(a, in[4] + word), load<N>(b, in[5] + word);
-    csa<N>(twos_a, ones, ones, a, b);
-    load<N>(a, in[6] + word), load<N>(b, in[7] + word);
-    csa<N>(twos_b, ones, ones, a, b);
-    csa<N>(fours_b, twos, twos, twos_a, twos_b);
-    csa<N>(carry, fours, fours, fours_a, fours_b);
-    a = eights & carry;
+  if (r + 16 <= count) {
+    tree16<N>(carry, rows + r, word, ones, twos, fours, eights);
+    const Lanes<N> up = sixteens & carry;
+    sixteens ^= carry;
+    ripple<N>(up, base, kHeld, plane_count, stride);
+    r += 16;
+  }
+  for (; r < count; r += 8) {
+    if (count - r >= 8) {
+      tree8<N>(carry, rows + r, word, ones, twos, fours);
+    } else {
+      tree8<N, true>(carry, rows + r, word, ones, twos, fours, count - r);
+    }
+    Lanes<N> up = eights & carry;
     eights ^= carry;
-    ripple<N>(a, base, 4, plane_count, stride);
-    r += 8;
-  }
-  for (; r < count; ++r) {
-    load<N>(carry, rows[r] + word);
-    a = ones & carry, ones ^= carry, carry = a;
-    a = twos & carry, twos ^= carry, carry = a;
-    a = fours & carry, fours ^= carry, carry = a;
-    a = eights & carry, eights ^= carry, carry = a;
-    ripple<N>(carry, base, 4, plane_count, stride);
+    carry = sixteens & up;
+    sixteens ^= up;
+    ripple<N>(carry, base, kHeld, plane_count, stride);
   }
   if (plane_count > 0) store<N>(base, ones);
   if (plane_count > 1) store<N>(base + stride, twos);
   if (plane_count > 2) store<N>(base + 2 * stride, fours);
   if (plane_count > 3) store<N>(base + 3 * stride, eights);
+  if (plane_count > 4) store<N>(base + 4 * stride, sixteens);
 }
 
 template <int N>
@@ -132,12 +150,24 @@ template <int N>
                                                  uint64_t* planes, int plane_count,
                                                  bool overwrite) {
   static_assert(kStrideWords % N == 0);
-  for (int word = 0; word < stride; word += N) {
-    if (overwrite) {
-      add_vector<N, true>(rows, count, word, static_cast<size_t>(stride), planes, plane_count);
-    } else {
-      add_vector<N, false>(rows, count, word, static_cast<size_t>(stride), planes, plane_count);
+  // 32 rows at a time across all words, so that the rows are read in memory order (a few
+  // cache lines at a time, which the prefetchers follow) and each row's lines are reused at once.
+  constexpr int kGroup = 32;
+  for (int first = 0; first < count; first += kGroup) {
+    const int group = std::min(kGroup, count - first);
+    for (int word = 0; word < stride; word += N) {
+      if (overwrite && first == 0) {
+        add_vector<N, true>(rows + first, group, word, static_cast<size_t>(stride), planes,
+                            plane_count);
+      } else {
+        add_vector<N, false>(rows + first, group, word, static_cast<size_t>(stride), planes,
+                             plane_count);
+      }
     }
+  }
+  if (count == 0 && overwrite) {
+    for (int word = 0; word < stride; word += N)
+      add_vector<N, true>(rows, 0, word, static_cast<size_t>(stride), planes, plane_count);
   }
 }
 
@@ -151,7 +181,7 @@ template <int N>
                                                   int head_count, int q_begin, int q_end,
                                                   uint64_t* out, int plane_count, size_t row_step,
                                                   const uint64_t** pointers) {
-  constexpr int kBlockRows = 32, kBatchHeads = 16;
+  constexpr int kBlockRows = 32, kBatchHeads = 32;
   const size_t q_blocks = static_cast<size_t>(rows.q_blocks);
   out -= static_cast<size_t>(q_begin) * row_step;  // counters of query block i at out + i * step
   for (size_t first = q_begin; first < static_cast<size_t>(q_end); first += kBlockRows) {
@@ -218,13 +248,22 @@ template <int N>
   }
   return j;
 }
-bool cpu_has_avx2() {
-  static const bool has = __builtin_cpu_supports("avx2");
-  return has;
-}
 #endif
 
+bool avx2_allowed = true;
+
+bool cpu_has_avx2() {
+#ifdef DBSP_BIT_SLICES_AVX2
+  static const bool has = __builtin_cpu_supports("avx2");
+  return has && avx2_allowed;
+#else
+  return false;
+#endif
+}
+
 }  // namespace
+
+void allow_avx2(bool allowed) { avx2_allowed = allowed; }
 
 void add_rows(const uint64_t* const* rows, int count, int stride, uint64_t* planes, int plane_count,
               bool overwrite) {

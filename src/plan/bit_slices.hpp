@@ -39,6 +39,9 @@ struct MaskRows {
   }
 };
 
+// Tests: false makes the kernels take their portable path even where AVX2 is available.
+void allow_avx2(bool allowed);
+
 // Adds `count` bit rows to bit-sliced counters: planes[k * stride + w] holds bit k of the counts
 // of the 64 columns of word w. The counters must have room for the sums (`plane_count` planes);
 // words past a row's end are counted into columns nobody reads. `overwrite`: the counters start

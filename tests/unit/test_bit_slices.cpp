@@ -1,0 +1,102 @@
+// The planner's bit-sliced counting kernels against plain per-column counts, on both the AVX2 and
+// the portable path, for row counts around every tree size (8, 16, 32) and odd widths.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "plan/bit_slices.hpp"
+
+namespace {
+
+using dbsp::plan::allow_avx2;
+
+// Random bit rows of `words` words each, read for `stride` words (the padding is random too: it
+// must only land in columns nobody reads).
+struct Rows {
+  int words, stride;
+  std::vector<uint64_t> bits;
+  Rows(int count, int words_per_row, uint64_t seed)
+      : words(words_per_row), stride(dbsp::plan::padded_words(words_per_row)) {
+    std::mt19937_64 rng(seed);
+    bits.resize(static_cast<size_t>(count) * stride);
+    for (uint64_t& w : bits) w = rng() & rng();  // a quarter of the bits set
+  }
+  const uint64_t* row(int r) const { return bits.data() + static_cast<size_t>(r) * stride; }
+  int64_t count(const std::vector<int>& which, int column) const {
+    int64_t n = 0;
+    for (int r : which) n += (row(r)[column >> 6] >> (column & 63)) & 1;
+    return n;
+  }
+};
+
+class BitSlices : public testing::TestWithParam<bool> {
+ protected:
+  void SetUp() override { allow_avx2(GetParam()); }
+  void TearDown() override { allow_avx2(true); }
+};
+
+TEST_P(BitSlices, AddRowsMatchesColumnCountsAroundEveryTreeSize) {
+  for (int words : {1, 3, 19}) {
+    for (int count : {0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 64, 100, 148}) {
+      const Rows rows(count + 5, words, 1000 * words + count);
+      std::vector<const uint64_t*> pointers;
+      std::vector<int> which;
+      for (int r = 0; r < count; ++r) pointers.push_back(rows.row(r)), which.push_back(r);
+      // Counters start from garbage (overwrite), then a second batch of five rows is added.
+      const int planes = dbsp::plan::planes_for(count + 5);
+      std::vector<uint64_t> counters(static_cast<size_t>(planes) * rows.stride, ~uint64_t{0});
+      dbsp::plan::add_rows(pointers.data(), count, rows.stride, counters.data(), planes, true);
+      for (int j = 0; j < words * 64; ++j) {
+        ASSERT_EQ(dbsp::plan::column_count(counters.data(), planes, rows.stride, j),
+                  rows.count(which, j))
+            << "words " << words << " rows " << count << " column " << j;
+      }
+      std::vector<const uint64_t*> more;
+      for (int r = count; r < count + 5; ++r) more.push_back(rows.row(r)), which.push_back(r);
+      dbsp::plan::add_rows(more.data(), 5, rows.stride, counters.data(), planes);
+      std::vector<int32_t> columns(words * 64);
+      dbsp::plan::column_counts(counters.data(), planes, rows.stride, words * 64, columns.data());
+      for (int j = 0; j < words * 64; ++j) ASSERT_EQ(columns[j], rows.count(which, j));
+    }
+  }
+}
+
+TEST_P(BitSlices, SumHeadsMatchesHeadCounts) {
+  const int q_blocks = 70, words = 5;
+  for (int head_count : {1, 3, 8, 13, 16, 20, 33, 40}) {
+    const int heads_total = 41;
+    const Rows mask(heads_total * q_blocks, words, 7 + head_count);
+    dbsp::plan::MaskRows rows;
+    rows.bits = mask.bits.data();
+    rows.words = mask.stride;  // rows stored at the padded stride
+    rows.stride = mask.stride;
+    rows.q_blocks = q_blocks;
+    rows.padded_from = static_cast<size_t>(heads_total) * q_blocks;
+    std::vector<int> heads;
+    for (int x = 0; x < head_count; ++x) heads.push_back((x * 17 + 3) % heads_total);
+    const int planes = dbsp::plan::planes_for(head_count);
+    const size_t row_step = static_cast<size_t>(planes) * mask.stride;
+    const int q_begin = 5, q_end = 69;
+    std::vector<uint64_t> out((q_end - q_begin) * row_step, ~uint64_t{0});
+    dbsp::plan::sum_heads(rows, heads.data(), head_count, q_begin, q_end, out.data(), planes,
+                          row_step);
+    for (int i = q_begin; i < q_end; ++i) {
+      std::vector<int> which;
+      for (int h : heads) which.push_back(h * q_blocks + i);
+      const uint64_t* counters = out.data() + (i - q_begin) * row_step;
+      for (int j = 0; j < words * 64; ++j) {
+        ASSERT_EQ(dbsp::plan::column_count(counters, planes, mask.stride, j), mask.count(which, j))
+            << "heads " << head_count << " query block " << i << " column " << j;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, BitSlices, testing::Values(true, false),
+                         [](const testing::TestParamInfo<bool>& path) {
+                           return path.param ? "Avx2WhereAvailable" : "Portable";
+                         });
+
+}  // namespace
