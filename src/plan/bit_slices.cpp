@@ -279,6 +279,12 @@ void sum_heads(const MaskRows& rows, const int* heads, int head_count, int q_beg
                uint64_t* out, int plane_count, size_t row_step) {
   require(rows.stride % kStrideWords == 0, "sum_heads: stride ", rows.stride,
           " is not a multiple of ", kStrideWords);
+  if (head_count == 1 && plane_count == 1) {  // the counts are the rows themselves
+    for (int i = q_begin; i < q_end; ++i)
+      std::copy_n(rows.row(heads[0], i), rows.stride,
+                  out + static_cast<size_t>(i - q_begin) * row_step);
+    return;
+  }
   std::vector<const uint64_t*> pointers(head_count);
 #ifdef DBSP_BIT_SLICES_AVX2
   if (cpu_has_avx2()) {
@@ -344,6 +350,20 @@ SegmentPieces::SegmentPieces(const std::vector<int>& bounds) {
   }
 }
 
+SegmentPieces::SegmentPieces(const std::vector<int>& part, int parts) {
+  const int words = (static_cast<int>(part.size()) + 63) / 64;
+  std::vector<uint64_t> masks(static_cast<size_t>(parts) * words, 0);
+  for (size_t j = 0; j < part.size(); ++j)
+    masks[static_cast<size_t>(part[j]) * words + (j >> 6)] |= uint64_t{1} << (j & 63);
+  first.push_back(0);
+  for (int s = 0; s < parts; ++s) {
+    for (int w = 0; w < words; ++w) {
+      if (const uint64_t m = masks[static_cast<size_t>(s) * words + w]) pieces.push_back({w, m});
+    }
+    first.push_back(static_cast<int>(pieces.size()));
+  }
+}
+
 namespace {
 
 // Plane counts are summed separately and weighted once per segment; with K fixed the plane loop
@@ -400,29 +420,6 @@ void segment_sums_any(const uint64_t* planes, int plane_count, int stride, size_
   }
 }
 
-// Term by term over a block of rows that stays in cache, so that no row's sums wait on each
-// other.
-template <int K>
-void add_masked_terms_fixed(const uint64_t* planes, int stride, size_t row_step, int rows,
-                            const std::vector<MaskedTerm>& terms, int64_t* out, size_t out_step) {
-  constexpr int kBlockRows = 32;
-  for (int first = 0; first < rows; first += kBlockRows) {
-    const int count = std::min(kBlockRows, rows - first);
-    const uint64_t* block = planes + first * row_step;
-    int64_t* block_out = out + first * out_step;
-    for (const MaskedTerm& term : terms) {
-      const uint64_t* at = block + term.word;
-      int64_t* to = block_out;
-      for (int r = 0; r < count; ++r, at += row_step, to += out_step) {
-        int64_t sum = 0;
-        for (int k = 0; k < K; ++k) sum += int64_t(std::popcount(at[k * stride] & term.mask)) << k;
-        to[term.plus] += sum;
-        to[term.minus] -= sum;
-      }
-    }
-  }
-}
-
 }  // namespace
 
 void segment_sums(const uint64_t* planes, int plane_count, int stride, const SegmentPieces& pieces,
@@ -433,34 +430,6 @@ void segment_sums(const uint64_t* planes, int plane_count, int stride, const Seg
 void segment_sums(const uint64_t* planes, int plane_count, int stride, size_t row_step, int rows,
                   const SegmentPieces& pieces, int32_t* out, size_t out_step) {
   segment_sums_any(planes, plane_count, stride, row_step, rows, pieces, out, out_step);
-}
-
-void add_masked_terms(const uint64_t* planes, int plane_count, int stride, size_t row_step,
-                      int rows, const std::vector<MaskedTerm>& terms, int64_t* out,
-                      size_t out_step) {
-  switch (plane_count) {
-#define DBSP_TERMS_CASE(K) \
-  case K:                  \
-    return add_masked_terms_fixed<K>(planes, stride, row_step, rows, terms, out, out_step);
-    DBSP_TERMS_CASE(1)
-    DBSP_TERMS_CASE(2)
-    DBSP_TERMS_CASE(3)
-    DBSP_TERMS_CASE(4)
-    DBSP_TERMS_CASE(5)
-    DBSP_TERMS_CASE(6)
-    DBSP_TERMS_CASE(7)
-    DBSP_TERMS_CASE(8)
-#undef DBSP_TERMS_CASE
-    default:
-      break;
-  }
-  for (int r = 0; r < rows; ++r, planes += row_step, out += out_step) {
-    for (const MaskedTerm& term : terms) {
-      const int64_t sum = masked_sum(planes, plane_count, stride, term.word, term.mask);
-      out[term.plus] += sum;
-      out[term.minus] -= sum;
-    }
-  }
 }
 
 }  // namespace dbsp::plan

@@ -92,21 +92,10 @@ struct SegmentPieces {
 
   // Segments [bounds[s], bounds[s + 1]).
   explicit SegmentPieces(const std::vector<int>& bounds);
+  // Segment part[j] holds column j (part[j] in [0, parts)).
+  SegmentPieces(const std::vector<int>& part, int parts);
   int segments() const { return static_cast<int>(first.size()) - 1; }
 };
-
-// One term of add_masked_terms: the sum of the counts of the columns selected by `mask` in
-// counter word `word` is added to out[plus] and subtracted from out[minus].
-struct MaskedTerm {
-  int word;
-  int plus;
-  int minus;
-  uint64_t mask;
-};
-// Every term, for `rows` counters `row_step` words apart and outputs `out_step` apart.
-void add_masked_terms(const uint64_t* planes, int plane_count, int stride, size_t row_step,
-                      int rows, const std::vector<MaskedTerm>& terms, int64_t* out,
-                      size_t out_step);
 
 // For `rows` counters `row_step` words apart: per segment, the sum of the counts of its columns,
 // out[r * out_step + s].

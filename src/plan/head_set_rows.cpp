@@ -39,19 +39,21 @@ int column_counts_of(const MaskStats::Data& stats, const HeadSets& sets,
 
 }  // namespace
 
-HeadSetRows::HeadSetRows(const MaskStats::Data& stats, std::vector<int> heads, int shard_ring)
+HeadSetRows::HeadSetRows(const MaskStats::Data& stats, std::vector<int> heads,
+                         const std::vector<int>& key_shard, int shard_count)
     : heads_(std::move(heads)),
       planes_(planes_for(int64_t(heads_.size()))),
       stride_(stats.stride),
-      shard_ring_(shard_ring) {
-  const int QB = stats.mask->q_blocks(), KB = stats.mask->k_blocks(), R = shard_ring;
+      shard_count_(shard_count) {
+  const int QB = stats.mask->q_blocks(), R = shard_count;
+  require(R == 0 || static_cast<int>(key_shard.size()) == stats.mask->k_blocks(),
+          "HeadSetRows: ", key_shard.size(), " key shards given for ", stats.mask->k_blocks(),
+          " key blocks");
   // sum_heads writes every counter word, so the buffer starts uninitialized.
   counts_ = std::make_unique_for_overwrite<uint64_t[]>(static_cast<size_t>(QB) * planes_ * stride_);
   if (R > 0) shard_mass_.assign(static_cast<size_t>(QB) * R, 0);
   if (stride_ == 0) return;
-  std::vector<int> shard_begins{0};
-  for (int c = 1; c <= R; ++c) shard_begins.push_back(shard_begin(c, KB, R));
-  const SegmentPieces key_shards(shard_begins);
+  const SegmentPieces key_shards(key_shard, R);
   const size_t row_step = static_cast<size_t>(planes_) * stride_;
   // A block of query blocks at a time, so that its shard masses are read while still in cache.
   constexpr int kBlock = 64;
@@ -71,8 +73,8 @@ std::vector<double> row_shard_mass(const MaskStats::Data& stats, const HeadSets&
   const size_t size = static_cast<size_t>(stats.mask->q_blocks()) * ring;
   std::vector<int64_t> sum(size, 0);
   for (const HeadSetRows* set : sets) {
-    require(set->shard_ring() == ring, "row_shard_mass: head set counted for ring ",
-            set->shard_ring(), ", asked for ", ring);
+    require(set->shard_count() == ring, "row_shard_mass: head set counted for ", set->shard_count(),
+            " key shards, asked for ", ring);
     const std::vector<int32_t>& m = set->shard_mass();
     for (size_t x = 0; x < size; ++x) sum[x] += m[x];
   }
@@ -85,7 +87,7 @@ std::vector<double> row_mass(const MaskStats::Data& stats, const HeadSets& sets)
   std::vector<double> mass(QB, 0.0);
   for (const HeadSetRows* set : sets) {
     const std::vector<int32_t>& shard = set->shard_mass();
-    const int R = set->shard_ring();
+    const int R = set->shard_count();
     for (int i = 0; i < QB; ++i) {
       int64_t sum = 0;
       if (R > 0) {
@@ -119,37 +121,6 @@ std::vector<double> column_mass(const MaskStats::Data& stats, const HeadSets& se
   for (const HeadSetRows* set : sets)
     heads.insert(heads.end(), set->heads().begin(), set->heads().end());
   return column_mass(stats, heads);
-}
-
-void apply_key_moves(const MaskStats::Data& stats, const HeadSets& sets,
-                     const std::vector<int>& k_shard, int ring, std::vector<double>& row_mass) {
-  const int QB = stats.mask->q_blocks(), KB = stats.mask->k_blocks(), stride = stats.stride;
-  // One term per (word, new shard, home shard) that holds moved blocks: their mass leaves the
-  // home shard for the new one.
-  std::vector<uint64_t> moved(static_cast<size_t>(ring) * ring * stride, 0);  // [new][home][word]
-  const std::vector<int> k_home = home_shards(KB, ring);
-  for (int j = 0; j < KB; ++j) {
-    if (k_shard[j] == k_home[j]) continue;
-    moved[(static_cast<size_t>(k_shard[j]) * ring + k_home[j]) * stride + (j >> 6)] |= uint64_t{1}
-                                                                                       << (j & 63);
-  }
-  std::vector<MaskedTerm> terms;
-  for (int w = 0; w < stride; ++w) {
-    for (int to = 0; to < ring; ++to) {
-      for (int from = 0; from < ring; ++from) {
-        if (const uint64_t m = moved[(static_cast<size_t>(to) * ring + from) * stride + w])
-          terms.push_back({w, to, from, m});
-      }
-    }
-  }
-  if (terms.empty()) return;
-  std::vector<int64_t> delta(static_cast<size_t>(QB) * ring, 0);
-  for (const HeadSetRows* set : sets) {
-    if (QB == 0) break;
-    add_masked_terms(set->counts(0), set->planes(), stride,
-                     static_cast<size_t>(set->planes()) * stride, QB, terms, delta.data(), ring);
-  }
-  for (size_t x = 0; x < delta.size(); ++x) row_mass[x] += double(delta[x]);
 }
 
 void add_work(const MaskStats::Data& stats, const HeadSets& sets, const std::vector<int>& q_shard,

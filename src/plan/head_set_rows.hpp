@@ -14,9 +14,10 @@ namespace dbsp::plan {
 
 class HeadSetRows {
  public:
-  // `shard_ring` > 0: also count each query block's mass per home key shard of that ring (what
-  // our balancer reads).
-  HeadSetRows(const MaskStats::Data& stats, std::vector<int> heads, int shard_ring);
+  // `shard_count` > 0: also count each query block's mass per key shard, key block j lying in
+  // shard key_shard[j] (what our balancer reads; one shard gives row totals).
+  HeadSetRows(const MaskStats::Data& stats, std::vector<int> heads,
+              const std::vector<int>& key_shard = {}, int shard_count = 0);
 
   const std::vector<int>& heads() const { return heads_; }
   int planes() const { return planes_; }
@@ -24,25 +25,25 @@ class HeadSetRows {
   const uint64_t* counts(int q_block) const {
     return counts_.get() + static_cast<size_t>(q_block) * planes_ * stride_;
   }
-  // Kept blocks of query block i in home key shard c: [i * shard_ring + c]; empty without a ring.
+  // Kept blocks of query block i in key shard c: [i * shard_count + c]; empty without shards.
   const std::vector<int32_t>& shard_mass() const { return shard_mass_; }
-  int shard_ring() const { return shard_ring_; }
+  int shard_count() const { return shard_count_; }
 
  private:
   std::vector<int> heads_;
   int planes_ = 1;
   int stride_ = 0;
   std::unique_ptr<uint64_t[]> counts_;  // [q_blocks][planes][stride]
-  int shard_ring_ = 0;
-  std::vector<int32_t> shard_mass_;  // [q_blocks][shard_ring]
+  int shard_count_ = 0;
+  std::vector<int32_t> shard_mass_;  // [q_blocks][shard_count]
 };
 
 // A head group as disjoint head sets, so that two groupings of the same heads (ours and the
 // paper's) can share one pass over the mask: each set is the intersection of one group of each.
 using HeadSets = std::vector<const HeadSetRows*>;
 
-// Per query block, mass per home key shard of an R-way ring: out[i * R + c] (the sets must have
-// been built with shard_ring R).
+// Per query block, mass per key shard: out[i * R + c] (the sets must have been built with the
+// same R key shards).
 std::vector<double> row_shard_mass(const MaskStats::Data& stats, const HeadSets& sets, int ring);
 
 // Per query block, its kept blocks over all key blocks.
@@ -51,11 +52,6 @@ std::vector<double> row_mass(const MaskStats::Data& stats, const HeadSets& sets)
 // Per key block, its kept blocks over all query blocks (from the statistics alone).
 std::vector<double> column_mass(const MaskStats::Data& stats, const HeadSets& sets);
 std::vector<double> column_mass(const MaskStats::Data& stats, const std::vector<int>& heads);
-
-// Moves the mass of the key blocks that left their home shard (k_shard[j] != home) into their
-// new shard, row by row: the cost grows with the words that hold moved blocks.
-void apply_key_moves(const MaskStats::Data& stats, const HeadSets& sets,
-                     const std::vector<int>& k_shard, int ring, std::vector<double>& row_mass);
 
 // Adds W[a][b] of a block assignment to `work`: per query shard, the column counts of its query
 // blocks, cut by key shard.

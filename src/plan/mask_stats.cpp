@@ -118,7 +118,7 @@ ImbalanceReport evaluate(const MaskStats::Data& stats, const Partition& partitio
       work[g] = home_work(stats, heads, R);
     } else {
       work[g].assign(R, std::vector<double>(R, 0.0));
-      const HeadSetRows rows(stats, heads, 0);
+      const HeadSetRows rows(stats, heads);
       add_work(stats, {&rows}, partition.q_shard[g], partition.k_shard[g], R, work[g]);
     }
   }

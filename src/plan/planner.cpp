@@ -53,11 +53,15 @@ struct SharedRows {
   plan::HeadSets all;
 };
 
+// `key_shards`, when given: per group of `first`, the key shards (`shard_count` of them) that its
+// sets count their rows' masses in; with none, `shard_count` 1 gives row totals and 0 nothing.
 SharedRows shared_rows(const MaskStats::Data& stats, const std::vector<int>& first,
-                       const std::vector<int>& second, int groups, int shard_ring) {
+                       const std::vector<int>& second, int groups, int shard_count,
+                       const std::vector<std::vector<int>>* key_shards = nullptr) {
   std::vector<std::vector<int>> heads(static_cast<size_t>(groups) * groups);
   for (size_t h = 0; h < first.size(); ++h)
     heads[static_cast<size_t>(first[h]) * groups + second[h]].push_back(int(h));
+  const std::vector<int> one_shard(shard_count == 1 ? stats.mask->k_blocks() : 0, 0);
   SharedRows rows;
   rows.of_first.resize(groups);
   rows.of_second.resize(groups);
@@ -65,7 +69,8 @@ SharedRows shared_rows(const MaskStats::Data& stats, const std::vector<int>& fir
     for (int b = 0; b < groups; ++b) {
       std::vector<int>& set = heads[static_cast<size_t>(a) * groups + b];
       if (set.empty()) continue;
-      rows.sets.push_back(std::make_unique<plan::HeadSetRows>(stats, std::move(set), shard_ring));
+      rows.sets.push_back(std::make_unique<plan::HeadSetRows>(
+          stats, std::move(set), key_shards ? (*key_shards)[a] : one_shard, shard_count));
       rows.of_first[a].push_back(rows.sets.back().get());
       rows.of_second[b].push_back(rows.sets.back().get());
       rows.all.push_back(rows.sets.back().get());
@@ -115,13 +120,20 @@ std::vector<int> ours_head_assignment(const MaskStats::Data& stats, int ulysses)
                      : std::vector<int>(stats.kept_per_head.size(), 0);
 }
 
-// `sets_of_group`: the rows of each of our head groups (unused when grid.ring == 1).
-Partition dbsp_partition(const MaskStats::Data& stats, Grid grid, const PlannerOptions& options,
-                         const std::vector<plan::HeadSets>& sets_of_group,
-                         std::vector<std::vector<std::vector<double>>>& work) {
+// Our head groups with every block at home, and how far each group needs balancing.
+struct OursStart {
+  Partition partition;
+  std::vector<std::vector<std::vector<double>>> home_work;  // [group]: W with blocks at home
+  std::vector<double> home_time;
+  double goal = 0;  // each group may take this long
+};
+
+OursStart ours_start(const MaskStats::Data& stats, Grid grid, const std::vector<int>& ours) {
   const BlockMask& mask = *stats.mask;
-  Partition p = Partition::contiguous(grid, mask.heads(), mask.q_blocks(), mask.k_blocks());
-  p.head_group = ours_head_assignment(stats, grid.ulysses);
+  OursStart start;
+  Partition& p = start.partition;
+  p = Partition::contiguous(grid, mask.heads(), mask.q_blocks(), mask.k_blocks());
+  p.head_group = ours;
   std::vector<double> group_total(grid.ulysses, 0.0);
   for (int h = 0; h < mask.heads(); ++h) group_total[p.head_group[h]] += stats.kept_per_head[h];
   const double total = double(stats.kept);
@@ -129,30 +141,56 @@ Partition dbsp_partition(const MaskStats::Data& stats, Grid grid, const PlannerO
   const double head_ratio = total > 0 ? grid.ulysses * heaviest / total : 1.0;
   // Each group may take as long as the heaviest group would if perfectly balanced, plus a little:
   // lighter groups keep more blocks at home.
-  const double goal = std::max(1.0, head_ratio) * 1.004 * total / grid.ranks();
-  work.assign(grid.ulysses, {});
-  std::vector<double> home_time(grid.ulysses);
+  start.goal = std::max(1.0, head_ratio) * 1.004 * total / grid.ranks();
   for (int g = 0; g < grid.ulysses; ++g) {
-    work[g] = plan::home_work(stats, p.heads_of(g), grid.ring);
-    home_time[g] = plan::ring_time(work[g]);
+    start.home_work.push_back(plan::home_work(stats, p.heads_of(g), grid.ring));
+    start.home_time.push_back(plan::ring_time(start.home_work.back()));
   }
-  if (grid.ring == 1) return p;
+  return start;
+}
+
+// Per group, the key shards it gets if it is balanced (home when its home time already meets the
+// goal: then it is never balanced).
+std::vector<std::vector<int>> ours_key_shards(const MaskStats::Data& stats,
+                                              const OursStart& start) {
+  const Grid grid = start.partition.grid;
+  std::vector<std::vector<int>> key_shards(grid.ulysses);
+  for (int g = 0; g < grid.ulysses; ++g) {
+    key_shards[g] = start.home_time[g] > start.goal
+                        ? plan::balanced_key_shards(stats, start.partition.heads_of(g), grid.ring)
+                        : start.partition.k_shard[g];
+  }
+  return key_shards;
+}
+
+// `sets_of_group`: the rows of each of our head groups, counted per `key_shards` (unused when
+// grid.ring == 1).
+Partition dbsp_partition(const MaskStats::Data& stats, OursStart start,
+                         const PlannerOptions& options,
+                         const std::vector<plan::HeadSets>& sets_of_group,
+                         const std::vector<std::vector<int>>& key_shards,
+                         std::vector<std::vector<std::vector<double>>>& work) {
+  Partition& p = start.partition;
+  const Grid grid = p.grid;
+  work = start.home_work;
+  if (grid.ring == 1) return std::move(p);
   // The slowest group sets rho_s: groups are balanced slowest first, and each later one only down
   // to the time the slower ones reached (fewer passes, fewer moved blocks, same rho_s).
   std::vector<int> order(grid.ulysses);
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(),
-                   [&](int a, int b) { return home_time[a] > home_time[b]; });
-  double reached = goal;
+                   [&](int a, int b) { return start.home_time[a] > start.home_time[b]; });
+  double reached = start.goal;
   for (int g : order) {
     plan::RingAssignment ring =
-        plan::balance_ring(stats, sets_of_group[g], grid.ring, reached, options.search_rounds);
+        plan::balance_ring(stats, sets_of_group[g], grid.ring, std::move(start.home_work[g]),
+                           key_shards[g], reached, options.search_rounds);
     reached = std::max(reached, ring.time);
     p.q_shard[g] = std::move(ring.q_shard);
     p.k_shard[g] = std::move(ring.k_shard);
     work[g] = std::move(ring.work);
   }
-  return p;
+  return std::move(p);
 }
 
 }  // namespace
@@ -200,12 +238,18 @@ LayerPlan make_plan(const MaskStats& stats, Grid grid, Policy policy, const Plan
         pair_seen[pair] = true;
       }
       const bool share = sets <= 2 * grid.ulysses;
+      // Our groups' key shards come from the statistics alone, so that the rows are counted per
+      // those shards while they are built.
+      OursStart start = ours_start(d, grid, ours);
       SharedRows rows;
+      std::vector<std::vector<int>> key_shards;
       if (grid.ring > 1) {
-        rows = shared_rows(d, ours, share ? papers : ours, grid.ulysses, grid.ring);
+        key_shards = ours_key_shards(d, start);
+        rows = shared_rows(d, ours, share ? papers : ours, grid.ulysses, grid.ring, &key_shards);
       }
       std::vector<std::vector<std::vector<double>>> work;
-      plan.partition = dbsp_partition(d, grid, options, rows.of_first, work);
+      plan.partition =
+          dbsp_partition(d, std::move(start), options, rows.of_first, key_shards, work);
       report = imbalance_from_work(grid, std::move(work));
       // Never worse than not balancing, nor than the paper's row/column greedy (which can win by
       // a hair on smooth masks, at the price of moving most blocks).

@@ -18,16 +18,16 @@ namespace {
 
 // Swaps heavy key blocks of the heaviest key shard with light ones of the lightest shard until
 // key-shard masses are within `tolerance` of their mean.
-std::vector<int> balance_key_shards(const MaskStats::Data& stats, const HeadSets& sets, int ring,
-                                    const std::vector<double>& row_mass, double tolerance) {
-  const int KB = stats.mask->k_blocks(), QB = stats.mask->q_blocks();
+std::vector<int> balance_key_shards(const MaskStats::Data& stats, const std::vector<int>& heads,
+                                    int ring, double tolerance) {
+  const int KB = stats.mask->k_blocks();
   std::vector<int> k_shard = home_shards(KB, ring);
+  const std::vector<double> column = column_mass(stats, heads);
   std::vector<double> shard_mass(ring, 0.0);
-  for (int i = 0; i < QB; ++i)
-    for (int c = 0; c < ring; ++c) shard_mass[c] += row_mass[static_cast<size_t>(i) * ring + c];
+  for (int j = 0; j < KB; ++j) shard_mass[k_shard[j]] += column[j];
   const double mean = std::accumulate(shard_mass.begin(), shard_mass.end(), 0.0) / ring;
   if (mean <= 0) return k_shard;
-  std::vector<double> column;  // per key block, counted on first need
+  bool sorted = false;
   // Each shard's key blocks ordered by (mass, block): the lightest comes first, and the heavy
   // block that best halves the gap is found by bisection (ties go to the lowest block).
   using Entry = std::pair<double, int>;
@@ -42,9 +42,9 @@ std::vector<int> balance_key_shards(const MaskStats::Data& stats, const HeadSets
     const int light =
         int(std::min_element(shard_mass.begin(), shard_mass.end()) - shard_mass.begin());
     if (shard_mass[heavy] <= (1 + tolerance) * mean) break;
-    if (column.empty()) {
-      column = column_mass(stats, sets);
+    if (!sorted) {
       for (int j : heaviest_first(column, true)) columns_of[k_shard[j]].push_back({column[j], j});
+      sorted = true;
     }
     if (columns_of[light].empty()) break;
     const double high = shard_mass[heavy], low = shard_mass[light], gap = high - low;
@@ -336,21 +336,27 @@ double ring_time(const std::vector<std::vector<double>>& work) {
 // workloads, for about the same moved blocks).
 constexpr double kKeyTolerance = 0.002;
 
+std::vector<int> balanced_key_shards(const MaskStats::Data& stats, const std::vector<int>& heads,
+                                     int ring) {
+  return balance_key_shards(stats, heads, ring, kKeyTolerance);
+}
+
 RingAssignment balance_ring(const MaskStats::Data& stats, const HeadSets& sets, int ring,
-                            double target_time, int search_rounds) {
+                            std::vector<std::vector<double>> home_work,
+                            const std::vector<int>& k_shard, double target_time,
+                            int search_rounds) {
   const BlockMask& mask = *stats.mask;
   const int QB = mask.q_blocks();
   RingAssignment out;
-  std::vector<double> row_mass = row_shard_mass(stats, sets, ring);
   const std::vector<int> home = home_shards(QB, ring);
   out.q_shard = home;
   out.k_shard = home_shards(mask.k_blocks(), ring);
-  out.work = work_of(row_mass, ring, home);
+  out.work = std::move(home_work);
   out.time = ring_time(out.work);
   if (ring == 1 || out.time <= target_time) return out;
 
-  out.k_shard = balance_key_shards(stats, sets, ring, row_mass, kKeyTolerance);
-  apply_key_moves(stats, sets, out.k_shard, ring, row_mass);
+  out.k_shard = k_shard;
+  const std::vector<double> row_mass = row_shard_mass(stats, sets, ring);
 
   // Uneven shards are allowed by a few blocks when they help.
   std::vector<int> capacity(ring);
