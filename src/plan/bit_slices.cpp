@@ -390,22 +390,27 @@ template <class Out>
 void segment_sums_any(const uint64_t* planes, int plane_count, int stride, size_t row_step,
                       int rows, const SegmentPieces& pieces, Out* out, size_t out_step) {
   switch (plane_count) {
-    case 1:
-      return segment_sums_fixed<1>(planes, stride, row_step, rows, pieces, out, out_step);
-    case 2:
-      return segment_sums_fixed<2>(planes, stride, row_step, rows, pieces, out, out_step);
-    case 3:
-      return segment_sums_fixed<3>(planes, stride, row_step, rows, pieces, out, out_step);
-    case 4:
-      return segment_sums_fixed<4>(planes, stride, row_step, rows, pieces, out, out_step);
-    case 5:
-      return segment_sums_fixed<5>(planes, stride, row_step, rows, pieces, out, out_step);
-    case 6:
-      return segment_sums_fixed<6>(planes, stride, row_step, rows, pieces, out, out_step);
-    case 7:
-      return segment_sums_fixed<7>(planes, stride, row_step, rows, pieces, out, out_step);
-    case 8:
-      return segment_sums_fixed<8>(planes, stride, row_step, rows, pieces, out, out_step);
+#define DBSP_SEGMENT_SUMS_CASE(K) \
+  case K:                         \
+    return segment_sums_fixed<K>(planes, stride, row_step, rows, pieces, out, out_step);
+    // Up to 16 planes: the statistics count up to 2^16 - 1 query blocks per column this way.
+    DBSP_SEGMENT_SUMS_CASE(1)
+    DBSP_SEGMENT_SUMS_CASE(2)
+    DBSP_SEGMENT_SUMS_CASE(3)
+    DBSP_SEGMENT_SUMS_CASE(4)
+    DBSP_SEGMENT_SUMS_CASE(5)
+    DBSP_SEGMENT_SUMS_CASE(6)
+    DBSP_SEGMENT_SUMS_CASE(7)
+    DBSP_SEGMENT_SUMS_CASE(8)
+    DBSP_SEGMENT_SUMS_CASE(9)
+    DBSP_SEGMENT_SUMS_CASE(10)
+    DBSP_SEGMENT_SUMS_CASE(11)
+    DBSP_SEGMENT_SUMS_CASE(12)
+    DBSP_SEGMENT_SUMS_CASE(13)
+    DBSP_SEGMENT_SUMS_CASE(14)
+    DBSP_SEGMENT_SUMS_CASE(15)
+    DBSP_SEGMENT_SUMS_CASE(16)
+#undef DBSP_SEGMENT_SUMS_CASE
     default:
       break;
   }

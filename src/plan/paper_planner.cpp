@@ -44,19 +44,29 @@ std::vector<int> paper_head_assignment(const MaskStats::Data& stats, int ulysses
                      : std::vector<int>(stats.kept_per_head.size(), 0);
 }
 
-Partition paper_partition(const MaskStats::Data& stats, Grid grid, double reward,
-                          const HeadSets& all_heads) {
+Partition paper_key_partition(const MaskStats::Data& stats, Grid grid, double reward) {
   const BlockMask& mask = *stats.mask;
-  const int H = mask.heads(), QB = mask.q_blocks(), KB = mask.k_blocks();
-  Partition p = Partition::contiguous(grid, H, QB, KB);
+  Partition p = Partition::contiguous(grid, mask.heads(), mask.q_blocks(), mask.k_blocks());
   p.head_group = paper_head_assignment(stats, grid.ulysses);
   if (grid.ring == 1) return p;
-  const std::vector<double> row_sum = row_mass(stats, all_heads);
-  const std::vector<double> col_sum = column_mass(stats, all_heads);
-  const std::vector<int> q_shard = biased_greedy(row_sum, grid.ring, reward);
-  const std::vector<int> k_shard = biased_greedy(col_sum, grid.ring, reward);
-  p.q_shard.assign(grid.ulysses, q_shard);
-  p.k_shard.assign(grid.ulysses, k_shard);
+  std::vector<int> heads(mask.heads());
+  std::iota(heads.begin(), heads.end(), 0);
+  p.k_shard.assign(grid.ulysses, biased_greedy(column_mass(stats, heads), grid.ring, reward));
+  return p;
+}
+
+void paper_place_queries(const MaskStats::Data& stats, double reward, const HeadSets& all_heads,
+                         Partition& partition) {
+  const Grid grid = partition.grid;
+  if (grid.ring == 1) return;
+  partition.q_shard.assign(grid.ulysses,
+                           biased_greedy(row_mass(stats, all_heads), grid.ring, reward));
+}
+
+Partition paper_partition(const MaskStats::Data& stats, Grid grid, double reward,
+                          const HeadSets& all_heads) {
+  Partition p = paper_key_partition(stats, grid, reward);
+  paper_place_queries(stats, reward, all_heads, p);
   return p;
 }
 

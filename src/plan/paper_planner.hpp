@@ -15,4 +15,10 @@ std::vector<int> paper_head_assignment(const MaskStats::Data& stats, int ulysses
 Partition paper_partition(const MaskStats::Data& stats, Grid grid, double reward,
                           const HeadSets& all_heads);
 
+// The two halves of paper_partition: heads and key blocks (from the statistics alone; query
+// blocks at home), then the query blocks (from the rows).
+Partition paper_key_partition(const MaskStats::Data& stats, Grid grid, double reward);
+void paper_place_queries(const MaskStats::Data& stats, double reward, const HeadSets& all_heads,
+                         Partition& partition);
+
 }  // namespace dbsp::plan

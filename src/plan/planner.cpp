@@ -263,9 +263,10 @@ LayerPlan make_plan(const MaskStats& stats, Grid grid, Policy policy, const Plan
       ImbalanceReport fixed_report = plan::evaluate(d, fixed);
       consider(std::move(fixed), std::move(fixed_report));
       if (grid.ring > 1 && report.ratio > std::max(1.0, plan.lower_bound) * 1.001) {
-        Partition paper = plan::paper_partition(d, grid, options.reward, rows.all);
-        // Scored only when its bound leaves it a chance.
+        // Scored only when its bound (from its key shards alone) leaves it a chance.
+        Partition paper = plan::paper_key_partition(d, grid, options.reward);
         if (key_shard_bound(d, paper) < report.ratio - 1e-12) {
+          plan::paper_place_queries(d, options.reward, rows.all, paper);
           SharedRows paper_rows;
           if (!share) paper_rows = shared_rows(d, papers, papers, grid.ulysses, 0);
           std::optional<ImbalanceReport> paper_report = report_from_rows(
