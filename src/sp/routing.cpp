@@ -15,22 +15,41 @@ using Bits = std::vector<uint64_t>;
 
 bool test_bit(const Bits& bits, int j) { return (bits[j >> 6] >> (j & 63)) & 1u; }
 
-bool row_any(const BlockMask& mask, int head, int q_block) {
-  const uint64_t* bits = mask.row_bits(head, q_block);
-  for (int w = 0; w < mask.words_per_row(); ++w) {
-    if (bits[w]) return true;
+// Per (head, query block), whether the row keeps any key block: [heads * q_blocks]. The rows sit
+// back to back in the mask, so one pass over its words answers every row.
+std::vector<uint8_t> rows_nonempty(const BlockMask& mask) {
+  const size_t rows = static_cast<size_t>(mask.heads()) * mask.q_blocks();
+  const int words = mask.words_per_row();
+  std::vector<uint8_t> out(rows, 0);
+  if (rows == 0 || words == 0) return out;
+  const uint64_t* bits = mask.row_bits(0, 0);
+  for (size_t r = 0; r < rows; ++r, bits += words) {
+    uint64_t any = 0;
+    for (int w = 0; w < words; ++w) any |= bits[w];
+    out[r] = any != 0;
   }
-  return false;
+  return out;
 }
 
 // OR of the rows `q_blocks` of one head: the key blocks any of those queries needs.
 Bits rows_union(const BlockMask& mask, int head, const std::vector<int>& q_blocks) {
-  Bits out(static_cast<size_t>(mask.words_per_row()), 0);
+  const int words = mask.words_per_row();
+  Bits out(static_cast<size_t>(words), 0);
+  if (q_blocks.empty() || words == 0) return out;
+  const uint64_t* head_bits = mask.row_bits(head, 0);
+  uint64_t* acc = out.data();
   for (int i : q_blocks) {
-    const uint64_t* bits = mask.row_bits(head, i);
-    for (int w = 0; w < mask.words_per_row(); ++w) out[w] |= bits[w];
+    const uint64_t* bits = head_bits + static_cast<size_t>(i) * words;
+    for (int w = 0; w < words; ++w) acc[w] |= bits[w];
   }
   return out;
+}
+
+// The home shard of every block: [blocks].
+std::vector<int> home_shards_of(int blocks, int parts) {
+  std::vector<int> home(static_cast<size_t>(blocks));
+  for (int i = 0; i < blocks; ++i) home[i] = home_shard(i, blocks, parts);
+  return home;
 }
 
 // Appends a slab, merged into the previous one when it continues it (same head, next rows): the
@@ -144,11 +163,16 @@ LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
   std::vector<Bits> needed_by_group(static_cast<size_t>(partition.heads));
   std::vector<int> all_q(static_cast<size_t>(nq));
   for (int i = 0; i < nq; ++i) all_q[i] = i;
+  std::vector<uint8_t> nonempty;
   if (mask_aware) {
     for (int h = 0; h < partition.heads; ++h) needed_by_group[h] = rows_union(mask, h, all_q);
+    nonempty = rows_nonempty(mask);
   }
-  auto q_needed = [&](int h, int i) { return !mask_aware || row_any(mask, h, i); };
+  auto q_needed = [&](int h, int i) {
+    return !mask_aware || nonempty[static_cast<size_t>(h) * nq + i] != 0;
+  };
   auto kv_needed = [&](int h, int j) { return !mask_aware || test_bit(needed_by_group[h], j); };
+  const std::vector<int> q_home = home_shards_of(nq, ranks), k_home = home_shards_of(nk, ranks);
 
   route.send_q.resize(ranks);
   route.send_kv.resize(ranks);
@@ -184,17 +208,15 @@ LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
     for (size_t n = 0; n < route.q_blocks.size(); ++n) {
       const int i = route.q_blocks[n];
       if (q_needed(h, i)) {
-        append_slab(route.recv_q[home_shard(i, nq, ranks)],
-                    {route.q_local.start[n], static_cast<int32_t>(hl),
-                     static_cast<int32_t>(q_layout.size(i))});
+        append_slab(route.recv_q[q_home[i]], {route.q_local.start[n], static_cast<int32_t>(hl),
+                                              static_cast<int32_t>(q_layout.size(i))});
       }
     }
     for (size_t n = 0; n < route.k_blocks.size(); ++n) {
       const int j = route.k_blocks[n];
       if (kv_needed(h, j)) {
-        append_slab(route.recv_kv[home_shard(j, nk, ranks)],
-                    {route.k_local.start[n], static_cast<int32_t>(hl),
-                     static_cast<int32_t>(k_layout.size(j))});
+        append_slab(route.recv_kv[k_home[j]], {route.k_local.start[n], static_cast<int32_t>(hl),
+                                               static_cast<int32_t>(k_layout.size(j))});
       }
     }
   }
