@@ -168,6 +168,36 @@ struct CopyList {
       staging_offset += s.rows * row_bytes;
     }
   }
+  // Rows that stay on this rank go straight from one tensor to the other: both slab lists
+  // enumerate the same rows in the same order (sp/routing.hpp), but may merge them into slabs
+  // differently, so the lists are walked together and cut where either slab ends.
+  void add_direct(Base from, int64_t from_heads, std::span<const Slab> from_slabs, Base to,
+                  int64_t to_heads, std::span<const Slab> to_slabs, int64_t head_dim) {
+    const int64_t row_bytes = head_dim * kBf16Bytes;
+    size_t a = 0, b = 0;
+    int64_t a_done = 0, b_done = 0;
+    while (a < from_slabs.size() && b < to_slabs.size()) {
+      const Slab& src = from_slabs[a];
+      const Slab& dst = to_slabs[b];
+      const int64_t rows = std::min<int64_t>(src.rows - a_done, dst.rows - b_done);
+      RowCopy copy;
+      copy.src_base = from;
+      copy.dst_base = to;
+      copy.src_offset = ((src.row + a_done) * from_heads + src.head) * row_bytes;
+      copy.dst_offset = ((dst.row + b_done) * to_heads + dst.head) * row_bytes;
+      copy.src_stride = from_heads * row_bytes;
+      copy.dst_stride = to_heads * row_bytes;
+      copy.rows = rows;
+      copies.push_back(copy);
+      max_rows = std::max(max_rows, rows);
+      a_done += rows;
+      b_done += rows;
+      if (a_done == src.rows) ++a, a_done = 0;
+      if (b_done == dst.rows) ++b, b_done = 0;
+    }
+    require(a == from_slabs.size() && b == to_slabs.size(),
+            "device schedule: the local slab lists hold different row counts");
+  }
   void launch(const char* table, const sp::device::CopyBases& bases, int64_t row_bytes,
               cudaStream_t stream) const {
     sp::device::copy_rows(reinterpret_cast<const RowCopy*>(table + table_offset),
@@ -198,6 +228,7 @@ struct DeviceSchedule {
   sp::LayerSchedule host;
   std::vector<DeviceStep> steps;
   CopyList in_pack, in_unpack, out_pack, out_unpack;
+  CopyList in_local, out_local;  // rows this rank keeps: copied directly, never staged or sent
   std::vector<PeerRange> in_sends, in_recvs, out_sends, out_recvs;
   int64_t in_send_bytes = 0, in_recv_bytes = 0, out_send_bytes = 0, out_recv_bytes = 0;
   int64_t ring_send_bytes = 0, ring_recv_bytes = 0, step_tokens = 0;
@@ -308,7 +339,13 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
     const int64_t Hg = static_cast<int64_t>(route.heads.size());
     const int64_t tq = route.q_local.tokens();
     int64_t send_at = 0, recv_at = 0, out_send_at = 0, out_recv_at = 0;
+    const int me = world_.rank();
+    sched.in_local.add_direct(kUserQ, H, route.send_q[me], kQLocal, Hg, route.recv_q[me], D);
+    sched.in_local.add_direct(kUserK, H, route.send_kv[me], kKLocal, Hg, route.recv_kv[me], D);
+    sched.in_local.add_direct(kUserV, H, route.send_kv[me], kVLocal, Hg, route.recv_kv[me], D);
+    sched.out_local.add_direct(kOutLocal, Hg, route.recv_q[me], kUserOut, H, route.send_q[me], D);
     for (int p = 0; p < ranks; ++p) {
+      if (p == me) continue;
       const int64_t send_begin = send_at, recv_begin = recv_at;
       sched.in_pack.add(kUserQ, H, D, route.send_q[p], kAllToAllSend, send_at, true);
       sched.in_pack.add(kUserK, H, D, route.send_kv[p], kAllToAllSend, send_at, true);
@@ -364,7 +401,8 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
     }
 
     UploadTable table;
-    for (CopyList* list : {&sched.in_pack, &sched.in_unpack, &sched.out_pack, &sched.out_unpack}) {
+    for (CopyList* list : {&sched.in_pack, &sched.in_unpack, &sched.out_pack, &sched.out_unpack,
+                           &sched.in_local, &sched.out_local}) {
       list->table_offset = table.add(std::span<const RowCopy>(list->copies));
     }
     const int words = mask.words_per_row();
@@ -501,6 +539,7 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
   if (options_.mask_aware && tq * Hg > 0) {
     DBSP_CUDA_RT_CHECK(cudaMemsetAsync(q_local, 0, tq * Hg * row_bytes, world_stream));
   }
+  sched.in_local.launch(device_table, bases, row_bytes, world_stream);
   sched.in_pack.launch(device_table, bases, row_bytes, world_stream);
   in_flight.push_back(post(*world, a2a_send, sched.in_sends, a2a_recv, sched.in_recvs,
                            "sp all_to_all_v (Q, K, V in)"));
@@ -572,6 +611,7 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
   wait(world_stream, ds.ring_done);
   const int64_t out_bytes = route.q_input.tokens() * H * row_bytes;
   if (out_bytes > 0) DBSP_CUDA_RT_CHECK(cudaMemsetAsync(out, 0, out_bytes, world_stream));
+  sched.out_local.launch(device_table, bases, row_bytes, world_stream);
   sched.out_pack.launch(device_table, bases, row_bytes, world_stream);
   in_flight.push_back(post(*world, a2a_send, sched.out_sends, a2a_recv, sched.out_recvs,
                            "sp all_to_all_v (O out)"));
