@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <climits>
 
 #include "dbsp/block_layout.hpp"
 #include "dbsp/error.hpp"
@@ -108,6 +109,15 @@ std::vector<double> row_mass(const MaskStats::Data& stats, const HeadSets& sets)
 
 std::vector<double> column_mass(const MaskStats::Data& stats, const std::vector<int>& heads) {
   const int KB = stats.mask->k_blocks();
+  // 32-bit sums (they vectorize) while they cannot overflow.
+  if (int64_t(heads.size()) * stats.mask->q_blocks() <= INT32_MAX) {
+    std::vector<int32_t> sum(KB, 0);
+    for (int h : heads) {
+      const int32_t* column = stats.columns(h);
+      for (int j = 0; j < KB; ++j) sum[j] += column[j];
+    }
+    return std::vector<double>(sum.begin(), sum.end());
+  }
   std::vector<int64_t> sum(KB, 0);
   for (int h : heads) {
     const int32_t* column = stats.columns(h);

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <numeric>
 #include <vector>
@@ -15,11 +16,17 @@ inline std::vector<int> heaviest_first(const std::vector<double>& weight, bool l
   const int n = static_cast<int>(weight.size());
   std::vector<int> order(n);
   std::iota(order.begin(), order.end(), 0);
-  double top = 0;
+  // Keys in one pass: whole-number weights (block counts) as integers, heaviest first.
+  std::vector<uint64_t> key(n);
+  uint64_t top = 0;
   bool whole = true;
-  for (double w : weight) {
-    whole = whole && w >= 0 && w < 0x1p53 && w == double(uint64_t(w));
-    top = std::max(top, w);
+  for (int i = 0; i < n; ++i) {
+    const double w = weight[i];
+    whole = whole && w >= 0 && w < 0x1p53;
+    const uint64_t k = whole ? uint64_t(w) : 0;
+    whole = whole && double(k) == w;
+    key[i] = k;
+    top = std::max(top, k);
   }
   if (!whole) {
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) {
@@ -27,18 +34,34 @@ inline std::vector<int> heaviest_first(const std::vector<double>& weight, bool l
     });
     return order;
   }
+  if (!lightest)
+    for (uint64_t& k : key) k = top - k;
   // Least significant digit first, 8 bits a pass: each pass is stable, so equal weights keep
-  // index order.
-  std::vector<uint64_t> key(n);
+  // index order. Keys travel with their indices (sequential reads); all digit counts come from
+  // one pass.
+  int passes = 0;
+  while (passes < 8 && (top >> (8 * passes)) != 0) ++passes;
+  std::vector<std::array<int, 256>> count(passes);
+  for (auto& c : count) c.fill(0);
   for (int i = 0; i < n; ++i)
-    key[i] = lightest ? uint64_t(weight[i]) : uint64_t(top) - uint64_t(weight[i]);
-  std::vector<int> next(n);
-  for (int shift = 0; shift < 64 && (uint64_t(top) >> shift) != 0; shift += 8) {
-    int count[257] = {};
-    for (int i : order) ++count[((key[i] >> shift) & 255) + 1];
-    for (int d = 0; d < 256; ++d) count[d + 1] += count[d];
-    for (int i : order) next[count[(key[i] >> shift) & 255]++] = i;
+    for (int p = 0; p < passes; ++p) ++count[p][(key[i] >> (8 * p)) & 255];
+  std::vector<uint64_t> next_key(passes > 0 ? n : 0);
+  std::vector<int> next(passes > 0 ? n : 0);
+  for (int p = 0; p < passes; ++p) {
+    int at = 0;
+    for (int& c : count[p]) {
+      const int size = c;
+      c = at;
+      at += size;
+    }
+    const int shift = 8 * p;
+    for (int x = 0; x < n; ++x) {
+      const int to = count[p][(key[x] >> shift) & 255]++;
+      next[to] = order[x];
+      next_key[to] = key[x];
+    }
     order.swap(next);
+    key.swap(next_key);
   }
   return order;
 }

@@ -5,11 +5,14 @@
 #include "plan/ring_balance.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <numeric>
 #include <tuple>
 
 #include "dbsp/block_layout.hpp"
+#include "dbsp/error.hpp"
 #include "plan/heaviest_first.hpp"
 #include "plan/home_shards.hpp"
 
@@ -27,14 +30,32 @@ std::vector<int> balance_key_shards(const MaskStats::Data& stats, const std::vec
   for (int j = 0; j < KB; ++j) shard_mass[k_shard[j]] += column[j];
   const double mean = std::accumulate(shard_mass.begin(), shard_mass.end(), 0.0) / ring;
   if (mean <= 0) return k_shard;
+  // Column masses are whole block counts (from the statistics), so each shard's key blocks are
+  // kept as sorted integers mass << 32 | block: ordered by (mass, block), the lightest first, and
+  // the heavy block that best halves the gap is found by bisection (ties go to the lowest block).
+  constexpr int kBlockBits = 32;
+  require(KB <= INT32_MAX && *std::max_element(column.begin(), column.end()) < 0x1p32,
+          "balance_key_shards: column masses or key blocks past 32 bits");
+  auto mass_of = [](uint64_t entry) { return double(entry >> kBlockBits); };
+  auto block_of = [](uint64_t entry) { return int(entry & 0xffffffffu); };
+  // The first entry of mass >= m.
+  auto at_least = [](const std::vector<uint64_t>& list, double m) {
+    const uint64_t key = uint64_t(std::ceil(std::max(0.0, m))) << kBlockBits;
+    return std::lower_bound(list.begin(), list.end(), key);
+  };
+  std::vector<std::vector<uint64_t>> columns_of(ring);
   bool sorted = false;
-  // Each shard's key blocks ordered by (mass, block): the lightest comes first, and the heavy
-  // block that best halves the gap is found by bisection (ties go to the lowest block).
-  using Entry = std::pair<double, int>;
-  std::vector<std::vector<Entry>> columns_of(ring);
-  auto take = [](std::vector<Entry>& list, Entry out, Entry in) {  // two memmoves
-    list.erase(std::lower_bound(list.begin(), list.end(), out));
-    list.insert(std::lower_bound(list.begin(), list.end(), in), in);
+  // `in` replaces `out`: only the entries between their places shift.
+  auto take = [](std::vector<uint64_t>& list, uint64_t out, uint64_t in) {
+    const auto from = std::lower_bound(list.begin(), list.end(), out);
+    const auto to = std::lower_bound(list.begin(), list.end(), in);
+    if (to <= from) {
+      std::move_backward(to, from, from + 1);
+      *to = in;
+    } else {
+      std::move(from + 1, to, from);
+      *(to - 1) = in;
+    }
   };
   for (int swaps = 0; swaps < KB; ++swaps) {
     const int heavy =
@@ -43,38 +64,41 @@ std::vector<int> balance_key_shards(const MaskStats::Data& stats, const std::vec
         int(std::min_element(shard_mass.begin(), shard_mass.end()) - shard_mass.begin());
     if (shard_mass[heavy] <= (1 + tolerance) * mean) break;
     if (!sorted) {
-      for (int j : heaviest_first(column, true)) columns_of[k_shard[j]].push_back({column[j], j});
+      for (int j : heaviest_first(column, true))
+        columns_of[k_shard[j]].push_back(uint64_t(column[j]) << kBlockBits | uint64_t(j));
       sorted = true;
     }
     if (columns_of[light].empty()) break;
     const double high = shard_mass[heavy], low = shard_mass[light], gap = high - low;
     // Lightest block y of the light shard; then the heavy block x whose swap with it leaves the
     // lower peak max(high - delta, low + delta), delta = mass(x) - mass(y) in (0, gap).
-    const Entry y = columns_of[light].front();
+    const uint64_t y = columns_of[light].front();
+    const double y_mass = mass_of(y);
     auto peak = [&](double mass) {
-      const double delta = mass - y.first;
+      const double delta = mass - y_mass;
       return std::max(high - delta, low + delta);
     };
-    const std::vector<Entry>& list = columns_of[heavy];
-    const auto above = std::lower_bound(list.begin(), list.end(), Entry{y.first + gap / 2, -1});
-    Entry best{0.0, -1};
+    const std::vector<uint64_t>& list = columns_of[heavy];
+    const auto above = at_least(list, y_mass + gap / 2);
+    uint64_t best = 0;
+    int best_block = -1;
     double best_peak = high;
-    auto offer = [&](std::vector<Entry>::const_iterator at) {
-      if (at->first <= y.first || at->first >= y.first + gap) return;
-      // The lowest block of that mass.
-      const Entry first = *std::lower_bound(list.begin(), list.end(), Entry{at->first, -1});
-      const double p = peak(first.first);
-      if (p < best_peak || (p == best_peak && best.second >= 0 && first.second < best.second))
-        best_peak = p, best = first;
+    auto offer = [&](std::vector<uint64_t>::const_iterator at) {
+      const double m = mass_of(*at);
+      if (m <= y_mass || m >= y_mass + gap) return;
+      const uint64_t first = *at_least(list, m);  // the lowest block of that mass
+      const double p = peak(m);
+      if (p < best_peak || (p == best_peak && best_block >= 0 && block_of(first) < best_block))
+        best_peak = p, best = first, best_block = block_of(first);
     };
     if (above != list.end()) offer(above);
     if (above != list.begin()) offer(above - 1);
-    if (best.second < 0) break;
-    const double delta = best.first - y.first;
+    if (best_block < 0) break;
+    const double delta = mass_of(best) - y_mass;
     shard_mass[heavy] -= delta;
     shard_mass[light] += delta;
-    k_shard[best.second] = light;
-    k_shard[y.second] = heavy;
+    k_shard[best_block] = light;
+    k_shard[block_of(y)] = heavy;
     take(columns_of[heavy], best, y);
     take(columns_of[light], y, best);
   }
@@ -377,9 +401,10 @@ RingAssignment balance_ring(const MaskStats::Data& stats, const HeadSets& sets, 
     // Wan and CogVideoX workloads, for three times the time.)
     std::vector<double> doubled(static_cast<size_t>(QB) * 2 * ring);
     for (int i = 0; i < QB; ++i) {
-      for (int c = 0; c < 2 * ring; ++c)
-        doubled[static_cast<size_t>(i) * 2 * ring + c] =
-            row_mass[static_cast<size_t>(i) * ring + c % ring];
+      const double* mass = row_mass.data() + static_cast<size_t>(i) * ring;
+      double* twice = doubled.data() + static_cast<size_t>(i) * 2 * ring;
+      std::copy_n(mass, ring, twice);
+      std::copy_n(mass, ring, twice + ring);
     }
     for (double bias : {0.03, 0.0}) {
       std::vector<int> q_shard = greedy_rows_any(doubled, ring, home, capacity, order, bias);
