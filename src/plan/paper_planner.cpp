@@ -3,6 +3,7 @@
 #include "plan/paper_planner.hpp"
 
 #include <algorithm>
+#include <limits>
 #include <numeric>
 
 #include "dbsp/block_layout.hpp"
@@ -23,12 +24,17 @@ std::vector<int> biased_greedy(const std::vector<double>& weight, int parts, dou
   const std::vector<int> home_of = home_shards(n, parts);
   for (int idx : order) {
     const int home = home_of[idx];
-    int best = -1;
-    double best_score = 0;
+    // The first part of least score among those with room (full parts score +inf), without
+    // branches: the comparisons are unpredictable.
+    int best = 0;
+    double best_score = std::numeric_limits<double>::infinity();
     for (int p = 0; p < parts; ++p) {
-      if (count[p] >= capacity[p]) continue;
-      const double score = load[p] - (p == home ? reward * weight[idx] : 0.0);
-      if (best < 0 || score < best_score) best = p, best_score = score;
+      const double score = count[p] >= capacity[p]
+                               ? std::numeric_limits<double>::infinity()
+                               : load[p] - (p == home ? reward * weight[idx] : 0.0);
+      const bool better = score < best_score;
+      best = better ? p : best;
+      best_score = better ? score : best_score;
     }
     shard[idx] = best;
     load[best] += weight[idx];
