@@ -182,7 +182,10 @@ template <int N>
                                                   uint64_t* out, int plane_count, size_t row_step,
                                                   const uint64_t** pointers) {
   constexpr int kBlockRows = 32, kBatchHeads = 32;
-  const size_t q_blocks = static_cast<size_t>(rows.q_blocks);
+  // The view's fields in locals: stores into `pointers` could alias them.
+  const size_t q_blocks = static_cast<size_t>(rows.q_blocks), padded_from = rows.padded_from;
+  const uint64_t *const bits = rows.bits, *const padded = rows.padded;
+  const size_t words = static_cast<size_t>(rows.words), stride = static_cast<size_t>(rows.stride);
   out -= static_cast<size_t>(q_begin) * row_step;  // counters of query block i at out + i * step
   for (size_t first = q_begin; first < static_cast<size_t>(q_end); first += kBlockRows) {
     const size_t end = std::min(static_cast<size_t>(q_end), first + kBlockRows);
@@ -191,17 +194,14 @@ template <int N>
       for (size_t i = first; i < end; ++i) {
         for (int x = 0; x < count; ++x) {
           const size_t at = static_cast<size_t>(heads[batch + x]) * q_blocks + i;
-          pointers[x] = at < rows.padded_from ? rows.bits + at * rows.words
-                                              : rows.padded + (at - rows.padded_from) * rows.stride;
+          pointers[x] = at < padded_from ? bits + at * words : padded + (at - padded_from) * stride;
         }
         uint64_t* counters = out + i * row_step;
-        for (int word = 0; word < rows.stride; word += N) {
+        for (int word = 0; word < static_cast<int>(stride); word += N) {
           if (batch == 0) {
-            add_vector<N, true>(pointers, count, word, static_cast<size_t>(rows.stride), counters,
-                                plane_count);
+            add_vector<N, true>(pointers, count, word, stride, counters, plane_count);
           } else {
-            add_vector<N, false>(pointers, count, word, static_cast<size_t>(rows.stride), counters,
-                                 plane_count);
+            add_vector<N, false>(pointers, count, word, stride, counters, plane_count);
           }
         }
       }

@@ -66,7 +66,9 @@ MaskStats::MaskStats(const BlockMask& mask, int ranks) : data_(std::make_unique<
     std::fill(before.begin(), before.end(), 0);
     for (int s = 0; s < ranks; ++s) {
       const int first = d.q_segment_begin[s], count = d.q_segment_begin[s + 1] - first;
-      for (int i = 0; i < count; ++i) segment_rows[i] = d.row(h, first + i);
+      // (From a copy of the row view: stores into the pointer array could alias its fields.)
+      const plan::MaskRows view = d.rows;
+      for (int i = 0; i < count; ++i) segment_rows[i] = view.row(h, first + i);
       plan::add_rows(segment_rows.data(), count, d.stride, counts, planes, s == 0);
       plan::segment_sums(counts, planes, d.stride, key_segments, after.data());
       for (int p = 0; p < ranks; ++p) out[s * ranks + p] = after[p] - before[p];
