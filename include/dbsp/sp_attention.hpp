@@ -57,8 +57,9 @@ struct SpOptions {
   bool mask_aware = true;    // skip slabs that no receiving query needs
   bool measure_idle = true;  // a closing barrier measures how long each rank waits for the slowest
   // GPU: SMs the attention kernel leaves free while the next ring step's K/V is in flight, so
-  // that the transfer's NCCL and copy kernels run beside it instead of after it.
-  int ring_reserved_sms = 8;
+  // that the transfer's NCCL and copy kernels can run beside it instead of after it. Off by
+  // default: on 2 x H200 (Wan2.1-480p, ring) 8 SMs made no difference beyond run-to-run noise.
+  int ring_reserved_sms = 0;
 };
 
 // One layer on one rank. Times in milliseconds of wall clock.

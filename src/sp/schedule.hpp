@@ -30,7 +30,10 @@ LayerSchedule build_schedule(const BlockMask& mask, const Partition& partition,
 // fingerprint does not cover (head_dim and scale shape the buffers, not the routing).
 uint64_t schedule_key(const ScheduleReuse& reuse, const SpProblem& problem);
 
-// Per-slot cache of T (a schedule, or a schedule with its device tables).
+// Per-slot cache of T (a schedule, or a schedule with its device tables). A slot whose key
+// changed is handed back cleared by T::recycle() when T has one (device buffers then survive the
+// change: freeing and allocating them each layer and step costs more than building the schedule),
+// else rebuilt from scratch.
 template <class T>
 class ScheduleSlots {
  public:
@@ -45,7 +48,15 @@ class ScheduleSlots {
     hit = *entry && reuse.slot >= 0 && keys_.size() > static_cast<size_t>(reuse.slot) &&
           keys_[reuse.slot] == key;
     if (!hit) {
-      *entry = std::make_unique<T>();
+      if constexpr (requires(T & t) { t.recycle(); }) {
+        if (*entry) {
+          (*entry)->recycle();
+        } else {
+          *entry = std::make_unique<T>();
+        }
+      } else {
+        *entry = std::make_unique<T>();
+      }
       if (reuse.slot >= 0) {
         if (keys_.size() <= static_cast<size_t>(reuse.slot)) keys_.resize(reuse.slot + 1, 0);
         keys_[reuse.slot] = key;

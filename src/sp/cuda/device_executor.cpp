@@ -224,7 +224,7 @@ struct DeviceStep {
 
 // Everything a layer needs on the device that depends only on (mask, partition, problem): the
 // host schedule, copy descriptors, per-peer ranges, buffer sizes and the uploaded table.
-struct DeviceSchedule {
+struct DeviceScheduleData {
   sp::LayerSchedule host;
   std::vector<DeviceStep> steps;
   CopyList in_pack, in_unpack, out_pack, out_unpack;
@@ -232,11 +232,16 @@ struct DeviceSchedule {
   std::vector<PeerRange> in_sends, in_recvs, out_sends, out_recvs;
   int64_t in_send_bytes = 0, in_recv_bytes = 0, out_send_bytes = 0, out_recv_bytes = 0;
   int64_t ring_send_bytes = 0, ring_recv_bytes = 0, step_tokens = 0;
-  DeviceMemory table;
   int64_t table_bytes = 0;
   int64_t row_bits_offset = 0;  // the local mask rows (heads x query blocks x words) in the table
-  DeviceMemory indices;         // every step's kv_index
   bool uploaded = false;
+};
+
+struct DeviceSchedule : DeviceScheduleData {
+  DeviceMemory table;    // the uploaded table (grow-only, kept when the schedule is rebuilt)
+  DeviceMemory indices;  // every step's kv_index (likewise)
+
+  void recycle() { static_cast<DeviceScheduleData&>(*this) = DeviceScheduleData{}; }
 };
 
 }  // namespace
