@@ -41,4 +41,12 @@ BlockMask structured_mask(const BlockMask& base, double density, uint64_t seed) 
   return mask;
 }
 
+BlockMask with_twin_rows(const BlockMask& mask) {
+  BlockMask twins = mask;
+  for (int h = 0; h < mask.heads(); ++h)
+    for (int i = 0; i + 1 < mask.q_blocks(); i += 2)
+      std::copy_n(mask.row_bits(h, i), mask.words_per_row(), twins.row_bits(h, i + 1));
+  return twins;
+}
+
 }  // namespace dbsp::bench

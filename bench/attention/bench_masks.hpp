@@ -16,4 +16,8 @@ BlockMask uniform_mask(int heads, const MaskGeometry& geometry, double density, 
 // density): thinned by a seeded random subset, or grown by random extra blocks of the row.
 BlockMask structured_mask(const BlockMask& base, double density, uint64_t seed);
 
+// `mask` with row 2i + 1 of every head replaced by row 2i: adjacent rows keep the same key
+// blocks (the best case for paired rows, SparseAttention::pair_query_rows).
+BlockMask with_twin_rows(const BlockMask& mask);
+
 }  // namespace dbsp::bench

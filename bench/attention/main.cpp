@@ -70,13 +70,14 @@ struct Row {
   std::string peer_key;  // job name of the Flex peer; filled in after the peers ran
 };
 cuda::AttentionKernel kernel_named(const std::string& name) {
-  if (name == "ws") return cuda::AttentionKernel::warp_specialized;
+  // wsp: the warp-specialised kernel with adjacent rows paired (SparseAttention::pair_query_rows).
+  if (name == "ws" || name == "wsp") return cuda::AttentionKernel::warp_specialized;
   if (name == "wgmma") return cuda::AttentionKernel::wgmma;
   if (name == "mma_sync") return cuda::AttentionKernel::mma_sync;
-  fail("unknown kernel family '", name, "' (expected ws, wgmma or mma_sync)");
+  fail("unknown kernel family '", name, "' (expected ws, wsp, wgmma or mma_sync)");
 }
 std::string short_name(const std::string& kernel) {
-  if (kernel == "ws") return "ws";
+  if (kernel == "ws" || kernel == "wsp") return kernel;
   return kernel == "wgmma" ? "wg" : "mma";
 }
 
@@ -219,6 +220,9 @@ int run(const Options& options) {
         if (source == "structured") {
           c.mask = structured_mask(synthetic, density, seed);
           c.fine_base = structured_mask(synthetic, fine_base, seed + 1);
+        } else if (source == "twins") {
+          c.mask = with_twin_rows(structured_mask(synthetic, density, seed));
+          c.fine_base = with_twin_rows(structured_mask(synthetic, fine_base, seed + 1));
         } else {
           c.mask = uniform_mask(shape.heads, geometry, density, seed);
           c.fine_base = uniform_mask(shape.heads, geometry, fine_base, seed + 1);
@@ -264,9 +268,11 @@ int run(const Options& options) {
     fill_random(cuda::DType::bf16, k.get(), elements, options.seed + 12);
     fill_random(cuda::DType::bf16, v.get(), elements, options.seed + 13);
     std::vector<std::pair<std::string, cuda::SparseAttention>> families;
-    for (const std::string& kernel : options.kernels)
+    for (const std::string& kernel : options.kernels) {
       families.emplace_back(kernel,
                             cuda::SparseAttention(attention_shape, 64, 0, kernel_named(kernel)));
+      if (kernel == "wsp") families.back().second.pair_query_rows(true);
+    }
     for (const auto& [kernel, attention] : families)
       std::cout << "# " << shape_name << " " << kernel << ": " << attention.ctas_per_sm()
                 << " CTAs per SM" << std::endl;
@@ -414,9 +420,11 @@ int main(int argc, char** argv) {
   app.add_option("--shapes", options.shapes,
                  "model presets (wan2.1-480p wan2.1-720p cogvideox1.5)");
   app.add_option("--densities", options.densities, "target block densities");
-  app.add_option("--sources", options.sources, "mask sources: structured, uniform");
+  app.add_option("--sources", options.sources,
+                 "mask sources: structured, uniform, twins (structured with row 2i + 1 = row 2i)");
   app.add_option("--kernels", options.kernels,
-                 "kernel families: ws (warp-specialised), wgmma, mma_sync");
+                 "kernel families: ws (warp-specialised), wsp (ws with paired rows), wgmma, "
+                 "mma_sync");
   app.add_option("--reps", options.reps, "timed repetitions (median)");
   app.add_flag("!--no-peers", options.peers, "skip the PyTorch peers");
   app.add_option("--python", options.python, "Python with PyTorch");

@@ -95,6 +95,14 @@ class SparseAttention {
   // transfer queued beside it (NCCL kernels, copy kernels of another stream) only overlaps it if
   // some SMs stay free.
   void reserve_sms(int sms);
+  // Pairs adjacent mask rows (off by default): with the warp_specialized family and block lists
+  // of uniform 64 x 64 blocks, one work item covers query blocks 2i and 2i + 1 and loads the union
+  // of their key blocks once, each row computing only its own blocks, so a block both rows keep
+  // costs half the K/V traffic. Same results bit for bit. Measured 0.83-0.93x as fast as unpaired
+  // items on H100 for most masks (BENCHMARKS.md, kernels v6), hence opt-in. Takes effect at the
+  // next plan(). Sorted block lists share best.
+  void pair_query_rows(bool enable);
+  bool pairs_query_rows(const DeviceMask& mask) const;  // whether plan() / run() pair this mask
   // Reads only device data of `mask`; the schedule stays valid while the mask's lists do.
   void plan(const DeviceMask& mask, void* stream);
   // lse may be null. A sparse mask needs a plan() of the same mask first (a dense one does not).

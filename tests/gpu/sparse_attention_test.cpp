@@ -2,6 +2,7 @@
 // against the float64 reference, with the bf16/fp16 error bounded by 2x the naive path's.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -22,7 +23,8 @@ struct RunResult {
 // Uploads Q/K/V, poisons O and LSE, plans and runs the mask, and downloads the outputs.
 RunResult run_attention(const Problem& p, const HostMask& mask, const HostTensor& q,
                         const HostTensor& k, const HostTensor& v,
-                        cuda::AttentionKernel kernel = cuda::AttentionKernel::automatic) {
+                        cuda::AttentionKernel kernel = cuda::AttentionKernel::automatic,
+                        bool pair_rows = false) {
   DeviceArray<uint16_t> dq(q.bits), dk(k.bits), dv(v.bits);
   DeviceArray<uint16_t> dout(q.bits.size());
   DeviceArray<float> dlse(static_cast<size_t>(p.batch * p.heads * p.seq_q));
@@ -31,6 +33,7 @@ RunResult run_attention(const Problem& p, const HostMask& mask, const HostTensor
   DeviceMaskStorage device_mask = upload_mask(mask);
   cuda::SparseAttention attention(p.shape(), mask.block_q, mask.custom_layout ? mask.q_blocks() : 0,
                                   kernel);
+  attention.pair_query_rows(pair_rows);
   attention.plan(device_mask.view, nullptr);
   attention.run(device_mask.view, dq.get(), dk.get(), dv.get(), dout.get(), dlse.get(), nullptr);
   return {dout.download(), dlse.download()};
@@ -248,6 +251,59 @@ TEST_F(SparseAttention, AutomaticFamilyMatchesReferenceForBlockAndKeyLists) {
   const cuda::SparseAttention attention(p.shape(), 64);
   EXPECT_EQ(attention.kernel_for(block_lists.view), cuda::AttentionKernel::warp_specialized);
   EXPECT_EQ(attention.kernel_for(key_lists.view), cuda::AttentionKernel::wgmma);
+}
+
+// Paired rows (warp-specialised kernel): each row computes its own blocks in its own list order,
+// so the result equals the one-row-per-item kernel's bit for bit. Odd query-block count (the last
+// pair has one short row), batch 2, pairs with one or both rows empty, identical rows, full rows,
+// sorted and shuffled lists.
+TEST_F(SparseAttention, PairedRowsEqualSeparateRowsBitwiseAndMatchReference) {
+  int device = 0, major = 0;
+  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
+  ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), cudaSuccess);
+  if (major != 9) GTEST_SKIP() << "the warp-specialised kernel needs sm_90a";
+  std::mt19937_64 rng(26);
+  for (int head_dim : {128, 64})
+    for (bool sorted : {true, false}) {
+      SCOPED_TRACE(std::to_string(head_dim) + (sorted ? " sorted" : " shuffled"));
+      Problem p;
+      p.batch = 2;
+      p.seq_q = 900;  // 15 query blocks, the last of 4 rows
+      p.seq_k = 1000;
+      p.heads = 3;
+      p.head_dim = head_dim;
+      p.dtype = sorted ? cuda::DType::bf16 : cuda::DType::fp16;  // every paired instantiation
+      HostMask mask = HostMask::uniform(p.heads, p.seq_q, p.seq_k, 64, 64);
+      fill_random_blocks(mask, 0.3, rng, /*empty_every=*/4, /*full_every=*/6);
+      const int q_blocks = mask.q_blocks();
+      ASSERT_EQ(q_blocks % 2, 1);
+      mask.blocks[6].clear();  // a pair with both rows empty (rows 6 and 7 of head 0)
+      mask.blocks[7].clear();
+      mask.blocks[q_blocks + 3] = mask.blocks[q_blocks + 2];  // identical rows (head 1)
+      if (sorted)
+        for (auto& list : mask.blocks) std::sort(list.begin(), list.end());
+      const Inputs in = random_inputs(p, rng);
+      const auto kernel = cuda::AttentionKernel::warp_specialized;
+      const RunResult paired = run_attention(p, mask, in.q, in.k, in.v, kernel, true);
+      const RunResult separate = run_attention(p, mask, in.q, in.k, in.v, kernel, false);
+      EXPECT_EQ(paired.out, separate.out);
+      EXPECT_EQ(paired.lse, separate.lse);
+      expect_within_naive_bound(
+          compare_with_reference(p, mask, in.q, in.k, in.v, paired.out, paired.lse));
+    }
+  // Pairing is opt-in and applies only to uniform 64 x 64 block lists.
+  Problem p;
+  p.seq_q = p.seq_k = 256;
+  HostMask blocks = HostMask::uniform(1, 256, 256, 64, 64);
+  fill_random_blocks(blocks, 0.5, rng);
+  HostMask mixed = blocks;
+  fill_random_keys(mixed, 0.1, p.seq_k, rng);
+  DeviceMaskStorage block_lists = upload_mask(blocks), key_lists = upload_mask(mixed);
+  cuda::SparseAttention attention(p.shape(), 64);
+  EXPECT_FALSE(attention.pairs_query_rows(block_lists.view));  // opt-in
+  attention.pair_query_rows(true);
+  EXPECT_TRUE(attention.pairs_query_rows(block_lists.view));
+  EXPECT_FALSE(attention.pairs_query_rows(key_lists.view));
 }
 
 TEST_F(SparseAttention, RunWithoutPlanIsRejected) {

@@ -113,6 +113,16 @@ struct SparseAttention::Impl {
   bool planned = false;
   const int32_t* planned_counts = nullptr;  // identifies the mask the schedule was built for
   const int64_t* planned_keys = nullptr;
+  bool pair_rows = false;  // pair_query_rows(); off: measured slower (BENCHMARKS.md, v6)
+  bool planned_pairs = false;
+
+  // Whether run() / plan() pair adjacent rows for this mask (warp-specialised kernel, block lists
+  // of uniform 64 x 64 blocks).
+  bool pairs(const DeviceMask& mask) const {
+    return pair_rows && block_kernel == AttentionKernel::warp_specialized && !mask.dense &&
+           mask.has_blocks() && !mask.has_keys() && block_q == 64 && mask.block_k == 64 &&
+           mask.q_block_start == nullptr;
+  }
 
   SparseAttentionParams params(const DeviceMask& mask, const void* q, const void* k, const void* v,
                                void* out, float* lse) const {
@@ -147,6 +157,10 @@ struct SparseAttention::Impl {
     p.q_block_start = mask.q_block_start;
     p.k_block_start = mask.k_block_start;
     p.num_items = num_items;
+    if (pairs(mask)) {
+      p.pair_rows = true;
+      p.num_items = static_cast<int>(shape.batch * shape.heads * ((q_blocks + 1) / 2));
+    }
     p.work_counter = scheduler.counter();
     return p;
   }
@@ -221,6 +235,9 @@ AttentionKernel SparseAttention::kernel_for(const DeviceMask& mask) const {
 }
 int SparseAttention::ctas_per_sm() const { return impl_->block_ctas_per_sm; }
 
+void SparseAttention::pair_query_rows(bool enable) { impl_->pair_rows = enable; }
+bool SparseAttention::pairs_query_rows(const DeviceMask& mask) const { return impl_->pairs(mask); }
+
 void SparseAttention::reserve_sms(int sms) {
   require(sms >= 0, "reserve_sms: SM count must be >= 0, got ", sms);
   impl_->reserved_sms = sms;
@@ -235,6 +252,7 @@ void SparseAttention::plan(const DeviceMask& mask, void* stream) {
   impl_->planned = true;
   impl_->planned_counts = mask.kv_count;
   impl_->planned_keys = mask.key_row_offset;
+  impl_->planned_pairs = impl_->pairs(mask);
 }
 
 void SparseAttention::run(const DeviceMask& mask, const void* q, const void* k, const void* v,
@@ -245,7 +263,8 @@ void SparseAttention::run(const DeviceMask& mask, const void* q, const void* k, 
   SparseAttentionParams p = impl_->params(mask, q, k, v, out, lse);
   if (!mask.dense) {
     require(impl_->planned && impl_->planned_counts == mask.kv_count &&
-                impl_->planned_keys == mask.key_row_offset,
+                impl_->planned_keys == mask.key_row_offset &&
+                impl_->planned_pairs == impl_->pairs(mask),
             "run() with a sparse mask needs plan() of the same mask first");
     p.work_order = impl_->scheduler.order();
   }

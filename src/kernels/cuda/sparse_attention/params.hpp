@@ -37,8 +37,13 @@ struct SparseAttentionParams {
   const int64_t* q_block_start = nullptr;
   const int64_t* k_block_start = nullptr;
 
-  // Work: item = (batch * heads + head) * q_blocks * tiles_per_q_block + tile. work_order (may be
-  // null: natural order) lists items in the order the persistent CTAs take them.
+  // Paired rows (warp-specialised kernel, block lists with block_q = block_k = 64 and uniform
+  // blocks): an item is two adjacent mask rows, q blocks 2i and 2i + 1 (128 queries).
+  bool pair_rows = false;
+
+  // Work: item = (batch * heads + head) * items_per_head + item in the head, items_per_head =
+  // q_blocks * tiles_per_q_block (or ceil(q_blocks / 2) pairs). work_order (may be null: natural
+  // order) lists items in the order the persistent CTAs take them.
   int num_items = 0;
   const int32_t* work_order = nullptr;
   int* work_counter = nullptr;  // zeroed before each launch

@@ -17,9 +17,8 @@ __global__ void tile_lengths_kernel(const SparseAttentionParams p, unsigned long
   const WorkItem w = WorkItem::make(p, item);
   const int tiles = w.q_rows > 0 ? w.tiles() : 0;
   tile_length[item] = static_cast<uint32_t>(tiles);
-  const int tiles_per_group = p.q_blocks * p.tiles_per_q_block;
   if (tiles > 0)
-    atomicAdd(group_work + item / tiles_per_group, static_cast<unsigned long long>(tiles));
+    atomicAdd(group_work + item / items_per_head(p), static_cast<unsigned long long>(tiles));
 }
 
 // Rank of each group by descending work (ties: lower group first). Groups are few (batch x heads).
@@ -40,7 +39,7 @@ __global__ void sort_keys_kernel(const SparseAttentionParams p, const int* group
   const int item = blockIdx.x * blockDim.x + threadIdx.x;
   if (item >= p.num_items) return;
   const uint32_t length = reinterpret_cast<const uint32_t*>(items)[item];
-  const int group = item / (p.q_blocks * p.tiles_per_q_block);
+  const int group = item / items_per_head(p);
   keys[item] = (static_cast<unsigned long long>(group_rank[group]) << 32) | (0xffffffffu - length);
   items[item] = item;
 }
@@ -71,10 +70,12 @@ WorkScheduler::WorkScheduler(int num_items, int groups)
 }
 
 void WorkScheduler::build(const SparseAttentionParams& params, cudaStream_t stream) {
-  require(params.num_items == num_items_, "work schedule sized for ", num_items_,
+  // Paired rows make fewer items than the schedule is sized for.
+  require(params.num_items <= num_items_, "work schedule sized for ", num_items_,
           " items, asked for ", params.num_items);
+  const int num_items = params.num_items;
   constexpr int kThreads = 256;
-  const int blocks = (num_items_ + kThreads - 1) / kThreads;
+  const int blocks = (num_items + kThreads - 1) / kThreads;
   DBSP_CUDA_CHECK(cudaMemsetAsync(group_work_.get(), 0, group_work_.bytes(), stream));
   // The tile lengths go through items_in_ (same size) before it receives the item ids.
   tile_lengths_kernel<<<blocks, kThreads, 0, stream>>>(
@@ -90,7 +91,7 @@ void WorkScheduler::build(const SparseAttentionParams& params, cudaStream_t stre
   DBSP_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
       sort_temp_.get(), temp_bytes, keys_in_.get<unsigned long long>(),
       keys_out_.get<unsigned long long>(), items_in_.get<int32_t>(), order_.get<int32_t>(),
-      num_items_, 0, 32 + bits_for(groups_), stream));
+      num_items, 0, 32 + bits_for(groups_), stream));
 }
 
 }  // namespace dbsp::cuda::detail

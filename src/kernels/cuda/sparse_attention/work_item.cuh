@@ -20,6 +20,10 @@ struct KeyTile {
   }
 };
 
+__host__ __device__ inline int items_per_head(const SparseAttentionParams& p) {
+  return p.pair_rows ? (p.q_blocks + 1) / 2 : p.q_blocks * p.tiles_per_q_block;
+}
+
 struct WorkItem {
   int batch = 0;
   int head = 0;
@@ -30,8 +34,12 @@ struct WorkItem {
   int64_t block_list = 0;  // offset of the row's block list in kv_index
   int64_t key_list = 0;    // offset of the row's key list in key_index
   int key_count = 0;
+  // Paired rows: the second row's block list (q block 2i + 1; 0 tiles when it does not exist).
+  int block_tiles_b = 0;
+  int64_t block_list_b = 0;
 
-  __device__ __forceinline__ int tiles() const { return block_tiles + key_tiles; }
+  // Key tiles the item's consumers compute (paired rows: both rows' tiles).
+  __device__ __forceinline__ int tiles() const { return block_tiles + block_tiles_b + key_tiles; }
 
   // Token start of a block (32-bit: the API keeps sequences below 2^31 tokens).
   __device__ __forceinline__ static int block_start(const int64_t* starts, int block,
@@ -42,6 +50,7 @@ struct WorkItem {
   }
 
   __device__ static WorkItem make(const SparseAttentionParams& p, int item) {
+    if (p.pair_rows) return make_pair(p, item);
     WorkItem w;
     const int tiles_per_head = p.q_blocks * p.tiles_per_q_block;
     const int batch_head = item / tiles_per_head;
@@ -70,6 +79,28 @@ struct WorkItem {
                         ? p.key_count[row]
                         : static_cast<int>(p.key_row_offset[row + 1] - w.key_list);
       w.key_tiles = (w.key_count + 63) / 64;
+    }
+    return w;
+  }
+
+  // Rows 2i and 2i + 1 of uniform 64-query blocks with block lists (SparseAttentionParams::
+  // pair_rows): 128 queries from 128 i; the second row only where it holds queries.
+  __device__ static WorkItem make_pair(const SparseAttentionParams& p, int item) {
+    WorkItem w;
+    const int pairs = (p.q_blocks + 1) / 2;
+    const int batch_head = item / pairs;
+    const int q_block = 2 * (item - batch_head * pairs);
+    w.batch = batch_head / p.heads;
+    w.head = batch_head - w.batch * p.heads;
+    w.q_begin = q_block * 64;
+    const int rows = p.seq_q - w.q_begin;
+    w.q_rows = rows <= 0 ? 0 : (rows > 128 ? 128 : rows);
+    const int row = w.head * p.q_blocks + q_block;
+    w.block_tiles = p.kv_count[row];
+    w.block_list = p.block_row_offset[row];
+    if (q_block + 1 < p.q_blocks && rows > 64) {
+      w.block_tiles_b = p.kv_count[row + 1];
+      w.block_list_b = p.block_row_offset[row + 1];
     }
     return w;
   }

@@ -4,7 +4,8 @@
 // S(t+1) is issued before the softmax of tile t, so the tensor cores work while the
 // exponentials run; the loop is unrolled by two so the two score buffers swap roles without
 // copies. A stage's K goes back to the producer once S has completed, its V once P V has. The
-// epilogue writes O and the LSE straight from registers. (Measured and dropped, 2026-11-23:
+// epilogue writes O and the LSE straight from registers. Paired rows: each consumer walks every
+// stage of the item and computes only those its row keeps. (Measured and dropped, 2026-11-23:
 // issuing S(t+1) together with P(t) V(t) and overlapping the softmax of t+1 with P V, with or
 // without ping-pong turns between the two consumers: 3-11% slower.)
 #pragma once
@@ -53,7 +54,49 @@ struct WsConsumer {
   struct TileInfo {
     int valid;
     int gathered;
+    int owners;  // paired rows only
+    __device__ static TileInfo of(const StageRecord& record) {
+      if constexpr (Traits::kPaired) return {record.valid, 0, record.owners};
+      return {record.valid, record.gathered, 0};
+    }
   };
+
+  // Paired rows: a stage only the other consumer's row keeps goes back at once. Its K phase has
+  // completed (so the previous round's K release has too); the other consumer may still be
+  // multiplying the previous round's V of this stage, whose release this one's arrival must not
+  // join, so it waits for that release first.
+  __device__ static void release_unused(const Pipeline<Traits>& pipe, const RingPosition& ring,
+                                        int lane) {
+    if (lane == 0) mbarrier_arrive(pipe.k_empty(ring.stage));
+    mbarrier_wait(pipe.v_empty(ring.stage), ring.phase ^ 1);
+    if (lane == 0) mbarrier_arrive(pipe.v_empty(ring.stage));
+  }
+
+  // Paired rows: waits for the stage at `ring` and returns it when this consumer's row keeps it;
+  // otherwise releases it and moves on (the item has one while this consumer has tiles left).
+  __device__ static void skip_to_owned(const Pipeline<Traits>& pipe, RingPosition& ring,
+                                       int owner_bit, int lane) {
+    for (;;) {
+      mbarrier_wait(pipe.k_full(ring.stage), ring.phase);
+      if (pipe.record(ring.stage)->owners & owner_bit) return;
+      release_unused(pipe, ring, lane);
+      ring.advance<Traits::kStages>();
+    }
+  }
+
+  // Paired rows: releases the item's stages from `ring` on up to its last one (none of them is
+  // this consumer's), unless the last has been passed already.
+  __device__ static void release_rest(const Pipeline<Traits>& pipe, RingPosition& ring,
+                                      int last_owners, int lane) {
+    if (last_owners & StageRecord::kLastOfItem) return;
+    for (;;) {
+      mbarrier_wait(pipe.k_full(ring.stage), ring.phase);
+      const int owners = pipe.record(ring.stage)->owners;
+      release_unused(pipe, ring, lane);
+      ring.advance<Traits::kStages>();
+      if (owners & StageRecord::kLastOfItem) return;
+    }
+  }
 
   __device__ static void attend_item(const SparseAttentionParams& p, const Pipeline<Traits>& pipe,
                                      const StageRecord& first, int consumer, int warp, int lane,
@@ -68,31 +111,42 @@ struct WsConsumer {
 #pragma unroll
     for (int j = 0; j < kHeadDim / 8; ++j) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
     OnlineSoftmax softmax;
+    const int q_begin = first.q_begin + 64 * consumer;
+    const int q_rows = first.q_rows - 64 * consumer;
+    // Paired rows: this consumer's row keeps `tiles` of the item's stages (maybe none).
+    const int owner_bit = 1 << consumer;
+    const int tiles = Traits::kPaired && consumer == 1 ? first.tiles_second : first.tiles;
+    if constexpr (Traits::kPaired) {
+      if (tiles == 0) {
+        store(p, first.batch, first.head, q_begin, q_rows, o, softmax, warp, lane, scale);
+        release_rest(pipe, ring, 0, lane);
+        return;
+      }
+      skip_to_owned(pipe, ring, owner_bit, lane);
+    }
     Scores s_a, s_b;
-    if (first.gathered) fence_proxy_async_shared();
+    TileInfo current = TileInfo::of(*pipe.record(ring.stage));
+    if (current.gathered) fence_proxy_async_shared();
     issue_scores(q, pipe.k_tile(ring.stage), s_a);
     wgmma_wait<0>();
     fence_operands(s_a);
     if (lane == 0) mbarrier_arrive(pipe.k_empty(ring.stage));
-    TileInfo current{first.valid, first.gathered};
-    const int tiles = first.tiles;
     // Pairs of tiles that both have a successor, then the last one or two: has_next is a
     // constant in every copy of the step, which keeps the wgmma pipeline free of serialisation.
     int t = 0;
 #pragma unroll 1
     for (; t + 2 < tiles; t += 2) {
-      step<true>(p, pipe, ring, q, s_a, s_b, o, softmax, current, lane);
-      step<true>(p, pipe, ring, q, s_b, s_a, o, softmax, current, lane);
+      step<true>(p, pipe, ring, q, s_a, s_b, o, softmax, current, owner_bit, lane);
+      step<true>(p, pipe, ring, q, s_b, s_a, o, softmax, current, owner_bit, lane);
     }
     if (tiles - t == 2) {
-      step<true>(p, pipe, ring, q, s_a, s_b, o, softmax, current, lane);
-      step<false>(p, pipe, ring, q, s_b, s_a, o, softmax, current, lane);
+      step<true>(p, pipe, ring, q, s_a, s_b, o, softmax, current, owner_bit, lane);
+      step<false>(p, pipe, ring, q, s_b, s_a, o, softmax, current, owner_bit, lane);
     } else {
-      step<false>(p, pipe, ring, q, s_a, s_b, o, softmax, current, lane);
+      step<false>(p, pipe, ring, q, s_a, s_b, o, softmax, current, owner_bit, lane);
     }
-    const int q_begin = first.q_begin + 64 * consumer;
-    const int q_rows = first.q_rows - 64 * consumer;
     store(p, first.batch, first.head, q_begin, q_rows, o, softmax, warp, lane, scale);
+    if constexpr (Traits::kPaired) release_rest(pipe, ring, current.owners, lane);
   }
 
   // Tile t in `s` (complete, its K released); issues S(t+1) into `s_next` first when the item
@@ -102,14 +156,18 @@ struct WsConsumer {
   template <bool kHasNext>
   __device__ static void step(const SparseAttentionParams& p, const Pipeline<Traits>& pipe,
                               RingPosition& ring, const QFragments& q, Scores& s, Scores& s_next,
-                              Output& o, OnlineSoftmax& softmax, TileInfo& current, int lane) {
+                              Output& o, OnlineSoftmax& softmax, TileInfo& current, int owner_bit,
+                              int lane) {
     const int stage = ring.stage;
     const uint32_t phase = ring.phase;
     ring.advance<Traits::kStages>();
     TileInfo next{};
     if constexpr (kHasNext) {
-      mbarrier_wait(pipe.k_full(ring.stage), ring.phase);
-      next = TileInfo{pipe.record(ring.stage)->valid, pipe.record(ring.stage)->gathered};
+      if constexpr (Traits::kPaired)
+        skip_to_owned(pipe, ring, owner_bit, lane);
+      else
+        mbarrier_wait(pipe.k_full(ring.stage), ring.phase);
+      next = TileInfo::of(*pipe.record(ring.stage));
       if (next.gathered) fence_proxy_async_shared();
       issue_scores(q, pipe.k_tile(ring.stage), s_next);
     }

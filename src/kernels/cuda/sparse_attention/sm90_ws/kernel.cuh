@@ -1,7 +1,7 @@
 // Entry of the warp-specialised wgmma attention kernel (see traits.cuh for the roles): barrier
 // set-up, then the producer warpgroup gives registers back (setmaxnreg) and its warps feed the
-// pipelines (warp i: items, Q, K; warp i + 2: V), while the consumer warpgroups take the
-// registers and compute.
+// pipelines (warp i: items, Q, K, of paired rows in paired mode; warp i + 2: V), while the consumer
+// warpgroups take the registers and compute.
 #pragma once
 
 #include "kernels/cuda/common/async_copy.cuh"
@@ -35,9 +35,12 @@ __global__ void __launch_bounds__(Traits::kThreads, 1)
   if (warp < 4) {
     release_registers<Traits::kProducerRegisters>();
     const int lane = threadIdx.x % 32;
-    if (warp < Traits::kPipelines)
-      WsProducer<Traits>::run(p, maps, Pipeline<Traits>::at(smem, warp), lane);
-    else if (warp >= 2 && warp < 2 + Traits::kPipelines)
+    if (warp < Traits::kPipelines) {
+      if constexpr (Traits::kPaired)
+        WsProducer<Traits>::run_paired(p, maps, Pipeline<Traits>::at(smem, warp), lane);
+      else
+        WsProducer<Traits>::run(p, maps, Pipeline<Traits>::at(smem, warp), lane);
+    } else if (warp >= 2 && warp < 2 + Traits::kPipelines)
       WsProducer<Traits>::run_v(p, maps, Pipeline<Traits>::at(smem, warp - 2), lane);
   } else {
     claim_registers<Traits::kConsumerRegisters>();

@@ -10,12 +10,12 @@
 
 namespace dbsp::cuda::detail {
 
-template <ElementKind kElement, int kHeadDim, bool kSharedKv>
-using WsTraitsOf = WsTraits<typename ElementOf<kElement>::type, kHeadDim, kSharedKv>;
+template <ElementKind kElement, int kHeadDim, WsMode kMode>
+using WsTraitsOf = WsTraits<typename ElementOf<kElement>::type, kHeadDim, kMode>;
 
-template <ElementKind kElement, int kHeadDim, bool kSharedKv>
+template <ElementKind kElement, int kHeadDim, WsMode kMode>
 int ws_ctas_per_sm() {
-  using Traits = WsTraitsOf<kElement, kHeadDim, kSharedKv>;
+  using Traits = WsTraitsOf<kElement, kHeadDim, kMode>;
   const auto kernel = sparse_attention_ws_kernel<Traits>;
   DBSP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        Traits::kSmemBytes));
@@ -25,11 +25,11 @@ int ws_ctas_per_sm() {
   return blocks;
 }
 
-template <ElementKind kElement, int kHeadDim, bool kSharedKv>
+template <ElementKind kElement, int kHeadDim, WsMode kMode>
 void ws_launch(const SparseAttentionParams& params, float scale, int grid, const TmaMaps& maps,
                cudaStream_t stream) {
-  using Traits = WsTraitsOf<kElement, kHeadDim, kSharedKv>;
-  static_assert(Traits::kItemRows == ws_item_rows(kSharedKv));
+  using Traits = WsTraitsOf<kElement, kHeadDim, kMode>;
+  static_assert(Traits::kItemRows == ws_item_rows(kMode));
   const auto kernel = sparse_attention_ws_kernel<Traits>;
   DBSP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                        Traits::kSmemBytes));
@@ -37,9 +37,9 @@ void ws_launch(const SparseAttentionParams& params, float scale, int grid, const
   DBSP_CUDA_CHECK_LAUNCH();
 }
 
-#define DBSP_INSTANTIATE_SPARSE_ATTENTION_WS(kElement, kHeadDim, kSharedKv)                        \
-  template int ws_ctas_per_sm<kElement, kHeadDim, kSharedKv>();                                    \
-  template void ws_launch<kElement, kHeadDim, kSharedKv>(const SparseAttentionParams&, float, int, \
-                                                         const TmaMaps&, cudaStream_t);
+#define DBSP_INSTANTIATE_SPARSE_ATTENTION_WS(kElement, kHeadDim, kMode)                        \
+  template int ws_ctas_per_sm<kElement, kHeadDim, kMode>();                                    \
+  template void ws_launch<kElement, kHeadDim, kMode>(const SparseAttentionParams&, float, int, \
+                                                     const TmaMaps&, cudaStream_t);
 
 }  // namespace dbsp::cuda::detail

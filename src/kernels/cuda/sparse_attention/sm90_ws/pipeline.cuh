@@ -25,7 +25,11 @@ struct StageRecord {
   int first_token;      // contiguous tiles: token of row 0
   int gathered;         // 1: rows arrive by cp.async (the consumer fences the async proxy)
   const int32_t* keys;  // key-list tiles: token of row r is keys[r]
-  int64_t unused;
+  // Paired rows: bit c set when consumer c's row keeps the stage's key block, kLastOfItem on the
+  // item's last stage; tiles counts consumer 0's row, tiles_second consumer 1's.
+  int owners;
+  int tiles_second;
+  static constexpr int kLastOfItem = 4;
 };
 
 struct RingPosition {

@@ -45,6 +45,106 @@ struct WsProducer {
     }
   }
 
+  // Paired rows: the union of the two rows' key-block lists, merged (equal heads are one stage
+  // for both rows). Every list entry is visited exactly once and each row's entries in their list
+  // order, so unsorted lists stay correct and the results equal those of separate items, bit for
+  // bit; only the interleaving of the two rows is chosen here. The consumers share one ring, so
+  // a row that runs ahead in the union leaves the other one idle once the ring is full: a stage
+  // of one row alone goes to the row that is behind when the other leads by kLead tiles (the
+  // other row's head then goes first, out of merge order; a block both rows keep may then be
+  // loaded twice). And a consumer issues S of its next tile before it releases its current V, so
+  // once a row has started, at most kMaxRun stages in a row may lack it while it has entries left
+  // (more would wrap the ring onto the stage it holds). The next entries are read a stage ahead.
+  struct PairCursor {
+    static constexpr int kNone = 0x7fffffff;
+    static constexpr int kMaxRun = Traits::kStages - 2;
+    static constexpr int kLead = 2;
+    const int32_t* list_a;
+    const int32_t* list_b;
+    int left_a, left_b;                  // entries after next_a / next_b
+    int next_a, next_b;                  // kNone once a list is used up
+    int run_a = -kNone, run_b = -kNone;  // stages since the row's last one (negative: not started)
+    int taken_a = 0, taken_b = 0;        // the rows' stages so far
+
+    __device__ PairCursor(const SparseAttentionParams& p, const WorkItem& w)
+        : list_a(p.kv_index + w.block_list),
+          list_b(p.kv_index + w.block_list_b),
+          left_a(w.block_tiles),
+          left_b(w.block_tiles_b),
+          next_a(pop(list_a, left_a)),
+          next_b(pop(list_b, left_b)) {}
+
+    __device__ static int pop(const int32_t*& list, int& left) {
+      if (left == 0) return kNone;
+      --left;
+      return __ldg(list++);
+    }
+    // The next stage's key block and owners (with kLastOfItem when nothing follows).
+    __device__ int take(int& owners) {
+      int block = min(next_a, next_b);
+      if (next_a != kNone && run_a >= kMaxRun) {
+        block = next_a;
+      } else if (next_b != kNone && run_b >= kMaxRun) {
+        block = next_b;
+      } else if (next_a != next_b) {
+        if (next_a == block && next_b != kNone && taken_a - taken_b >= kLead) block = next_b;
+        if (next_b == block && next_a != kNone && taken_b - taken_a >= kLead) block = next_a;
+      }
+      owners = (next_a == block ? 1 : 0) | (next_b == block ? 2 : 0);
+      run_a = (owners & 1) ? 0 : run_a + 1;
+      run_b = (owners & 2) ? 0 : run_b + 1;
+      taken_a += owners & 1;
+      taken_b += owners >> 1;
+      if (owners & 1) next_a = pop(list_a, left_a);
+      if (owners & 2) next_b = pop(list_b, left_b);
+      if ((next_a & next_b) == kNone) owners |= StageRecord::kLastOfItem;
+      return block;
+    }
+  };
+
+  // Warp 0 of a paired-rows CTA: items (two rows), Q of both, the stage records and the K tiles
+  // of the union of the rows' key blocks.
+  __device__ static void run_paired(const SparseAttentionParams& p, const TmaMaps& maps,
+                                    const Pipeline<Traits>& pipe, int lane) {
+    RingPosition ring;
+    uint32_t q_phase = 0;
+    for (;;) {
+      int index = 0;
+      if (lane == 0) index = atomicAdd(p.work_counter, 1);
+      index = __shfl_sync(0xffffffffu, index, 0);
+      if (index >= p.num_items) break;
+      const WorkItem w = WorkItem::make(p, p.work_order != nullptr ? p.work_order[index] : index);
+      if (w.q_rows <= 0) continue;
+      if (w.block_tiles + w.block_tiles_b == 0) {
+        store_empty(p, w, lane);
+        continue;
+      }
+      load_q(maps, pipe, w, q_phase, lane);
+      q_phase ^= 1;
+      PairCursor cursor(p, w);
+      int owners = 0;
+      do {
+        const int block = cursor.take(owners);
+        KeyTile tile;
+        tile.first_token = WorkItem::block_start(p.k_block_start, block, 64, p.seq_k);
+        const int rows =
+            WorkItem::block_start(p.k_block_start, block + 1, 64, p.seq_k) - tile.first_token;
+        tile.valid = rows > 64 ? 64 : rows;
+        mbarrier_wait(pipe.k_empty(ring.stage), ring.phase ^ 1);
+        if (lane == 0) {
+          StageRecord* record = pipe.record(ring.stage);
+          write_record(record, w, w.block_tiles, tile);
+          *reinterpret_cast<int2*>(&record->owners) = make_int2(owners, w.block_tiles_b);
+          mbarrier_arrive(pipe.record_full(ring.stage));
+        }
+        load_box(pipe.k_tile(ring.stage), pipe.k_full(ring.stage), maps.k, w.batch, w.head,
+                 tile.first_token, lane);
+        ring.advance<Traits::kStages>();
+      } while ((owners & StageRecord::kLastOfItem) == 0);
+    }
+    finish(pipe, ring, lane);
+  }
+
   // Warp i: items, Q, the stage records and every K tile.
   __device__ static void run(const SparseAttentionParams& p, const TmaMaps& maps,
                              const Pipeline<Traits>& pipe, int lane) {
@@ -88,13 +188,7 @@ struct WsProducer {
         tokens = next_tokens;
       }
     }
-    // No more items: a record of -1 tiles in the next stage (consumers and V producer read it).
-    mbarrier_wait(pipe.k_empty(ring.stage), ring.phase ^ 1);
-    if (lane == 0) {
-      pipe.record(ring.stage)->tiles = -1;
-      mbarrier_arrive(pipe.record_full(ring.stage));
-      mbarrier_arrive(pipe.k_full(ring.stage));
-    }
+    finish(pipe, ring, lane);
   }
 
   // Warp i + 2: follows the ring through the records the K warp writes and loads every V tile,
@@ -126,6 +220,16 @@ struct WsProducer {
   }
 
  private:
+  // No more items: a record of -1 tiles in the next stage (consumers and V producer read it).
+  __device__ static void finish(const Pipeline<Traits>& pipe, const RingPosition& ring, int lane) {
+    mbarrier_wait(pipe.k_empty(ring.stage), ring.phase ^ 1);
+    if (lane == 0) {
+      pipe.record(ring.stage)->tiles = -1;
+      mbarrier_arrive(pipe.record_full(ring.stage));
+      mbarrier_arrive(pipe.k_full(ring.stage));
+    }
+  }
+
   __device__ static void write_record(StageRecord* record, const WorkItem& w, int tiles,
                                       const KeyTile& tile) {
     int4* words = reinterpret_cast<int4*>(record);

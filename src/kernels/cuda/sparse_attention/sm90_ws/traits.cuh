@@ -6,16 +6,21 @@
 // registers, the online softmax, O += P V, and the epilogue. Separate items (kSharedKv = false):
 // each consumer has its own pipeline and 64-query items, so any block or key list works. Shared
 // keys (kSharedKv = true, dense masks): both consumers take halves of a 128-query item and read the
-// same K/V stages, so each K/V byte loaded serves 128 queries.
+// same K/V stages, so each K/V byte loaded serves 128 queries. Paired rows (block lists) share the
+// stages the same way, each consumer skipping the stages its row does not keep (mode.hpp).
 #pragma once
+
+#include "kernels/cuda/sparse_attention/sm90_ws/mode.hpp"
 
 namespace dbsp::cuda::detail {
 
-template <class ElementT, int kHeadDimT, bool kSharedKvT>
+template <class ElementT, int kHeadDimT, WsMode kModeT>
 struct WsTraits {
   using Element = ElementT;
   static constexpr int kHeadDim = kHeadDimT;
-  static constexpr bool kSharedKv = kSharedKvT;
+  static constexpr WsMode kMode = kModeT;
+  static constexpr bool kSharedKv = kMode != WsMode::separate;  // both consumers read each stage
+  static constexpr bool kPaired = kMode == WsMode::paired;
   static constexpr int kConsumers = 2;  // consumer warpgroups per CTA
   static constexpr int kConsumersPerPipeline = kSharedKv ? 2 : 1;
   static constexpr int kPipelines = kConsumers / kConsumersPerPipeline;

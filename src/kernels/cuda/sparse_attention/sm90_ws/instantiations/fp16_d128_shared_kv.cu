@@ -3,5 +3,5 @@
 #include "kernels/cuda/sparse_attention/sm90_ws/launch.cuh"
 
 namespace dbsp::cuda::detail {
-DBSP_INSTANTIATE_SPARSE_ATTENTION_WS(ElementKind::fp16, 128, true)
+DBSP_INSTANTIATE_SPARSE_ATTENTION_WS(ElementKind::fp16, 128, WsMode::shared_dense)
 }  // namespace dbsp::cuda::detail
