@@ -163,16 +163,20 @@ std::vector<int> greedy_rows(const std::vector<double>& doubled, int ring,
         }
       }
     }
+    // Without branches (bitwise, not short-circuit, tests): the comparisons are unpredictable.
     int best = -1;
     double best_score = 0, best_load = 0;
+    const int home_shard = home[i];
+    const double home_bonus = bias * row_total;
     for (int r = 0; r < R; ++r) {
-      if (count[r] >= capacity[r]) continue;
-      const double score = rise[r] - (r == home[i] ? bias * row_total : 0.0);
-      if (best < 0 || score < best_score - 1e-9 ||
-          (score <= best_score + 1e-9 &&
-           (r == home[i] || (best != home[i] && load[r] < best_load)))) {
-        best = r, best_score = score, best_load = load[r];
-      }
+      const double score = rise[r] - (r == home_shard ? home_bonus : 0.0);
+      const bool take = (count[r] < capacity[r]) &
+                        ((best < 0) | (score < best_score - 1e-9) |
+                         ((score <= best_score + 1e-9) &
+                          ((r == home_shard) | ((best != home_shard) & (load[r] < best_load)))));
+      best = take ? r : best;
+      best_score = take ? score : best_score;
+      best_load = take ? load[r] : best_load;
     }
     q_shard[i] = best;
     ++count[best];
