@@ -98,7 +98,7 @@ class SparseAttention {
   // Pairs adjacent mask rows (off by default): with the warp_specialized family and block lists
   // of uniform 64 x 64 blocks, one work item covers query blocks 2i and 2i + 1 and loads the union
   // of their key blocks once, each row computing only its own blocks, so a block both rows keep
-  // costs half the K/V traffic. Same results bit for bit. Measured 0.83-0.93x as fast as unpaired
+  // costs half the K/V traffic. Same results bit for bit. Measured 0.83-0.99x as fast as unpaired
   // items on H100 for most masks (BENCHMARKS.md, kernels v6), hence opt-in. Takes effect at the
   // next plan(). Sorted block lists share best.
   void pair_query_rows(bool enable);
