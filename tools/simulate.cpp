@@ -70,7 +70,8 @@ int run_simulate(const SimulateOptions& o) {
         // The kept plan's time on this mask: its own prediction rescaled by the current rho_s.
         const LayerPlan& plan = *lookup.plan;
         const auto b = o.cost.predict(plan.partition.grid, lookup.current_ratio, mask.kept(),
-                                      mask.heads(), mask.geometry().seq_q, plan.moved_blocks);
+                                      mask.heads(), mask.geometry().seq_q, plan.moved_blocks,
+                                      plan.partition.max_group_heads());
         run->predicted_ms += b.total_ms;
         run->ratio_sum += lookup.current_ratio;
       }

@@ -28,7 +28,7 @@ struct Partition {
   int heads = 0;
   int q_blocks = 0;
   int k_blocks = 0;
-  std::vector<int> head_group;           // [heads]: Ulysses rank that owns the head
+  std::vector<int> head_group;            // [heads]: Ulysses rank that owns the head
   std::vector<std::vector<int>> q_shard;  // [ulysses][q_blocks]: ring shard of each query block
   std::vector<std::vector<int>> k_shard;  // [ulysses][k_blocks]: ring shard of each key block
 
@@ -36,9 +36,10 @@ struct Partition {
   // H) and contiguous home shards (home_shard in block_layout.hpp).
   static Partition contiguous(Grid grid, int heads, int q_blocks, int k_blocks);
 
-  std::vector<int> heads_of(int group) const;                 // ascending
-  std::vector<int> q_blocks_of(int group, int shard) const;   // ascending
-  std::vector<int> k_blocks_of(int group, int shard) const;   // ascending
+  std::vector<int> heads_of(int group) const;                // ascending
+  int max_group_heads() const;                               // heads of the largest Ulysses group
+  std::vector<int> q_blocks_of(int group, int shard) const;  // ascending
+  std::vector<int> k_blocks_of(int group, int shard) const;  // ascending
   // Query plus key blocks that leave their home shard, each group weighted by its share of heads
   // (so a plan that moves one block for every head counts that block once).
   double moved_blocks() const;

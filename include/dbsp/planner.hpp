@@ -43,8 +43,13 @@ struct CostModel {
     double move_ms = 0;     // extra traffic for blocks off their home shard
     double total_ms = 0;
   };
+  // max_group_heads: heads of the largest Ulysses group (its ranks receive the most in the
+  // all-to-all and hold the most rows); 0: an even split.
   Breakdown predict(Grid grid, double imbalance_ratio, int64_t kept_blocks, int heads,
-                    int64_t tokens, double moved_blocks) const;
+                    int64_t tokens, double moved_blocks, int max_group_heads = 0) const;
+  // What one head more in the largest group costs (its all-to-all traffic and its rows), in
+  // kept blocks of that group: a head balancer exceeds the even split only to save more.
+  double extra_head_blocks(Grid grid, int64_t tokens) const;
 };
 
 struct PlannerOptions {

@@ -47,23 +47,30 @@ std::vector<int> paper_head_groups(const std::vector<int64_t>& head_kept, int gr
   return greedy(head_kept, group_capacity(static_cast<int>(head_kept.size()), groups));
 }
 
-std::vector<int> balanced_head_groups(const std::vector<int64_t>& head_kept, int groups) {
+std::vector<int> balanced_head_groups(const std::vector<int64_t>& head_kept, int groups,
+                                      double extra_head) {
   const int heads = static_cast<int>(head_kept.size());
   std::vector<int> capacity = group_capacity(heads, groups);
   std::vector<int> assignment = greedy(head_kept, capacity);
   if (groups <= 1) return assignment;
-  // A group may hold one head more than the even split when that lowers the maximum: the extra
-  // Ulysses traffic is one head's shard, the saving is compute on the critical path.
-  const int max_heads = *std::max_element(capacity.begin(), capacity.end()) + 1;
+  // A group may hold one head more than the even split when that lowers the maximum by more than
+  // the extra head costs: its Ulysses traffic and rows are on the critical path too.
+  const int even_heads = *std::max_element(capacity.begin(), capacity.end());
+  const int max_heads = even_heads + 1;
   std::vector<int64_t> load(groups, 0);
   std::vector<int> count(groups, 0);
   for (int h = 0; h < heads; ++h) {
     load[assignment[h]] += head_kept[h];
     ++count[assignment[h]];
   }
+  auto over = [&] {
+    return std::any_of(count.begin(), count.end(), [&](int c) { return c > even_heads; });
+  };
   for (int round = 0; round < 4 * heads; ++round) {
     const int top = static_cast<int>(std::max_element(load.begin(), load.end()) - load.begin());
-    int64_t best_max = load[top];
+    const bool already_over = over();
+    // Objective: the heaviest load, plus extra_head while some group is over the even split.
+    double best_cost = double(load[top]) + (already_over ? extra_head : 0.0);
     int best_a = -1, best_b = -1, best_group = -1;
     for (int a = 0; a < heads; ++a) {
       if (assignment[a] != top) continue;
@@ -71,13 +78,22 @@ std::vector<int> balanced_head_groups(const std::vector<int64_t>& head_kept, int
         if (g == top) continue;
         if (count[g] < max_heads && count[top] > 1) {  // move a to g
           const int64_t m = std::max(load[top] - head_kept[a], load[g] + head_kept[a]);
-          if (m < best_max) best_max = m, best_a = a, best_b = -1, best_group = g;
+          // Whether some group stays over the even split after the move.
+          bool stays_over = count[g] + 1 > even_heads;
+          for (int x = 0; x < groups && !stays_over; ++x) {
+            if (x != g) stays_over = (x == top ? count[x] - 1 : count[x]) > even_heads;
+          }
+          // (The pair's new maximum, as for swaps: when other groups tie with the top one,
+          // later rounds lower them in turn.)
+          const double cost = double(m) + (stays_over ? extra_head : 0.0);
+          if (cost < best_cost) best_cost = cost, best_a = a, best_b = -1, best_group = g;
         }
         for (int b = 0; b < heads; ++b) {  // swap a and b
           if (assignment[b] != g || head_kept[b] >= head_kept[a]) continue;
           const int64_t delta = head_kept[a] - head_kept[b];
           const int64_t m = std::max(load[top] - delta, load[g] + delta);
-          if (m < best_max) best_max = m, best_a = a, best_b = b, best_group = g;
+          const double cost = double(m) + (already_over ? extra_head : 0.0);
+          if (cost < best_cost) best_cost = cost, best_a = a, best_b = b, best_group = g;
         }
       }
     }

@@ -78,6 +78,12 @@ std::vector<int> Partition::k_blocks_of(int group, int shard) const {
   return out;
 }
 
+int Partition::max_group_heads() const {
+  std::vector<int> count(static_cast<size_t>(grid.ulysses), 0);
+  for (int g : head_group) ++count[g];
+  return count.empty() ? 0 : *std::max_element(count.begin(), count.end());
+}
+
 double Partition::moved_blocks() const {
   if (heads == 0) return 0;
   double moved = 0;

@@ -115,9 +115,21 @@ double key_shard_bound(const MaskStats::Data& stats, const Partition& p) {
   return heaviest * p.grid.ranks() / double(stats.kept);
 }
 
-std::vector<int> ours_head_assignment(const MaskStats::Data& stats, int ulysses) {
-  return ulysses > 1 ? plan::balanced_head_groups(stats.kept_per_head, ulysses)
-                     : std::vector<int>(stats.kept_per_head.size(), 0);
+// Our head groups: a group exceeds the even split only when that saves more time than the extra
+// head costs, unless the heads' imbalance would then break our bound (max(1.05, 1.02 LB), with
+// 1% left for the ring level), which takes precedence.
+std::vector<int> ours_head_assignment(const MaskStats::Data& stats, Grid grid,
+                                      const CostModel& cost) {
+  const int U = grid.ulysses;
+  if (U <= 1) return std::vector<int>(stats.kept_per_head.size(), 0);
+  const double extra = cost.extra_head_blocks(grid, stats.mask->geometry().seq_q);
+  std::vector<int> groups = plan::balanced_head_groups(stats.kept_per_head, U, extra);
+  if (extra <= 0 || stats.kept == 0) return groups;
+  std::vector<double> load(U, 0.0);
+  for (size_t h = 0; h < groups.size(); ++h) load[groups[h]] += double(stats.kept_per_head[h]);
+  const double ratio = U * *std::max_element(load.begin(), load.end()) / double(stats.kept);
+  const double bound = std::max(1.05, 1.02 * head_lower_bound(stats, U)) / 1.01;
+  return ratio <= bound ? groups : plan::balanced_head_groups(stats.kept_per_head, U, 0.0);
 }
 
 // Our head groups with every block at home, and how far each group needs balancing.
@@ -228,7 +240,7 @@ LayerPlan make_plan(const MaskStats& stats, Grid grid, Policy policy, const Plan
       // Our head groups and the paper's (whose partition is a fallback candidate below) share one
       // pass over the mask when they differ in few heads (each extra head set costs a little);
       // otherwise the paper's groups are read only if its partition gets scored.
-      const std::vector<int> ours = ours_head_assignment(d, grid.ulysses);
+      const std::vector<int> ours = ours_head_assignment(d, grid, cost);
       const std::vector<int> papers = plan::paper_head_assignment(d, grid.ulysses);
       std::vector<bool> pair_seen(static_cast<size_t>(grid.ulysses) * grid.ulysses, false);
       int sets = 0;
@@ -279,8 +291,9 @@ LayerPlan make_plan(const MaskStats& stats, Grid grid, Policy policy, const Plan
   }
   plan.imbalance_ratio = report.ratio;
   plan.moved_blocks = plan.partition.moved_blocks();
-  plan.predicted = cost.predict(grid, plan.imbalance_ratio, d.kept, mask.heads(),
-                                mask.geometry().seq_q, plan.moved_blocks);
+  plan.predicted =
+      cost.predict(grid, plan.imbalance_ratio, d.kept, mask.heads(), mask.geometry().seq_q,
+                   plan.moved_blocks, plan.partition.max_group_heads());
   return plan;
 }
 
