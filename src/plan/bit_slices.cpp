@@ -248,6 +248,44 @@ template <int N>
   }
   return j;
 }
+// Per row, the weighted popcount of its planes under `mask` (stride words, a multiple of 4): a
+// nibble table counts bits per byte, bytes are summed over up to 31 vectors of a plane (at most
+// 8 each, so no byte overflows), then per 64-bit lane, and weighted by the plane.
+[[gnu::target("avx2,tune=haswell")]] void masked_totals_avx2(const uint64_t* planes,
+                                                             int plane_count, int stride,
+                                                             size_t row_step, int rows,
+                                                             const uint64_t* mask, int32_t* out,
+                                                             size_t out_step) {
+  const __m256i table = _mm256_setr_epi8(0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2,
+                                         1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4);
+  const __m256i low = _mm256_set1_epi8(0x0f), zero = _mm256_setzero_si256();
+  constexpr int kFlush = 31;
+  for (int r = 0; r < rows; ++r, planes += row_step, out += out_step) {
+    __m256i total = zero;
+    for (int k = 0; k < plane_count; ++k) {
+      const uint64_t* plane = planes + static_cast<size_t>(k) * stride;
+      __m256i lanes = zero;
+      for (int first = 0; first < stride; first += 4 * kFlush) {
+        const int end = std::min(stride, first + 4 * kFlush);
+        __m256i bytes = zero;
+        for (int w = first; w < end; w += 4) {
+          const __m256i x =
+              _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(plane + w)),
+                               _mm256_loadu_si256(reinterpret_cast<const __m256i*>(mask + w)));
+          const __m256i lo = _mm256_shuffle_epi8(table, _mm256_and_si256(x, low));
+          const __m256i hi =
+              _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16(x, 4), low));
+          bytes = _mm256_add_epi8(bytes, _mm256_add_epi8(lo, hi));
+        }
+        lanes = _mm256_add_epi64(lanes, _mm256_sad_epu8(bytes, zero));
+      }
+      total = _mm256_add_epi64(total, _mm256_sll_epi64(lanes, _mm_cvtsi32_si128(k)));
+    }
+    const __m128i half =
+        _mm_add_epi64(_mm256_castsi256_si128(total), _mm256_extracti128_si256(total, 1));
+    *out = static_cast<int32_t>(_mm_cvtsi128_si64(half) + _mm_extract_epi64(half, 1));
+  }
+}
 #endif
 
 bool avx2_allowed = true;
@@ -434,6 +472,19 @@ void segment_sums(const uint64_t* planes, int plane_count, int stride, const Seg
 
 void segment_sums(const uint64_t* planes, int plane_count, int stride, size_t row_step, int rows,
                   const SegmentPieces& pieces, int32_t* out, size_t out_step) {
+#ifdef DBSP_BIT_SLICES_AVX2
+  // One segment (row totals): whole vectors under a mask, the pieces' words are never split.
+  if (pieces.segments() == 1 && stride % 4 == 0 && cpu_has_avx2()) {
+    std::vector<uint64_t> mask(stride, 0);
+    for (const SegmentPieces::Piece& piece : pieces.pieces) {
+      require(piece.word < stride, "segment_sums: piece in word ", piece.word, " past the stride ",
+              stride);
+      mask[piece.word] |= piece.mask;
+    }
+    return masked_totals_avx2(planes, plane_count, stride, row_step, rows, mask.data(), out,
+                              out_step);
+  }
+#endif
   segment_sums_any(planes, plane_count, stride, row_step, rows, pieces, out, out_step);
 }
 

@@ -94,6 +94,53 @@ TEST_P(BitSlices, SumHeadsMatchesHeadCounts) {
   }
 }
 
+TEST_P(BitSlices, SegmentSumsMatchColumnCounts) {
+  std::mt19937_64 rng(11);
+  for (int columns : {1, 63, 64, 300, 1182}) {
+    const int stride = dbsp::plan::padded_words((columns + 63) / 64);
+    for (int planes : {1, 4, 6, 11}) {
+      const int rows = 9;
+      const size_t row_step = static_cast<size_t>(planes) * stride + 4;  // rows apart, padded
+      std::vector<uint64_t> counts(rows * row_step);
+      for (uint64_t& w : counts) w = rng();
+      // Contiguous segments, one segment (row totals) and scattered parts.
+      std::vector<int> part(columns);
+      for (int j = 0; j < columns; ++j) part[j] = static_cast<int>(rng() % 3);
+      const std::vector<dbsp::plan::SegmentPieces> layouts = {
+          dbsp::plan::SegmentPieces(std::vector<int>{0, columns / 3, columns}),
+          dbsp::plan::SegmentPieces(std::vector<int>{0, columns}),
+          dbsp::plan::SegmentPieces(std::vector<int>(columns, 0), 1),
+          dbsp::plan::SegmentPieces(part, 3)};
+      const std::vector<std::vector<int>> part_of = {[&] {
+                                                       std::vector<int> p(columns);
+                                                       for (int j = 0; j < columns; ++j)
+                                                         p[j] = j < columns / 3 ? 0 : 1;
+                                                       return p;
+                                                     }(),
+                                                     std::vector<int>(columns, 0),
+                                                     std::vector<int>(columns, 0), part};
+      for (size_t l = 0; l < layouts.size(); ++l) {
+        const int segments = layouts[l].segments();
+        std::vector<int32_t> out(rows * segments, -1);
+        dbsp::plan::segment_sums(counts.data(), planes, stride, row_step, rows, layouts[l],
+                                 out.data(), segments);
+        for (int r = 0; r < rows; ++r) {
+          std::vector<int64_t> expected(segments, 0);
+          for (int j = 0; j < columns; ++j) {
+            expected[part_of[l][j]] +=
+                dbsp::plan::column_count(counts.data() + r * row_step, planes, stride, j);
+          }
+          for (int s = 0; s < segments; ++s) {
+            ASSERT_EQ(out[r * segments + s], expected[s])
+                << "columns " << columns << " planes " << planes << " layout " << l << " row " << r
+                << " segment " << s;
+          }
+        }
+      }
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Paths, BitSlices, testing::Values(true, false),
                          [](const testing::TestParamInfo<bool>& path) {
                            return path.param ? "Avx2WhereAvailable" : "Portable";
