@@ -409,12 +409,16 @@ namespace {
 template <int K, class Out>
 void segment_sums_fixed(const uint64_t* planes, int stride, size_t row_step, int rows,
                         const SegmentPieces& pieces, Out* out, size_t out_step) {
+  // (Locals: stores into `out` could alias the piece lists, which would be reloaded per piece.)
+  const SegmentPieces::Piece* const piece = pieces.pieces.data();
+  const int* const first = pieces.first.data();
+  const int segments = pieces.segments();
   for (int r = 0; r < rows; ++r, planes += row_step, out += out_step) {
-    for (int s = 0; s < pieces.segments(); ++s) {
+    for (int s = 0, x = 0; s < segments; ++s) {
       int64_t plane_sum[K] = {};
-      for (int x = pieces.first[s]; x < pieces.first[s + 1]; ++x) {
-        const uint64_t* at = planes + pieces.pieces[x].word;
-        const uint64_t mask = pieces.pieces[x].mask;
+      for (const int end = first[s + 1]; x < end; ++x) {
+        const uint64_t* at = planes + piece[x].word;
+        const uint64_t mask = piece[x].mask;
         for (int k = 0; k < K; ++k) plane_sum[k] += std::popcount(at[k * stride] & mask);
       }
       int64_t sum = 0;
