@@ -70,7 +70,9 @@ MaskStats::MaskStats(const BlockMask& mask, int ranks) : data_(std::make_unique<
       const plan::MaskRows view = d.rows;
       for (int i = 0; i < count; ++i) segment_rows[i] = view.row(h, first + i);
       plan::add_rows(segment_rows.data(), count, d.stride, counts, planes, s == 0);
-      plan::segment_sums(counts, planes, d.stride, key_segments, after.data());
+      // Planes above the rows counted so far are zero.
+      plan::segment_sums(counts, plan::planes_for(first + count), d.stride, key_segments,
+                         after.data());
       for (int p = 0; p < ranks; ++p) out[s * ranks + p] = after[p] - before[p];
       std::swap(before, after);
     }
