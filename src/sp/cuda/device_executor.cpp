@@ -34,6 +34,10 @@ namespace {
 
 constexpr int64_t kBf16Bytes = 2;
 
+// Sizes change a little with every mask (mask-aware routing), so buffers grow with headroom:
+// reallocating costs far more than the memory kept.
+inline int64_t with_headroom(int64_t bytes) { return bytes + bytes / 4; }
+
 // Grow-only device allocation.
 class DeviceMemory {
  public:
@@ -48,8 +52,8 @@ class DeviceMemory {
       if (data_) DBSP_CUDA_RT_CHECK(cudaFree(data_));
       data_ = nullptr;
       bytes_ = 0;
-      DBSP_CUDA_RT_CHECK(cudaMalloc(&data_, static_cast<size_t>(bytes)));
-      bytes_ = bytes;
+      DBSP_CUDA_RT_CHECK(cudaMalloc(&data_, static_cast<size_t>(with_headroom(bytes))));
+      bytes_ = with_headroom(bytes);
     }
     return static_cast<char*>(data_);
   }
@@ -74,8 +78,9 @@ class PinnedMemory {
       if (data_) DBSP_CUDA_RT_CHECK(cudaFreeHost(data_));
       data_ = nullptr;
       bytes_ = 0;
-      DBSP_CUDA_RT_CHECK(cudaHostAlloc(&data_, static_cast<size_t>(bytes), cudaHostAllocDefault));
-      bytes_ = bytes;
+      DBSP_CUDA_RT_CHECK(
+          cudaHostAlloc(&data_, static_cast<size_t>(with_headroom(bytes)), cudaHostAllocDefault));
+      bytes_ = with_headroom(bytes);
     }
     return static_cast<char*>(data_);
   }
@@ -106,9 +111,12 @@ float elapsed_ms(const Event& from, const Event& to) {
   return cudaEventElapsedTime(&ms, from.get(), to.get()) == cudaSuccess ? ms : 0.0f;
 }
 
-// Everything the layer uploads, laid out in one host buffer; sections are 16-byte aligned.
+// Everything the layer uploads, laid out in one host buffer; sections are 16-byte aligned. The
+// buffer is the caller's and is reused across layers: a fresh megabyte-sized allocation each
+// layer would be page-faulted in again every time.
 class UploadTable {
  public:
+  explicit UploadTable(std::vector<char>& bytes) : bytes_(bytes) { bytes_.clear(); }
   template <class T>
   int64_t add(std::span<const T> items) {
     const int64_t offset = (static_cast<int64_t>(bytes_.size()) + 15) / 16 * 16;
@@ -120,7 +128,7 @@ class UploadTable {
   const char* data() const { return bytes_.data(); }
 
  private:
-  std::vector<char> bytes_;
+  std::vector<char>& bytes_;
 };
 
 // The buffers the copy tables refer to (indices into CopyBases).
@@ -252,6 +260,7 @@ struct SpExecutor::DeviceState {
   DeviceMemory q, k, v, step_k[2], step_v[2], out_local, accumulator, lse, part, part_lse;
   DeviceMemory all_to_all_send, all_to_all_recv, ring_send, ring_recv;
   PinnedMemory pinned_table;
+  std::vector<char> host_table;  // UploadTable's buffer, kept across layers
   Event start, inputs_done, ring_done, finished;
   sp::ScheduleSlots<DeviceSchedule> schedules;
   std::vector<std::unique_ptr<Event>> ring_arrived, compute_begin, compute_end;
@@ -405,7 +414,7 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
       sched.ring_recv_bytes = std::max(sched.ring_recv_bytes, ring_recv_at);
     }
 
-    UploadTable table;
+    UploadTable table(ds.host_table);
     for (CopyList* list : {&sched.in_pack, &sched.in_unpack, &sched.out_pack, &sched.out_unpack,
                            &sched.in_local, &sched.out_local}) {
       list->table_offset = table.add(std::span<const RowCopy>(list->copies));
