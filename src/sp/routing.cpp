@@ -65,6 +65,36 @@ void append_slab(std::vector<Slab>& slabs, Slab slab) {
   slabs.push_back(slab);
 }
 
+// Slabs bound for several lists (one per peer), built run by run: consecutive rows of one head
+// for the same peer extend the open run, which reaches its list when the run breaks. Each list
+// still receives its slabs in enumeration order.
+class SlabRuns {
+ public:
+  explicit SlabRuns(std::vector<std::vector<Slab>>& lists) : lists_(lists) {}
+  ~SlabRuns() { flush(); }
+  SlabRuns(const SlabRuns&) = delete;
+  SlabRuns& operator=(const SlabRuns&) = delete;
+
+  void add(int peer, Slab slab) {
+    if (peer == peer_ && slab.head == run_.head && run_.row + run_.rows == slab.row) {
+      run_.rows += slab.rows;
+      return;
+    }
+    flush();
+    peer_ = peer;
+    run_ = slab;
+  }
+  void flush() {
+    if (peer_ >= 0) append_slab(lists_[peer_], run_);
+    peer_ = -1;
+  }
+
+ private:
+  std::vector<std::vector<Slab>>& lists_;
+  int peer_ = -1;
+  Slab run_;
+};
+
 }  // namespace
 
 BlockCsr local_block_csr(const BlockMask& mask, const std::vector<int>& heads,
@@ -179,44 +209,59 @@ LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
   route.recv_q.resize(ranks);
   route.recv_kv.resize(ranks);
 
-  // (a) Sends: my input blocks, every head, to the rank the partition assigns them.
-  for (int g = 0; g < grid.ulysses; ++g) {
-    for (int h : group_heads[g]) {
-      for (int i = route.q_input.first_block; i < route.q_input.end_block; ++i) {
-        const int dest = grid_rank(g, partition.q_shard[g][i], grid);
-        const int rows = static_cast<int>(q_layout.size(i));
-        // Q goes out and O comes back along the same slab.
-        if (dest != rank) route.baseline_rows_sent += 2 * int64_t{rows};
-        if (q_needed(h, i)) {
-          append_slab(route.send_q[dest], {q_layout.start[i] - route.q_input.first_token, h, rows});
-        }
+  // (a) Sends: my input blocks, every head, to the rank the partition assigns them. Destinations
+  // depend on the group only; Q goes out and O comes back along the same slab.
+  {
+    SlabRuns send_q(route.send_q), send_kv(route.send_kv);
+    const int q_first = route.q_input.first_block, q_end = route.q_input.end_block;
+    const int k_first = route.k_input.first_block, k_end = route.k_input.end_block;
+    std::vector<int> q_dest(static_cast<size_t>(q_end - q_first));
+    std::vector<int> k_dest(static_cast<size_t>(k_end - k_first));
+    for (int g = 0; g < grid.ulysses; ++g) {
+      int64_t leaving_rows = 0;  // per head of this group
+      for (int i = q_first; i < q_end; ++i) {
+        q_dest[i - q_first] = grid_rank(g, partition.q_shard[g][i], grid);
+        if (q_dest[i - q_first] != rank) leaving_rows += 2 * q_layout.size(i);
       }
-      for (int j = route.k_input.first_block; j < route.k_input.end_block; ++j) {
-        const int dest = grid_rank(g, partition.k_shard[g][j], grid);
-        const int rows = static_cast<int>(k_layout.size(j));
-        if (dest != rank) route.baseline_rows_sent += 2 * int64_t{rows};
-        if (kv_needed(h, j)) {
-          append_slab(route.send_kv[dest],
-                      {k_layout.start[j] - route.k_input.first_token, h, rows});
+      for (int j = k_first; j < k_end; ++j) {
+        k_dest[j - k_first] = grid_rank(g, partition.k_shard[g][j], grid);
+        if (k_dest[j - k_first] != rank) leaving_rows += 2 * k_layout.size(j);
+      }
+      route.baseline_rows_sent += leaving_rows * static_cast<int64_t>(group_heads[g].size());
+      for (int h : group_heads[g]) {
+        for (int i = q_first; i < q_end; ++i) {
+          if (q_needed(h, i)) {
+            send_q.add(q_dest[i - q_first], {q_layout.start[i] - route.q_input.first_token, h,
+                                             static_cast<int32_t>(q_layout.size(i))});
+          }
+        }
+        for (int j = k_first; j < k_end; ++j) {
+          if (kv_needed(h, j)) {
+            send_kv.add(k_dest[j - k_first], {k_layout.start[j] - route.k_input.first_token, h,
+                                              static_cast<int32_t>(k_layout.size(j))});
+          }
         }
       }
     }
   }
   // (a) Receives: my held blocks of my heads, from their input owners.
-  for (size_t hl = 0; hl < route.heads.size(); ++hl) {
-    const int h = route.heads[hl];
-    for (size_t n = 0; n < route.q_blocks.size(); ++n) {
-      const int i = route.q_blocks[n];
-      if (q_needed(h, i)) {
-        append_slab(route.recv_q[q_home[i]], {route.q_local.start[n], static_cast<int32_t>(hl),
-                                              static_cast<int32_t>(q_layout.size(i))});
+  {
+    SlabRuns recv_q(route.recv_q), recv_kv(route.recv_kv);
+    for (size_t hl = 0; hl < route.heads.size(); ++hl) {
+      const int h = route.heads[hl];
+      for (size_t n = 0; n < route.q_blocks.size(); ++n) {
+        const int i = route.q_blocks[n];
+        if (q_needed(h, i)) {
+          recv_q.add(q_home[i], {route.q_local.start[n], static_cast<int32_t>(hl),
+                                 static_cast<int32_t>(q_layout.size(i))});
+        }
       }
-    }
-    for (size_t n = 0; n < route.k_blocks.size(); ++n) {
-      const int j = route.k_blocks[n];
-      if (kv_needed(h, j)) {
-        append_slab(route.recv_kv[k_home[j]], {route.k_local.start[n], static_cast<int32_t>(hl),
-                                               static_cast<int32_t>(k_layout.size(j))});
+      for (size_t n = 0; n < route.k_blocks.size(); ++n) {
+        const int j = route.k_blocks[n];
+        if (kv_needed(h, j)) {
+          recv_kv.add(k_home[j], {route.k_local.start[n], static_cast<int32_t>(hl),
+                                  static_cast<int32_t>(k_layout.size(j))});
+        }
       }
     }
   }
