@@ -95,9 +95,11 @@ template <int N>
 
 // Adds the words [word, word + N) of every row (or, kFresh, overwrites the counters with their
 // counts). Planes 1 to 16 stay in registers; carries of weight 32 ripple into the planes above.
+// Rows are read at rows[r] + row_word (row_word = word unless the caller offsets the rows).
 template <int N, bool kFresh>
 [[gnu::always_inline]] inline void add_vector(const uint64_t* const* rows, int count, int word,
-                                              size_t stride, uint64_t* planes, int plane_count) {
+                                              size_t stride, uint64_t* planes, int plane_count,
+                                              size_t row_word) {
   constexpr int kHeld = 5;  // planes held in registers
   uint64_t* base = planes + word;
   Lanes<N> ones{}, twos{}, fours{}, eights{}, sixteens{};
@@ -114,13 +116,13 @@ template <int N, bool kFresh>
   int r = 0;
   for (; r + 32 <= count; r += 32) {
     Lanes<N> sixteens_a, sixteens_b;
-    tree16<N>(sixteens_a, rows + r, word, ones, twos, fours, eights);
-    tree16<N>(sixteens_b, rows + r + 16, word, ones, twos, fours, eights);
+    tree16<N>(sixteens_a, rows + r, row_word, ones, twos, fours, eights);
+    tree16<N>(sixteens_b, rows + r + 16, row_word, ones, twos, fours, eights);
     csa<N>(carry, sixteens, sixteens, sixteens_a, sixteens_b);
     ripple<N>(carry, base, kHeld, plane_count, stride);
   }
   if (r + 16 <= count) {
-    tree16<N>(carry, rows + r, word, ones, twos, fours, eights);
+    tree16<N>(carry, rows + r, row_word, ones, twos, fours, eights);
     const Lanes<N> up = sixteens & carry;
     sixteens ^= carry;
     ripple<N>(up, base, kHeld, plane_count, stride);
@@ -128,9 +130,9 @@ template <int N, bool kFresh>
   }
   for (; r < count; r += 8) {
     if (count - r >= 8) {
-      tree8<N>(carry, rows + r, word, ones, twos, fours);
+      tree8<N>(carry, rows + r, row_word, ones, twos, fours);
     } else {
-      tree8<N, true>(carry, rows + r, word, ones, twos, fours, count - r);
+      tree8<N, true>(carry, rows + r, row_word, ones, twos, fours, count - r);
     }
     Lanes<N> up = eights & carry;
     eights ^= carry;
@@ -158,16 +160,16 @@ template <int N>
     for (int word = 0; word < stride; word += N) {
       if (overwrite && first == 0) {
         add_vector<N, true>(rows + first, group, word, static_cast<size_t>(stride), planes,
-                            plane_count);
+                            plane_count, word);
       } else {
         add_vector<N, false>(rows + first, group, word, static_cast<size_t>(stride), planes,
-                             plane_count);
+                             plane_count, word);
       }
     }
   }
   if (count == 0 && overwrite) {
     for (int word = 0; word < stride; word += N)
-      add_vector<N, true>(rows, 0, word, static_cast<size_t>(stride), planes, plane_count);
+      add_vector<N, true>(rows, 0, word, static_cast<size_t>(stride), planes, plane_count, word);
   }
 }
 
@@ -180,7 +182,8 @@ template <int N>
 [[gnu::always_inline]] inline void sum_heads_impl(const MaskRows& rows, const int* heads,
                                                   int head_count, int q_begin, int q_end,
                                                   uint64_t* out, int plane_count, size_t row_step,
-                                                  const uint64_t** pointers) {
+                                                  const uint64_t** pointers,
+                                                  const uint64_t** bases) {
   constexpr int kBlockRows = 32, kBatchHeads = 32;
   // The view's fields in locals: stores into `pointers` could alias them.
   const size_t q_blocks = static_cast<size_t>(rows.q_blocks), padded_from = rows.padded_from;
@@ -191,17 +194,32 @@ template <int N>
     const size_t end = std::min(static_cast<size_t>(q_end), first + kBlockRows);
     for (int batch = 0; batch < head_count; batch += kBatchHeads) {
       const int count = std::min(kBatchHeads, head_count - batch);
+      // Query blocks below plain_end have every row of the batch in the mask itself: rows are
+      // read at the heads' first rows plus i * words, with no pointers to build per block.
+      size_t plain_end = end;
+      for (int x = 0; x < count; ++x) {
+        const size_t head_first = static_cast<size_t>(heads[batch + x]) * q_blocks;
+        bases[x] = bits + head_first * words;
+        plain_end = std::min(plain_end, padded_from > head_first ? padded_from - head_first : 0);
+      }
       for (size_t i = first; i < end; ++i) {
-        for (int x = 0; x < count; ++x) {
-          const size_t at = static_cast<size_t>(heads[batch + x]) * q_blocks + i;
-          pointers[x] = at < padded_from ? bits + at * words : padded + (at - padded_from) * stride;
+        const uint64_t* const* in = bases;
+        size_t offset = i * words;
+        if (i >= plain_end) {
+          for (int x = 0; x < count; ++x) {
+            const size_t at = static_cast<size_t>(heads[batch + x]) * q_blocks + i;
+            pointers[x] =
+                at < padded_from ? bits + at * words : padded + (at - padded_from) * stride;
+          }
+          in = pointers;
+          offset = 0;
         }
         uint64_t* counters = out + i * row_step;
         for (int word = 0; word < static_cast<int>(stride); word += N) {
           if (batch == 0) {
-            add_vector<N, true>(pointers, count, word, stride, counters, plane_count);
+            add_vector<N, true>(in, count, word, stride, counters, plane_count, offset + word);
           } else {
-            add_vector<N, false>(pointers, count, word, stride, counters, plane_count);
+            add_vector<N, false>(in, count, word, stride, counters, plane_count, offset + word);
           }
         }
       }
@@ -220,9 +238,10 @@ template <int N>
 [[gnu::target("avx2,tune=haswell")]] void sum_heads_avx2(const MaskRows& rows, const int* heads,
                                                          int head_count, int q_begin, int q_end,
                                                          uint64_t* out, int plane_count,
-                                                         size_t row_step,
-                                                         const uint64_t** pointers) {
-  sum_heads_impl<4>(rows, heads, head_count, q_begin, q_end, out, plane_count, row_step, pointers);
+                                                         size_t row_step, const uint64_t** pointers,
+                                                         const uint64_t** bases) {
+  sum_heads_impl<4>(rows, heads, head_count, q_begin, q_end, out, plane_count, row_step, pointers,
+                    bases);
 }
 // Sixteen columns at a time in 16-bit lanes: each plane's 16 bits are broadcast, tested one lane
 // per bit, and added at the plane's weight. Returns the columns done (a multiple of 16).
@@ -323,15 +342,16 @@ void sum_heads(const MaskRows& rows, const int* heads, int head_count, int q_beg
                   out + static_cast<size_t>(i - q_begin) * row_step);
     return;
   }
-  std::vector<const uint64_t*> pointers(head_count);
+  std::vector<const uint64_t*> pointers(2 * static_cast<size_t>(head_count));
+  const uint64_t** bases = pointers.data() + head_count;
 #ifdef DBSP_BIT_SLICES_AVX2
   if (cpu_has_avx2()) {
     return sum_heads_avx2(rows, heads, head_count, q_begin, q_end, out, plane_count, row_step,
-                          pointers.data());
+                          pointers.data(), bases);
   }
 #endif
   sum_heads_impl<2>(rows, heads, head_count, q_begin, q_end, out, plane_count, row_step,
-                    pointers.data());
+                    pointers.data(), bases);
 }
 
 void add_counts(const uint64_t* from, int from_planes, uint64_t* to, int to_planes, int stride) {
