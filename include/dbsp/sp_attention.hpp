@@ -48,6 +48,9 @@ struct SpProblem {
   int head_dim = 64;
   MaskGeometry geometry;  // token counts and block sizes of queries and keys
   double scale = 0.0;     // 0: 1/sqrt(head_dim)
+  // SpAttention: batch elements sharing the layer's mask (and plan), each rank's tensors
+  // [batch, shard tokens, heads, head_dim]. SpExecutor runs one element per call.
+  int batch = 1;
 
   BlockLayout q_layout() const { return BlockLayout::uniform(geometry.seq_q, geometry.block_q); }
   BlockLayout k_layout() const { return BlockLayout::uniform(geometry.seq_k, geometry.block_k); }
@@ -174,7 +177,8 @@ struct SpLayerReport {
 
 // One attention call per layer: picks or reuses the layer's plan (P_s rule), checks that every
 // rank holds the same plan and mask (an all-gather of a 64-bit hash; a mismatch is an error), runs
-// the executor and gathers telemetry.
+// the executor for each batch element (the schedule built for the first serves the others) and
+// gathers telemetry, summed over the batch.
 class SpAttention {
  public:
   SpAttention(Communicator& world, Strategy strategy, int layers, SpOptions options = {},

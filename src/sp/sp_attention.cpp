@@ -98,18 +98,70 @@ SpLayerReport SpAttention::forward_with(int layer, const BlockMask& mask, Run&& 
   return report;
 }
 
+namespace {
+
+void accumulate(SpTelemetry& sum, const SpTelemetry& t) {
+  sum.total_ms += t.total_ms;
+  sum.setup_ms += t.setup_ms;
+  sum.compute_ms += t.compute_ms;
+  sum.comm_ms += t.comm_ms;
+  sum.wait_ms += t.wait_ms;
+  sum.idle_ms += t.idle_ms;
+  sum.bytes_sent += t.bytes_sent;
+  sum.bytes_received += t.bytes_received;
+  sum.bytes_saved += t.bytes_saved;
+  sum.ring_steps_computed += t.ring_steps_computed;
+  sum.ring_steps_skipped += t.ring_steps_skipped;
+  sum.kept_blocks += t.kept_blocks;
+}
+
+// Elements of one batch element of this rank's query (and output) shard and key (and value)
+// shard.
+struct ShardElements {
+  int64_t q = 0, k = 0;
+  ShardElements(const SpProblem& problem, int rank, int ranks) {
+    const int64_t row = int64_t{problem.heads} * problem.head_dim;
+    q = sequence_shard(problem.q_layout(), rank, ranks).tokens() * row;
+    k = sequence_shard(problem.k_layout(), rank, ranks).tokens() * row;
+  }
+};
+
+// Runs `one(b)` for every batch element; telemetry summed, the first element's flags kept.
+template <class One>
+SpTelemetry over_batch(const SpProblem& problem, One&& one) {
+  require(problem.batch >= 1, "SpAttention: batch must be >= 1, got ", problem.batch);
+  SpTelemetry sum = one(0);
+  for (int b = 1; b < problem.batch; ++b) accumulate(sum, one(b));
+  return sum;
+}
+
+}  // namespace
+
 SpLayerReport SpAttention::forward(int layer, const SpProblem& problem, const BlockMask& mask,
                                    const float* q, const float* k, const float* v, float* out) {
+  Communicator& world = executor_.world();
+  const ShardElements n(problem, world.rank(), world.size());
   return forward_with(layer, mask, [&](const Partition& partition, ScheduleReuse reuse) {
-    return executor_.run(problem, mask, partition, q, k, v, out, reuse);
+    return over_batch(problem, [&](int b) {
+      return executor_.run(problem, mask, partition, q + b * n.q, k + b * n.k, v + b * n.k,
+                           out + b * n.q, reuse);
+    });
   });
 }
 
 SpLayerReport SpAttention::forward_device_bf16(int layer, const SpProblem& problem,
                                                const BlockMask& mask, const void* q, const void* k,
                                                const void* v, void* out) {
+  Communicator& world = executor_.world();
+  const ShardElements n(problem, world.rank(), world.size());
+  const int64_t q_bytes = 2 * n.q, k_bytes = 2 * n.k;  // bf16
+  auto in = [](const void* p, int64_t offset) { return static_cast<const char*>(p) + offset; };
   return forward_with(layer, mask, [&](const Partition& partition, ScheduleReuse reuse) {
-    return executor_.run_device_bf16(problem, mask, partition, q, k, v, out, reuse);
+    return over_batch(problem, [&](int b) {
+      return executor_.run_device_bf16(problem, mask, partition, in(q, b * q_bytes),
+                                       in(k, b * k_bytes), in(v, b * k_bytes),
+                                       static_cast<char*>(out) + b * q_bytes, reuse);
+    });
   });
 }
 

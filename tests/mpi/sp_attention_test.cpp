@@ -33,16 +33,13 @@ struct RankData {
   std::vector<float> q, k, v;
   std::vector<double> reference;
 
-  RankData(const SpProblem& problem, const BlockMask& mask) {
+  RankData(const SpProblem& problem, const BlockMask& mask, uint64_t seed = kSeed) {
     Communicator& world = test::world();
     shard = sequence_shard(problem.q_layout(), world.rank(), world.size());
-    q = seeded_tensor(kSeed, 0, shard.first_token, shard.end_token, problem.heads,
-                      problem.head_dim);
-    k = seeded_tensor(kSeed, 1, shard.first_token, shard.end_token, problem.heads,
-                      problem.head_dim);
-    v = seeded_tensor(kSeed, 2, shard.first_token, shard.end_token, problem.heads,
-                      problem.head_dim);
-    reference = reference_rows(problem, mask, kSeed, shard.first_block, shard.end_block);
+    q = seeded_tensor(seed, 0, shard.first_token, shard.end_token, problem.heads, problem.head_dim);
+    k = seeded_tensor(seed, 1, shard.first_token, shard.end_token, problem.heads, problem.head_dim);
+    v = seeded_tensor(seed, 2, shard.first_token, shard.end_token, problem.heads, problem.head_dim);
+    reference = reference_rows(problem, mask, seed, shard.first_block, shard.end_block);
   }
 };
 
@@ -225,6 +222,43 @@ TEST(SpAttention, EveryStrategyMatchesReferenceAcrossLayersAndSteps) {
     }
     EXPECT_GE(attention.replans(), 2) << name;  // the first call of each layer plans
   }
+}
+
+TEST(SpAttention, BatchElementsShareThePlanAndEachMatchesItsOwnReference) {
+  Communicator& world = test::world();
+  SpProblem problem = make_problem(5, 8, 1000, 64);
+  problem.batch = 3;
+  const BlockMask mask = test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, 77);
+  std::vector<RankData> elements;
+  std::vector<float> q, k, v;
+  for (int b = 0; b < problem.batch; ++b) {
+    elements.emplace_back(problem, mask, kSeed + 1000 * b);
+    q.insert(q.end(), elements.back().q.begin(), elements.back().q.end());
+    k.insert(k.end(), elements.back().k.begin(), elements.back().k.end());
+    v.insert(v.end(), elements.back().v.begin(), elements.back().v.end());
+  }
+  for (const std::string name : {"ulysses", "ring", "dbsp"}) {
+    SpAttention attention(world, parse_strategy(name, world.size()), /*layers=*/1);
+    std::vector<float> out = poisoned(q.size());
+    const SpLayerReport report =
+        attention.forward(0, problem, mask, q.data(), k.data(), v.data(), out.data());
+    const size_t per_element = elements[0].q.size();
+    for (int b = 0; b < problem.batch; ++b) {
+      const std::vector<float> element(out.begin() + b * per_element,
+                                       out.begin() + (b + 1) * per_element);
+      expect_close(element, elements[b].reference, name + " batch element " + std::to_string(b));
+    }
+    // One plan for the whole batch, and every element's ring steps in the telemetry.
+    EXPECT_EQ(attention.replans(), 1) << name;
+    EXPECT_EQ(report.telemetry.ring_steps_computed + report.telemetry.ring_steps_skipped,
+              problem.batch * report.grid.ring)
+        << name;
+  }
+  SpProblem empty_batch = problem;
+  empty_batch.batch = 0;
+  SpAttention attention(world, parse_strategy("ulysses", world.size()), 1);
+  EXPECT_THROW(attention.forward(0, empty_batch, mask, q.data(), k.data(), v.data(), q.data()),
+               Error);
 }
 
 TEST(SpAttention, RanksWithDifferentMasksFailWithAPlanHashError) {

@@ -130,5 +130,39 @@ TEST_F(Nccl, DeviceStrategiesMatchReferenceAcrossLayers) {
   }
 }
 
+TEST_F(Nccl, DeviceBatchElementsEachMatchTheirReference) {
+  Communicator& comm = *nccl_;
+  SpProblem problem = device_problem(5);
+  problem.batch = 2;
+  const BlockMask mask = test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, 31);
+  const SequenceShard shard = sequence_shard(problem.q_layout(), comm.rank(), comm.size());
+  std::vector<float> q, k, v;
+  for (int b = 0; b < problem.batch; ++b) {
+    for (auto [which, tensor] : {std::pair{0, &q}, std::pair{1, &k}, std::pair{2, &v}}) {
+      const std::vector<float> part = rounded(seeded_tensor(
+          kSeed + b, which, shard.first_token, shard.end_token, problem.heads, problem.head_dim));
+      tensor->insert(tensor->end(), part.begin(), part.end());
+    }
+  }
+  const DeviceBf16 dq(q), dk(k), dv(v);
+  for (const char* name : {"ulysses", "ring", "dbsp"}) {
+    SpAttention attention(comm, parse_strategy(name, comm.size()), 1);
+    DeviceBf16 out(q.size());
+    attention.forward_device_bf16(0, problem, mask, dq.data(), dk.data(), dv.data(), out.data());
+    const std::vector<float> host = out.to_host();
+    const size_t per_element = q.size() / problem.batch;
+    for (int b = 0; b < problem.batch; ++b) {
+      const std::vector<double> reference =
+          reference_rows(problem, mask, kSeed + b, shard.first_block, shard.end_block, true);
+      const std::vector<float> naive =
+          naive_bf16_rows(problem, mask, kSeed + b, shard.first_block, shard.end_block);
+      const std::vector<float> element(host.begin() + b * per_element,
+                                       host.begin() + (b + 1) * per_element);
+      const AccuracyReport report = compare_with_reference(element, reference, naive);
+      EXPECT_TRUE(report.passes()) << name << " batch element " << b << ": " << report.describe();
+    }
+  }
+}
+
 }  // namespace
 }  // namespace dbsp
