@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <climits>
 
 #include "dbsp/block_layout.hpp"
 #include "dbsp/error.hpp"
@@ -108,19 +107,31 @@ std::vector<double> row_mass(const MaskStats::Data& stats, const HeadSets& sets)
 }
 
 std::vector<double> column_mass(const MaskStats::Data& stats, const std::vector<int>& heads) {
-  const int KB = stats.mask->k_blocks();
-  // 32-bit sums (they vectorize) while they cannot overflow.
-  if (int64_t(heads.size()) * stats.mask->q_blocks() <= INT32_MAX) {
-    std::vector<int32_t> sum(KB, 0);
-    for (int h : heads) {
-      const int32_t* column = stats.columns(h);
-      for (int j = 0; j < KB; ++j) sum[j] += column[j];
+  const int KB = stats.mask->k_blocks(), stride = stats.stride, planes = stats.column_planes;
+  std::vector<int32_t> column(KB);
+  // The heads' counts summed bit-sliced, then turned into integers once (column_counts takes
+  // counts of up to 16 bits at full speed): plane k of every head goes through the adder, and
+  // the count of its bits enters the sum shifted by k.
+  const int head_count = static_cast<int>(heads.size());
+  const int sum_planes = planes_for(int64_t(head_count) * stats.mask->q_blocks());
+  if (sum_planes <= 16) {
+    const int head_planes = planes_for(head_count);
+    std::vector<uint64_t> sum(static_cast<size_t>(sum_planes) * stride, 0);
+    std::vector<uint64_t> plane_counts(static_cast<size_t>(head_planes) * stride);
+    std::vector<const uint64_t*> pointers(head_count);
+    for (int k = 0; k < planes; ++k) {
+      for (int x = 0; x < head_count; ++x)
+        pointers[x] = stats.columns(heads[x]) + static_cast<size_t>(k) * stride;
+      add_rows(pointers.data(), head_count, stride, plane_counts.data(), head_planes, true);
+      add_counts(plane_counts.data(), head_planes, sum.data() + static_cast<size_t>(k) * stride,
+                 sum_planes - k, stride);
     }
-    return std::vector<double>(sum.begin(), sum.end());
+    column_counts(sum.data(), sum_planes, stride, KB, column.data());
+    return std::vector<double>(column.begin(), column.end());
   }
   std::vector<int64_t> sum(KB, 0);
   for (int h : heads) {
-    const int32_t* column = stats.columns(h);
+    column_counts(stats.columns(h), planes, stride, KB, column.data());
     for (int j = 0; j < KB; ++j) sum[j] += column[j];
   }
   return std::vector<double>(sum.begin(), sum.end());

@@ -30,7 +30,8 @@ MaskStats::MaskStats(const BlockMask& mask, int ranks) : data_(std::make_unique<
   }
   d.block_kept.assign(static_cast<size_t>(H) * ranks * ranks, 0);
   d.kept_per_head.assign(H, 0);
-  d.column_kept.assign(static_cast<size_t>(H) * KB, 0);
+  d.column_planes = plan::planes_for(QB);
+  d.column_counts.assign(static_cast<size_t>(H) * d.column_planes * d.stride, 0);
   const size_t rows = static_cast<size_t>(H) * QB;
   if (rows == 0 || words == 0) return;
   // Rows whose padded read would run past the mask's bits are read from zero-padded copies.
@@ -58,10 +59,9 @@ MaskStats::MaskStats(const BlockMask& mask, int ranks) : data_(std::make_unique<
     longest = std::max(longest, d.q_segment_begin[s + 1] - d.q_segment_begin[s]);
   std::vector<const uint64_t*> segment_rows(longest);
   std::vector<int64_t> before(ranks), after(ranks);
-  const int planes = plan::planes_for(QB);
-  std::vector<uint64_t> counts_buffer(static_cast<size_t>(planes) * d.stride);
-  uint64_t* counts = counts_buffer.data();
+  const int planes = d.column_planes;
   for (int h = 0; h < H; ++h) {
+    uint64_t* counts = d.column_counts.data() + static_cast<size_t>(h) * planes * d.stride;
     int64_t* out = d.block_kept.data() + static_cast<size_t>(h) * ranks * ranks;
     std::fill(before.begin(), before.end(), 0);
     for (int s = 0; s < ranks; ++s) {
@@ -77,8 +77,6 @@ MaskStats::MaskStats(const BlockMask& mask, int ranks) : data_(std::make_unique<
       std::swap(before, after);
     }
     d.kept_per_head[h] = std::accumulate(before.begin(), before.end(), int64_t{0});
-    plan::column_counts(counts, planes, d.stride, KB,
-                        d.column_kept.data() + static_cast<size_t>(h) * KB);
   }
   d.kept = std::accumulate(d.kept_per_head.begin(), d.kept_per_head.end(), int64_t{0});
 }

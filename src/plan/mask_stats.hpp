@@ -22,16 +22,20 @@ struct MaskStats::Data {
   std::vector<int64_t> block_kept;   // [heads][ranks][ranks]: query segment x key segment
   std::vector<int64_t> kept_per_head;
   int64_t kept = 0;
-  std::vector<int32_t> column_kept;  // [heads][k_blocks]: kept blocks per key block
-  plan::MaskRows rows;               // the mask's rows, each readable for `stride` words
+  // Per head, its kept blocks per key block, still bit-sliced ([heads][column_planes][stride]):
+  // plans that never ask for column masses skip turning them into integers, and the masses of a
+  // head group are summed bit-sliced and turned into integers once.
+  int column_planes = 1;
+  std::vector<uint64_t> column_counts;
+  plan::MaskRows rows;  // the mask's rows, each readable for `stride` words
   std::vector<uint64_t> padded_rows;
 
   const uint64_t* row(int head, int q_block) const { return rows.row(head, q_block); }
   const int64_t* blocks(int head) const {
     return block_kept.data() + static_cast<size_t>(head) * ranks * ranks;
   }
-  const int32_t* columns(int head) const {
-    return column_kept.data() + static_cast<size_t>(head) * mask->k_blocks();
+  const uint64_t* columns(int head) const {
+    return column_counts.data() + static_cast<size_t>(head) * column_planes * stride;
   }
 };
 

@@ -6,7 +6,11 @@
 #include <random>
 #include <vector>
 
+#include "dbsp/block_layout.hpp"
+#include "dbsp/block_mask.hpp"
 #include "plan/bit_slices.hpp"
+#include "plan/head_set_rows.hpp"
+#include "plan/mask_stats.hpp"
 
 namespace {
 
@@ -144,6 +148,60 @@ TEST_P(BitSlices, SegmentSumsMatchColumnCounts) {
         }
       }
     }
+  }
+}
+
+// The statistics' counts (blocks per head and segment pair, per head, per key block of a head
+// set) against plain counts, on shapes whose segments and rows end inside words, with more ranks
+// than query blocks, with rows read from the statistics' padded copies, and with column sums
+// too large for the 16-bit conversion.
+TEST_P(BitSlices, MaskStatsMatchPlainCounts) {
+  struct Shape {
+    int heads, q_blocks, k_blocks, ranks;
+  };
+  for (const Shape& shape : {Shape{3, 37, 101, 5}, Shape{3, 37, 101, 1}, Shape{5, 4, 200, 7},
+                             Shape{2, 70, 64, 3}, Shape{1, 1, 1, 2},
+                             // All heads' column counts past 16 bits.
+                             Shape{40, 1700, 70, 2}}) {
+    dbsp::BlockMask mask(shape.heads,
+                         dbsp::MaskGeometry::from_blocks(shape.q_blocks, shape.k_blocks));
+    std::mt19937_64 rng(shape.heads * 1000 + shape.q_blocks + shape.ranks);
+    for (int h = 0; h < shape.heads; ++h)
+      for (int i = 0; i < shape.q_blocks; ++i)
+        for (int j = 0; j < shape.k_blocks; ++j)
+          if (rng() % 3 == 0) mask.set(h, i, j);
+    const dbsp::MaskStats stats(mask, shape.ranks);
+    const dbsp::MaskStats::Data& d = stats.data();
+    const int P = shape.ranks;
+    int64_t kept = 0;
+    std::vector<int> all_heads;
+    std::vector<int64_t> all_columns(shape.k_blocks, 0);
+    for (int h = 0; h < shape.heads; ++h) {
+      all_heads.push_back(h);
+      std::vector<int64_t> blocks(static_cast<size_t>(P) * P, 0), columns(shape.k_blocks, 0);
+      int64_t head_kept = 0;
+      for (int i = 0; i < shape.q_blocks; ++i) {
+        for (int j = 0; j < shape.k_blocks; ++j) {
+          if (!mask.get(h, i, j)) continue;
+          int s = 0, p = 0;
+          while (dbsp::shard_begin(s + 1, shape.q_blocks, P) <= i) ++s;
+          while (dbsp::shard_begin(p + 1, shape.k_blocks, P) <= j) ++p;
+          ++blocks[static_cast<size_t>(s) * P + p], ++columns[j], ++head_kept;
+        }
+      }
+      for (int x = 0; x < P * P; ++x) ASSERT_EQ(d.blocks(h)[x], blocks[x]) << "head " << h;
+      ASSERT_EQ(stats.kept_per_head()[h], head_kept) << "head " << h;
+      const std::vector<double> column = dbsp::plan::column_mass(d, std::vector<int>{h});
+      for (int j = 0; j < shape.k_blocks; ++j) {
+        ASSERT_EQ(column[j], double(columns[j])) << "head " << h << " key block " << j;
+        all_columns[j] += columns[j];
+      }
+      kept += head_kept;
+    }
+    ASSERT_EQ(stats.kept(), kept);
+    const std::vector<double> column = dbsp::plan::column_mass(d, all_heads);
+    for (int j = 0; j < shape.k_blocks; ++j)
+      ASSERT_EQ(column[j], double(all_columns[j])) << "all heads, key block " << j;
   }
 }
 
