@@ -36,6 +36,7 @@ struct RunOptions {
   int head_dim = 0;  // 0: the workload's (64 for mask files)
   bool send_all = false;
   int ring_reserved_sms = SpOptions{}.ring_reserved_sms;
+  int head_chunks = SpOptions{}.head_chunks;
   int emulate = 0;  // > 0: this many virtual ranks in one process, no MPI
   int warmup = 1;   // untimed calls per grid before the run (connections, kernel loading)
   PlannerOptions planner;
@@ -158,7 +159,9 @@ int run_ranks(const RunOptions& o) {
                                               : model_preset(o.source.workload).head_dim;
     const Strategy strategy = parse_strategy(o.strategy, ranks);
     SpAttention attention(data_comm, strategy, layers,
-                          {.mask_aware = !o.send_all, .ring_reserved_sms = o.ring_reserved_sms},
+                          {.mask_aware = !o.send_all,
+                           .ring_reserved_sms = o.ring_reserved_sms,
+                           .head_chunks = o.head_chunks},
                           o.planner, o.cost);
     std::vector<RankTotals> totals(static_cast<size_t>(ranks));
     LayerInputs inputs;
@@ -447,6 +450,12 @@ void register_run(CLI::App& app) {
                    "is in flight (0: none; the transfer then waits for the kernel)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  command
+      ->add_option("--head-chunks", options->head_chunks,
+                   "cuda, grids without a ring: exchange and compute the heads in this many "
+                   "chunks so that all-to-alls overlap attention (1: the whole layer at once)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   command
       ->add_option("--reuse-threshold", options->planner.reuse_threshold,
                    "P_s: re-plan when rho_s of the kept plan exceeds this")

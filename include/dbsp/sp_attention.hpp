@@ -63,6 +63,10 @@ struct SpOptions {
   // that the transfer's NCCL and copy kernels can run beside it instead of after it. Off by
   // default: on 2 x H200 (Wan2.1-480p, ring) 8 SMs made no difference beyond run-to-run noise.
   int ring_reserved_sms = 0;
+  // GPU, grids without a ring (R = 1): the layer's heads go in this many chunks, each exchanged
+  // and computed in turn, so that a chunk's all-to-all overlaps the previous chunk's attention
+  // and the next one's output return. 1: the whole layer at once.
+  int head_chunks = 1;
 };
 
 // One layer on one rank. Times in milliseconds of wall clock.

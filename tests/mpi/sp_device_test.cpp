@@ -130,6 +130,41 @@ TEST_F(Nccl, DeviceStrategiesMatchReferenceAcrossLayers) {
   }
 }
 
+TEST_F(Nccl, DeviceHeadChunksEqualTheWholeLayerBitForBit) {
+  Communicator& comm = *nccl_;
+  const SpProblem problem = device_problem(5);
+  SpExecutor whole(comm);
+  const Grid grid{comm.size(), 1};  // head chunks apply to grids without a ring
+  for (test::MaskKind kind :
+       {test::MaskKind::random, test::MaskKind::empty, test::MaskKind::full}) {
+    DeviceCase c(problem, test::make_mask(kind, 5, problem.geometry, 0.3, kSeed + 1), comm.rank(),
+                 comm.size());
+    const Partition partitions[] = {
+        Partition::contiguous(grid, 5, c.mask.q_blocks(), c.mask.k_blocks()),
+        test::random_partition(grid, 5, c.mask.q_blocks(), c.mask.k_blocks(), kSeed + 4)};
+    for (const Partition& partition : partitions) {
+      DeviceBf16 reference_out(c.q.size());
+      whole.run_device_bf16(problem, c.mask, partition, c.q.data(), c.k.data(), c.v.data(),
+                            reference_out.data());
+      const std::vector<float> expected = reference_out.to_host();
+      // 2 and 3 chunks; 7 leaves some chunks without heads (at most 5 heads per group).
+      for (int chunks : {2, 3, 7}) {
+        SpExecutor chunked(comm, {.head_chunks = chunks});
+        DeviceBf16 out(c.q.size());
+        const SpTelemetry t = chunked.run_device_bf16(problem, c.mask, partition, c.q.data(),
+                                                      c.k.data(), c.v.data(), out.data());
+        const std::vector<float> host = out.to_host();
+        const std::string what =
+            std::to_string(chunks) + " chunks, density " + std::to_string(c.mask.density());
+        EXPECT_EQ(0, std::memcmp(host.data(), expected.data(), host.size() * sizeof(float)))
+            << what;
+        c.expect_accurate(host, what);
+        EXPECT_GE(t.compute_ms, 0.0);
+      }
+    }
+  }
+}
+
 TEST_F(Nccl, DeviceBatchElementsEachMatchTheirReference) {
   Communicator& comm = *nccl_;
   SpProblem problem = device_problem(5);

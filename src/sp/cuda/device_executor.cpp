@@ -16,6 +16,7 @@
 #include "comm/nccl/nccl_check.hpp"
 #include "comm/nccl/nccl_communicator.hpp"
 #include "comm/poll.hpp"
+#include "dbsp/block_layout.hpp"
 #include "dbsp/cuda_attention.hpp"
 #include "dbsp/error.hpp"
 #include "dbsp/sp_attention.hpp"
@@ -158,11 +159,12 @@ struct CopyList {
   int64_t max_rows = 0;
   int64_t table_offset = 0;  // where the list sits in the uploaded table
 
+  // tensor_offset: bytes from the tensor's base to the (sub)tensor the slabs index.
   void add(Base tensor, int64_t heads, int64_t head_dim, std::span<const Slab> slabs, Base staging,
-           int64_t& staging_offset, bool pack) {
+           int64_t& staging_offset, bool pack, int64_t tensor_offset = 0) {
     const int64_t row_bytes = head_dim * kBf16Bytes;
     for (const Slab& s : slabs) {
-      const int64_t tensor_at = (s.row * heads + s.head) * row_bytes;
+      const int64_t tensor_at = tensor_offset + (s.row * heads + s.head) * row_bytes;
       RowCopy copy;
       copy.src_base = pack ? tensor : staging;
       copy.dst_base = pack ? staging : tensor;
@@ -180,7 +182,8 @@ struct CopyList {
   // enumerate the same rows in the same order (sp/routing.hpp), but may merge them into slabs
   // differently, so the lists are walked together and cut where either slab ends.
   void add_direct(Base from, int64_t from_heads, std::span<const Slab> from_slabs, Base to,
-                  int64_t to_heads, std::span<const Slab> to_slabs, int64_t head_dim) {
+                  int64_t to_heads, std::span<const Slab> to_slabs, int64_t head_dim,
+                  int64_t from_offset = 0, int64_t to_offset = 0) {
     const int64_t row_bytes = head_dim * kBf16Bytes;
     size_t a = 0, b = 0;
     int64_t a_done = 0, b_done = 0;
@@ -191,8 +194,8 @@ struct CopyList {
       RowCopy copy;
       copy.src_base = from;
       copy.dst_base = to;
-      copy.src_offset = ((src.row + a_done) * from_heads + src.head) * row_bytes;
-      copy.dst_offset = ((dst.row + b_done) * to_heads + dst.head) * row_bytes;
+      copy.src_offset = from_offset + ((src.row + a_done) * from_heads + src.head) * row_bytes;
+      copy.dst_offset = to_offset + ((dst.row + b_done) * to_heads + dst.head) * row_bytes;
       copy.src_stride = from_heads * row_bytes;
       copy.dst_stride = to_heads * row_bytes;
       copy.rows = rows;
@@ -230,14 +233,24 @@ struct DeviceStep {
   std::vector<PeerRange> sends, recvs;
 };
 
+// The all-to-all phases of one head chunk: heads [first_head, first_head + heads) of this rank's
+// group, held as their own [tokens, heads, head_dim] tensors inside the local buffers. One chunk
+// holds every head unless the layer is pipelined by head chunks (SpOptions::head_chunks).
+struct ChunkPhases {
+  int first_head = 0, heads = 0;
+  CopyList in_pack, in_unpack, out_pack, out_unpack;
+  CopyList in_local, out_local;  // rows this rank keeps: copied directly, never staged or sent
+  std::vector<PeerRange> in_sends, in_recvs, out_sends, out_recvs;
+  int64_t kept = 0;                         // kept blocks of the chunk (pipelined layers)
+  cuda::SparseAttention* kernel = nullptr;  // the chunk's kernel (pipelined layers)
+};
+
 // Everything a layer needs on the device that depends only on (mask, partition, problem): the
 // host schedule, copy descriptors, per-peer ranges, buffer sizes and the uploaded table.
 struct DeviceScheduleData {
   sp::LayerSchedule host;
   std::vector<DeviceStep> steps;
-  CopyList in_pack, in_unpack, out_pack, out_unpack;
-  CopyList in_local, out_local;  // rows this rank keeps: copied directly, never staged or sent
-  std::vector<PeerRange> in_sends, in_recvs, out_sends, out_recvs;
+  std::vector<ChunkPhases> chunks;
   int64_t in_send_bytes = 0, in_recv_bytes = 0, out_send_bytes = 0, out_recv_bytes = 0;
   int64_t ring_send_bytes = 0, ring_recv_bytes = 0, step_tokens = 0;
   int64_t table_bytes = 0;
@@ -263,7 +276,9 @@ struct SpExecutor::DeviceState {
   std::vector<char> host_table;  // UploadTable's buffer, kept across layers
   Event start, inputs_done, ring_done, finished;
   sp::ScheduleSlots<DeviceSchedule> schedules;
-  std::vector<std::unique_ptr<Event>> ring_arrived, compute_begin, compute_end;
+  // Per ring step (or per head chunk): its K/V arrived; its compute began and ended. Per head
+  // chunk: its inputs arrived.
+  std::vector<std::unique_ptr<Event>> ring_arrived, compute_begin, compute_end, chunk_arrived;
   std::vector<std::pair<std::tuple<int64_t, int64_t, int, int, int, int, double>,
                         std::unique_ptr<cuda::SparseAttention>>>
       kernels;
@@ -281,6 +296,7 @@ struct SpExecutor::DeviceState {
   void ensure_events(int steps) {
     while (static_cast<int>(ring_arrived.size()) < steps) {
       ring_arrived.push_back(std::make_unique<Event>());
+      chunk_arrived.push_back(std::make_unique<Event>());
       compute_begin.push_back(std::make_unique<Event>());
       compute_end.push_back(std::make_unique<Event>());
     }
@@ -352,38 +368,107 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
     const sp::LayerRouting& route = sched.host.route;
     const int64_t Hg = static_cast<int64_t>(route.heads.size());
     const int64_t tq = route.q_local.tokens();
-    int64_t send_at = 0, recv_at = 0, out_send_at = 0, out_recv_at = 0;
     const int me = world_.rank();
-    sched.in_local.add_direct(kUserQ, H, route.send_q[me], kQLocal, Hg, route.recv_q[me], D);
-    sched.in_local.add_direct(kUserK, H, route.send_kv[me], kKLocal, Hg, route.recv_kv[me], D);
-    sched.in_local.add_direct(kUserV, H, route.send_kv[me], kVLocal, Hg, route.recv_kv[me], D);
-    sched.out_local.add_direct(kOutLocal, Hg, route.recv_q[me], kUserOut, H, route.send_q[me], D);
-    for (int p = 0; p < ranks; ++p) {
-      if (p == me) continue;
-      const int64_t send_begin = send_at, recv_begin = recv_at;
-      sched.in_pack.add(kUserQ, H, D, route.send_q[p], kAllToAllSend, send_at, true);
-      sched.in_pack.add(kUserK, H, D, route.send_kv[p], kAllToAllSend, send_at, true);
-      sched.in_pack.add(kUserV, H, D, route.send_kv[p], kAllToAllSend, send_at, true);
-      sched.in_unpack.add(kQLocal, Hg, D, route.recv_q[p], kAllToAllRecv, recv_at, false);
-      sched.in_unpack.add(kKLocal, Hg, D, route.recv_kv[p], kAllToAllRecv, recv_at, false);
-      sched.in_unpack.add(kVLocal, Hg, D, route.recv_kv[p], kAllToAllRecv, recv_at, false);
-      if (send_at > send_begin) sched.in_sends.push_back({p, send_begin, send_at - send_begin});
-      if (recv_at > recv_begin) sched.in_recvs.push_back({p, recv_begin, recv_at - recv_begin});
-      // O travels the Q slabs backwards.
-      const int64_t out_send_begin = out_send_at, out_recv_begin = out_recv_at;
-      sched.out_pack.add(kOutLocal, Hg, D, route.recv_q[p], kAllToAllSend, out_send_at, true);
-      sched.out_unpack.add(kUserOut, H, D, route.send_q[p], kAllToAllRecv, out_recv_at, false);
-      if (out_send_at > out_send_begin) {
-        sched.out_sends.push_back({p, out_send_begin, out_send_at - out_send_begin});
-      }
-      if (out_recv_at > out_recv_begin) {
-        sched.out_recvs.push_back({p, out_recv_begin, out_recv_at - out_recv_begin});
+    // Head chunks (pure Ulysses grids only: ring steps address the whole local layout). Every
+    // rank cuts every group the same way, so sender and receiver agree on each slab's chunk.
+    const int chunks = R == 1 ? std::max(1, options_.head_chunks) : 1;
+    std::vector<int> chunk_of(static_cast<size_t>(H), 0);  // by global head, in its group
+    if (chunks > 1) {
+      for (int g = 0; g < partition.grid.ulysses; ++g) {
+        const std::vector<int> heads = partition.heads_of(g);
+        const int n = static_cast<int>(heads.size());
+        for (int c = 0; c < chunks; ++c) {
+          for (int l = shard_begin(c, n, chunks); l < shard_begin(c + 1, n, chunks); ++l) {
+            chunk_of[heads[l]] = c;
+          }
+        }
       }
     }
-    sched.in_send_bytes = send_at;
-    sched.in_recv_bytes = recv_at;
-    sched.out_send_bytes = out_send_at;
-    sched.out_recv_bytes = out_recv_at;
+    // The slabs of one chunk; local heads renumbered from the chunk's first head.
+    auto global_in = [&](std::span<const Slab> slabs, int c) {
+      std::vector<Slab> kept;
+      for (const Slab& slab : slabs) {
+        if (chunk_of[slab.head] == c) kept.push_back(slab);
+      }
+      return kept;
+    };
+    auto local_in = [&](std::span<const Slab> slabs, int c) {
+      std::vector<Slab> kept;
+      for (const Slab& slab : slabs) {
+        if (chunk_of[route.heads[slab.head]] == c) {
+          kept.push_back(slab);
+          kept.back().head -= shard_begin(c, static_cast<int>(Hg), chunks);
+        }
+      }
+      return kept;
+    };
+    const int64_t tk = route.k_local.tokens();
+    sched.chunks.assign(static_cast<size_t>(chunks), ChunkPhases{});
+    for (int c = 0; c < chunks; ++c) {
+      ChunkPhases& chunk = sched.chunks[c];
+      chunk.first_head = shard_begin(c, static_cast<int>(Hg), chunks);
+      chunk.heads = shard_begin(c + 1, static_cast<int>(Hg), chunks) - chunk.first_head;
+      const int64_t Hc = chunk.heads;
+      // The chunk's tensors inside the local buffers: [tokens, Hc, D] from its first head on.
+      const int64_t q_at = tq * chunk.first_head * row_bytes;
+      const int64_t k_at = tk * chunk.first_head * row_bytes;
+      {
+        const std::vector<Slab> send_q = global_in(route.send_q[me], c);
+        const std::vector<Slab> send_kv = global_in(route.send_kv[me], c);
+        const std::vector<Slab> recv_q = local_in(route.recv_q[me], c);
+        const std::vector<Slab> recv_kv = local_in(route.recv_kv[me], c);
+        chunk.in_local.add_direct(kUserQ, H, send_q, kQLocal, Hc, recv_q, D, 0, q_at);
+        chunk.in_local.add_direct(kUserK, H, send_kv, kKLocal, Hc, recv_kv, D, 0, k_at);
+        chunk.in_local.add_direct(kUserV, H, send_kv, kVLocal, Hc, recv_kv, D, 0, k_at);
+        chunk.out_local.add_direct(kOutLocal, Hc, recv_q, kUserOut, H, send_q, D, q_at, 0);
+      }
+      // Staging restarts at 0 for every chunk: the chunks' exchanges run one after another on
+      // the world stream, so each reuses the buffers after the previous one is unpacked.
+      int64_t send_at = 0, recv_at = 0, out_send_at = 0, out_recv_at = 0;
+      for (int p = 0; p < ranks; ++p) {
+        if (p == me) continue;
+        const std::vector<Slab> send_q = global_in(route.send_q[p], c);
+        const std::vector<Slab> send_kv = global_in(route.send_kv[p], c);
+        const std::vector<Slab> recv_q = local_in(route.recv_q[p], c);
+        const std::vector<Slab> recv_kv = local_in(route.recv_kv[p], c);
+        const int64_t send_begin = send_at, recv_begin = recv_at;
+        chunk.in_pack.add(kUserQ, H, D, send_q, kAllToAllSend, send_at, true);
+        chunk.in_pack.add(kUserK, H, D, send_kv, kAllToAllSend, send_at, true);
+        chunk.in_pack.add(kUserV, H, D, send_kv, kAllToAllSend, send_at, true);
+        chunk.in_unpack.add(kQLocal, Hc, D, recv_q, kAllToAllRecv, recv_at, false, q_at);
+        chunk.in_unpack.add(kKLocal, Hc, D, recv_kv, kAllToAllRecv, recv_at, false, k_at);
+        chunk.in_unpack.add(kVLocal, Hc, D, recv_kv, kAllToAllRecv, recv_at, false, k_at);
+        if (send_at > send_begin) chunk.in_sends.push_back({p, send_begin, send_at - send_begin});
+        if (recv_at > recv_begin) chunk.in_recvs.push_back({p, recv_begin, recv_at - recv_begin});
+        // O travels the Q slabs backwards.
+        const int64_t out_send_begin = out_send_at, out_recv_begin = out_recv_at;
+        chunk.out_pack.add(kOutLocal, Hc, D, recv_q, kAllToAllSend, out_send_at, true, q_at);
+        chunk.out_unpack.add(kUserOut, H, D, send_q, kAllToAllRecv, out_recv_at, false);
+        if (out_send_at > out_send_begin) {
+          chunk.out_sends.push_back({p, out_send_begin, out_send_at - out_send_begin});
+        }
+        if (out_recv_at > out_recv_begin) {
+          chunk.out_recvs.push_back({p, out_recv_begin, out_recv_at - out_recv_begin});
+        }
+      }
+      sched.in_send_bytes = std::max(sched.in_send_bytes, send_at);
+      sched.in_recv_bytes = std::max(sched.in_recv_bytes, recv_at);
+      sched.out_send_bytes = std::max(sched.out_send_bytes, out_send_at);
+      sched.out_recv_bytes = std::max(sched.out_recv_bytes, out_recv_at);
+      if (chunks > 1 && sched.host.step_kept[0] > 0) {
+        // The chunk's rows of the step mask are contiguous (head-major rows).
+        const std::vector<int64_t>& offsets = sched.host.step_masks[0].row_offset;
+        const size_t rows_per_head = route.q_blocks.size();
+        chunk.kept = offsets[(chunk.first_head + chunk.heads) * rows_per_head] -
+                     offsets[chunk.first_head * rows_per_head];
+        if (chunk.kept > 0) {
+          const cuda::AttentionShape shape{
+              1, tq, tk, chunk.heads, static_cast<int>(D), cuda::DType::bf16, problem.scale};
+          chunk.kernel =
+              &ds.kernel(shape, problem.geometry.block_q, static_cast<int>(route.q_blocks.size()));
+        }
+      }
+    }
 
     sched.steps.assign(static_cast<size_t>(R), DeviceStep{});
     for (int t = 0; t < R; ++t) {
@@ -415,9 +500,11 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
     }
 
     UploadTable table(ds.host_table);
-    for (CopyList* list : {&sched.in_pack, &sched.in_unpack, &sched.out_pack, &sched.out_unpack,
-                           &sched.in_local, &sched.out_local}) {
-      list->table_offset = table.add(std::span<const RowCopy>(list->copies));
+    for (ChunkPhases& chunk : sched.chunks) {
+      for (CopyList* list : {&chunk.in_pack, &chunk.in_unpack, &chunk.out_pack, &chunk.out_unpack,
+                             &chunk.in_local, &chunk.out_local}) {
+        list->table_offset = table.add(std::span<const RowCopy>(list->copies));
+      }
     }
     const int words = mask.words_per_row();
     if (sched.host.computing_steps > 0) {
@@ -460,6 +547,7 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
     std::memcpy(pinned, table.data(), static_cast<size_t>(table.size()));
   }
   telemetry.schedule_reused = reused;
+  ds.ensure_events(std::max<int>(R, static_cast<int>(sched.chunks.size())));
   const sp::LayerRouting& route = sched.host.route;
   const int64_t Hg = static_cast<int64_t>(route.heads.size());
   const int64_t tq = route.q_local.tokens();
@@ -553,83 +641,137 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
   if (options_.mask_aware && tq * Hg > 0) {
     DBSP_CUDA_RT_CHECK(cudaMemsetAsync(q_local, 0, tq * Hg * row_bytes, world_stream));
   }
-  sched.in_local.launch(device_table, bases, row_bytes, world_stream);
-  sched.in_pack.launch(device_table, bases, row_bytes, world_stream);
-  in_flight.push_back(post(*world, a2a_send, sched.in_sends, a2a_recv, sched.in_recvs,
-                           "sp all_to_all_v (Q, K, V in)"));
-  sched.in_unpack.launch(device_table, bases, row_bytes, world_stream);
+  const int chunks = static_cast<int>(sched.chunks.size());
+  const bool pipelined = chunks > 1;
+  for (int c = 0; c < chunks; ++c) {
+    const ChunkPhases& chunk = sched.chunks[c];
+    chunk.in_local.launch(device_table, bases, row_bytes, world_stream);
+    chunk.in_pack.launch(device_table, bases, row_bytes, world_stream);
+    in_flight.push_back(post(*world, a2a_send, chunk.in_sends, a2a_recv, chunk.in_recvs,
+                             "sp all_to_all_v (Q, K, V in)"));
+    chunk.in_unpack.launch(device_table, bases, row_bytes, world_stream);
+    ds.chunk_arrived[c]->record(world_stream);
+  }
   ds.inputs_done.record(world_stream);
 
-  // (b) Ring on the ring stream, attention on the compute stream.
-  wait(ring_stream, ds.inputs_done);
-  wait(compute, ds.inputs_done);
-  if (computing_steps == 0 && tq * Hg > 0) {
-    DBSP_CUDA_RT_CHECK(cudaMemsetAsync(out_local, 0, tq * Hg * row_bytes, compute));
-  }
-  if (computing_steps >= 2) {
-    DBSP_CUDA_RT_CHECK(cudaMemsetAsync(accumulator, 0, tq * Hg * D * 4, compute));
-    sp::device::fill_f32(lse, tq * Hg, -std::numeric_limits<float>::infinity(), compute);
-  }
-  for (int t = 0; t < R; ++t) {
-    if (t + 1 < R) {
-      const DeviceStep& next = sched.steps[t + 1];
-      // The unpack overwrites the buffer that step t - 1 computed on.
-      if (t >= 1) wait(ring_stream, *ds.compute_end[t - 1]);
-      next.pack.launch(device_table, bases, row_bytes, ring_stream);
-      in_flight.push_back(
-          post(*ring, ring_send, next.sends, ring_recv, next.recvs, "sp ring step (K, V)"));
-      next.unpack.launch(device_table, bases, row_bytes, ring_stream);
-      ds.ring_arrived[t + 1]->record(ring_stream);
-    }
-    if (t > 0) wait(compute, *ds.ring_arrived[t]);
-    ds.compute_begin[t]->record(compute);
-    const DeviceStep& step = sched.steps[t];
-    if (sched.host.step_kept[t] > 0) {
-      cuda::DeviceMask dm;
-      dm.block_q = problem.geometry.block_q;
-      dm.block_k = problem.geometry.block_k;
-      dm.q_blocks = static_cast<int>(route.q_blocks.size());
-      dm.kv_count = reinterpret_cast<const int32_t*>(device_table + step.count_offset);
-      dm.block_row_offset = reinterpret_cast<const int64_t*>(device_table + step.row_offset_offset);
-      dm.kv_index = reinterpret_cast<const int32_t*>(sched.indices.get()) + step.index_at;
-      dm.q_block_start = reinterpret_cast<const int64_t*>(device_table + step.q_start_offset);
-      dm.k_block_start = reinterpret_cast<const int64_t*>(device_table + step.k_start_offset);
-      const void* keys = t == 0 ? k_local : step_k[t % 2];
-      const void* values = t == 0 ? v_local : step_v[t % 2];
-      cuda::SparseAttention& attention = *step.kernel;
-      const bool transfer_beside =
-          t + 1 < R && (!sched.steps[t + 1].sends.empty() || !sched.steps[t + 1].recvs.empty());
-      attention.reserve_sms(transfer_beside ? options_.ring_reserved_sms : 0);
-      attention.plan(dm, compute);
-      if (computing_steps == 1) {
-        attention.run(dm, q_local, keys, values, out_local, lse, compute);
-      } else {
-        attention.run(dm, q_local, keys, values, part, part_lse, compute);
-        cuda::merge_partial(1, tq, static_cast<int>(Hg), static_cast<int>(D), cuda::DType::fp32,
-                            accumulator, lse, cuda::DType::bf16, part, part_lse, compute);
+  if (pipelined) {
+    // (b') Head chunks (R = 1): chunk c computes while chunk c + 1 arrives and chunk c - 1's O
+    // leaves, all-to-alls on the world stream, attention on the compute stream.
+    cuda::DeviceMask dm;
+    const DeviceStep& step = sched.steps[0];
+    const size_t rows_per_head = route.q_blocks.size();
+    for (int c = 0; c < chunks; ++c) {
+      const ChunkPhases& chunk = sched.chunks[c];
+      wait(compute, *ds.chunk_arrived[c]);
+      ds.compute_begin[c]->record(compute);
+      const int64_t q_at = tq * chunk.first_head * row_bytes;
+      const int64_t k_at = tk * chunk.first_head * row_bytes;
+      if (chunk.kept > 0) {
+        const size_t first_row = static_cast<size_t>(chunk.first_head) * rows_per_head;
+        dm.block_q = problem.geometry.block_q;
+        dm.block_k = problem.geometry.block_k;
+        dm.q_blocks = static_cast<int>(rows_per_head);
+        dm.kv_count =
+            reinterpret_cast<const int32_t*>(device_table + step.count_offset) + first_row;
+        dm.block_row_offset =
+            reinterpret_cast<const int64_t*>(device_table + step.row_offset_offset) + first_row;
+        dm.kv_index = reinterpret_cast<const int32_t*>(sched.indices.get()) + step.index_at;
+        dm.q_block_start = reinterpret_cast<const int64_t*>(device_table + step.q_start_offset);
+        dm.k_block_start = reinterpret_cast<const int64_t*>(device_table + step.k_start_offset);
+        cuda::SparseAttention& attention = *chunk.kernel;
+        attention.reserve_sms(0);
+        attention.plan(dm, compute);
+        attention.run(dm, q_local + q_at, k_local + k_at, v_local + k_at, out_local + q_at,
+                      lse + tq * chunk.first_head, compute);
+        telemetry.kept_blocks += chunk.kept;
+      } else if (tq * chunk.heads > 0) {
+        DBSP_CUDA_RT_CHECK(
+            cudaMemsetAsync(out_local + q_at, 0, tq * chunk.heads * row_bytes, compute));
       }
+      ds.compute_end[c]->record(compute);
+    }
+    if (computing_steps > 0) {
       ++telemetry.ring_steps_computed;
-      telemetry.kept_blocks += sched.host.step_kept[t];
     } else {
       ++telemetry.ring_steps_skipped;
     }
-    ds.compute_end[t]->record(compute);
+    ds.ring_done.record(compute);
+  } else {
+    // (b) Ring on the ring stream, attention on the compute stream.
+    wait(ring_stream, ds.inputs_done);
+    wait(compute, ds.inputs_done);
+    if (computing_steps == 0 && tq * Hg > 0) {
+      DBSP_CUDA_RT_CHECK(cudaMemsetAsync(out_local, 0, tq * Hg * row_bytes, compute));
+    }
+    if (computing_steps >= 2) {
+      DBSP_CUDA_RT_CHECK(cudaMemsetAsync(accumulator, 0, tq * Hg * D * 4, compute));
+      sp::device::fill_f32(lse, tq * Hg, -std::numeric_limits<float>::infinity(), compute);
+    }
+    for (int t = 0; t < R; ++t) {
+      if (t + 1 < R) {
+        const DeviceStep& next = sched.steps[t + 1];
+        // The unpack overwrites the buffer that step t - 1 computed on.
+        if (t >= 1) wait(ring_stream, *ds.compute_end[t - 1]);
+        next.pack.launch(device_table, bases, row_bytes, ring_stream);
+        in_flight.push_back(
+            post(*ring, ring_send, next.sends, ring_recv, next.recvs, "sp ring step (K, V)"));
+        next.unpack.launch(device_table, bases, row_bytes, ring_stream);
+        ds.ring_arrived[t + 1]->record(ring_stream);
+      }
+      if (t > 0) wait(compute, *ds.ring_arrived[t]);
+      ds.compute_begin[t]->record(compute);
+      const DeviceStep& step = sched.steps[t];
+      if (sched.host.step_kept[t] > 0) {
+        cuda::DeviceMask dm;
+        dm.block_q = problem.geometry.block_q;
+        dm.block_k = problem.geometry.block_k;
+        dm.q_blocks = static_cast<int>(route.q_blocks.size());
+        dm.kv_count = reinterpret_cast<const int32_t*>(device_table + step.count_offset);
+        dm.block_row_offset =
+            reinterpret_cast<const int64_t*>(device_table + step.row_offset_offset);
+        dm.kv_index = reinterpret_cast<const int32_t*>(sched.indices.get()) + step.index_at;
+        dm.q_block_start = reinterpret_cast<const int64_t*>(device_table + step.q_start_offset);
+        dm.k_block_start = reinterpret_cast<const int64_t*>(device_table + step.k_start_offset);
+        const void* keys = t == 0 ? k_local : step_k[t % 2];
+        const void* values = t == 0 ? v_local : step_v[t % 2];
+        cuda::SparseAttention& attention = *step.kernel;
+        const bool transfer_beside =
+            t + 1 < R && (!sched.steps[t + 1].sends.empty() || !sched.steps[t + 1].recvs.empty());
+        attention.reserve_sms(transfer_beside ? options_.ring_reserved_sms : 0);
+        attention.plan(dm, compute);
+        if (computing_steps == 1) {
+          attention.run(dm, q_local, keys, values, out_local, lse, compute);
+        } else {
+          attention.run(dm, q_local, keys, values, part, part_lse, compute);
+          cuda::merge_partial(1, tq, static_cast<int>(Hg), static_cast<int>(D), cuda::DType::fp32,
+                              accumulator, lse, cuda::DType::bf16, part, part_lse, compute);
+        }
+        ++telemetry.ring_steps_computed;
+        telemetry.kept_blocks += sched.host.step_kept[t];
+      } else {
+        ++telemetry.ring_steps_skipped;
+      }
+      ds.compute_end[t]->record(compute);
+    }
+    if (computing_steps >= 2) {
+      sp::device::f32_to_bf16(accumulator, reinterpret_cast<uint16_t*>(out_local), tq * Hg * D,
+                              compute);
+    }
+    ds.ring_done.record(compute);
   }
-  if (computing_steps >= 2) {
-    sp::device::f32_to_bf16(accumulator, reinterpret_cast<uint16_t*>(out_local), tq * Hg * D,
-                            compute);
-  }
-  ds.ring_done.record(compute);
 
-  // (c) On the world stream: O back to the input distribution.
-  wait(world_stream, ds.ring_done);
+  // (c) On the world stream: O back to the input distribution, chunk by chunk as each is done.
   const int64_t out_bytes = route.q_input.tokens() * H * row_bytes;
   if (out_bytes > 0) DBSP_CUDA_RT_CHECK(cudaMemsetAsync(out, 0, out_bytes, world_stream));
-  sched.out_local.launch(device_table, bases, row_bytes, world_stream);
-  sched.out_pack.launch(device_table, bases, row_bytes, world_stream);
-  in_flight.push_back(post(*world, a2a_send, sched.out_sends, a2a_recv, sched.out_recvs,
-                           "sp all_to_all_v (O out)"));
-  sched.out_unpack.launch(device_table, bases, row_bytes, world_stream);
+  for (int c = 0; c < chunks; ++c) {
+    const ChunkPhases& chunk = sched.chunks[c];
+    wait(world_stream, pipelined ? *ds.compute_end[c] : ds.ring_done);
+    chunk.out_local.launch(device_table, bases, row_bytes, world_stream);
+    chunk.out_pack.launch(device_table, bases, row_bytes, world_stream);
+    in_flight.push_back(post(*world, a2a_send, chunk.out_sends, a2a_recv, chunk.out_recvs,
+                             "sp all_to_all_v (O out)"));
+    chunk.out_unpack.launch(device_table, bases, row_bytes, world_stream);
+  }
   ds.finished.record(world_stream);
 
   // The one host wait of the layer, bounded by the timeout; a stuck phase is named.
@@ -671,9 +813,15 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
   in_flight.clear();
 
   double compute_ms = 0;
-  for (int t = 0; t < R; ++t) {
-    if (sched.host.step_kept[t] > 0) {
-      compute_ms += elapsed_ms(*ds.compute_begin[t], *ds.compute_end[t]);
+  if (pipelined) {
+    for (int c = 0; c < chunks; ++c) {
+      compute_ms += elapsed_ms(*ds.compute_begin[c], *ds.compute_end[c]);
+    }
+  } else {
+    for (int t = 0; t < R; ++t) {
+      if (sched.host.step_kept[t] > 0) {
+        compute_ms += elapsed_ms(*ds.compute_begin[t], *ds.compute_end[t]);
+      }
     }
   }
   const double span_ms = elapsed_ms(ds.start, ds.finished);
