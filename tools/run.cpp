@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "commands.hpp"
@@ -37,6 +38,7 @@ struct RunOptions {
   bool send_all = false;
   int ring_reserved_sms = SpOptions{}.ring_reserved_sms;
   int head_chunks = SpOptions{}.head_chunks;
+  int batch = 1;    // batch elements per layer call, each with its own inputs
   int emulate = 0;  // > 0: this many virtual ranks in one process, no MPI
   int warmup = 1;   // untimed calls per grid before the run (connections, kernel loading)
   PlannerOptions planner;
@@ -110,7 +112,11 @@ void print_rank_table(const std::vector<RankTotals>& ranks) {
   }
 }
 
-// This rank's Q, K, V shards (and their bf16 copies on the GPU for the device path).
+// The seed of batch element b's inputs.
+uint64_t element_seed(uint64_t seed, int b) { return seed + 7919u * static_cast<uint64_t>(b); }
+
+// This rank's Q, K, V shards of every batch element, back to back (and their bf16 copies on the
+// GPU for the device path).
 struct LayerInputs {
   SpProblem problem{0, 0, {}, 0.0};
   SequenceShard q_shard;
@@ -121,9 +127,15 @@ struct LayerInputs {
   LayerInputs(const SpProblem& p, uint64_t seed, int rank, int ranks, bool device) : problem(p) {
     q_shard = sequence_shard(p.q_layout(), rank, ranks);
     const SequenceShard k_shard = sequence_shard(p.k_layout(), rank, ranks);
-    q = seeded_tensor(seed, 0, q_shard.first_token, q_shard.end_token, p.heads, p.head_dim);
-    k = seeded_tensor(seed, 1, k_shard.first_token, k_shard.end_token, p.heads, p.head_dim);
-    v = seeded_tensor(seed, 2, k_shard.first_token, k_shard.end_token, p.heads, p.head_dim);
+    for (int b = 0; b < p.batch; ++b) {
+      const uint64_t s = element_seed(seed, b);
+      for (auto [which, tensor, shard] :
+           {std::tuple{0, &q, q_shard}, std::tuple{1, &k, k_shard}, std::tuple{2, &v, k_shard}}) {
+        const std::vector<float> part =
+            seeded_tensor(s, which, shard.first_token, shard.end_token, p.heads, p.head_dim);
+        tensor->insert(tensor->end(), part.begin(), part.end());
+      }
+    }
     if (device) {
       device_q.emplace(q);
       device_k.emplace(k);
@@ -203,9 +215,11 @@ int run_ranks(const RunOptions& o) {
       }
     }
     if (root) {
-      std::printf("dbsp run: %s, %d layers x %d steps, %d ranks, strategy %s, backend %s%s\n",
-                  source.name().c_str(), layers, steps, ranks, strategy.name().c_str(),
-                  o.backend.c_str(), o.send_all ? ", mask-aware communication off" : "");
+      std::printf(
+          "dbsp run: %s, %d layers x %d steps, batch %d, %d ranks, strategy %s, backend "
+          "%s%s\n",
+          source.name().c_str(), layers, steps, o.batch, ranks, strategy.name().c_str(),
+          o.backend.c_str(), o.send_all ? ", mask-aware communication off" : "");
       std::printf("%4s %5s %6s %6s %8s %8s %9s %11s %11s %9s %9s %9s %9s%s\n", "step", "layer",
                   "grid", "replan", "rho_pred", "rho_meas", "wall_ms", "compute_max", "compute_avg",
                   "comm_max", "idle_max", "sent_MB", "saved_MB", o.check ? " err/limit" : "");
@@ -217,10 +231,11 @@ int run_ranks(const RunOptions& o) {
         problem.heads = mask.heads();
         problem.head_dim = head_dim;
         problem.geometry = mask.geometry();
+        problem.batch = o.batch;
         // Inputs depend on the seed only (not on the layer), so each rank generates them once.
         const uint64_t seed = o.source.seed * 1000003u + 1u;
         if (inputs.problem.geometry != problem.geometry || inputs.problem.heads != problem.heads ||
-            inputs.problem.head_dim != problem.head_dim) {
+            inputs.problem.head_dim != problem.head_dim || inputs.problem.batch != problem.batch) {
           inputs = LayerInputs(problem, seed, rank, ranks, device);
         }
         std::vector<float> out(inputs.q.size());
@@ -237,8 +252,14 @@ int run_ranks(const RunOptions& o) {
         }
         double error = 0;
         if (o.check) {
-          const double mine = check_score(problem, mask, seed, inputs.q_shard, out, o.check_blocks,
-                                          device, tolerance);
+          double mine = 0;
+          const size_t per_element = out.size() / static_cast<size_t>(problem.batch);
+          for (int b = 0; b < problem.batch; ++b) {
+            const std::vector<float> element(out.begin() + b * per_element,
+                                             out.begin() + (b + 1) * per_element);
+            mine = std::max(mine, check_score(problem, mask, element_seed(seed, b), inputs.q_shard,
+                                              element, o.check_blocks, device, tolerance));
+          }
           const std::vector<double> errors = world->all_gather(mine, "check gather");
           error = *std::max_element(errors.begin(), errors.end());
           all_ok = all_ok && error <= 1.0;
@@ -450,6 +471,9 @@ void register_run(CLI::App& app) {
                    "is in flight (0: none; the transfer then waits for the kernel)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  command->add_option("--batch", options->batch, "batch elements per layer call (one plan)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   command
       ->add_option("--head-chunks", options->head_chunks,
                    "cuda, grids without a ring: exchange and compute the heads in this many "
