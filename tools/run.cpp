@@ -112,6 +112,28 @@ void print_rank_table(const std::vector<RankTotals>& ranks) {
   }
 }
 
+// What the run covers: layers and steps of the source, and the head dimension (the workload's,
+// 64 for mask files, unless given).
+struct RunExtent {
+  int layers = 0, steps = 0, head_dim = 0;
+  RunExtent(const RunOptions& o, const MaskSource& source)
+      : layers(o.layers > 0 ? std::min(o.layers, source.layers()) : source.layers()),
+        steps(std::max(1, std::min(o.steps, source.steps()))),
+        head_dim(o.head_dim > 0       ? o.head_dim
+                 : source.from_file() ? 64
+                                      : model_preset(o.source.workload).head_dim) {}
+};
+
+// One layer call's problem for a mask.
+SpProblem layer_problem(const BlockMask& mask, int head_dim, int batch = 1) {
+  SpProblem problem;
+  problem.heads = mask.heads();
+  problem.head_dim = head_dim;
+  problem.geometry = mask.geometry();
+  problem.batch = batch;
+  return problem;
+}
+
 // The seed of batch element b's inputs.
 uint64_t element_seed(uint64_t seed, int b) { return seed + 7919u * static_cast<uint64_t>(b); }
 
@@ -164,11 +186,7 @@ int run_ranks(const RunOptions& o) {
     }
     Communicator& data_comm = device ? *nccl : *world;
     const MaskSource source(o.source);
-    const int layers = o.layers > 0 ? std::min(o.layers, source.layers()) : source.layers();
-    const int steps = std::max(1, std::min(o.steps, source.steps()));
-    const int head_dim = o.head_dim > 0       ? o.head_dim
-                         : source.from_file() ? 64
-                                              : model_preset(o.source.workload).head_dim;
+    const auto [layers, steps, head_dim] = RunExtent(o, source);
     const Strategy strategy = parse_strategy(o.strategy, ranks);
     SpAttention attention(data_comm, strategy, layers,
                           {.mask_aware = !o.send_all,
@@ -184,7 +202,7 @@ int run_ranks(const RunOptions& o) {
       // kernels: do that on every grid the strategy may use, outside the measured run and the
       // plan cache.
       const BlockMask mask = source.mask(0, 0);
-      const SpProblem problem{mask.heads(), head_dim, mask.geometry(), 0.0};
+      const SpProblem problem = layer_problem(mask, head_dim);
       inputs = LayerInputs(problem, o.source.seed * 1000003u + 1u, rank, ranks, device);
       const std::vector<Grid> grids =
           strategy.grid ? std::vector<Grid>{*strategy.grid} : factorizations(ranks);
@@ -227,11 +245,7 @@ int run_ranks(const RunOptions& o) {
     for (int step = 0; step < steps; ++step) {
       for (int layer = 0; layer < layers; ++layer) {
         const BlockMask mask = source.mask(step, layer);
-        SpProblem problem;
-        problem.heads = mask.heads();
-        problem.head_dim = head_dim;
-        problem.geometry = mask.geometry();
-        problem.batch = o.batch;
+        const SpProblem problem = layer_problem(mask, head_dim, o.batch);
         // Inputs depend on the seed only (not on the layer), so each rank generates them once.
         const uint64_t seed = o.source.seed * 1000003u + 1u;
         if (inputs.problem.geometry != problem.geometry || inputs.problem.heads != problem.heads ||
@@ -343,11 +357,7 @@ int run_emulated(const RunOptions& o) {
           o.backend, "'");
   const int P = o.emulate;
   const MaskSource source(o.source);
-  const int layers = o.layers > 0 ? std::min(o.layers, source.layers()) : source.layers();
-  const int steps = std::max(1, std::min(o.steps, source.steps()));
-  const int head_dim = o.head_dim > 0       ? o.head_dim
-                       : source.from_file() ? 64
-                                            : model_preset(o.source.workload).head_dim;
+  const auto [layers, steps, head_dim] = RunExtent(o, source);
   std::vector<Strategy> strategies;
   if (o.strategy == "all") {
     for (Grid grid : factorizations(P)) strategies.push_back({Policy::static_split, grid});
@@ -377,10 +387,7 @@ int run_emulated(const RunOptions& o) {
   for (int step = 0; step < steps; ++step) {
     for (int layer = 0; layer < layers; ++layer) {
       const BlockMask mask = source.mask(step, layer);
-      SpProblem problem;
-      problem.heads = mask.heads();
-      problem.head_dim = head_dim;
-      problem.geometry = mask.geometry();
+      const SpProblem problem = layer_problem(mask, head_dim);
       for (size_t n = 0; n < strategies.size(); ++n) {
         const PlanCache::Lookup lookup = caches[n].plan_for(layer, mask);
         const EmulatedLayer e = emulator.run(problem, mask, lookup.plan->partition);
