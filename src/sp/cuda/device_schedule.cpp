@@ -1,0 +1,204 @@
+// Building a layer's device schedule on the host.
+#include "sp/cuda/device_schedule.hpp"
+
+#include <algorithm>
+#include <bit>
+
+#include "dbsp/block_layout.hpp"
+#include "dbsp/error.hpp"
+#include "sp/routing.hpp"
+
+namespace dbsp::sp::device {
+
+void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, const BlockMask& mask,
+                           const Partition& partition, int rank, int ranks,
+                           const SpOptions& options, KernelCache& kernels,
+                           std::vector<char>& host_table, PinnedMemory& pinned) {
+  const int R = partition.grid.ring;
+  const int64_t D = problem.head_dim;
+  const int64_t H = problem.heads;
+  const int64_t row_bytes = D * kBf16Bytes;
+  sched.host = sp::build_schedule(mask, partition, problem, rank, options.mask_aware,
+                                  /*host_indices=*/false);
+  const sp::LayerRouting& route = sched.host.route;
+  const int64_t Hg = static_cast<int64_t>(route.heads.size());
+  const int64_t tq = route.q_local.tokens();
+  const int me = rank;
+  // Head chunks (pure Ulysses grids only: ring steps address the whole local layout). Every
+  // rank cuts every group the same way, so sender and receiver agree on each slab's chunk.
+  const int chunks = R == 1 ? std::max(1, options.head_chunks) : 1;
+  std::vector<int> chunk_of(static_cast<size_t>(H), 0);  // by global head, in its group
+  if (chunks > 1) {
+    for (int g = 0; g < partition.grid.ulysses; ++g) {
+      const std::vector<int> heads = partition.heads_of(g);
+      const int n = static_cast<int>(heads.size());
+      for (int c = 0; c < chunks; ++c) {
+        for (int l = shard_begin(c, n, chunks); l < shard_begin(c + 1, n, chunks); ++l) {
+          chunk_of[heads[l]] = c;
+        }
+      }
+    }
+  }
+  // The slabs of one chunk; local heads renumbered from the chunk's first head.
+  auto global_in = [&](std::span<const Slab> slabs, int c) {
+    std::vector<Slab> kept;
+    for (const Slab& slab : slabs) {
+      if (chunk_of[slab.head] == c) kept.push_back(slab);
+    }
+    return kept;
+  };
+  auto local_in = [&](std::span<const Slab> slabs, int c) {
+    std::vector<Slab> kept;
+    for (const Slab& slab : slabs) {
+      if (chunk_of[route.heads[slab.head]] == c) {
+        kept.push_back(slab);
+        kept.back().head -= shard_begin(c, static_cast<int>(Hg), chunks);
+      }
+    }
+    return kept;
+  };
+  const int64_t tk = route.k_local.tokens();
+  sched.chunks.assign(static_cast<size_t>(chunks), ChunkPhases{});
+  for (int c = 0; c < chunks; ++c) {
+    ChunkPhases& chunk = sched.chunks[c];
+    chunk.first_head = shard_begin(c, static_cast<int>(Hg), chunks);
+    chunk.heads = shard_begin(c + 1, static_cast<int>(Hg), chunks) - chunk.first_head;
+    const int64_t Hc = chunk.heads;
+    // The chunk's tensors inside the local buffers: [tokens, Hc, D] from its first head on.
+    const int64_t q_at = tq * chunk.first_head * row_bytes;
+    const int64_t k_at = tk * chunk.first_head * row_bytes;
+    {
+      const std::vector<Slab> send_q = global_in(route.send_q[me], c);
+      const std::vector<Slab> send_kv = global_in(route.send_kv[me], c);
+      const std::vector<Slab> recv_q = local_in(route.recv_q[me], c);
+      const std::vector<Slab> recv_kv = local_in(route.recv_kv[me], c);
+      chunk.in_local.add_direct(kUserQ, H, send_q, kQLocal, Hc, recv_q, D, 0, q_at);
+      chunk.in_local.add_direct(kUserK, H, send_kv, kKLocal, Hc, recv_kv, D, 0, k_at);
+      chunk.in_local.add_direct(kUserV, H, send_kv, kVLocal, Hc, recv_kv, D, 0, k_at);
+      chunk.out_local.add_direct(kOutLocal, Hc, recv_q, kUserOut, H, send_q, D, q_at, 0);
+    }
+    // Staging restarts at 0 for every chunk: the chunks' exchanges run one after another on
+    // the world stream, so each reuses the buffers after the previous one is unpacked.
+    int64_t send_at = 0, recv_at = 0, out_send_at = 0, out_recv_at = 0;
+    for (int p = 0; p < ranks; ++p) {
+      if (p == me) continue;
+      const std::vector<Slab> send_q = global_in(route.send_q[p], c);
+      const std::vector<Slab> send_kv = global_in(route.send_kv[p], c);
+      const std::vector<Slab> recv_q = local_in(route.recv_q[p], c);
+      const std::vector<Slab> recv_kv = local_in(route.recv_kv[p], c);
+      const int64_t send_begin = send_at, recv_begin = recv_at;
+      chunk.in_pack.add(kUserQ, H, D, send_q, kAllToAllSend, send_at, true);
+      chunk.in_pack.add(kUserK, H, D, send_kv, kAllToAllSend, send_at, true);
+      chunk.in_pack.add(kUserV, H, D, send_kv, kAllToAllSend, send_at, true);
+      chunk.in_unpack.add(kQLocal, Hc, D, recv_q, kAllToAllRecv, recv_at, false, q_at);
+      chunk.in_unpack.add(kKLocal, Hc, D, recv_kv, kAllToAllRecv, recv_at, false, k_at);
+      chunk.in_unpack.add(kVLocal, Hc, D, recv_kv, kAllToAllRecv, recv_at, false, k_at);
+      if (send_at > send_begin) chunk.in_sends.push_back({p, send_begin, send_at - send_begin});
+      if (recv_at > recv_begin) chunk.in_recvs.push_back({p, recv_begin, recv_at - recv_begin});
+      // O travels the Q slabs backwards.
+      const int64_t out_send_begin = out_send_at, out_recv_begin = out_recv_at;
+      chunk.out_pack.add(kOutLocal, Hc, D, recv_q, kAllToAllSend, out_send_at, true, q_at);
+      chunk.out_unpack.add(kUserOut, H, D, send_q, kAllToAllRecv, out_recv_at, false);
+      if (out_send_at > out_send_begin) {
+        chunk.out_sends.push_back({p, out_send_begin, out_send_at - out_send_begin});
+      }
+      if (out_recv_at > out_recv_begin) {
+        chunk.out_recvs.push_back({p, out_recv_begin, out_recv_at - out_recv_begin});
+      }
+    }
+    sched.in_send_bytes = std::max(sched.in_send_bytes, send_at);
+    sched.in_recv_bytes = std::max(sched.in_recv_bytes, recv_at);
+    sched.out_send_bytes = std::max(sched.out_send_bytes, out_send_at);
+    sched.out_recv_bytes = std::max(sched.out_recv_bytes, out_recv_at);
+    if (chunks > 1 && sched.host.step_kept[0] > 0) {
+      // The chunk's rows of the step mask are contiguous (head-major rows).
+      const std::vector<int64_t>& offsets = sched.host.step_masks[0].row_offset;
+      const size_t rows_per_head = route.q_blocks.size();
+      chunk.kept = offsets[(chunk.first_head + chunk.heads) * rows_per_head] -
+                   offsets[chunk.first_head * rows_per_head];
+      if (chunk.kept > 0) {
+        const cuda::AttentionShape shape{
+            1, tq, tk, chunk.heads, static_cast<int>(D), cuda::DType::bf16, problem.scale};
+        chunk.kernel =
+            &kernels.get(shape, problem.geometry.block_q, static_cast<int>(route.q_blocks.size()));
+      }
+    }
+  }
+
+  sched.steps.assign(static_cast<size_t>(R), DeviceStep{});
+  for (int t = 0; t < R; ++t) {
+    const sp::RingStep& rs = route.steps[t];
+    DeviceStep& step = sched.steps[t];
+    if (sched.host.step_kept[t] > 0) {
+      const cuda::AttentionShape shape{1,
+                                       tq,
+                                       rs.key_layout.tokens(),
+                                       static_cast<int>(Hg),
+                                       static_cast<int>(D),
+                                       cuda::DType::bf16,
+                                       problem.scale};
+      step.kernel =
+          &kernels.get(shape, problem.geometry.block_q, static_cast<int>(route.q_blocks.size()));
+    }
+    if (t == 0) continue;
+    sched.step_tokens = std::max(sched.step_tokens, rs.key_layout.tokens());
+    const Base step_k = t % 2 ? kStepK1 : kStepK0, step_v = t % 2 ? kStepV1 : kStepV0;
+    int64_t ring_send_at = 0, ring_recv_at = 0;
+    step.pack.add(kKLocal, Hg, D, rs.send, kRingSend, ring_send_at, true);
+    step.pack.add(kVLocal, Hg, D, rs.send, kRingSend, ring_send_at, true);
+    step.unpack.add(step_k, Hg, D, rs.recv, kRingRecv, ring_recv_at, false);
+    step.unpack.add(step_v, Hg, D, rs.recv, kRingRecv, ring_recv_at, false);
+    if (ring_send_at > 0) step.sends.push_back({rs.dest, 0, ring_send_at});
+    if (ring_recv_at > 0) step.recvs.push_back({rs.origin, 0, ring_recv_at});
+    sched.ring_send_bytes = std::max(sched.ring_send_bytes, ring_send_at);
+    sched.ring_recv_bytes = std::max(sched.ring_recv_bytes, ring_recv_at);
+  }
+
+  UploadTable table(host_table);
+  for (ChunkPhases& chunk : sched.chunks) {
+    for (CopyList* list : {&chunk.in_pack, &chunk.in_unpack, &chunk.out_pack, &chunk.out_unpack,
+                           &chunk.in_local, &chunk.out_local}) {
+      list->table_offset = table.add(std::span<const RowCopy>(list->copies));
+    }
+  }
+  const int words = mask.words_per_row();
+  if (sched.host.computing_steps > 0) {
+    std::vector<uint64_t> row_bits;
+    row_bits.reserve(route.heads.size() * route.q_blocks.size() * static_cast<size_t>(words));
+    for (int h : route.heads) {
+      for (int i : route.q_blocks) {
+        const uint64_t* bits = mask.row_bits(h, i);
+        row_bits.insert(row_bits.end(), bits, bits + words);
+      }
+    }
+    sched.row_bits_offset = table.add(std::span<const uint64_t>(row_bits));
+  }
+  int64_t index_count = 0;
+  for (int t = 0; t < R; ++t) {
+    DeviceStep& step = sched.steps[t];
+    step.pack.table_offset = table.add(std::span<const RowCopy>(step.pack.copies));
+    step.unpack.table_offset = table.add(std::span<const RowCopy>(step.unpack.copies));
+    if (sched.host.step_kept[t] == 0) continue;
+    const BlockCsr& csr = sched.host.step_masks[t];
+    step.count_offset = table.add(std::span<const int32_t>(csr.kv_count));
+    step.row_offset_offset = table.add(std::span<const int64_t>(csr.row_offset));
+    std::vector<uint64_t> wanted(static_cast<size_t>(words), 0);
+    for (int j : route.steps[t].key_blocks) wanted[j >> 6] |= uint64_t{1} << (j & 63);
+    std::vector<int32_t> wanted_before(static_cast<size_t>(words), 0);
+    for (int w = 1; w < words; ++w) {
+      wanted_before[w] = wanted_before[w - 1] + std::popcount(wanted[w - 1]);
+    }
+    step.wanted_offset = table.add(std::span<const uint64_t>(wanted));
+    step.wanted_before_offset = table.add(std::span<const int32_t>(wanted_before));
+    step.index_at = index_count;
+    index_count += sched.host.step_kept[t];
+    step.q_start_offset = table.add(std::span<const int64_t>(route.q_local.start));
+    step.k_start_offset = table.add(std::span<const int64_t>(route.steps[t].key_layout.start));
+  }
+  sched.indices.ensure(std::max<int64_t>(1, index_count) * 4);
+  sched.table_bytes = std::max<int64_t>(16, table.size());
+  sched.table.ensure(sched.table_bytes);
+  std::memcpy(pinned.ensure(sched.table_bytes), table.data(), static_cast<size_t>(table.size()));
+}
+
+}  // namespace dbsp::sp::device
