@@ -63,12 +63,10 @@ std::vector<int> balanced_head_groups(const std::vector<int64_t>& head_kept, int
     load[assignment[h]] += head_kept[h];
     ++count[assignment[h]];
   }
-  auto over = [&] {
-    return std::any_of(count.begin(), count.end(), [&](int c) { return c > even_heads; });
-  };
+  int over = 0;  // groups holding more heads than the even split
   for (int round = 0; round < 4 * heads; ++round) {
     const int top = static_cast<int>(std::max_element(load.begin(), load.end()) - load.begin());
-    const bool already_over = over();
+    const bool already_over = over > 0;
     // Objective: the heaviest load, plus extra_head while some group is over the even split.
     double best_cost = double(load[top]) + (already_over ? extra_head : 0.0);
     int best_a = -1, best_b = -1, best_group = -1;
@@ -78,11 +76,9 @@ std::vector<int> balanced_head_groups(const std::vector<int64_t>& head_kept, int
         if (g == top) continue;
         if (count[g] < max_heads && count[top] > 1) {  // move a to g
           const int64_t m = std::max(load[top] - head_kept[a], load[g] + head_kept[a]);
-          // Whether some group stays over the even split after the move.
-          bool stays_over = count[g] + 1 > even_heads;
-          for (int x = 0; x < groups && !stays_over; ++x) {
-            if (x != g) stays_over = (x == top ? count[x] - 1 : count[x]) > even_heads;
-          }
+          // Whether some group stays over the even split after the move: `top` may leave it,
+          // `g` may join it.
+          const bool stays_over = over - (count[top] == max_heads) + (count[g] == even_heads) > 0;
           // (The pair's new maximum, as for swaps: when other groups tie with the top one,
           // later rounds lower them in turn.)
           const double cost = double(m) + (stays_over ? extra_head : 0.0);
@@ -106,6 +102,8 @@ std::vector<int> balanced_head_groups(const std::vector<int64_t>& head_kept, int
       load[top] += head_kept[best_b];
       assignment[best_b] = top;
     } else {
+      over -= count[top] == max_heads;
+      over += count[best_group] == even_heads;
       --count[top];
       ++count[best_group];
     }
