@@ -227,10 +227,24 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
   }
   ds.inputs_done.record(world_stream);
 
+  // The device mask of ring step `step` from its row `first_row` on (a head chunk's rows).
+  auto step_mask = [&](const DeviceStep& step, size_t first_row) {
+    cuda::DeviceMask dm;
+    dm.block_q = problem.geometry.block_q;
+    dm.block_k = problem.geometry.block_k;
+    dm.q_blocks = static_cast<int>(route.q_blocks.size());
+    dm.kv_count = reinterpret_cast<const int32_t*>(device_table + step.count_offset) + first_row;
+    dm.block_row_offset =
+        reinterpret_cast<const int64_t*>(device_table + step.row_offset_offset) + first_row;
+    dm.kv_index = reinterpret_cast<const int32_t*>(sched.indices.get()) + step.index_at;
+    dm.q_block_start = reinterpret_cast<const int64_t*>(device_table + step.q_start_offset);
+    dm.k_block_start = reinterpret_cast<const int64_t*>(device_table + step.k_start_offset);
+    return dm;
+  };
+
   if (pipelined) {
     // (b') Head chunks (R = 1): chunk c computes while chunk c + 1 arrives and chunk c - 1's O
     // leaves, all-to-alls on the world stream, attention on the compute stream.
-    cuda::DeviceMask dm;
     const DeviceStep& step = sched.steps[0];
     const size_t rows_per_head = route.q_blocks.size();
     for (int c = 0; c < chunks; ++c) {
@@ -240,17 +254,8 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
       const int64_t q_at = tq * chunk.first_head * row_bytes;
       const int64_t k_at = tk * chunk.first_head * row_bytes;
       if (chunk.kept > 0) {
-        const size_t first_row = static_cast<size_t>(chunk.first_head) * rows_per_head;
-        dm.block_q = problem.geometry.block_q;
-        dm.block_k = problem.geometry.block_k;
-        dm.q_blocks = static_cast<int>(rows_per_head);
-        dm.kv_count =
-            reinterpret_cast<const int32_t*>(device_table + step.count_offset) + first_row;
-        dm.block_row_offset =
-            reinterpret_cast<const int64_t*>(device_table + step.row_offset_offset) + first_row;
-        dm.kv_index = reinterpret_cast<const int32_t*>(sched.indices.get()) + step.index_at;
-        dm.q_block_start = reinterpret_cast<const int64_t*>(device_table + step.q_start_offset);
-        dm.k_block_start = reinterpret_cast<const int64_t*>(device_table + step.k_start_offset);
+        const cuda::DeviceMask dm =
+            step_mask(step, static_cast<size_t>(chunk.first_head) * rows_per_head);
         cuda::SparseAttention& attention = *chunk.kernel;
         attention.reserve_sms(0);
         attention.plan(dm, compute);
@@ -295,16 +300,7 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
       ds.compute_begin[t]->record(compute);
       const DeviceStep& step = sched.steps[t];
       if (sched.host.step_kept[t] > 0) {
-        cuda::DeviceMask dm;
-        dm.block_q = problem.geometry.block_q;
-        dm.block_k = problem.geometry.block_k;
-        dm.q_blocks = static_cast<int>(route.q_blocks.size());
-        dm.kv_count = reinterpret_cast<const int32_t*>(device_table + step.count_offset);
-        dm.block_row_offset =
-            reinterpret_cast<const int64_t*>(device_table + step.row_offset_offset);
-        dm.kv_index = reinterpret_cast<const int32_t*>(sched.indices.get()) + step.index_at;
-        dm.q_block_start = reinterpret_cast<const int64_t*>(device_table + step.q_start_offset);
-        dm.k_block_start = reinterpret_cast<const int64_t*>(device_table + step.k_start_offset);
+        const cuda::DeviceMask dm = step_mask(step, 0);
         const void* keys = t == 0 ? k_local : step_k[t % 2];
         const void* values = t == 0 ? v_local : step_v[t % 2];
         cuda::SparseAttention& attention = *step.kernel;

@@ -39,24 +39,29 @@ void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, cons
       }
     }
   }
-  // The slabs of one chunk; local heads renumbered from the chunk's first head.
-  auto global_in = [&](std::span<const Slab> slabs, int c) {
-    std::vector<Slab> kept;
+  // The slabs of chunk c: all of them when the layer is one chunk, else a filtered copy in
+  // `kept` (global heads) or, for local heads, renumbered from the chunk's first head.
+  auto global_in = [&](std::span<const Slab> slabs, int c, std::vector<Slab>& kept) {
+    if (chunks == 1) return slabs;
+    kept.clear();
     for (const Slab& slab : slabs) {
       if (chunk_of[slab.head] == c) kept.push_back(slab);
     }
-    return kept;
+    return std::span<const Slab>(kept);
   };
-  auto local_in = [&](std::span<const Slab> slabs, int c) {
-    std::vector<Slab> kept;
+  auto local_in = [&](std::span<const Slab> slabs, int first_head, int heads,
+                      std::vector<Slab>& kept) {
+    if (chunks == 1) return slabs;
+    kept.clear();
     for (const Slab& slab : slabs) {
-      if (chunk_of[route.heads[slab.head]] == c) {
+      if (slab.head >= first_head && slab.head < first_head + heads) {
         kept.push_back(slab);
-        kept.back().head -= shard_begin(c, static_cast<int>(Hg), chunks);
+        kept.back().head -= first_head;
       }
     }
-    return kept;
+    return std::span<const Slab>(kept);
   };
+  std::vector<Slab> send_q_kept, send_kv_kept, recv_q_kept, recv_kv_kept;
   const int64_t tk = route.k_local.tokens();
   sched.chunks.assign(static_cast<size_t>(chunks), ChunkPhases{});
   for (int c = 0; c < chunks; ++c) {
@@ -68,10 +73,10 @@ void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, cons
     const int64_t q_at = tq * chunk.first_head * row_bytes;
     const int64_t k_at = tk * chunk.first_head * row_bytes;
     {
-      const std::vector<Slab> send_q = global_in(route.send_q[me], c);
-      const std::vector<Slab> send_kv = global_in(route.send_kv[me], c);
-      const std::vector<Slab> recv_q = local_in(route.recv_q[me], c);
-      const std::vector<Slab> recv_kv = local_in(route.recv_kv[me], c);
+      const auto send_q = global_in(route.send_q[me], c, send_q_kept);
+      const auto send_kv = global_in(route.send_kv[me], c, send_kv_kept);
+      const auto recv_q = local_in(route.recv_q[me], chunk.first_head, chunk.heads, recv_q_kept);
+      const auto recv_kv = local_in(route.recv_kv[me], chunk.first_head, chunk.heads, recv_kv_kept);
       chunk.in_local.add_direct(kUserQ, H, send_q, kQLocal, Hc, recv_q, D, 0, q_at);
       chunk.in_local.add_direct(kUserK, H, send_kv, kKLocal, Hc, recv_kv, D, 0, k_at);
       chunk.in_local.add_direct(kUserV, H, send_kv, kVLocal, Hc, recv_kv, D, 0, k_at);
@@ -82,10 +87,10 @@ void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, cons
     int64_t send_at = 0, recv_at = 0, out_send_at = 0, out_recv_at = 0;
     for (int p = 0; p < ranks; ++p) {
       if (p == me) continue;
-      const std::vector<Slab> send_q = global_in(route.send_q[p], c);
-      const std::vector<Slab> send_kv = global_in(route.send_kv[p], c);
-      const std::vector<Slab> recv_q = local_in(route.recv_q[p], c);
-      const std::vector<Slab> recv_kv = local_in(route.recv_kv[p], c);
+      const auto send_q = global_in(route.send_q[p], c, send_q_kept);
+      const auto send_kv = global_in(route.send_kv[p], c, send_kv_kept);
+      const auto recv_q = local_in(route.recv_q[p], chunk.first_head, chunk.heads, recv_q_kept);
+      const auto recv_kv = local_in(route.recv_kv[p], chunk.first_head, chunk.heads, recv_kv_kept);
       const int64_t send_begin = send_at, recv_begin = recv_at;
       chunk.in_pack.add(kUserQ, H, D, send_q, kAllToAllSend, send_at, true);
       chunk.in_pack.add(kUserK, H, D, send_kv, kAllToAllSend, send_at, true);
