@@ -76,39 +76,21 @@ double check_score(const SpProblem& problem, const BlockMask& mask, uint64_t see
   return worst / tolerance;
 }
 
-struct RankTotals {
-  double compute_ms = 0, comm_ms = 0, wait_ms = 0, idle_ms = 0, setup_ms = 0, total_ms = 0;
-  double bytes_sent = 0, bytes_received = 0, bytes_saved = 0;
-  int steps_computed = 0, steps_skipped = 0;
-
-  void add(const SpTelemetry& t) {
-    compute_ms += t.compute_ms;
-    comm_ms += t.comm_ms;
-    wait_ms += t.wait_ms;
-    idle_ms += t.idle_ms;
-    setup_ms += t.setup_ms;
-    total_ms += t.total_ms;
-    bytes_sent += static_cast<double>(t.bytes_sent);
-    bytes_received += static_cast<double>(t.bytes_received);
-    bytes_saved += static_cast<double>(t.bytes_saved);
-    steps_computed += t.ring_steps_computed;
-    steps_skipped += t.ring_steps_skipped;
-  }
-};
-
 constexpr double kMB = 1e6;
 
-void print_rank_table(const std::vector<RankTotals>& ranks) {
+void print_rank_table(const std::vector<SpTelemetry>& ranks) {
   std::printf("\nper rank (sum over all layers and steps):\n");
   std::printf("%5s %11s %9s %9s %9s %9s %10s %9s %9s %9s %11s\n", "rank", "compute_ms", "comm_ms",
               "wait_ms", "idle_ms", "setup_ms", "total_ms", "sent_MB", "recv_MB", "saved_MB",
               "ring steps");
   for (size_t r = 0; r < ranks.size(); ++r) {
-    const RankTotals& t = ranks[r];
+    const SpTelemetry& t = ranks[r];
     std::printf("%5zu %11.2f %9.2f %9.2f %9.2f %9.2f %10.2f %9.3f %9.3f %9.3f %5d/%-5d\n", r,
                 t.compute_ms, t.comm_ms, t.wait_ms, t.idle_ms, t.setup_ms, t.total_ms,
-                t.bytes_sent / kMB, t.bytes_received / kMB, t.bytes_saved / kMB, t.steps_computed,
-                t.steps_computed + t.steps_skipped);
+                static_cast<double>(t.bytes_sent) / kMB,
+                static_cast<double>(t.bytes_received) / kMB,
+                static_cast<double>(t.bytes_saved) / kMB, t.ring_steps_computed,
+                t.ring_steps_computed + t.ring_steps_skipped);
   }
 }
 
@@ -193,7 +175,7 @@ int run_ranks(const RunOptions& o) {
                            .ring_reserved_sms = o.ring_reserved_sms,
                            .head_chunks = o.head_chunks},
                           o.planner, o.cost);
-    std::vector<RankTotals> totals(static_cast<size_t>(ranks));
+    std::vector<SpTelemetry> totals(static_cast<size_t>(ranks));
     LayerInputs inputs;
     double predicted_sum = 0, measured_sum = 0, wall_ms = 0, sent = 0, saved = 0;
     int entries = 0;
@@ -310,7 +292,7 @@ int run_ranks(const RunOptions& o) {
     if (root) {
       print_rank_table(totals);
       double max_compute = 0, sum_compute = 0;
-      for (const RankTotals& t : totals) {
+      for (const SpTelemetry& t : totals) {
         max_compute = std::max(max_compute, t.compute_ms);
         sum_compute += t.compute_ms;
       }

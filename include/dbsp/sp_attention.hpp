@@ -85,6 +85,9 @@ struct SpTelemetry {
   int ring_steps_skipped = 0;    // (rank, step) pairs with no kept block: no kernel launched
   int64_t kept_blocks = 0;       // (head, q block, k block) triples this rank computed
   bool schedule_reused = false;  // the routing and local masks came from the previous call
+
+  // Adds another call's times, bytes and counts (grid and flags stay this call's).
+  void add(const SpTelemetry& other);
 };
 
 // Lets an executor keep the schedule it builds for a call (routing, local masks, on the GPU the

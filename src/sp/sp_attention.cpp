@@ -47,6 +47,21 @@ uint64_t mask_hash(const BlockMask& mask) {
   return hash;
 }
 
+void SpTelemetry::add(const SpTelemetry& other) {
+  total_ms += other.total_ms;
+  setup_ms += other.setup_ms;
+  compute_ms += other.compute_ms;
+  comm_ms += other.comm_ms;
+  wait_ms += other.wait_ms;
+  idle_ms += other.idle_ms;
+  bytes_sent += other.bytes_sent;
+  bytes_received += other.bytes_received;
+  bytes_saved += other.bytes_saved;
+  ring_steps_computed += other.ring_steps_computed;
+  ring_steps_skipped += other.ring_steps_skipped;
+  kept_blocks += other.kept_blocks;
+}
+
 SpAttention::SpAttention(Communicator& world, Strategy strategy, int layers, SpOptions options,
                          PlannerOptions planner, CostModel cost)
     : executor_(world, options),
@@ -100,21 +115,6 @@ SpLayerReport SpAttention::forward_with(int layer, const BlockMask& mask, Run&& 
 
 namespace {
 
-void accumulate(SpTelemetry& sum, const SpTelemetry& t) {
-  sum.total_ms += t.total_ms;
-  sum.setup_ms += t.setup_ms;
-  sum.compute_ms += t.compute_ms;
-  sum.comm_ms += t.comm_ms;
-  sum.wait_ms += t.wait_ms;
-  sum.idle_ms += t.idle_ms;
-  sum.bytes_sent += t.bytes_sent;
-  sum.bytes_received += t.bytes_received;
-  sum.bytes_saved += t.bytes_saved;
-  sum.ring_steps_computed += t.ring_steps_computed;
-  sum.ring_steps_skipped += t.ring_steps_skipped;
-  sum.kept_blocks += t.kept_blocks;
-}
-
 // Elements of one batch element of this rank's query (and output) shard and key (and value)
 // shard.
 struct ShardElements {
@@ -131,7 +131,7 @@ template <class One>
 SpTelemetry over_batch(const SpProblem& problem, One&& one) {
   require(problem.batch >= 1, "SpAttention: batch must be >= 1, got ", problem.batch);
   SpTelemetry sum = one(0);
-  for (int b = 1; b < problem.batch; ++b) accumulate(sum, one(b));
+  for (int b = 1; b < problem.batch; ++b) sum.add(one(b));
   return sum;
 }
 
