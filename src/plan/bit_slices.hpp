@@ -39,13 +39,16 @@ struct MaskRows {
   }
 };
 
-// Tests: false makes the kernels take their portable path even where AVX2 is available.
-void allow_avx2(bool allowed);
+// The instruction sets the kernels are built for, narrowest first. The widest one the CPU runs is
+// used; tests narrow it to compare every build against the portable one.
+enum class Simd { portable, avx2, avx512 };
+void limit_simd(Simd widest);
+bool simd_available(Simd level);
 
 // Adds `count` bit rows to bit-sliced counters: planes[k * stride + w] holds bit k of the counts
 // of the 64 columns of word w. The counters must have room for the sums (`plane_count` planes);
 // words past a row's end are counted into columns nobody reads. `overwrite`: the counters start
-// from zero (their old contents are ignored). Uses AVX2 when the CPU has it.
+// from zero (their old contents are ignored).
 void add_rows(const uint64_t* const* rows, int count, int stride, uint64_t* planes, int plane_count,
               bool overwrite = false);
 

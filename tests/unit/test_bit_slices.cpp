@@ -1,5 +1,5 @@
-// The planner's bit-sliced counting kernels against plain per-column counts, on both the AVX2 and
-// the portable path, for row counts around every tree size (8, 16, 32) and odd widths.
+// The planner's bit-sliced counting kernels against plain per-column counts, on every build the CPU
+// runs (portable, AVX2, AVX-512), for row counts around every tree size (8, 16, 32) and odd widths.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -14,7 +14,7 @@
 
 namespace {
 
-using dbsp::plan::allow_avx2;
+using dbsp::plan::Simd;
 
 // Random bit rows of `words` words each, read for `stride` words (the padding is random too: it
 // must only land in columns nobody reads).
@@ -35,10 +35,13 @@ struct Rows {
   }
 };
 
-class BitSlices : public testing::TestWithParam<bool> {
+class BitSlices : public testing::TestWithParam<Simd> {
  protected:
-  void SetUp() override { allow_avx2(GetParam()); }
-  void TearDown() override { allow_avx2(true); }
+  void SetUp() override {
+    if (!dbsp::plan::simd_available(GetParam())) GTEST_SKIP() << "this CPU lacks the instructions";
+    dbsp::plan::limit_simd(GetParam());
+  }
+  void TearDown() override { dbsp::plan::limit_simd(Simd::avx512); }
 };
 
 TEST_P(BitSlices, AddRowsMatchesColumnCountsAroundEveryTreeSize) {
@@ -205,9 +208,18 @@ TEST_P(BitSlices, MaskStatsMatchPlainCounts) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Paths, BitSlices, testing::Values(true, false),
-                         [](const testing::TestParamInfo<bool>& path) {
-                           return path.param ? "Avx2WhereAvailable" : "Portable";
+INSTANTIATE_TEST_SUITE_P(Paths, BitSlices,
+                         testing::Values(Simd::portable, Simd::avx2, Simd::avx512),
+                         [](const testing::TestParamInfo<Simd>& path) {
+                           switch (path.param) {
+                             case Simd::portable:
+                               return "Portable";
+                             case Simd::avx2:
+                               return "Avx2";
+                             case Simd::avx512:
+                               return "Avx512";
+                           }
+                           return "?";
                          });
 
 }  // namespace
