@@ -1,13 +1,17 @@
 // Planner cost on one Wan2.1-720p layer (40 heads, 1182 x 1182 blocks): mask statistics plus
 // one plan, per policy and U x R, single-threaded. Prints rho_s beside the time so a fast but
-// worse plan cannot pass unnoticed.
+// worse plan cannot pass unnoticed. `--simd=portable|avx2|avx512` caps the instruction set of the
+// counting kernels (default: the widest this CPU runs), to compare builds on one machine.
 #include "dbsp/planner.hpp"
 
 #include <benchmark/benchmark.h>
 
+#include <cstdio>
 #include <memory>
+#include <string_view>
 
 #include "dbsp/workload.hpp"
+#include "plan/bit_slices.hpp"
 
 namespace {
 
@@ -58,4 +62,35 @@ BENCHMARK(choose_strategy_all_grids)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+  using dbsp::plan::Simd;
+  const char* names[] = {"portable", "avx2", "avx512"};
+  Simd widest = Simd::avx512;
+  while (widest != Simd::portable && !dbsp::plan::simd_available(widest))
+    widest = static_cast<Simd>(static_cast<int>(widest) - 1);
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view arg = argv[i];
+    if (arg.starts_with("--simd=")) {
+      const std::string_view name = arg.substr(7);
+      int level = 0;
+      while (level < 3 && name != names[level]) ++level;
+      if (level == 3 || !dbsp::plan::simd_available(static_cast<Simd>(level))) {
+        std::fprintf(stderr, "bench_planner: --simd=%.*s is unknown or not on this CPU\n",
+                     static_cast<int>(name.size()), name.data());
+        return 2;
+      }
+      widest = static_cast<Simd>(level);
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  argc = kept;
+  dbsp::plan::limit_simd(widest);
+  benchmark::AddCustomContext("simd", names[static_cast<int>(widest)]);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
