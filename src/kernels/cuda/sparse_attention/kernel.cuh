@@ -13,6 +13,7 @@
 #include "kernels/cuda/sparse_attention/tile_loader.cuh"
 #include "kernels/cuda/sparse_attention/traits.cuh"
 #include "kernels/cuda/sparse_attention/work_item.cuh"
+#include "kernels/cuda/sparse_attention/work_list.cuh"
 
 namespace dbsp::cuda::detail {
 
@@ -73,21 +74,8 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocksPerSm)
     sparse_attention_kernel(const SparseAttentionParams p, float scale) {
   extern __shared__ __align__(128) char smem[];
   __shared__ int next_item;
-  for (;;) {
-    if (threadIdx.x == 0) next_item = atomicAdd(p.work_counter, 1);
-    __syncthreads();
-    const int index = next_item;
-    if (index >= p.num_items) break;
-    const int item = p.work_order != nullptr ? p.work_order[index] : index;
-    const WorkItem w = WorkItem::make(p, item);
-    if (w.q_rows > 0) {
-      if (w.tiles() == 0)
-        Epilogue<Traits>::store_empty(p, w, threadIdx.x);
-      else
-        attend_item<Traits>(p, w, smem, scale);
-    }
-    __syncthreads();  // the next item's prologue overwrites shared memory and next_item
-  }
+  for_each_cta_item<Traits>(p, &next_item,
+                            [&](const WorkItem& w) { attend_item<Traits>(p, w, smem, scale); });
 }
 
 }  // namespace dbsp::cuda::detail

@@ -15,6 +15,7 @@
 #include "kernels/cuda/sparse_attention/softmax.cuh"
 #include "kernels/cuda/sparse_attention/tile_loader.cuh"
 #include "kernels/cuda/sparse_attention/work_item.cuh"
+#include "kernels/cuda/sparse_attention/work_list.cuh"
 
 namespace dbsp::cuda::detail {
 
@@ -99,21 +100,8 @@ __global__ void __launch_bounds__(Traits::kThreads, Traits::kMinBlocksPerSm)
   extern __shared__ __align__(1024) char smem[];
   int* next_item = reinterpret_cast<int*>(smem + Traits::kSmemBytes - 16);
   if ((shared_address(smem) & 1023) != 0) __trap();
-  for (;;) {
-    if (threadIdx.x == 0) *next_item = atomicAdd(p.work_counter, 1);
-    __syncthreads();
-    const int index = *next_item;
-    if (index >= p.num_items) break;
-    const int item = p.work_order != nullptr ? p.work_order[index] : index;
-    const WorkItem w = WorkItem::make(p, item);
-    if (w.q_rows > 0) {
-      if (w.tiles() == 0)
-        Epilogue<Traits>::store_empty(p, w, threadIdx.x);
-      else
-        sm90_attend_item<Traits>(p, w, smem, scale);
-    }
-    __syncthreads();  // the next item's prologue overwrites shared memory and the work slot
-  }
+  for_each_cta_item<Traits>(
+      p, next_item, [&](const WorkItem& w) { sm90_attend_item<Traits>(p, w, smem, scale); });
 }
 
 }  // namespace dbsp::cuda::detail

@@ -2,8 +2,8 @@
 // per-variant files in instantiations/.
 #pragma once
 
-#include "kernels/cuda/common/cuda_check.hpp"
 #include "kernels/cuda/sparse_attention/element_of.cuh"
+#include "kernels/cuda/sparse_attention/launch_template.cuh"
 #include "kernels/cuda/sparse_attention/sm90_ws/kernel.cuh"
 #include "kernels/cuda/sparse_attention/sm90_ws/launch.hpp"
 #include "kernels/cuda/sparse_attention/sm90_ws/traits.cuh"
@@ -16,13 +16,7 @@ using WsTraitsOf = WsTraits<typename ElementOf<kElement>::type, kHeadDim, kMode>
 template <ElementKind kElement, int kHeadDim, WsMode kMode>
 int ws_ctas_per_sm() {
   using Traits = WsTraitsOf<kElement, kHeadDim, kMode>;
-  const auto kernel = sparse_attention_ws_kernel<Traits>;
-  DBSP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       Traits::kSmemBytes));
-  int blocks = 0;
-  DBSP_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks, kernel, Traits::kThreads,
-                                                                Traits::kSmemBytes));
-  return blocks;
+  return ctas_per_sm<Traits>(sparse_attention_ws_kernel<Traits>);
 }
 
 template <ElementKind kElement, int kHeadDim, WsMode kMode>
@@ -30,11 +24,7 @@ void ws_launch(const SparseAttentionParams& params, float scale, int grid, const
                cudaStream_t stream) {
   using Traits = WsTraitsOf<kElement, kHeadDim, kMode>;
   static_assert(Traits::kItemRows == ws_item_rows(kMode));
-  const auto kernel = sparse_attention_ws_kernel<Traits>;
-  DBSP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       Traits::kSmemBytes));
-  kernel<<<grid, Traits::kThreads, Traits::kSmemBytes, stream>>>(params, scale, maps);
-  DBSP_CUDA_CHECK_LAUNCH();
+  launch_with_smem<Traits>(sparse_attention_ws_kernel<Traits>, grid, stream, params, scale, maps);
 }
 
 #define DBSP_INSTANTIATE_SPARSE_ATTENTION_WS(kElement, kHeadDim, kMode)                        \

@@ -11,10 +11,12 @@
 
 #include "kernels/cuda/common/async_copy.cuh"
 #include "kernels/cuda/common/ptx.cuh"
+#include "kernels/cuda/sparse_attention/sm90_ws/mode.hpp"
 #include "kernels/cuda/sparse_attention/sm90_ws/pipeline.cuh"
 #include "kernels/cuda/sparse_attention/sm90_ws/tensor_maps.hpp"
 #include "kernels/cuda/sparse_attention/smem_layout.cuh"
 #include "kernels/cuda/sparse_attention/work_item.cuh"
+#include "kernels/cuda/sparse_attention/work_list.cuh"
 
 namespace dbsp::cuda::detail {
 
@@ -27,9 +29,10 @@ struct WsProducer {
   static constexpr int kRowsPerCopy = 32 / kChunks;  // rows one warp-wide cp.async covers
   static constexpr int kColumnBlockBytes = Layout::kColumnBlockBytes;
 
-  // The item's rows and key tiles. Shared-key items (dense only) cover 128 queries.
+  // The item's rows and key tiles: shared-key dense items cover 128 queries; separate items and
+  // paired rows are WorkItem::make's, as in the single-warpgroup kernels.
   __device__ static WorkItem item_at(const SparseAttentionParams& p, int item) {
-    if constexpr (!Traits::kSharedKv) {
+    if constexpr (Traits::kMode != WsMode::shared_dense) {
       return WorkItem::make(p, item);
     } else {
       WorkItem w;
@@ -109,11 +112,9 @@ struct WsProducer {
     RingPosition ring;
     uint32_t q_phase = 0;
     for (;;) {
-      int index = 0;
-      if (lane == 0) index = atomicAdd(p.work_counter, 1);
-      index = __shfl_sync(0xffffffffu, index, 0);
-      if (index >= p.num_items) break;
-      const WorkItem w = WorkItem::make(p, p.work_order != nullptr ? p.work_order[index] : index);
+      const int position = claim_position(p, lane);
+      if (position >= p.num_items) break;
+      const WorkItem w = item_at(p, scheduled_item(p, position));
       if (w.q_rows <= 0) continue;
       if (w.block_tiles + w.block_tiles_b == 0) {
         store_empty(p, w, lane);
@@ -151,12 +152,9 @@ struct WsProducer {
     RingPosition ring;
     uint32_t q_phase = 0;
     for (;;) {
-      int index = 0;
-      if (lane == 0) index = atomicAdd(p.work_counter, 1);
-      index = __shfl_sync(0xffffffffu, index, 0);
-      if (index >= p.num_items) break;
-      const int item = p.work_order != nullptr ? p.work_order[index] : index;
-      const WorkItem w = item_at(p, item);
+      const int position = claim_position(p, lane);
+      if (position >= p.num_items) break;
+      const WorkItem w = item_at(p, scheduled_item(p, position));
       if (w.q_rows <= 0) continue;
       const int tiles = w.tiles();
       if (tiles == 0) {
@@ -220,6 +218,13 @@ struct WsProducer {
   }
 
  private:
+  // The warp's next position in the persistent work list: lane 0 claims it, every lane gets it.
+  __device__ __forceinline__ static int claim_position(const SparseAttentionParams& p, int lane) {
+    int position = 0;
+    if (lane == 0) position = atomicAdd(p.work_counter, 1);
+    return __shfl_sync(0xffffffffu, position, 0);
+  }
+
   // No more items: a record of -1 tiles in the next stage (consumers and V producer read it).
   __device__ static void finish(const Pipeline<Traits>& pipe, const RingPosition& ring, int lane) {
     mbarrier_wait(pipe.k_empty(ring.stage), ring.phase ^ 1);
