@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Does the ring's K/V transfer overlap the attention kernel on the real machine? Runs
+# `dbsp run --backend cuda` (Wan2.1-480p, 2 GPUs) under NCCL settings that change where the
+# transfer runs: the default (NCCL kernels on SMs), copy engines for peer transfers
+# (NCCL_P2P_USE_CUDA_MEMCPY=1), and SMs left free beside the attention kernel with NCCL held to
+# as few channels (`--ring-reserved-sms`, NCCL_MAX_NCHANNELS). Same binaries and environment as
+# device_run.sh; logs to $OUT.
+#   usage: [STRATEGIES="ring ulysses dbsp"] bash bench/runtime/overlap_probe.sh [layers] [steps]
+set -uo pipefail
+deps=.deps/runtime
+out=${OUT:-/tmp/dbsp_overlap_out}
+mkdir -p "$out"
+layers=${1:-8}
+steps=${2:-2}
+export LD_LIBRARY_PATH=$PWD/$deps/lib:${LD_LIBRARY_PATH:-}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 NCCL_NVLS_ENABLE=0
+export OMPI_MCA_btl_vader_single_copy_mechanism=none OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
+# config name | environment | reserved SMs
+configs=(
+  "default||0"
+  "copy-engines|NCCL_P2P_USE_CUDA_MEMCPY=1|0"
+  "reserve16-ch8|NCCL_MAX_NCHANNELS=8|16"
+  "reserve32-ch16|NCCL_MAX_NCHANNELS=16|32"
+)
+for config in "${configs[@]}"; do
+  IFS='|' read -r name env reserve <<<"$config"
+  for strategy in ${STRATEGIES:-ring ulysses dbsp}; do
+    # shellcheck disable=SC2086
+    timeout 150 env $env mpirun --bind-to none -x OMP_NUM_THREADS -x LD_LIBRARY_PATH \
+      -x NCCL_NVLS_ENABLE ${env:+-x ${env%%=*}} -np 2 "$deps/bin/dbsp" run \
+      --workload wan2.1-480p --backend cuda --strategy "$strategy" --layers "$layers" \
+      --steps "$steps" --ring-reserved-sms "$reserve" >"$out/run.log" 2>&1
+    status=$?
+    wall=$(awk '/^summary/ {print $3}' "$out/run.log")
+    echo "$name $strategy exit $status: wall $wall ms; rank 0: $(awk '/^ rank/ {getline; print "compute", $2, "comm", $3, "wait", $4, "idle", $5, "setup", $6}' "$out/run.log")"
+    { echo "---- $name $strategy"; cat "$out/run.log"; } >>"$out/overlap.log"
+  done
+done
+rm -f "$out/run.log"
