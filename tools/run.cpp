@@ -19,6 +19,7 @@
 #include "dbsp/error.hpp"
 #include "dbsp/sp_attention.hpp"
 #include "dbsp/sp_reference.hpp"
+#include "hang_watchdog.hpp"
 #include "mask_source.hpp"
 
 namespace dbsp::cli {
@@ -148,6 +149,21 @@ struct LayerInputs {
   }
 };
 
+// Reports a failed call and ends the job from where it failed (more than one rank). Unwinding
+// first would free GPU buffers, and freeing waits for all of the device's work, including a
+// transfer that a dead or stuck peer never completes: the report would never be printed.
+template <class Call>
+decltype(auto) or_end_job(int rank, int ranks, Call&& call) {
+  try {
+    return call();
+  } catch (const std::exception& e) {
+    if (ranks <= 1) throw;
+    std::fprintf(stderr, "dbsp run: rank %d of %d: error: %s\n", rank, ranks, e.what());
+    std::fflush(stderr);
+    MpiEnvironment::abort(2);
+  }
+}
+
 int run_ranks(const RunOptions& o) {
   require(o.backend == "cpu" || o.backend == "cuda", "--backend: expected cpu or cuda, got '",
           o.backend, "'");
@@ -160,6 +176,10 @@ int run_ranks(const RunOptions& o) {
   const int rank = world->rank(), ranks = world->size();
   const bool root = rank == 0;
   bool all_ok = true;
+  // A layer call waits at most `timeout` per phase (inputs, ring steps, outputs): past twice that
+  // and a grace, it is stuck below dbsp.
+  HangWatchdog watchdog(2 * o.timeout + 30,
+                        "dbsp run: rank " + std::to_string(rank) + " of " + std::to_string(ranks));
   try {
     // The device path runs over NCCL, one GPU per rank; MPI only bootstraps it and gathers checks.
     std::unique_ptr<Communicator> nccl;
@@ -197,9 +217,13 @@ int run_ranks(const RunOptions& o) {
             Partition::contiguous(grid, mask.heads(), mask.q_blocks(), mask.k_blocks());
         for (int n = 0; n < o.warmup; ++n) {
           if (device) {
-            attention.executor().run_device_bf16(problem, mask, partition, inputs.device_q->data(),
-                                                 inputs.device_k->data(), inputs.device_v->data(),
-                                                 device_out->data());
+            or_end_job(rank, ranks, [&] {
+              return watchdog.guard("the warm-up call on grid " + grid.name(), [&] {
+                return attention.executor().run_device_bf16(
+                    problem, mask, partition, inputs.device_q->data(), inputs.device_k->data(),
+                    inputs.device_v->data(), device_out->data());
+              });
+            });
           } else {
             attention.executor().run(problem, mask, partition, inputs.q.data(), inputs.k.data(),
                                      inputs.v.data(), out.data());
@@ -238,9 +262,14 @@ int run_ranks(const RunOptions& o) {
         SpLayerReport report;
         if (device) {
           DeviceBf16 device_out(out.size());
-          report = attention.forward_device_bf16(layer, problem, mask, inputs.device_q->data(),
-                                                 inputs.device_k->data(), inputs.device_v->data(),
-                                                 device_out.data());
+          report = or_end_job(rank, ranks, [&] {
+            return watchdog.guard(
+                "step " + std::to_string(step) + " layer " + std::to_string(layer), [&] {
+                  return attention.forward_device_bf16(
+                      layer, problem, mask, inputs.device_q->data(), inputs.device_k->data(),
+                      inputs.device_v->data(), device_out.data());
+                });
+          });
           if (o.check) out = device_out.to_host();
         } else {
           report = attention.forward(layer, problem, mask, inputs.q.data(), inputs.k.data(),

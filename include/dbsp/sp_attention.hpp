@@ -115,7 +115,10 @@ class SpExecutor {
 
   // The device path (NCCL communicator; dbsp built with CUDA and NCCL): q, k, v and out are bf16
   // [tokens, heads, head_dim] on the communicator's GPU, read after the work already queued on the
-  // legacy default stream. Partial results merge in fp32. Returns once `out` is complete.
+  // legacy default stream. Partial results merge in fp32. Returns once `out` is complete. A layer
+  // that fails after its work was queued (timeout, dead peer) leaves the executor's device
+  // buffers allocated until the process ends: freeing them would wait for work that may never
+  // finish.
   // Kernel limits: head_dim 64 or 128, block sizes multiples of 64.
   SpTelemetry run_device_bf16(const SpProblem& problem, const BlockMask& mask,
                               const Partition& partition, const void* q, const void* k,

@@ -2,7 +2,10 @@
 // ncclCommSplit, all on non-blocking communicators so that every wait has a deadline.
 #include "comm/nccl/nccl_communicator.hpp"
 
+#include <atomic>
+#include <memory>
 #include <sstream>
+#include <thread>
 #include <vector>
 
 #include "comm/nccl/nccl_check.hpp"
@@ -26,6 +29,29 @@ ncclResult_t settle(ncclComm_t comm, double timeout_seconds) {
   });
   return state;
 }
+
+// ncclCommAbort ends NCCL's kernels, but a transfer that no kernel runs may keep it waiting (with
+// NCCL_P2P_USE_CUDA_MEMCPY=1, peer copies on copy engines never completed on the lent 2 x H200
+// machine, and the job hung after its timeout). It runs on its own thread; after
+// `grace_seconds` the caller goes on and the thread is left behind, so that a failed job reports
+// and exits instead of hanging.
+void abort_within(ncclComm_t comm, int device, double grace_seconds) noexcept {
+  std::shared_ptr<std::atomic<bool>> finished;
+  try {
+    finished = std::make_shared<std::atomic<bool>>(false);
+    std::thread([comm, device, finished] {
+      cudaSetDevice(device);
+      ncclCommAbort(comm);
+      finished->store(true);
+    }).detach();
+  } catch (...) {  // no thread to be had: abort here, without the bound
+    ncclCommAbort(comm);
+    return;
+  }
+  comm::poll_until(grace_seconds, [&] { return finished->load(); });
+}
+
+constexpr double kAbortGraceSeconds = 10;
 
 class NcclPendingExchange final : public PendingExchange {
  public:
@@ -57,7 +83,7 @@ NcclCommunicator::NcclCommunicator(const ncclUniqueId& id, int rank, int size, i
   DBSP_NCCL_CHECK(ncclCommInitRankConfig(&comm_, size, id, rank, &config));
   const ncclResult_t state = settle(comm_, options.timeout_seconds);
   if (state != ncclSuccess) {
-    ncclCommAbort(comm_);
+    abort_within(comm_, device_, kAbortGraceSeconds);
     comm_ = nullptr;
     fail("nccl: joining a communicator of ", size, " ranks as rank ", rank, " on device ", device,
          state == ncclInProgress ? " timed out after " : " failed: ",
@@ -85,10 +111,12 @@ NcclCommunicator::~NcclCommunicator() {
     if (clean) {
       ncclCommDestroy(comm_);
     } else {
-      ncclCommAbort(comm_);
+      abort_within(comm_, device_, kAbortGraceSeconds);
     }
   }
-  if (scratch_) cudaFree(scratch_);
+  // After a failure a transfer may still be stuck on the device, and cudaFree waits for all of
+  // the device's work: the scratch buffer is left to the process's end instead.
+  if (scratch_ && failure_.empty()) cudaFree(scratch_);
   if (stream_) cudaStreamDestroy(stream_);
 }
 
@@ -99,7 +127,8 @@ void NcclCommunicator::require_usable(std::string_view operation) const {
 
 void NcclCommunicator::abort(const std::string& reason) noexcept {
   if (failure_.empty()) failure_ = reason;
-  if (comm_) ncclCommAbort(comm_);  // ends kernels that wait for a peer that will never come
+  // Ends kernels that wait for a peer that will never come.
+  if (comm_) abort_within(comm_, device_, kAbortGraceSeconds);
   comm_ = nullptr;
 }
 
@@ -240,7 +269,7 @@ std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key) {
   DBSP_NCCL_CHECK(ncclCommSplit(comm_, color, key, &sub, &config));
   wait_ready("split", "every rank of the communicator");
   if (sub != nullptr && settle(sub, timeout_seconds()) != ncclSuccess) {
-    ncclCommAbort(sub);
+    abort_within(sub, device_, kAbortGraceSeconds);
     abort_with("nccl: split on rank " + std::to_string(rank_) +
                ": the new communicator did not become ready within the timeout");
   }

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <sstream>
 #include <tuple>
@@ -67,6 +68,30 @@ struct SpExecutor::DeviceState {
     }
   }
 };
+
+namespace {
+
+// Leaves an object to the process's end when the scope is left by an exception. After a failed
+// layer (a peer that never sends) some queued work may never finish, and freeing device memory
+// waits for all of the device's work: destroying the executor's buffers would hang where the
+// caller should get the error.
+template <class Owner>
+class AbandonOnFailure {
+ public:
+  explicit AbandonOnFailure(Owner& owner)
+      : owner_(owner), exceptions_(std::uncaught_exceptions()) {}
+  ~AbandonOnFailure() {
+    if (std::uncaught_exceptions() > exceptions_) (void)owner_.release();
+  }
+  AbandonOnFailure(const AbandonOnFailure&) = delete;
+  AbandonOnFailure& operator=(const AbandonOnFailure&) = delete;
+
+ private:
+  Owner& owner_;
+  int exceptions_;
+};
+
+}  // namespace
 
 SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMask& mask,
                                         const Partition& partition, const void* q, const void* k,
@@ -190,6 +215,9 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
     return comm.start_exchange(send_ops, recv_ops, operation);
   };
   std::vector<std::unique_ptr<PendingExchange>> in_flight;
+
+  // From here on work is queued on the device.
+  const AbandonOnFailure abandon(device_);
 
   // (a) On the world stream: upload (first use of a schedule), pack, exchange, unpack.
   ds.start.record(world_stream);
