@@ -39,6 +39,7 @@ struct RunOptions {
   bool send_all = false;
   int ring_reserved_sms = SpOptions{}.ring_reserved_sms;
   int head_chunks = SpOptions{}.head_chunks;
+  bool no_ring_overlap = false;
   int batch = 1;    // batch elements per layer call, each with its own inputs
   int emulate = 0;  // > 0: this many virtual ranks in one process, no MPI
   int warmup = 1;   // untimed calls per grid before the run (connections, kernel loading)
@@ -193,7 +194,8 @@ int run_ranks(const RunOptions& o) {
     SpAttention attention(data_comm, strategy, layers,
                           {.mask_aware = !o.send_all,
                            .ring_reserved_sms = o.ring_reserved_sms,
-                           .head_chunks = o.head_chunks},
+                           .head_chunks = o.head_chunks,
+                           .ring_overlap = !o.no_ring_overlap},
                           o.planner, o.cost);
     std::vector<SpTelemetry> totals(static_cast<size_t>(ranks));
     LayerInputs inputs;
@@ -489,6 +491,9 @@ void register_run(CLI::App& app) {
                    "is in flight (0: none; the transfer then waits for the kernel)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  command->add_flag("--no-ring-overlap", options->no_ring_overlap,
+                    "cuda, diagnostics: each ring step computes only after the next step's K/V "
+                    "has arrived (compute times without a transfer beside the kernel)");
   command->add_option("--batch", options->batch, "batch elements per layer call (one plan)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

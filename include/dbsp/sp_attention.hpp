@@ -67,6 +67,10 @@ struct SpOptions {
   // and computed in turn, so that a chunk's all-to-all overlaps the previous chunk's attention
   // and the next one's output return. 1: the whole layer at once.
   int head_chunks = 1;
+  // GPU, diagnostics: false makes each ring step wait until the next step's K/V has arrived
+  // before computing, so that no transfer kernel runs beside the attention kernel (the layer is
+  // slower; the compute times then show what running beside the transfer costs the kernels).
+  bool ring_overlap = true;
 };
 
 // One layer on one rank. Times in milliseconds of wall clock.

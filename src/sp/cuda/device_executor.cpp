@@ -325,6 +325,7 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
         ds.ring_arrived[t + 1]->record(ring_stream);
       }
       if (t > 0) wait(compute, *ds.ring_arrived[t]);
+      if (!options_.ring_overlap && t + 1 < R) wait(compute, *ds.ring_arrived[t + 1]);
       ds.compute_begin[t]->record(compute);
       const DeviceStep& step = sched.steps[t];
       if (sched.host.step_kept[t] > 0) {
