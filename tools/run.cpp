@@ -150,6 +150,14 @@ struct LayerInputs {
   }
 };
 
+// Prints this rank's error; with more than one rank, ends the job (the others would wait for this
+// one until their timeout).
+void report_failure(int rank, int ranks, const std::exception& e) {
+  std::fprintf(stderr, "dbsp run: rank %d of %d: error: %s\n", rank, ranks, e.what());
+  std::fflush(stderr);
+  if (ranks > 1) MpiEnvironment::abort(2);
+}
+
 // Reports a failed call and ends the job from where it failed (more than one rank). Unwinding
 // first would free GPU buffers, and freeing waits for all of the device's work, including a
 // transfer that a dead or stuck peer never completes: the report would never be printed.
@@ -159,9 +167,8 @@ decltype(auto) or_end_job(int rank, int ranks, Call&& call) {
     return call();
   } catch (const std::exception& e) {
     if (ranks <= 1) throw;
-    std::fprintf(stderr, "dbsp run: rank %d of %d: error: %s\n", rank, ranks, e.what());
-    std::fflush(stderr);
-    MpiEnvironment::abort(2);
+    report_failure(rank, ranks, e);
+    throw;  // not reached: the job has ended
   }
 }
 
@@ -181,6 +188,10 @@ int run_ranks(const RunOptions& o) {
   // and a grace, it is stuck below dbsp.
   HangWatchdog watchdog(2 * o.timeout + 30,
                         "dbsp run: rank " + std::to_string(rank) + " of " + std::to_string(ranks));
+  // A GPU layer call: ended by the watchdog if it hangs, reported where it fails.
+  auto device_call = [&](std::string what, auto&& call) {
+    return or_end_job(rank, ranks, [&] { return watchdog.guard(std::move(what), call); });
+  };
   try {
     // The device path runs over NCCL, one GPU per rank; MPI only bootstraps it and gathers checks.
     std::unique_ptr<Communicator> nccl;
@@ -219,12 +230,10 @@ int run_ranks(const RunOptions& o) {
             Partition::contiguous(grid, mask.heads(), mask.q_blocks(), mask.k_blocks());
         for (int n = 0; n < o.warmup; ++n) {
           if (device) {
-            or_end_job(rank, ranks, [&] {
-              return watchdog.guard("the warm-up call on grid " + grid.name(), [&] {
-                return attention.executor().run_device_bf16(
-                    problem, mask, partition, inputs.device_q->data(), inputs.device_k->data(),
-                    inputs.device_v->data(), device_out->data());
-              });
+            device_call("the warm-up call on grid " + grid.name(), [&] {
+              return attention.executor().run_device_bf16(
+                  problem, mask, partition, inputs.device_q->data(), inputs.device_k->data(),
+                  inputs.device_v->data(), device_out->data());
             });
           } else {
             attention.executor().run(problem, mask, partition, inputs.q.data(), inputs.k.data(),
@@ -264,14 +273,12 @@ int run_ranks(const RunOptions& o) {
         SpLayerReport report;
         if (device) {
           DeviceBf16 device_out(out.size());
-          report = or_end_job(rank, ranks, [&] {
-            return watchdog.guard(
-                "step " + std::to_string(step) + " layer " + std::to_string(layer), [&] {
-                  return attention.forward_device_bf16(
-                      layer, problem, mask, inputs.device_q->data(), inputs.device_k->data(),
-                      inputs.device_v->data(), device_out.data());
-                });
-          });
+          report =
+              device_call("step " + std::to_string(step) + " layer " + std::to_string(layer), [&] {
+                return attention.forward_device_bf16(layer, problem, mask, inputs.device_q->data(),
+                                                     inputs.device_k->data(),
+                                                     inputs.device_v->data(), device_out.data());
+              });
           if (o.check) out = device_out.to_host();
         } else {
           report = attention.forward(layer, problem, mask, inputs.q.data(), inputs.k.data(),
@@ -352,10 +359,7 @@ int run_ranks(const RunOptions& o) {
       }
     }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "dbsp run: rank %d of %d: error: %s\n", rank, ranks, e.what());
-    std::fflush(stderr);
-    // The other ranks would wait for this one until their timeout: end the job now.
-    if (ranks > 1) MpiEnvironment::abort(2);
+    report_failure(rank, ranks, e);
     throw;
   }
   return all_ok ? 0 : 1;

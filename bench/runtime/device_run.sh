@@ -7,19 +7,14 @@
 #   usage: [RESERVES="0 8"] [SKIP_EMULATION=1] bash bench/runtime/device_run.sh [layers] [steps]
 #          [emulated layers]
 set -uo pipefail
-deps=.deps/runtime
+# shellcheck source=bench/runtime/device_env.sh
+source "$(dirname "$0")/device_env.sh"
+mpirun="$mpirun -np"
 out=${OUT:-/tmp/dbsp_runtime_out}
 mkdir -p "$out"
 layers=${1:-8}
 steps=${2:-2}
 emulated_layers=${3:-4}
-export LD_LIBRARY_PATH=$PWD/$deps/lib:${LD_LIBRARY_PATH:-}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 NCCL_NVLS_ENABLE=0
-export OMPI_MCA_btl_vader_single_copy_mechanism=none
-# Host-side schedule work is threaded; two ranks share the machine's cores.
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
-mpirun="mpirun --bind-to none -x OMP_NUM_THREADS -x LD_LIBRARY_PATH -x NCCL_NVLS_ENABLE -np"
-bin=$deps/bin
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,temperature.gpu --format=csv \
   | tee "$out/device.txt"
 

@@ -7,14 +7,12 @@
 # device_run.sh; logs to $OUT.
 #   usage: [STRATEGIES="ring ulysses dbsp"] bash bench/runtime/overlap_probe.sh [layers] [steps]
 set -uo pipefail
-deps=.deps/runtime
+# shellcheck source=bench/runtime/device_env.sh
+source "$(dirname "$0")/device_env.sh"
 out=${OUT:-/tmp/dbsp_overlap_out}
 mkdir -p "$out"
 layers=${1:-8}
 steps=${2:-2}
-export LD_LIBRARY_PATH=$PWD/$deps/lib:${LD_LIBRARY_PATH:-}
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 NCCL_NVLS_ENABLE=0
-export OMPI_MCA_btl_vader_single_copy_mechanism=none OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
 # config name | environment | reserved SMs
 configs=(
   "default||0"
@@ -26,8 +24,7 @@ for config in "${configs[@]}"; do
   IFS='|' read -r name env reserve <<<"$config"
   for strategy in ${STRATEGIES:-ring ulysses dbsp}; do
     # shellcheck disable=SC2086
-    timeout 150 env $env mpirun --bind-to none -x OMP_NUM_THREADS -x LD_LIBRARY_PATH \
-      -x NCCL_NVLS_ENABLE ${env:+-x ${env%%=*}} -np 2 "$deps/bin/dbsp" run \
+    timeout 150 env $env $mpirun ${env:+-x ${env%%=*}} -np 2 "$bin/dbsp" run \
       --workload wan2.1-480p --backend cuda --strategy "$strategy" --layers "$layers" \
       --steps "$steps" --ring-reserved-sms "$reserve" >"$out/run.log" 2>&1
     status=$?

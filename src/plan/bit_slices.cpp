@@ -100,16 +100,8 @@ namespace {
 
 Simd widest_allowed = Simd::avx512;
 
-bool cpu_has_avx2() {
-#ifdef DBSP_BIT_SLICES_AVX2
-  static const bool has = __builtin_cpu_supports("avx2");
-  return has && widest_allowed >= Simd::avx2;
-#else
-  return false;
-#endif
-}
-
-bool cpu_has_avx512() { return avx512::usable() && widest_allowed >= Simd::avx512; }
+// The build for `level` runs here: the CPU has it and the tests' limit allows it.
+bool use(Simd level) { return widest_allowed >= level && simd_available(level); }
 
 }  // namespace
 
@@ -135,10 +127,10 @@ void add_rows(const uint64_t* const* rows, int count, int stride, uint64_t* plan
               bool overwrite) {
   require(stride % kStrideWords == 0, "add_rows: stride ", stride, " is not a multiple of ",
           kStrideWords);
-  if (cpu_has_avx512())
+  if (use(Simd::avx512))
     return avx512::add_rows(rows, count, stride, planes, plane_count, overwrite);
 #ifdef DBSP_BIT_SLICES_AVX2
-  if (cpu_has_avx2()) return add_rows_avx2(rows, count, stride, planes, plane_count, overwrite);
+  if (use(Simd::avx2)) return add_rows_avx2(rows, count, stride, planes, plane_count, overwrite);
 #endif
   add_rows_impl<2>(rows, count, stride, planes, plane_count, overwrite);
 }
@@ -155,12 +147,12 @@ void sum_heads(const MaskRows& rows, const int* heads, int head_count, int q_beg
   }
   std::vector<const uint64_t*> pointers(2 * static_cast<size_t>(head_count));
   const uint64_t** bases = pointers.data() + head_count;
-  if (cpu_has_avx512()) {
+  if (use(Simd::avx512)) {
     return avx512::sum_heads(rows, heads, head_count, q_begin, q_end, out, plane_count, row_step,
                              pointers.data(), bases);
   }
 #ifdef DBSP_BIT_SLICES_AVX2
-  if (cpu_has_avx2()) {
+  if (use(Simd::avx2)) {
     return sum_heads_avx2(rows, heads, head_count, q_begin, q_end, out, plane_count, row_step,
                           pointers.data(), bases);
   }
@@ -192,7 +184,7 @@ void column_counts(const uint64_t* planes, int plane_count, int stride, int colu
   }
   int done = 0;
 #ifdef DBSP_BIT_SLICES_AVX2
-  if (cpu_has_avx2()) done = column_counts_avx2(planes, plane_count, stride, columns, out);
+  if (use(Simd::avx2)) done = column_counts_avx2(planes, plane_count, stride, columns, out);
 #endif
   // Four columns at a time in 16-bit lanes: each plane's nibble spreads to one bit per lane.
   static constexpr uint64_t kSpread[16] = {
@@ -327,14 +319,14 @@ void segment_sums(const uint64_t* planes, int plane_count, int stride, size_t ro
     }
     return masks;
   };
-  if (cpu_has_avx512() && (segments == 1 || 5 * segments * ((stride + 7) / 8) <=
-                                                static_cast<int>(pieces.pieces.size()))) {
+  if (use(Simd::avx512) && (segments == 1 || 5 * segments * ((stride + 7) / 8) <=
+                                                 static_cast<int>(pieces.pieces.size()))) {
     return avx512::masked_segment_sums(planes, plane_count, stride, row_step, rows,
                                        segment_masks().data(), segments, out, out_step);
   }
 #ifdef DBSP_BIT_SLICES_AVX2
   // One segment (row totals): whole vectors under a mask, the pieces' words are never split.
-  if (segments == 1 && stride % 4 == 0 && cpu_has_avx2()) {
+  if (segments == 1 && stride % 4 == 0 && use(Simd::avx2)) {
     return masked_totals_avx2(planes, plane_count, stride, row_step, rows, segment_masks().data(),
                               out, out_step);
   }
