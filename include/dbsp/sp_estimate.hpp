@@ -1,0 +1,34 @@
+// Mask estimation (SPEC 1a) from sequence-sharded Q and K, for runtimes whose masks are estimated
+// every call (SpargeAttn-style) rather than loaded. Each rank holds the input distribution of
+// sp_attention.hpp (query and key blocks [shard_begin(p), shard_begin(p + 1)) of every head) and:
+//   1. mean-pools the blocks of Q and K it holds (block boundaries never cross a shard);
+//   2. all-gathers the pooled keys (blocks x heads x head_dim values, not tokens);
+//   3. selects the kept key blocks of its own query rows (scores, top-p, diagonal and sinks);
+//   4. all-gathers the rows' bits.
+// Every rank returns the same full mask, bit for bit equal to the single-process estimator on the
+// whole Q and K (estimate_block_mask on the host, cuda::MaskEstimator on the device), so plans
+// computed from it agree across ranks (SpAttention checks a hash anyway). The work is split: no
+// rank scores more than its own query rows, and only pooled blocks and bits travel.
+#pragma once
+
+#include "dbsp/block_mask.hpp"
+#include "dbsp/communicator.hpp"
+#include "dbsp/estimate.hpp"
+#include "dbsp/sp_attention.hpp"
+
+namespace dbsp {
+
+// Host path (any communicator whose memory() is host, e.g. MPI). q, k: this rank's shard,
+// [shard tokens, heads, head_dim] fp32 (batch 1). options.block_q / block_k must equal the
+// problem's geometry. Collective: every rank of `world` calls it with the same problem and options.
+BlockMask estimate_mask_sharded(Communicator& world, const SpProblem& problem, const float* q,
+                                const float* k, const EstimateOptions& options);
+
+// Device path (NCCL communicator; dbsp built with CUDA and NCCL): q, k bf16 on the communicator's
+// GPU, read after the work already queued on the legacy default stream. Equal, bit for bit, to
+// cuda::MaskEstimator on the whole Q and K. Throws without a CUDA build.
+BlockMask estimate_mask_sharded_device_bf16(Communicator& world, const SpProblem& problem,
+                                            const void* q, const void* k,
+                                            const EstimateOptions& options);
+
+}  // namespace dbsp
