@@ -15,21 +15,28 @@ using Bits = std::vector<uint64_t>;
 
 bool test_bit(const Bits& bits, int j) { return (bits[j >> 6] >> (j & 63)) & 1u; }
 
-// Per (head, query block), whether the row keeps any key block: [heads * q_blocks]. The rows sit
-// back to back in the mask, so one pass over its words answers every row.
-std::vector<uint8_t> rows_nonempty(const BlockMask& mask) {
-  const size_t rows = static_cast<size_t>(mask.heads()) * mask.q_blocks();
+bool row_nonempty(const BlockMask& mask, int head, int q_block) {
+  const uint64_t* bits = mask.row_bits(head, q_block);
+  uint64_t any = 0;
+  for (int w = 0; w < mask.words_per_row(); ++w) any |= bits[w];
+  return any != 0;
+}
+
+// OR of every row of one head over the words [first_word, end_word) (the others stay zero): the
+// key blocks in that range that some query of the head needs. The rows are contiguous.
+Bits column_union(const BlockMask& mask, int head, int first_word, int end_word) {
   const int words = mask.words_per_row();
-  std::vector<uint8_t> out(rows, 0);
-  if (rows == 0 || words == 0) return out;
-  const uint64_t* bits = mask.row_bits(0, 0);
-  for (size_t r = 0; r < rows; ++r, bits += words) {
-    uint64_t any = 0;
-    for (int w = 0; w < words; ++w) any |= bits[w];
-    out[r] = any != 0;
+  Bits out(static_cast<size_t>(words), 0);
+  if (first_word >= end_word || mask.q_blocks() == 0) return out;
+  const uint64_t* bits = mask.row_bits(head, 0);
+  for (int i = 0; i < mask.q_blocks(); ++i, bits += words) {
+    for (int w = first_word; w < end_word; ++w) out[w] |= bits[w];
   }
   return out;
 }
+
+// Whether passes over this many mask words are worth a parallel region.
+bool worth_threads(int64_t words) { return words > (int64_t{1} << 16); }
 
 // OR of the rows `q_blocks` of one head: the key blocks any of those queries needs.
 Bits rows_union(const BlockMask& mask, int head, const std::vector<int>& q_blocks) {
@@ -189,19 +196,56 @@ LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
 
   std::vector<std::vector<int>> group_heads(static_cast<size_t>(grid.ulysses));
   for (int g = 0; g < grid.ulysses; ++g) group_heads[g] = partition.heads_of(g);
-  // needed_by_group[h]: key blocks that some query of head h needs (it is sent to its holder).
-  std::vector<Bits> needed_by_group(static_cast<size_t>(partition.heads));
-  std::vector<int> all_q(static_cast<size_t>(nq));
-  for (int i = 0; i < nq; ++i) all_q[i] = i;
-  std::vector<uint8_t> nonempty;
+  const int R = grid.ring;
+  const int words = mask.words_per_row();
+  std::vector<int> local_head(static_cast<size_t>(partition.heads), -1);
+  for (size_t hl = 0; hl < route.heads.size(); ++hl)
+    local_head[route.heads[hl]] = static_cast<int>(hl);
+
+  // need[r][hl]: key blocks that ring rank r's queries of head heads[hl] attend to (the ring steps
+  // of my group). needed[h]: key blocks that some query of head h needs, the test for sending and
+  // receiving K/V slabs. The mask is read only where an answer is used: my heads' rows in full
+  // (my ring and my receives), and for the other heads the words of my own key blocks (my sends).
+  std::vector<std::vector<Bits>> need(static_cast<size_t>(R));
+  std::vector<Bits> needed(static_cast<size_t>(partition.heads));
   if (mask_aware) {
-    for (int h = 0; h < partition.heads; ++h) needed_by_group[h] = rows_union(mask, h, all_q);
-    nonempty = rows_nonempty(mask);
+    const int my_heads = static_cast<int>(route.heads.size());
+    if (R > 1) {
+      std::vector<std::vector<int>> queries(static_cast<size_t>(R));
+      for (int r = 0; r < R; ++r) {
+        queries[r] = partition.q_blocks_of(route.group, r);
+        need[r].resize(static_cast<size_t>(my_heads));
+      }
+      const bool threads = worth_threads(int64_t{my_heads} * nq * words);
+#pragma omp parallel for collapse(2) schedule(dynamic) if (threads)
+      for (int r = 0; r < R; ++r) {
+        for (int hl = 0; hl < my_heads; ++hl) {
+          need[r][hl] = rows_union(mask, route.heads[hl], queries[r]);
+        }
+      }
+    }
+    const int k_first_word = route.k_input.first_block / 64;
+    const int k_end_word = std::max(k_first_word, (route.k_input.end_block + 63) / 64);
+    const bool threads = worth_threads(
+        (int64_t{partition.heads} * (k_end_word - k_first_word) + int64_t{my_heads} * words) * nq);
+#pragma omp parallel for schedule(dynamic) if (threads)
+    for (int h = 0; h < partition.heads; ++h) {
+      const int hl = local_head[h];
+      if (hl < 0) {
+        needed[h] = column_union(mask, h, k_first_word, k_end_word);
+      } else if (R == 1) {
+        needed[h] = column_union(mask, h, 0, words);
+      } else {
+        // Every query block sits on one ring rank of my group: the union of their needs.
+        needed[h].assign(static_cast<size_t>(words), 0);
+        for (int r = 0; r < R; ++r) {
+          for (int w = 0; w < words; ++w) needed[h][w] |= need[r][hl][w];
+        }
+      }
+    }
   }
-  auto q_needed = [&](int h, int i) {
-    return !mask_aware || nonempty[static_cast<size_t>(h) * nq + i] != 0;
-  };
-  auto kv_needed = [&](int h, int j) { return !mask_aware || test_bit(needed_by_group[h], j); };
+  auto q_needed = [&](int h, int i) { return !mask_aware || row_nonempty(mask, h, i); };
+  auto kv_needed = [&](int h, int j) { return !mask_aware || test_bit(needed[h], j); };
   const std::vector<int> q_home = home_shards_of(nq, ranks), k_home = home_shards_of(nk, ranks);
 
   route.send_q.resize(ranks);
@@ -272,14 +316,7 @@ LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
     route.rows_received += slab_rows(route.recv_q[peer]) * 2 + slab_rows(route.recv_kv[peer]) * 2;
   }
 
-  // (b) Ring steps inside my head group. need[r][hl]: key blocks that ring rank r's queries of
-  // head heads[hl] attend to.
-  const int R = grid.ring;
-  std::vector<std::vector<Bits>> need(static_cast<size_t>(R));
-  for (int r = 0; r < R; ++r) {
-    const std::vector<int> queries = partition.q_blocks_of(route.group, r);
-    for (int h : route.heads) need[r].push_back(rows_union(mask, h, queries));
-  }
+  // (b) Ring steps inside my head group.
   const size_t my_heads = route.heads.size();
   route.steps.resize(static_cast<size_t>(R));
   for (int t = 0; t < R; ++t) {
