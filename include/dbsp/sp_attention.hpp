@@ -220,9 +220,10 @@ class SpAttention {
 // ---- Emulation: P virtual ranks in one process (dbsp run --emulate P) ----
 // Each virtual rank's routing is the real one and each of its ring steps really runs the local
 // attention kernel on this machine's CPU or GPU (one rank at a time, timed); transfers are charged
-// from a link model. The layer's time follows the synchronous schedule: all-to-all in, then per
-// ring step the slowest ring rank of max(compute of step t, transfer of step t + 1), then
-// all-to-all out; the slowest head group sets the ring time.
+// from a link model. The layer's time follows the synchronous schedule: the slowest rank's host
+// setup (its schedule built and timed on this machine), all-to-all in, then per ring step the
+// slowest ring rank of max(compute of step t, transfer of step t + 1), then all-to-all out; the
+// slowest head group sets the ring time.
 struct LinkModel {
   double gbytes_per_s = 120.0;  // per rank, each direction
   double latency_us = 15.0;     // per message batch
@@ -236,6 +237,7 @@ struct EmulatedLayer {
   std::vector<double> rank_compute_ms;  // measured, per virtual rank
   double measured_ratio = 1;            // max rank compute / mean rank compute
   double ring_ratio = 1;     // measured rho_s: max_g sum_t max_r compute / mean rank compute
+  double setup_ms = 0;       // host schedule build (routing, step masks), slowest rank, measured
   double all_to_all_ms = 0;  // charged, in plus out
   double ring_ms = 0;        // synchronous ring timeline (compute measured, transfers charged)
   double total_ms = 0;

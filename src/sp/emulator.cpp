@@ -6,7 +6,9 @@
 #include "dbsp/error.hpp"
 #include "dbsp/sp_attention.hpp"
 #include "sp/routing.hpp"
+#include "sp/schedule.hpp"
 #include "sp/step_timer.hpp"
+#include "sp/stopwatch.hpp"
 
 namespace dbsp {
 
@@ -18,6 +20,7 @@ double LinkModel::transfer_ms(int64_t bytes) const {
 struct SpEmulator::Timer {
   std::unique_ptr<sp::StepTimer> impl;
   int64_t element_bytes;
+  bool host_indices;  // the CPU executor lists key blocks on the host, the device path on the GPU
 };
 
 SpEmulator::SpEmulator(int ranks, EmulationDevice device, LinkModel link, SpOptions options)
@@ -27,7 +30,7 @@ SpEmulator::SpEmulator(int ranks, EmulationDevice device, LinkModel link, SpOpti
           " GB/s and ", link.latency_us, " us latency");
   const bool cpu = device == EmulationDevice::cpu;
   timer_ = std::unique_ptr<Timer, void (*)(Timer*)>(
-      new Timer{cpu ? sp::make_cpu_step_timer() : sp::make_device_step_timer(), cpu ? 4 : 2},
+      new Timer{cpu ? sp::make_cpu_step_timer() : sp::make_device_step_timer(), cpu ? 4 : 2, cpu},
       [](Timer* timer) { delete timer; });
 }
 
@@ -38,8 +41,6 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
   sp::check_layer(ranks_, problem, mask, partition);
   const Grid grid = partition.grid;
   const int P = ranks_, R = grid.ring;
-  const BlockLayout q_layout = problem.q_layout();
-  const BlockLayout k_layout = problem.k_layout();
   const int64_t row_bytes = problem.head_dim * timer_->element_bytes;
 
   EmulatedLayer layer;
@@ -49,8 +50,12 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
   std::vector<std::vector<double>> transfer(P, std::vector<double>(R, 0.0));  // brings step t
   double in_ms = 0, out_ms = 0;
   for (int p = 0; p < P; ++p) {
-    const sp::LayerRouting route =
-        sp::build_routing(mask, partition, q_layout, k_layout, p, options_.mask_aware);
+    // The rank's host setup, as its executor builds it (routing and step masks), timed here.
+    const sp::Stopwatch setup_clock;
+    const sp::LayerSchedule schedule =
+        sp::build_schedule(mask, partition, problem, p, options_.mask_aware, timer_->host_indices);
+    layer.setup_ms = std::max(layer.setup_ms, setup_clock.elapsed_ms());
+    const sp::LayerRouting& route = schedule.route;
     int64_t in_send = 0, in_recv = 0, out_send = 0, out_recv = 0;
     for (int peer = 0; peer < P; ++peer) {
       if (peer == p) continue;
@@ -72,9 +77,12 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
             2 * std::max(sp::slab_rows(step.send), sp::slab_rows(step.recv)) * row_bytes);
       }
       if (route.heads.empty() || route.q_blocks.empty() || step.key_blocks.empty()) continue;
+      if (schedule.step_kept[t] == 0) continue;  // no kernel for an empty step
+      // The device schedule leaves the key indices to the GPU; the timer needs them listed.
       const BlockCsr local_mask =
-          sp::local_block_csr(mask, route.heads, route.q_blocks, step.key_blocks);
-      if (local_mask.kv_index.empty()) continue;  // no kernel for an empty step
+          timer_->host_indices
+              ? schedule.step_masks[t]
+              : sp::local_block_csr(mask, route.heads, route.q_blocks, step.key_blocks);
       AttentionProblem local;
       local.heads = static_cast<int64_t>(route.heads.size());
       local.head_dim = problem.head_dim;
@@ -119,7 +127,7 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
   layer.measured_ratio = mean > 0 ? max_compute / mean : 1.0;
   layer.ring_ratio = mean > 0 ? ring_compute_max / mean : 1.0;
   layer.all_to_all_ms = in_ms + out_ms;
-  layer.total_ms = layer.all_to_all_ms + layer.ring_ms;
+  layer.total_ms = layer.setup_ms + layer.all_to_all_ms + layer.ring_ms;
   return layer;
 }
 
