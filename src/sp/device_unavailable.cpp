@@ -1,6 +1,7 @@
 // Stand-ins for the device path when dbsp is built without CUDA and NCCL.
 #include "dbsp/error.hpp"
 #include "dbsp/sp_attention.hpp"
+#include "dbsp/sp_estimate.hpp"
 #include "sp/step_timer.hpp"
 
 namespace dbsp {
@@ -30,6 +31,11 @@ DeviceBf16& DeviceBf16::operator=(DeviceBf16&& other) noexcept {
   return *this;
 }
 std::vector<float> DeviceBf16::to_host() const { no_device_path(); }
+
+BlockMask estimate_mask_sharded_device_bf16(Communicator&, const SpProblem&, const void*,
+                                            const void*, const EstimateOptions&) {
+  no_device_path();
+}
 
 namespace sp {
 std::unique_ptr<StepTimer> make_device_step_timer() { no_device_path(); }
