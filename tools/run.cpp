@@ -3,6 +3,7 @@
 // compares its output shard with an fp64 single-rank reference; rank 0 prints per-layer and
 // per-rank compute, communication and idle time, measured vs predicted imbalance, bytes moved.
 #include <algorithm>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -17,6 +18,7 @@
 #include "dbsp/accuracy.hpp"
 #include "dbsp/communicator.hpp"
 #include "dbsp/error.hpp"
+#include "dbsp/estimate.hpp"
 #include "dbsp/sp_attention.hpp"
 #include "dbsp/sp_reference.hpp"
 #include "hang_watchdog.hpp"
@@ -40,9 +42,11 @@ struct RunOptions {
   int ring_reserved_sms = SpOptions{}.ring_reserved_sms;
   int head_chunks = SpOptions{}.head_chunks;
   bool no_ring_overlap = false;
-  int batch = 1;    // batch elements per layer call, each with its own inputs
-  int emulate = 0;  // > 0: this many virtual ranks in one process, no MPI
-  int warmup = 1;   // untimed calls per grid before the run (connections, kernel loading)
+  int batch = 1;          // batch elements per layer call, each with its own inputs
+  int emulate = 0;        // > 0: this many virtual ranks in one process, no MPI
+  int warmup = 1;         // untimed calls per grid before the run (connections, kernel loading)
+  bool estimate = false;  // masks estimated from the run's Q and K (the source gives the shapes)
+  double tau = EstimateOptions{}.tau;
   PlannerOptions planner;
   CostModel cost;
 };
@@ -150,6 +154,42 @@ struct LayerInputs {
   }
 };
 
+// --estimate: the layer's estimation options (the source's block sizes) and what --check expects
+// of the estimated mask: the single-process estimator on the whole regenerated Q and K of batch
+// element 0 (bf16-rounded on the device path, which sees bf16).
+EstimateOptions estimate_options(const SpProblem& problem, double tau) {
+  EstimateOptions options;
+  options.block_q = problem.geometry.block_q;
+  options.block_k = problem.geometry.block_k;
+  options.tau = tau;
+  return options;
+}
+
+BlockMask expected_estimate(const SpProblem& problem, uint64_t seed, double tau, bool bf16_inputs) {
+  const MaskGeometry& g = problem.geometry;
+  std::vector<float> q = seeded_tensor(seed, 0, 0, g.seq_q, problem.heads, problem.head_dim);
+  std::vector<float> k = seeded_tensor(seed, 1, 0, g.seq_k, problem.heads, problem.head_dim);
+  if (bf16_inputs) {
+    for (float& x : q) x = round_to_bf16(x);
+    for (float& x : k) x = round_to_bf16(x);
+  }
+  return estimate_block_mask(q.data(), k.data(), g.seq_q, g.seq_k, problem.heads, problem.head_dim,
+                             estimate_options(problem, tau));
+}
+
+// Bits in which two masks of one shape differ.
+int64_t differing_blocks(const BlockMask& a, const BlockMask& b) {
+  int64_t differ = 0;
+  for (int h = 0; h < a.heads(); ++h) {
+    for (int i = 0; i < a.q_blocks(); ++i) {
+      for (int w = 0; w < a.words_per_row(); ++w) {
+        differ += std::popcount(a.row_bits(h, i)[w] ^ b.row_bits(h, i)[w]);
+      }
+    }
+  }
+  return differ;
+}
+
 // Prints this rank's error; with more than one rank, ends the job (the others would wait for this
 // one until their timeout).
 void report_failure(int rank, int ranks, const std::exception& e) {
@@ -255,19 +295,30 @@ int run_ranks(const RunOptions& o) {
           "%s%s\n",
           source.name().c_str(), layers, steps, o.batch, ranks, strategy.name().c_str(),
           o.backend.c_str(), o.send_all ? ", mask-aware communication off" : "");
-      std::printf("%4s %5s %6s %6s %8s %8s %9s %11s %11s %9s %9s %9s %9s%s\n", "step", "layer",
+      if (o.estimate) {
+        std::printf("masks estimated from the run's Q and K on every rank's shard (tau %.3g)\n",
+                    o.tau);
+      }
+      std::printf("%4s %5s %6s %6s %8s %8s %9s %11s %11s %9s %9s %9s %9s%s%s\n", "step", "layer",
                   "grid", "replan", "rho_pred", "rho_meas", "wall_ms", "compute_max", "compute_avg",
-                  "comm_max", "idle_max", "sent_MB", "saved_MB", o.check ? " err/limit" : "");
+                  "comm_max", "idle_max", "sent_MB", "saved_MB",
+                  o.estimate ? "   est_ms  density" : "", o.check ? " err/limit" : "");
     }
+    std::optional<BlockMask> expected_mask;  // --estimate --check, for the current inputs
+    int64_t mask_differences = 0;            // --estimate --check, all layers
+    double estimate_ms = 0;                  // --estimate: per layer the slowest rank's, summed
     for (int step = 0; step < steps; ++step) {
       for (int layer = 0; layer < layers; ++layer) {
-        const BlockMask mask = source.mask(step, layer);
+        // With --estimate the source gives the layer's shape; the bits come from the estimate.
+        BlockMask mask = source.mask(step, layer);
         const SpProblem problem = layer_problem(mask, head_dim, o.batch);
+        const EstimateOptions estimate = estimate_options(problem, o.tau);
         // Inputs depend on the seed only (not on the layer), so each rank generates them once.
         const uint64_t seed = o.source.seed * 1000003u + 1u;
         if (inputs.problem.geometry != problem.geometry || inputs.problem.heads != problem.heads ||
             inputs.problem.head_dim != problem.head_dim || inputs.problem.batch != problem.batch) {
           inputs = LayerInputs(problem, seed, rank, ranks, device);
+          expected_mask.reset();
         }
         std::vector<float> out(inputs.q.size());
         SpLayerReport report;
@@ -275,14 +326,38 @@ int run_ranks(const RunOptions& o) {
           DeviceBf16 device_out(out.size());
           report =
               device_call("step " + std::to_string(step) + " layer " + std::to_string(layer), [&] {
-                return attention.forward_device_bf16(layer, problem, mask, inputs.device_q->data(),
-                                                     inputs.device_k->data(),
-                                                     inputs.device_v->data(), device_out.data());
+                const void *q = inputs.device_q->data(), *k = inputs.device_k->data(),
+                           *v = inputs.device_v->data();
+                return o.estimate ? attention.forward_device_bf16(layer, problem, estimate, q, k, v,
+                                                                  device_out.data())
+                                  : attention.forward_device_bf16(layer, problem, mask, q, k, v,
+                                                                  device_out.data());
               });
           if (o.check) out = device_out.to_host();
+        } else if (o.estimate) {
+          report = attention.forward(layer, problem, estimate, inputs.q.data(), inputs.k.data(),
+                                     inputs.v.data(), out.data());
         } else {
           report = attention.forward(layer, problem, mask, inputs.q.data(), inputs.k.data(),
                                      inputs.v.data(), out.data());
+        }
+        double layer_estimate_ms = 0;
+        int64_t layer_mask_differences = 0;
+        if (o.estimate) {
+          mask = std::move(*report.estimated_mask);
+          const std::vector<double> times = world->all_gather(report.estimate_ms, "estimate time");
+          layer_estimate_ms = *std::max_element(times.begin(), times.end());
+          estimate_ms += layer_estimate_ms;
+          if (o.check) {
+            if (!expected_mask) expected_mask = expected_estimate(problem, seed, o.tau, device);
+            const std::vector<int64_t> differences =
+                world->all_gather(differing_blocks(mask, *expected_mask), "estimate check");
+            layer_mask_differences = *std::max_element(differences.begin(), differences.end());
+            mask_differences += layer_mask_differences;
+            // The device estimator scores in fp32: only blocks at the tau cut may differ.
+            const int64_t allowed = device ? std::max<int64_t>(2, expected_mask->kept() / 500) : 0;
+            all_ok = all_ok && layer_mask_differences <= allowed;
+          }
         }
         double error = 0;
         if (o.check) {
@@ -322,7 +397,12 @@ int run_ranks(const RunOptions& o) {
                       step, layer, report.grid.name().c_str(), report.replanned ? "yes" : "no",
                       report.predicted_ratio, report.measured_ratio, layer_wall, compute_max,
                       compute_sum / ranks, comm_max, idle_max, layer_sent / kMB, layer_saved / kMB);
+          if (o.estimate) std::printf(" %8.2f %8.4f", layer_estimate_ms, mask.density());
           if (o.check) std::printf(" %9.3f%s", error, error <= 1.0 ? "" : " FAIL");
+          if (layer_mask_differences > 0) {
+            std::printf(" (mask: %lld blocks differ from the single-process estimator)",
+                        static_cast<long long>(layer_mask_differences));
+          }
           std::printf("\n");
         }
       }
@@ -344,6 +424,18 @@ int run_ranks(const RunOptions& o) {
           "bytes sent %.3f MB; mask-aware communication saved %.3f MB (%.1f%% of sending "
           "every slab)\n",
           sent / kMB, saved / kMB, sent + saved > 0 ? 100.0 * saved / (sent + saved) : 0.0);
+      if (o.estimate) {
+        std::printf("mask estimation: %.2f ms over %d layer calls (per call the slowest rank)\n",
+                    estimate_ms, entries);
+      }
+      if (o.check && o.estimate) {
+        std::printf(
+            "estimated masks vs the single-process estimator on the whole Q and K: %lld blocks "
+            "differ (%s)\n",
+            static_cast<long long>(mask_differences),
+            device ? "the device scores in fp32: a few blocks at the tau cut may differ"
+                   : "must be equal bit for bit");
+      }
       if (o.check) {
         if (device) {
           std::printf(
@@ -540,6 +632,15 @@ void register_run(CLI::App& app) {
                    "chunks so that all-to-alls overlap attention (1: the whole layer at once)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  CLI::Option* estimate =
+      command->add_flag("--estimate", options->estimate,
+                        "estimate each layer's mask from the run's Q and K (each rank pools its "
+                        "own shard; the workload or --mask gives only the shapes)");
+  command
+      ->add_option("--tau", options->tau,
+                   "--estimate: share of the pooled softmax mass kept per query block, in (0, 1]")
+      ->capture_default_str()
+      ->needs(estimate);
   command
       ->add_option("--reuse-threshold", options->planner.reuse_threshold,
                    "P_s: re-plan when rho_s of the kept plan exceeds this")
@@ -552,6 +653,8 @@ void register_run(CLI::App& app) {
       ->capture_default_str();
   add_cost_options(*command, options->cost);
   command->callback([options] {
+    require(!(options->estimate && options->emulate > 0),
+            "--estimate runs on ranks (mpirun), not with --emulate");
     const int code = options->emulate > 0 ? run_emulated(*options) : run_ranks(*options);
     if (code != 0) throw CLI::RuntimeError(code);
   });

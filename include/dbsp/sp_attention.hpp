@@ -28,6 +28,7 @@
 #include "dbsp/block_layout.hpp"
 #include "dbsp/block_mask.hpp"
 #include "dbsp/communicator.hpp"
+#include "dbsp/estimate.hpp"
 #include "dbsp/partition.hpp"
 #include "dbsp/planner.hpp"
 
@@ -187,6 +188,10 @@ struct SpLayerReport {
   SpTelemetry telemetry;              // this rank
   std::vector<SpTelemetry> per_rank;  // every rank's telemetry (gathered on every rank)
   double measured_ratio = 1;          // max rank compute / mean rank compute
+  // Calls that estimate the mask: this rank's estimation time (0 when the mask was given) and the
+  // mask estimated (the same on every rank).
+  double estimate_ms = 0;
+  std::optional<BlockMask> estimated_mask;
 };
 
 // One attention call per layer: picks or reuses the layer's plan (P_s rule), checks that every
@@ -203,6 +208,14 @@ class SpAttention {
   // The device path: bf16 tensors on the GPU of an NCCL communicator (SpExecutor::run_device_bf16).
   SpLayerReport forward_device_bf16(int layer, const SpProblem& problem, const BlockMask& mask,
                                     const void* q, const void* k, const void* v, void* out);
+  // The same with the layer's mask estimated from this call's Q and K (sp_estimate.hpp: every rank
+  // pools its own shard; with a batch, element 0's Q and K): estimate's block sizes must match the
+  // problem's geometry. The report carries the mask and the estimation time.
+  SpLayerReport forward(int layer, const SpProblem& problem, const EstimateOptions& estimate,
+                        const float* q, const float* k, const float* v, float* out);
+  SpLayerReport forward_device_bf16(int layer, const SpProblem& problem,
+                                    const EstimateOptions& estimate, const void* q, const void* k,
+                                    const void* v, void* out);
   int replans() const { return plans_.replans(); }
   const Strategy& strategy() const { return strategy_; }
   SpExecutor& executor() { return executor_; }

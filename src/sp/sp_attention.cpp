@@ -7,6 +7,8 @@
 #include <sstream>
 
 #include "dbsp/error.hpp"
+#include "dbsp/sp_estimate.hpp"
+#include "sp/stopwatch.hpp"
 
 namespace dbsp {
 namespace {
@@ -163,6 +165,40 @@ SpLayerReport SpAttention::forward_device_bf16(int layer, const SpProblem& probl
                                        static_cast<char*>(out) + b * q_bytes, reuse);
     });
   });
+}
+
+namespace {
+
+// Estimates the layer's mask with `estimate`, then runs the layer on it with `forward`.
+template <class Estimate, class Forward>
+SpLayerReport estimate_then_forward(Estimate&& estimate, Forward&& forward) {
+  const sp::Stopwatch watch;
+  BlockMask mask = estimate();
+  const double estimate_ms = watch.elapsed_ms();
+  SpLayerReport report = forward(mask);
+  report.estimate_ms = estimate_ms;
+  report.estimated_mask = std::move(mask);
+  return report;
+}
+
+}  // namespace
+
+SpLayerReport SpAttention::forward(int layer, const SpProblem& problem,
+                                   const EstimateOptions& estimate, const float* q, const float* k,
+                                   const float* v, float* out) {
+  return estimate_then_forward(
+      [&] { return estimate_mask_sharded(executor_.world(), problem, q, k, estimate); },
+      [&](const BlockMask& mask) { return forward(layer, problem, mask, q, k, v, out); });
+}
+
+SpLayerReport SpAttention::forward_device_bf16(int layer, const SpProblem& problem,
+                                               const EstimateOptions& estimate, const void* q,
+                                               const void* k, const void* v, void* out) {
+  return estimate_then_forward(
+      [&] { return estimate_mask_sharded_device_bf16(executor_.world(), problem, q, k, estimate); },
+      [&](const BlockMask& mask) {
+        return forward_device_bf16(layer, problem, mask, q, k, v, out);
+      });
 }
 
 }  // namespace dbsp
