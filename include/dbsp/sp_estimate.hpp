@@ -20,7 +20,11 @@ namespace dbsp {
 
 // Host path (any communicator whose memory() is host, e.g. MPI). q, k: this rank's shard,
 // [shard tokens, heads, head_dim] fp32 (batch 1). options.block_q / block_k must equal the
-// problem's geometry. Collective: every rank of `world` calls it with the same problem and options.
+// problem's geometry; problem.batch is ignored (one element). q and k may be null on a rank whose
+// shard holds no token. Collective: every rank of `world` calls it with the same problem and
+// options. Bad input on any rank (a NaN or Inf in its Q or K, a null shard holding tokens, another
+// problem or options than rank 0's) is found before any data moves and makes every rank throw,
+// naming that rank.
 BlockMask estimate_mask_sharded(Communicator& world, const SpProblem& problem, const float* q,
                                 const float* k, const EstimateOptions& options);
 
