@@ -22,7 +22,8 @@ void launch_block_scores(const float* pooled_q, const float* pooled_k, int heads
 
 struct TopPConfig {
   int heads = 0;
-  int q_blocks = 0;
+  int q_blocks = 0;       // rows per head
+  int first_q_block = 0;  // global index of each head's first row (rows of one sequence shard)
   int k_blocks = 0;
   int block_q = 64;
   int block_k = 64;
@@ -35,7 +36,8 @@ struct TopPConfig {
 constexpr int kMaxTopPKeyBlocks = 8192;
 
 // Row r = head * q_blocks + q_block: kv_count[r], block_row_offset[r] = r * k_blocks, and the
-// kept key blocks ascending in kv_index[r * k_blocks ...].
+// kept key blocks ascending in kv_index[r * k_blocks ...]. Row r is query block
+// first_q_block + q_block of the sequence (for the diagonal).
 void launch_top_p_rows(const TopPConfig& config, const float* scores, int32_t* kv_count,
                        int64_t* block_row_offset, int32_t* kv_index, cudaStream_t stream);
 

@@ -54,7 +54,7 @@ __global__ void top_p_kernel(const TopPConfig config, const float* scores, int32
   const int lane = threadIdx.x % 32;
   const int row = blockIdx.x * warps + warp;
   if (row >= config.heads * config.q_blocks) return;
-  const int q_block = row % config.q_blocks;
+  const int q_block = config.first_q_block + row % config.q_blocks;  // global, for the diagonal
   const int n = config.k_blocks;
   const float* s = scores + int64_t{row} * n;
   float* p = probabilities + warp * n;
