@@ -30,7 +30,11 @@ BlockMask estimate_mask_sharded(Communicator& world, const SpProblem& problem, c
 
 // Device path (NCCL communicator; dbsp built with CUDA and NCCL): q, k bf16 on the communicator's
 // GPU, read after the work already queued on the legacy default stream. Equal, bit for bit, to
-// cuda::MaskEstimator on the whole Q and K. Throws without a CUDA build.
+// cuda::MaskEstimator on the whole Q and K. Same contract as the host path, except that the
+// problem and options are not compared across ranks (a mismatch ends in the timeout error), and
+// a NaN or Inf is found in the block means and reported after the call's one host wait (every
+// rank throws, naming the rank). head_dim 64 or 128, at most 8 sink blocks.
+// Throws without a CUDA build.
 BlockMask estimate_mask_sharded_device_bf16(Communicator& world, const SpProblem& problem,
                                             const void* q, const void* k,
                                             const EstimateOptions& options);
