@@ -48,6 +48,11 @@ class SyntheticWorkload {
   BlockMask block_mask(int step, int layer) const;
   // Q and K [tokens, heads, head_dim] (float) whose estimated masks show the head's pattern.
   void qk(int step, int layer, std::vector<float>& q, std::vector<float>& k) const;
+  // Tokens [first_token, end_token) of qk, [end - first, heads, head_dim], equal bit for bit to
+  // that slice of qk's tensors: a rank generates only its sequence shard. Every token's values
+  // depend on its block and its own index alone, but each call redoes the per-head calibration.
+  void qk_tokens(int step, int layer, int64_t first_token, int64_t end_token, std::vector<float>& q,
+                 std::vector<float>& k) const;
 
  private:
   ModelShape shape_;

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "dbsp/error.hpp"
 #include "dbsp/workload.hpp"
 #include "workload/head_params.hpp"
 #include "workload/seeded_hash.hpp"
@@ -217,10 +218,20 @@ class HeadFeatures {
 
 void SyntheticWorkload::qk(int step, int layer, std::vector<float>& q,
                            std::vector<float>& k) const {
+  qk_tokens(step, layer, 0, shape_.tokens(), q, k);
+}
+
+void SyntheticWorkload::qk_tokens(int step, int layer, int64_t first_token, int64_t end_token,
+                                  std::vector<float>& q, std::vector<float>& k) const {
   workload::require_step_and_layer(shape_, step, layer);
   const int64_t tokens = shape_.tokens();
+  require(first_token >= 0 && first_token <= end_token && end_token <= tokens, "qk_tokens: tokens [",
+          first_token, ", ", end_token, ") outside the ", tokens, " tokens of ", shape_.name);
   const int heads = shape_.heads;
   const int dim = shape_.head_dim;
+  q.resize(static_cast<size_t>(end_token - first_token) * heads * dim);
+  k.resize(q.size());
+  if (q.empty()) return;
   const workload::BlockCentroids centroids = workload::block_centroids(shape_, block_size_);
   std::vector<HeadFeatures> features;
   features.reserve(heads);
@@ -229,12 +240,10 @@ void SyntheticWorkload::qk(int step, int layer, std::vector<float>& q,
                           workload::head_params(shape_, seed_, centroids.blocks(), step, layer, h),
                           centroids);
   }
-  q.resize(static_cast<size_t>(tokens) * heads * dim);
-  k.resize(q.size());
 #pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < tokens; ++t) {
+  for (int64_t t = first_token; t < end_token; ++t) {
     for (int h = 0; h < heads; ++h) {
-      const size_t offset = (static_cast<size_t>(t) * heads + h) * dim;
+      const size_t offset = (static_cast<size_t>(t - first_token) * heads + h) * dim;
       features[h].write(t, q.data() + offset, k.data() + offset);
     }
   }

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <set>
+#include <utility>
 #include <vector>
 
 #include "dbsp/error.hpp"
@@ -227,6 +228,43 @@ TEST(SyntheticQk, EstimatedMasksShowSpatialWindowsAndSinks) {
   }
   EXPECT_GE(sink_rows, n * 9 / 10);
   EXPECT_LT(spatial_rows, n / 4);  // block 0 is the sink head's structure, not the estimator's
+}
+
+// A rank's shard of Q and K is the slice of the whole tensors, bit for bit: empty ranges, ranges
+// inside a block, across blocks, and the last partial block (tiny: 975 tokens, 64-token blocks).
+TEST(SyntheticQk, TokenRangesAreSlicesOfTheWholeTensors) {
+  const SyntheticWorkload tiny(model_preset("tiny"), 21);
+  const ModelShape& shape = tiny.shape();
+  const size_t per_token = static_cast<size_t>(shape.heads) * shape.head_dim;
+  std::vector<float> q, k;
+  tiny.qk(1, 1, q, k);
+  const int64_t tokens = shape.tokens();
+  const std::vector<std::pair<int64_t, int64_t>> ranges = {
+      {0, 0}, {500, 500}, {tokens, tokens}, {0, 1}, {3, 60}, {64, 128}, {50, 330},
+      {960, tokens}, {901, tokens}, {0, tokens}};
+  for (const auto& [first, end] : ranges) {
+    std::vector<float> q_part = {1.0f}, k_part = {1.0f};  // stale contents must go
+    tiny.qk_tokens(1, 1, first, end, q_part, k_part);
+    ASSERT_EQ(q_part.size(), static_cast<size_t>(end - first) * per_token) << first << ".." << end;
+    ASSERT_EQ(k_part.size(), q_part.size());
+    const auto from = static_cast<std::ptrdiff_t>(first * per_token);
+    const auto to = static_cast<std::ptrdiff_t>(end * per_token);
+    // Compared as bits: equal floats are not enough (and NaN would compare unequal).
+    EXPECT_TRUE(std::equal(q_part.begin(), q_part.end(), q.begin() + from, q.begin() + to,
+                           [](float a, float b) {
+                             return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b);
+                           }))
+        << "q, tokens " << first << ".." << end;
+    EXPECT_TRUE(std::equal(k_part.begin(), k_part.end(), k.begin() + from, k.begin() + to,
+                           [](float a, float b) {
+                             return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b);
+                           }))
+        << "k, tokens " << first << ".." << end;
+  }
+  EXPECT_THROW(tiny.qk_tokens(1, 1, -1, 10, q, k), Error);
+  EXPECT_THROW(tiny.qk_tokens(1, 1, 10, 9, q, k), Error);
+  EXPECT_THROW(tiny.qk_tokens(1, 1, 0, tokens + 1, q, k), Error);
+  EXPECT_THROW(tiny.qk_tokens(4, 1, 0, 10, q, k), Error);  // 4 steps: 0..3
 }
 
 // Estimated densities follow the heads' targets: sparse heads estimate sparse, dense heads dense.
