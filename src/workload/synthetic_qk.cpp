@@ -225,8 +225,9 @@ void SyntheticWorkload::qk_tokens(int step, int layer, int64_t first_token, int6
                                   std::vector<float>& q, std::vector<float>& k) const {
   workload::require_step_and_layer(shape_, step, layer);
   const int64_t tokens = shape_.tokens();
-  require(first_token >= 0 && first_token <= end_token && end_token <= tokens, "qk_tokens: tokens [",
-          first_token, ", ", end_token, ") outside the ", tokens, " tokens of ", shape_.name);
+  require(first_token >= 0 && first_token <= end_token && end_token <= tokens,
+          "qk_tokens: tokens [", first_token, ", ", end_token, ") outside the ", tokens,
+          " tokens of ", shape_.name);
   const int heads = shape_.heads;
   const int dim = shape_.head_dim;
   q.resize(static_cast<size_t>(end_token - first_token) * heads * dim);

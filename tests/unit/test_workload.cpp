@@ -239,9 +239,13 @@ TEST(SyntheticQk, TokenRangesAreSlicesOfTheWholeTensors) {
   std::vector<float> q, k;
   tiny.qk(1, 1, q, k);
   const int64_t tokens = shape.tokens();
+  // Compared as bits: equal floats are not enough (and NaN would compare unequal).
+  const auto same_bits = [](float a, float b) {
+    return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b);
+  };
   const std::vector<std::pair<int64_t, int64_t>> ranges = {
-      {0, 0}, {500, 500}, {tokens, tokens}, {0, 1}, {3, 60}, {64, 128}, {50, 330},
-      {960, tokens}, {901, tokens}, {0, tokens}};
+      {0, 0},    {500, 500}, {tokens, tokens}, {0, 1},        {3, 60},
+      {64, 128}, {50, 330},  {960, tokens},    {901, tokens}, {0, tokens}};
   for (const auto& [first, end] : ranges) {
     std::vector<float> q_part = {1.0f}, k_part = {1.0f};  // stale contents must go
     tiny.qk_tokens(1, 1, first, end, q_part, k_part);
@@ -249,16 +253,11 @@ TEST(SyntheticQk, TokenRangesAreSlicesOfTheWholeTensors) {
     ASSERT_EQ(k_part.size(), q_part.size());
     const auto from = static_cast<std::ptrdiff_t>(first * per_token);
     const auto to = static_cast<std::ptrdiff_t>(end * per_token);
-    // Compared as bits: equal floats are not enough (and NaN would compare unequal).
-    EXPECT_TRUE(std::equal(q_part.begin(), q_part.end(), q.begin() + from, q.begin() + to,
-                           [](float a, float b) {
-                             return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b);
-                           }))
+    EXPECT_TRUE(
+        std::equal(q_part.begin(), q_part.end(), q.begin() + from, q.begin() + to, same_bits))
         << "q, tokens " << first << ".." << end;
-    EXPECT_TRUE(std::equal(k_part.begin(), k_part.end(), k.begin() + from, k.begin() + to,
-                           [](float a, float b) {
-                             return std::bit_cast<uint32_t>(a) == std::bit_cast<uint32_t>(b);
-                           }))
+    EXPECT_TRUE(
+        std::equal(k_part.begin(), k_part.end(), k.begin() + from, k.begin() + to, same_bits))
         << "k, tokens " << first << ".." << end;
   }
   EXPECT_THROW(tiny.qk_tokens(1, 1, -1, 10, q, k), Error);
