@@ -32,6 +32,8 @@ class MaskSource {
   std::string name() const { return name_; }
   // The mask of (step, layer); synthetic masks are generated on demand.
   BlockMask mask(int step, int layer) const;
+  // The synthetic workload behind the masks (its Q and K too); null for a mask file.
+  const SyntheticWorkload* workload() const { return workload_.get(); }
 
  private:
   std::string name_;

@@ -3,6 +3,7 @@
 
 #include "dbsp/attention.hpp"
 #include "dbsp/block_layout.hpp"
+#include "dbsp/error.hpp"
 
 namespace dbsp {
 namespace {
@@ -44,10 +45,10 @@ RowsProblem rows_problem(const SpProblem& problem, const BlockMask& mask, int fi
 }
 
 template <class T>
-std::vector<T> seeded_inputs(uint64_t seed, int which, int64_t first, int64_t end,
+std::vector<T> source_inputs(const InputSource& source, int which, int64_t first, int64_t end,
                              const SpProblem& problem, bool round_to_bf16_first) {
   const std::vector<float> values =
-      seeded_tensor(seed, which, first, end, problem.heads, problem.head_dim);
+      source_tensor(source, which, first, end, problem.heads, problem.head_dim);
   std::vector<T> out(values.size());
   for (size_t e = 0; e < values.size(); ++e) {
     out[e] = round_to_bf16_first ? round_to_bf16(values[e]) : values[e];
@@ -77,12 +78,55 @@ std::vector<float> seeded_tensor(uint64_t seed, int which, int64_t first, int64_
   return out;
 }
 
+void require_source_fits(const InputSource& source, const SpProblem& problem) {
+  if (source.workload == nullptr) return;
+  const ModelShape& shape = source.workload->shape();
+  require(problem.heads == shape.heads && problem.head_dim == shape.head_dim &&
+              problem.geometry.seq_q == shape.tokens() && problem.geometry.seq_k == shape.tokens(),
+          "inputs from workload ", shape.name, " (", shape.heads, " heads, head_dim ",
+          shape.head_dim, ", ", shape.tokens(), " tokens) do not fit the problem (", problem.heads,
+          " heads, head_dim ", problem.head_dim, ", ", problem.geometry.seq_q, " query and ",
+          problem.geometry.seq_k, " key tokens)");
+  require(source.step >= 0 && source.step < shape.steps && source.layer >= 0 &&
+              source.layer < shape.layers,
+          "inputs from workload ", shape.name, ": step ", source.step, ", layer ", source.layer,
+          " outside its ", shape.steps, " steps x ", shape.layers, " layers");
+}
+
+std::vector<float> source_tensor(const InputSource& source, int which, int64_t first, int64_t end,
+                                 int heads, int head_dim) {
+  require(which >= 0 && which <= 2, "source_tensor: tensor ", which, " (expected 0 Q, 1 K, 2 V)");
+  if (source.workload == nullptr || which == 2) {
+    return seeded_tensor(source.seed, which, first, end, heads, head_dim);
+  }
+  const ModelShape& shape = source.workload->shape();
+  require(heads == shape.heads && head_dim == shape.head_dim, "source_tensor: ", heads,
+          " heads of head_dim ", head_dim, " asked of workload ", shape.name, ", which has ",
+          shape.heads, " heads of head_dim ", shape.head_dim);
+  std::vector<float> q, k;
+  source.workload->qk_tokens(source.step, source.layer, first, end, q, k);
+  return which == 0 ? q : k;
+}
+
 std::vector<double> reference_rows(const SpProblem& problem, const BlockMask& mask, uint64_t seed,
                                    int first_q_block, int end_q_block, bool round_inputs_to_bf16) {
+  return reference_rows(problem, mask, InputSource{.seed = seed}, first_q_block, end_q_block,
+                        round_inputs_to_bf16);
+}
+
+std::vector<float> naive_bf16_rows(const SpProblem& problem, const BlockMask& mask, uint64_t seed,
+                                   int first_q_block, int end_q_block) {
+  return naive_bf16_rows(problem, mask, InputSource{.seed = seed}, first_q_block, end_q_block);
+}
+
+std::vector<double> reference_rows(const SpProblem& problem, const BlockMask& mask,
+                                   const InputSource& source, int first_q_block, int end_q_block,
+                                   bool round_inputs_to_bf16) {
+  require_source_fits(source, problem);
   const RowsProblem r = rows_problem(problem, mask, first_q_block, end_q_block);
-  const auto q = seeded_inputs<double>(seed, 0, r.first, r.end, problem, round_inputs_to_bf16);
-  const auto k = seeded_inputs<double>(seed, 1, 0, r.keys, problem, round_inputs_to_bf16);
-  const auto v = seeded_inputs<double>(seed, 2, 0, r.keys, problem, round_inputs_to_bf16);
+  const auto q = source_inputs<double>(source, 0, r.first, r.end, problem, round_inputs_to_bf16);
+  const auto k = source_inputs<double>(source, 1, 0, r.keys, problem, round_inputs_to_bf16);
+  const auto v = source_inputs<double>(source, 2, 0, r.keys, problem, round_inputs_to_bf16);
   std::vector<double> out(q.size()), lse(static_cast<size_t>((r.end - r.first) * problem.heads));
   if (q.empty()) return out;
   attention_block_sparse<double>(r.local, r.csr, q.data(), k.data(), v.data(), out.data(),
@@ -90,12 +134,13 @@ std::vector<double> reference_rows(const SpProblem& problem, const BlockMask& ma
   return out;
 }
 
-std::vector<float> naive_bf16_rows(const SpProblem& problem, const BlockMask& mask, uint64_t seed,
-                                   int first_q_block, int end_q_block) {
+std::vector<float> naive_bf16_rows(const SpProblem& problem, const BlockMask& mask,
+                                   const InputSource& source, int first_q_block, int end_q_block) {
+  require_source_fits(source, problem);
   const RowsProblem r = rows_problem(problem, mask, first_q_block, end_q_block);
-  const auto q = seeded_inputs<float>(seed, 0, r.first, r.end, problem, true);
-  const auto k = seeded_inputs<float>(seed, 1, 0, r.keys, problem, true);
-  const auto v = seeded_inputs<float>(seed, 2, 0, r.keys, problem, true);
+  const auto q = source_inputs<float>(source, 0, r.first, r.end, problem, true);
+  const auto k = source_inputs<float>(source, 1, 0, r.keys, problem, true);
+  const auto v = source_inputs<float>(source, 2, 0, r.keys, problem, true);
   std::vector<float> out(q.size());
   if (q.empty()) return out;
   attention_block_sparse_bf16_naive(r.local, r.csr, q.data(), k.data(), v.data(), out.data());

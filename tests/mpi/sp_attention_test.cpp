@@ -12,6 +12,7 @@
 
 #include "dbsp/error.hpp"
 #include "dbsp/sp_reference.hpp"
+#include "dbsp/workload.hpp"
 #include "mpi_test_support.hpp"
 
 namespace dbsp {
@@ -222,6 +223,53 @@ TEST(SpAttention, EveryStrategyMatchesReferenceAcrossLayersAndSteps) {
     }
     EXPECT_GE(attention.replans(), 2) << name;  // the first call of each layer plans
   }
+}
+
+// InputSource: a seed gives the seeded tensors; a workload gives its Q and K of (step, layer), the
+// rank's shard bit for bit, with V seeded; the seed overloads of the reference are the seed source.
+TEST(SpReference, InputSourcesGiveSeededTensorsOrTheWorkloadsQk) {
+  Communicator& world = test::world();
+  const SyntheticWorkload tiny(model_preset("tiny"), 5);
+  const ModelShape& shape = tiny.shape();
+  SpProblem problem = make_problem(shape.heads, shape.head_dim, shape.tokens(), 64);
+  const SequenceShard shard = sequence_shard(problem.q_layout(), world.rank(), world.size());
+  const int64_t first = shard.first_token, end = shard.end_token;
+  const InputSource seeded{.seed = kSeed};
+  const InputSource structured{.seed = kSeed, .workload = &tiny, .step = 2, .layer = 1};
+  std::vector<float> q, k;
+  tiny.qk_tokens(2, 1, first, end, q, k);
+  for (int which = 0; which < 3; ++which) {
+    const std::vector<float> plain =
+        seeded_tensor(kSeed, which, first, end, shape.heads, shape.head_dim);
+    const std::vector<float>* expected[] = {&q, &k, &plain};
+    EXPECT_EQ(source_tensor(seeded, which, first, end, shape.heads, shape.head_dim), plain);
+    EXPECT_EQ(source_tensor(structured, which, first, end, shape.heads, shape.head_dim),
+              *expected[which])
+        << "tensor " << which;
+  }
+  const BlockMask mask = tiny.block_mask(2, 1);
+  EXPECT_EQ(reference_rows(problem, mask, kSeed, shard.first_block, shard.end_block),
+            reference_rows(problem, mask, seeded, shard.first_block, shard.end_block));
+  EXPECT_EQ(naive_bf16_rows(problem, mask, kSeed, shard.first_block, shard.end_block),
+            naive_bf16_rows(problem, mask, seeded, shard.first_block, shard.end_block));
+  const std::vector<double> rows =
+      reference_rows(problem, mask, structured, shard.first_block, shard.end_block);
+  EXPECT_EQ(rows.size(), q.size());
+  EXPECT_TRUE(std::all_of(rows.begin(), rows.end(), [](double x) { return std::isfinite(x); }));
+  // The workload's shapes must be the problem's; step and layer must be the workload's.
+  EXPECT_NO_THROW(require_source_fits(structured, problem));
+  SpProblem other = problem;
+  other.head_dim = 64;
+  EXPECT_THROW(require_source_fits(structured, other), Error);
+  EXPECT_THROW(reference_rows(other, mask, structured, 0, 1), Error);
+  other = make_problem(shape.heads, shape.head_dim, shape.tokens() - 1, 64);
+  EXPECT_THROW(require_source_fits(structured, other), Error);
+  EXPECT_NO_THROW(require_source_fits(seeded, other));
+  InputSource late = structured;
+  late.step = shape.steps;
+  EXPECT_THROW(require_source_fits(late, problem), Error);
+  EXPECT_THROW(source_tensor(structured, 0, 0, 1, shape.heads + 1, shape.head_dim), Error);
+  EXPECT_THROW(source_tensor(structured, 3, 0, 1, shape.heads, shape.head_dim), Error);
 }
 
 TEST(SpAttention, BatchElementsShareThePlanAndEachMatchesItsOwnReference) {
