@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One call on the lent 2-GPU machine (device tool, from the repository root): the NCCL tests at
-# P = 1 and 2, the link probe, `dbsp run --backend cuda` on Wan2.1-480p for every P = 2 strategy,
-# and `dbsp run --emulate P` on Wan2.1-720p for P = 4, 8, 16 priced with the probed link.
+# P = 1 and 2, the link probe, `dbsp run --backend cuda` on Wan2.1-480p for every P = 2 strategy
+# (given masks, then masks estimated every call with --estimate), and `dbsp run --emulate P` on
+# Wan2.1-720p for P = 4, 8, 16 priced with the probed link.
 # Binaries are built on the development machine and carried in .deps/runtime/{bin,lib}; the
 # machine's own Open MPI and NCCL are used. Logs go to $OUT.
 #   usage: [RESERVES="0 8"] [SKIP_EMULATION=1] bash bench/runtime/device_run.sh [layers] [steps]
@@ -54,6 +55,19 @@ for reserve in ${RESERVES:-8}; do
     echo "reserve $reserve $strategy exit $?: $(grep -E '^summary' -A3 "$out/run.log" | tr '\n' ' ')"
     { echo "---- reserve $reserve strategy $strategy"; cat "$out/run.log"; } >>"$out/runs.log"
   done
+done
+rm -f "$out/run.log"
+
+echo "== dbsp run --estimate: each layer's mask estimated from the workload's Q/K by the sharded estimator"
+timeout 200 $mpirun 2 "$bin/dbsp" run --workload wan2.1-480p --backend cuda --strategy dbsp \
+  --estimate --layers 2 --steps 1 --check --check-blocks 1 >"$out/estimate.log" 2>&1
+echo "estimate check exit $?: $(grep -E '^(check:|estimated masks|mask estimation)' "$out/estimate.log" | tr '\n' ' ')"
+for strategy in ulysses ring dbsp; do
+  timeout 200 $mpirun 2 "$bin/dbsp" run --workload wan2.1-480p --backend cuda \
+    --strategy "$strategy" --estimate --layers "$layers" --steps "$steps" --link-gbps "$gbps" \
+    --latency-us "$lat" >"$out/run.log" 2>&1
+  echo "estimate $strategy exit $?: $(grep -E '^(summary|mask estimation)' -A1 "$out/run.log" | tr '\n' ' ')"
+  { echo "---- estimate strategy $strategy"; cat "$out/run.log"; } >>"$out/estimate.log"
 done
 rm -f "$out/run.log"
 
