@@ -47,7 +47,7 @@ timeout 120 $mpirun 2 "$bin/dbsp" run --workload wan2.1-480p --backend cuda --st
 echo "check exit $?"
 grep -E "check:|error" "$out/runs.log"
 # RESERVES: the --ring-reserved-sms values to compare (SMs left free for the ring transfer).
-for reserve in ${RESERVES:-8}; do
+for reserve in ${RESERVES:-0}; do
   for strategy in ulysses ring dbsp-paper dbsp; do
     timeout 150 $mpirun 2 "$bin/dbsp" run --workload wan2.1-480p --backend cuda \
       --strategy "$strategy" --layers "$layers" --steps "$steps" --link-gbps "$gbps" \
