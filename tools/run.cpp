@@ -686,8 +686,9 @@ void register_run(CLI::App& app) {
                     "turn mask-aware communication off (send every slab)");
   command
       ->add_option("--ring-reserved-sms", options->ring_reserved_sms,
-                   "cuda: SMs the attention kernel leaves free while the next ring step's K/V "
-                   "is in flight (0: none; the transfer then waits for the kernel)")
+                   "cuda: SMs the attention kernel leaves free while a transfer runs beside it "
+                   "(the next ring step's K/V, or with --head-chunks the other chunks' "
+                   "all-to-alls; 0: none, the transfer then waits for the kernel)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   command->add_flag("--no-ring-overlap", options->no_ring_overlap,

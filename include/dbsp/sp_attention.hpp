@@ -60,9 +60,10 @@ struct SpProblem {
 struct SpOptions {
   bool mask_aware = true;    // skip slabs that no receiving query needs
   bool measure_idle = true;  // a closing barrier measures how long each rank waits for the slowest
-  // GPU: SMs the attention kernel leaves free while the next ring step's K/V is in flight, so
-  // that the transfer's NCCL and copy kernels can run beside it instead of after it. Off by
-  // default: on 2 x H200 (Wan2.1-480p, ring) 8 SMs made no difference beyond run-to-run noise.
+  // GPU: SMs the attention kernel leaves free while a transfer runs beside it (the next ring
+  // step's K/V, or with head_chunks > 1 the neighbouring chunks' all-to-alls), so that the
+  // transfer's NCCL and copy kernels can run beside it instead of after it. Off by default: on
+  // 2 x H200 (Wan2.1-480p, ring) 8 SMs made no difference beyond run-to-run noise.
   int ring_reserved_sms = 0;
   // GPU, grids without a ring (R = 1): the layer's heads go in this many chunks, each exchanged
   // and computed in turn, so that a chunk's all-to-all overlaps the previous chunk's attention

@@ -285,7 +285,8 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
         const cuda::DeviceMask dm =
             step_mask(step, static_cast<size_t>(chunk.first_head) * rows_per_head);
         cuda::SparseAttention& attention = *chunk.kernel;
-        attention.reserve_sms(0);
+        // Another chunk's all-to-all runs beside every chunk of a pipelined layer.
+        attention.reserve_sms(options_.ring_reserved_sms);
         attention.plan(dm, compute);
         attention.run(dm, q_local + q_at, k_local + k_at, v_local + k_at, out_local + q_at,
                       lse + tq * chunk.first_head, compute);
