@@ -41,4 +41,11 @@ class FineMask {
   std::vector<int32_t> key_index_;
 };
 
+// A fine mask inside a block mask: in every kept block of every row, a seeded subset of about
+// `keep` of the block's keys (round(keep * block size), at least one), chosen independently per
+// (head, query block, key block), so covering_blocks() gives `mask` back. keep in (0, 1]; 1 keeps
+// every key (from_block). Deterministic in (mask, keep, seed) on every platform, so ranks that
+// thin the same mask with the same seed hold the same fine mask.
+FineMask thin_blocks(const BlockMask& mask, double keep, uint64_t seed);
+
 }  // namespace dbsp

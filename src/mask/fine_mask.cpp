@@ -1,15 +1,32 @@
-// Fine masks (FG-Attn): validation of the per-row key lists, counts, and conversion to and from
-// block masks.
+// Fine masks (FG-Attn): validation of the per-row key lists, counts, conversion to and from
+// block masks, and seeded thinning of a block mask's kept blocks.
 #include "dbsp/fine_mask.hpp"
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <limits>
 #include <utility>
+#include <vector>
 
 #include "dbsp/error.hpp"
 
 namespace dbsp {
+namespace {
+
+uint64_t splitmix(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+// Keys thin_blocks keeps of a block of `size` keys.
+int64_t thinned_keys(int64_t size, double keep) {
+  return std::clamp<int64_t>(std::llround(keep * static_cast<double>(size)), 1, size);
+}
+
+}  // namespace
 
 FineMask::FineMask(int heads, MaskGeometry geometry, std::vector<int64_t> row_offset,
                    std::vector<int32_t> key_index)
@@ -102,6 +119,61 @@ BlockMask FineMask::covering_blocks() const {
     }
   }
   return blocks;
+}
+
+FineMask thin_blocks(const BlockMask& mask, double keep, uint64_t seed) {
+  require(std::isfinite(keep) && keep > 0 && keep <= 1, "thin_blocks: keep must be in (0, 1], got ",
+          keep);
+  if (keep == 1) return FineMask::from_block(mask);
+  const MaskGeometry& geometry = mask.geometry();
+  require(geometry.seq_k <= std::numeric_limits<int32_t>::max(), "thin_blocks: seq_k ",
+          geometry.seq_k, " does not fit the 32-bit key indices");
+  const int64_t block_k = geometry.block_k;
+  auto block_size = [&](int64_t block) {
+    return std::min(geometry.seq_k, (block + 1) * block_k) - block * block_k;
+  };
+  auto for_each_kept = [&](int h, int i, auto&& visit) {
+    const uint64_t* row = mask.row_bits(h, i);
+    for (int w = 0; w < mask.words_per_row(); ++w) {
+      for (uint64_t bits = row[w]; bits; bits &= bits - 1) {
+        visit(int64_t{w} * 64 + std::countr_zero(bits));
+      }
+    }
+  };
+  // Two passes over the rows: counts (they depend on block sizes only), then the keys.
+  const int q_blocks = mask.q_blocks();
+  const int64_t rows = int64_t{mask.heads()} * q_blocks;
+  std::vector<int64_t> row_offset(static_cast<size_t>(rows) + 1, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t count = 0;
+    for_each_kept(static_cast<int>(r / q_blocks), static_cast<int>(r % q_blocks),
+                  [&](int64_t block) { count += thinned_keys(block_size(block), keep); });
+    row_offset[r + 1] = row_offset[r] + count;
+  }
+  std::vector<int32_t> key_index(static_cast<size_t>(row_offset.back()));
+#pragma omp parallel for schedule(dynamic, 16) if (rows * mask.words_per_row() > (1 << 14))
+  for (int64_t r = 0; r < rows; ++r) {
+    const int h = static_cast<int>(r / q_blocks), i = static_cast<int>(r % q_blocks);
+    int32_t* out = key_index.data() + row_offset[r];
+    std::vector<int32_t> offsets(static_cast<size_t>(block_k));
+    for_each_kept(h, i, [&](int64_t block) {
+      // The first `count` offsets of a seeded partial Fisher-Yates shuffle of the block, sorted.
+      const int64_t size = block_size(block), count = thinned_keys(size, keep);
+      for (int64_t n = 0; n < size; ++n) offsets[n] = static_cast<int32_t>(n);
+      uint64_t state = splitmix(seed ^ splitmix(static_cast<uint64_t>(h) ^
+                                                splitmix(static_cast<uint64_t>(i) ^
+                                                         splitmix(static_cast<uint64_t>(block)))));
+      for (int64_t n = 0; n < count; ++n) {
+        state = splitmix(state);
+        std::swap(offsets[n], offsets[n + static_cast<int64_t>(state % uint64_t(size - n))]);
+      }
+      std::sort(offsets.begin(), offsets.begin() + count);
+      for (int64_t n = 0; n < count; ++n) {
+        *out++ = static_cast<int32_t>(block * block_k + offsets[n]);
+      }
+    });
+  }
+  return FineMask(mask.heads(), geometry, std::move(row_offset), std::move(key_index));
 }
 
 }  // namespace dbsp

@@ -1,8 +1,10 @@
-// Fine masks: constructor validation, counts and density, and the conversions to and from block
-// masks on odd sizes (short last key block, empty and full rows).
+// Fine masks: constructor validation, counts and density, the conversions to and from block
+// masks on odd sizes (short last key block, empty and full rows), and seeded thinning.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
+#include <set>
 #include <vector>
 
 #include "dbsp/error.hpp"
@@ -122,6 +124,95 @@ TEST(FineMask, CoveringBlocksMarksEveryBlockHoldingAKeptKey) {
   const FineMask fine(2, geometry, offsets, keys);
   EXPECT_EQ(fine.covering_blocks(), expected);
   EXPECT_EQ(fine.kept(), static_cast<int64_t>(keys.size()));
+}
+
+// A random block mask over a short last key block, with empty rows.
+BlockMask random_blocks(int heads, MaskGeometry geometry, double density, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::bernoulli_distribution keep(density);
+  BlockMask blocks(heads, geometry);
+  for (int h = 0; h < heads; ++h) {
+    for (int i = 0; i < blocks.q_blocks(); ++i) {
+      for (int j = 0; j < blocks.k_blocks(); ++j) blocks.set(h, i, j, keep(rng));
+    }
+  }
+  return blocks;
+}
+
+// The keys of `fine` row (h, i) that fall in key block j.
+std::vector<int32_t> keys_in_block(const FineMask& fine, int h, int i, int j) {
+  std::vector<int32_t> out;
+  const int block_k = fine.geometry().block_k;
+  for (int32_t key : fine.keys(h, i)) {
+    if (key / block_k == j) out.push_back(key);
+  }
+  return out;
+}
+
+TEST(ThinBlocks, KeepsAboutTheShareOfEveryKeptBlockAndCoversTheMask) {
+  const MaskGeometry geometry{7 * 32 + 5, 13 * 16 + 3, 32, 16};  // last key block: 3 keys
+  const BlockMask blocks = random_blocks(3, geometry, 0.4, 3);
+  for (double keep : {0.3, 0.5, 0.9, 1e-6}) {
+    const FineMask fine = thin_blocks(blocks, keep, 17);
+    EXPECT_EQ(fine.geometry(), geometry);
+    EXPECT_EQ(fine.covering_blocks(), blocks) << keep;
+    int64_t expected_kept = 0;
+    for (int h = 0; h < 3; ++h) {
+      for (int i = 0; i < blocks.q_blocks(); ++i) {
+        for (int j = 0; j < blocks.k_blocks(); ++j) {
+          const int64_t size = std::min<int64_t>(16, geometry.seq_k - j * 16);
+          const int64_t want =
+              blocks.get(h, i, j) ? std::clamp<int64_t>(std::llround(keep * size), 1, size) : 0;
+          EXPECT_EQ(static_cast<int64_t>(keys_in_block(fine, h, i, j).size()), want)
+              << "keep " << keep << " (" << h << ", " << i << ", " << j << ")";
+          expected_kept += want;
+        }
+      }
+    }
+    EXPECT_EQ(fine.kept(), expected_kept);
+  }
+  // A tiny share keeps one key per kept block.
+  EXPECT_EQ(thin_blocks(blocks, 1e-6, 17).kept(), blocks.kept());
+}
+
+TEST(ThinBlocks, IsDeterministicPerBlockAndChangesWithTheSeed) {
+  const MaskGeometry geometry{5 * 64 + 1, 9 * 64 + 40, 64, 64};
+  BlockMask blocks = random_blocks(2, geometry, 0.3, 8);
+  blocks.set(1, 2, 4, false);
+  const FineMask fine = thin_blocks(blocks, 0.25, 99);
+  EXPECT_EQ(thin_blocks(blocks, 0.25, 99), fine);
+  EXPECT_NE(thin_blocks(blocks, 0.25, 100), fine);
+  // A block's keys depend on (seed, head, query block, key block) only, not on its neighbours.
+  BlockMask more = blocks;
+  more.set(1, 2, 4);
+  const FineMask fine_more = thin_blocks(more, 0.25, 99);
+  for (int j = 0; j < blocks.k_blocks(); ++j) {
+    if (j == 4) continue;
+    EXPECT_EQ(keys_in_block(fine_more, 1, 2, j), keys_in_block(fine, 1, 2, j)) << j;
+  }
+  EXPECT_EQ(keys_in_block(fine_more, 1, 2, 4).size(), 16u);
+  // Blocks draw different subsets: the offsets kept differ between blocks.
+  std::set<std::vector<int32_t>> patterns;
+  for (int h = 0; h < 2; ++h) {
+    for (int i = 0; i < blocks.q_blocks(); ++i) {
+      for (int j = 0; j + 1 < blocks.k_blocks(); ++j) {
+        std::vector<int32_t> offsets = keys_in_block(fine, h, i, j);
+        for (int32_t& key : offsets) key -= j * 64;
+        if (!offsets.empty()) patterns.insert(offsets);
+      }
+    }
+  }
+  EXPECT_GT(patterns.size(), 10u);
+}
+
+TEST(ThinBlocks, KeepOneIsFromBlockAndBadSharesAreRejected) {
+  const MaskGeometry geometry{3 * 64, 2 * 64 + 9, 64, 64};
+  const BlockMask blocks = random_blocks(2, geometry, 0.5, 4);
+  EXPECT_EQ(thin_blocks(blocks, 1.0, 5), FineMask::from_block(blocks));
+  EXPECT_EQ(thin_blocks(BlockMask(2, geometry), 0.3, 5).kept(), 0);
+  for (double keep : {0.0, -0.1, 1.5, std::nan("")}) {
+    EXPECT_THROW(thin_blocks(blocks, keep, 5), Error) << keep;
+  }
 }
 
 }  // namespace
