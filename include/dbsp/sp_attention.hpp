@@ -241,6 +241,10 @@ class SpAttention {
 struct LinkModel {
   double gbytes_per_s = 120.0;  // per rank, each direction
   double latency_us = 15.0;     // per message batch
+  // How much slower a ring step's kernel runs while the next step's K/V transfer runs beside it
+  // (its NCCL and copy kernels share the SMs and memory): 0.07 measured on 2 x H200, Wan2.1-480p
+  // ring, compute with and without the transfer beside (--no-ring-overlap, BENCHMARKS.md).
+  double beside_slowdown = 0.07;
   double transfer_ms(int64_t bytes) const;
 };
 

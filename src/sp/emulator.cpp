@@ -26,8 +26,9 @@ struct SpEmulator::Timer {
 SpEmulator::SpEmulator(int ranks, EmulationDevice device, LinkModel link, SpOptions options)
     : ranks_(ranks), link_(link), options_(options) {
   require(ranks >= 1, "SpEmulator: rank count must be >= 1, got ", ranks);
-  require(link.gbytes_per_s > 0 && link.latency_us >= 0, "SpEmulator: link of ", link.gbytes_per_s,
-          " GB/s and ", link.latency_us, " us latency");
+  require(link.gbytes_per_s > 0 && link.latency_us >= 0 && link.beside_slowdown >= 0,
+          "SpEmulator: link of ", link.gbytes_per_s, " GB/s, ", link.latency_us, " us latency and ",
+          link.beside_slowdown, " slowdown beside a transfer");
   const bool cpu = device == EmulationDevice::cpu;
   timer_ = std::unique_ptr<Timer, void (*)(Timer*)>(
       new Timer{cpu ? sp::make_cpu_step_timer() : sp::make_device_step_timer(), cpu ? 4 : 2, cpu},
@@ -95,6 +96,7 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
       compute[p][t] = timer_->impl->step_ms(local, local_mask, problem.geometry.block_q,
                                             problem.geometry.block_k, !first,
                                             transfer_beside ? options_.ring_reserved_sms : 0);
+      if (transfer_beside) compute[p][t] *= 1.0 + link_.beside_slowdown;
       first = false;
     }
     layer.rank_compute_ms[p] = std::accumulate(compute[p].begin(), compute[p].end(), 0.0);
