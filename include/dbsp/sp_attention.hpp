@@ -29,6 +29,7 @@
 #include "dbsp/block_mask.hpp"
 #include "dbsp/communicator.hpp"
 #include "dbsp/estimate.hpp"
+#include "dbsp/fine_mask.hpp"
 #include "dbsp/partition.hpp"
 #include "dbsp/planner.hpp"
 
@@ -118,6 +119,13 @@ class SpExecutor {
   SpTelemetry run(const SpProblem& problem, const BlockMask& mask, const Partition& partition,
                   const float* q, const float* k, const float* v, float* out,
                   ScheduleReuse reuse = {});
+  // The same with a fine (FG-Attn) mask, whose geometry must be the problem's: routing and data
+  // movement follow mask.covering_blocks() (a K/V block moves iff a receiving query keeps one of
+  // its keys), each ring step computes attention_fine over the kept keys in its K/V buffer, and
+  // kept_blocks counts the covering blocks. Host path only.
+  SpTelemetry run(const SpProblem& problem, const FineMask& mask, const Partition& partition,
+                  const float* q, const float* k, const float* v, float* out,
+                  ScheduleReuse reuse = {});
 
   // The device path (NCCL communicator; dbsp built with CUDA and NCCL): q, k, v and out are bf16
   // [tokens, heads, head_dim] on the communicator's GPU, read after the work already queued on the
@@ -147,6 +155,12 @@ class SpExecutor {
   std::unique_ptr<HostSchedules> host_schedules_;
   std::unique_ptr<DeviceState, void (*)(DeviceState*)> device_{nullptr, nullptr};
   GridCommunicators& grid_communicators(Grid grid);
+  // The host path's one body for block and fine masks: build_schedule() makes the layer's
+  // schedule when the reuse slot has none for this key.
+  template <class BuildSchedule>
+  SpTelemetry run_host(const SpProblem& problem, const Partition& partition, const float* q,
+                       const float* k, const float* v, float* out, ScheduleReuse reuse,
+                       BuildSchedule&& build_schedule);
 };
 
 // bf16 values on the current GPU (tools and tests of the device path). Throws without CUDA.
@@ -206,6 +220,13 @@ class SpAttention {
 
   SpLayerReport forward(int layer, const SpProblem& problem, const BlockMask& mask, const float* q,
                         const float* k, const float* v, float* out);
+  // A fine (FG-Attn) mask on the host path: the plan is made (or kept) on
+  // mask.covering_blocks(), since the planner balances blocks; the cross-rank check hashes the
+  // fine mask itself (mask_hash(FineMask)); predicted_ratio is rho_s of the fine mask's M x 1
+  // slices under the partition used (imbalance_ratio(FineMask, Partition)), so it shows what
+  // balancing on blocks left of the fine work's imbalance.
+  SpLayerReport forward(int layer, const SpProblem& problem, const FineMask& mask, const float* q,
+                        const float* k, const float* v, float* out);
   // The device path: bf16 tensors on the GPU of an NCCL communicator (SpExecutor::run_device_bf16).
   SpLayerReport forward_device_bf16(int layer, const SpProblem& problem, const BlockMask& mask,
                                     const void* q, const void* k, const void* v, void* out);
@@ -222,8 +243,10 @@ class SpAttention {
   SpExecutor& executor() { return executor_; }
 
  private:
+  // Plans on `mask`, checks (plan hash, mask_fingerprint) across ranks, runs `run`.
   template <class Run>
-  SpLayerReport forward_with(int layer, const BlockMask& mask, Run&& run);
+  SpLayerReport forward_with(int layer, const BlockMask& mask, uint64_t mask_fingerprint,
+                             Run&& run);
 
   SpExecutor executor_;
   Strategy strategy_;
@@ -280,5 +303,7 @@ class SpEmulator {
 
 // 64-bit fingerprint of a mask's bits and geometry (stable across processes).
 uint64_t mask_hash(const BlockMask& mask);
+// The same for a fine mask: geometry, heads, row offsets and key indices.
+uint64_t mask_hash(const FineMask& mask);
 
 }  // namespace dbsp

@@ -1,5 +1,6 @@
 // SpExecutor: the three phases of one layer (all-to-all-v in, ring with LSE merge, all-to-all-v
-// out) on host buffers, with telemetry. Routing comes from sp/routing.cpp.
+// out) on host buffers, with telemetry, for block and fine masks alike (one body; only the step's
+// kernel differs). Routing comes from sp/routing.cpp.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -68,17 +69,28 @@ void SpExecutor::prepare(std::span<const Grid> grids) {
   for (Grid grid : grids) grid_communicators(grid);
 }
 
-SpTelemetry SpExecutor::run(const SpProblem& problem, const BlockMask& mask,
-                            const Partition& partition, const float* q, const float* k,
-                            const float* v, float* out, ScheduleReuse reuse) {
+namespace {
+
+// One ring step's partial attention on the local tensors, with the step's block or fine mask.
+void attend_step(const sp::LayerSchedule& schedule, int t, const AttentionProblem& local,
+                 const float* q, const float* k, const float* v, float* out, float* lse) {
+  if (schedule.fine()) {
+    attention_fine<float>(local, schedule.fine_step_masks[t], q, k, v, out, lse);
+  } else {
+    attention_block_sparse<float>(local, schedule.step_masks[t], q, k, v, out, lse);
+  }
+}
+
+}  // namespace
+
+template <class BuildSchedule>
+SpTelemetry SpExecutor::run_host(const SpProblem& problem, const Partition& partition,
+                                 const float* q, const float* k, const float* v, float* out,
+                                 ScheduleReuse reuse, BuildSchedule&& build_schedule) {
   sp::Stopwatch total_clock;
   sp::Stopwatch clock;
   SpTelemetry telemetry;
   telemetry.grid = partition.grid;
-
-  require(world_.memory() == MemorySpace::host, "SpExecutor::run takes host buffers; the ",
-          world_.backend(), " communicator moves device memory (use run_device_bf16)");
-  sp::check_layer(world_.size(), problem, mask, partition);
 
   GridCommunicators& comms = grid_communicators(partition.grid);
   // Routing and the local mask of every ring step, built (or reused) before any transfer so that
@@ -86,12 +98,9 @@ SpTelemetry SpExecutor::run(const SpProblem& problem, const BlockMask& mask,
   bool reused = false;
   sp::LayerSchedule& schedule =
       host_schedules_->slots.lookup(reuse, sp::schedule_key(reuse, problem), reused);
-  if (!reused) {
-    schedule = sp::build_schedule(mask, partition, problem, world_.rank(), options_.mask_aware);
-  }
+  if (!reused) schedule = build_schedule();
   telemetry.schedule_reused = reused;
   const sp::LayerRouting& route = schedule.route;
-  const std::vector<BlockCsr>& step_masks = schedule.step_masks;
   const std::vector<int64_t>& step_kept = schedule.step_kept;
   const int64_t D = problem.head_dim;
   const int64_t H = problem.heads;
@@ -158,12 +167,11 @@ SpTelemetry SpExecutor::run(const SpProblem& problem, const BlockMask& mask,
       const float* step_k = t == 0 ? ws.k.data() : ws.step_k.data();
       const float* step_v = t == 0 ? ws.v.data() : ws.step_v.data();
       if (!have_partial) {
-        attention_block_sparse<float>(local, step_masks[t], ws.q.data(), step_k, step_v,
-                                      ws.out.data(), ws.lse.data());
+        attend_step(schedule, t, local, ws.q.data(), step_k, step_v, ws.out.data(), ws.lse.data());
         have_partial = true;
       } else {
-        attention_block_sparse<float>(local, step_masks[t], ws.q.data(), step_k, step_v,
-                                      ws.part_out.data(), ws.part_lse.data());
+        attend_step(schedule, t, local, ws.q.data(), step_k, step_v, ws.part_out.data(),
+                    ws.part_lse.data());
         merge_partial<float>(1, tq, Hg, D, ws.out.data(), ws.lse.data(), ws.part_out.data(),
                              ws.part_lse.data());
       }
@@ -204,6 +212,34 @@ SpTelemetry SpExecutor::run(const SpProblem& problem, const BlockMask& mask,
   telemetry.bytes_saved = (route.baseline_rows_sent - route.rows_sent) * row_bytes;
   telemetry.total_ms = total_clock.elapsed_ms();
   return telemetry;
+}
+
+SpTelemetry SpExecutor::run(const SpProblem& problem, const BlockMask& mask,
+                            const Partition& partition, const float* q, const float* k,
+                            const float* v, float* out, ScheduleReuse reuse) {
+  require(world_.memory() == MemorySpace::host, "SpExecutor::run takes host buffers; the ",
+          world_.backend(), " communicator moves device memory (use run_device_bf16)");
+  sp::check_layer(world_.size(), problem, mask, partition);
+  return run_host(problem, partition, q, k, v, out, reuse, [&] {
+    return sp::build_schedule(mask, partition, problem, world_.rank(), options_.mask_aware);
+  });
+}
+
+SpTelemetry SpExecutor::run(const SpProblem& problem, const FineMask& mask,
+                            const Partition& partition, const float* q, const float* k,
+                            const float* v, float* out, ScheduleReuse reuse) {
+  require(world_.memory() == MemorySpace::host,
+          "SpExecutor::run with a fine mask takes host "
+          "buffers; the ",
+          world_.backend(),
+          " communicator moves device memory (fine masks run "
+          "on the host path only)");
+  sp::check_fine_layer(world_.size(), problem, mask, partition);
+  // A fine schedule never answers for a block mask's key, nor the reverse.
+  reuse.key ^= 0xf1e2d3c4b5a69788ull;
+  return run_host(problem, partition, q, k, v, out, reuse, [&] {
+    return sp::build_fine_schedule(mask, partition, problem, world_.rank(), options_.mask_aware);
+  });
 }
 
 }  // namespace dbsp

@@ -1,8 +1,11 @@
-// build_schedule and the schedule key.
+// build_schedule (block and fine masks) and the schedule key.
 #include "sp/schedule.hpp"
 
 #include <bit>
 #include <cstring>
+
+#include "dbsp/error.hpp"
+#include "sp/local_fine_mask.hpp"
 
 namespace dbsp::sp {
 
@@ -28,6 +31,43 @@ LayerSchedule build_schedule(const BlockMask& mask, const Partition& partition,
     }
   }
   return schedule;
+}
+
+LayerSchedule build_fine_schedule(const FineMask& mask, const Partition& partition,
+                                  const SpProblem& problem, int rank, bool mask_aware) {
+  LayerSchedule schedule;
+  schedule.route = build_routing(mask.covering_blocks(), partition, problem.q_layout(),
+                                 problem.k_layout(), rank, mask_aware);
+  const LayerRouting& route = schedule.route;
+  const int R = partition.grid.ring;
+  schedule.step_kept.assign(static_cast<size_t>(R), 0);
+  schedule.fine_step_masks.reserve(static_cast<size_t>(R));
+  for (int t = 0; t < R; ++t) {
+    const RingStep& step = route.steps[t];
+    LocalFineMask local =
+        local_fine_mask(mask, route.heads, route.q_blocks, step.key_blocks, step.key_layout);
+    // Equal to the covering mask's local CSR count: a block counts iff a kept key lies in it.
+    schedule.step_kept[t] = local.blocks;
+    if (local.blocks > 0) ++schedule.computing_steps;
+    schedule.fine_step_masks.push_back(std::move(local.mask));
+  }
+  return schedule;
+}
+
+void check_fine_layer(int ranks, const SpProblem& problem, const FineMask& mask,
+                      const Partition& partition) {
+  const MaskGeometry& p = problem.geometry;
+  const MaskGeometry& m = mask.geometry();
+  require(problem.heads == mask.heads() && p == m, "sequence parallel layer: problem has ",
+          problem.heads, " heads, ", p.seq_q, " x ", p.seq_k, " tokens in blocks of ", p.block_q,
+          " x ", p.block_k, "; the fine mask has ", mask.heads(), " heads, ", m.seq_q, " x ",
+          m.seq_k, " in blocks of ", m.block_q, " x ", m.block_k);
+  require(partition.grid.ranks() == ranks, "sequence parallel layer: partition grid ",
+          partition.grid.name(), " needs ", partition.grid.ranks(), " ranks; the communicator has ",
+          ranks);
+  require(problem.head_dim >= 1, "sequence parallel layer: head_dim must be >= 1, got ",
+          problem.head_dim);
+  partition.validate();
 }
 
 uint64_t schedule_key(const ScheduleReuse& reuse, const SpProblem& problem) {

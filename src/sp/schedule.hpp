@@ -1,6 +1,6 @@
-// A layer's schedule on one rank: the routing plus the local mask of every ring step. Built from
-// (mask, partition, problem); executors keep it per slot and reuse it while the caller's key (a
-// fingerprint of plan and mask) is unchanged.
+// A layer's schedule on one rank: the routing plus the local mask of every ring step (block CSR
+// lists, or fine key lists for a fine mask). Built from (mask, partition, problem); executors keep
+// it per slot and reuse it while the caller's key (a fingerprint of plan and mask) is unchanged.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "dbsp/block_mask.hpp"
+#include "dbsp/fine_mask.hpp"
 #include "dbsp/partition.hpp"
 #include "dbsp/sp_attention.hpp"
 #include "sp/routing.hpp"
@@ -17,14 +18,29 @@ namespace dbsp::sp {
 struct LayerSchedule {
   LayerRouting route;
   std::vector<BlockCsr> step_masks;  // per ring step; empty when the step keeps no block
-  std::vector<int64_t> step_kept;
-  int computing_steps = 0;  // steps with at least one kept block
+  std::vector<int64_t> step_kept;    // kept blocks per step (fine: blocks holding a kept key)
+  int computing_steps = 0;           // steps with at least one kept block
+  // Fine masks only (build_fine_schedule): per ring step the kept keys of this rank's rows, as
+  // tokens of the step's K/V buffer; step_masks then stay empty.
+  std::vector<FineMask> fine_step_masks;
+  bool fine() const { return !fine_step_masks.empty(); }
 };
 
 // host_indices false: the step masks carry counts and offsets only (the device builds kv_index).
 LayerSchedule build_schedule(const BlockMask& mask, const Partition& partition,
                              const SpProblem& problem, int rank, bool mask_aware,
                              bool host_indices = true);
+
+// A fine mask's schedule: routing and data movement from mask.covering_blocks() (a K/V block
+// moves iff some receiving query keeps a key of it), each step's local fine mask from
+// local_fine_mask.
+LayerSchedule build_fine_schedule(const FineMask& mask, const Partition& partition,
+                                  const SpProblem& problem, int rank, bool mask_aware);
+
+// Throws unless the problem, the fine mask and the partition describe the same layer on `ranks`
+// ranks (a fine mask's keys are tokens, so its geometry must be the problem's exactly).
+void check_fine_layer(int ranks, const SpProblem& problem, const FineMask& mask,
+                      const Partition& partition);
 
 // The key under which a schedule is kept: the caller's key mixed with what the caller's
 // fingerprint does not cover (head_dim and scale shape the buffers, not the routing).

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "dbsp/error.hpp"
+#include "dbsp/imbalance.hpp"
 #include "dbsp/sp_estimate.hpp"
 #include "sp/stopwatch.hpp"
 
@@ -25,16 +26,20 @@ std::string hex(uint64_t value) {
   return out.str();
 }
 
+// One multiply-xorshift round per 64-bit word: a pass over the mask costs about as much as
+// reading it (it runs on every layer call).
+struct HashMixer {
+  uint64_t hash = 0x9e3779b97f4a7c15ull;
+  void operator()(uint64_t value) {
+    hash = (hash ^ value) * 0xbf58476d1ce4e5b9ull;
+    hash ^= hash >> 31;
+  }
+};
+
 }  // namespace
 
 uint64_t mask_hash(const BlockMask& mask) {
-  // One multiply-xorshift round per 64-bit word: a pass over the mask costs about as much as
-  // reading it (it runs on every layer call).
-  uint64_t hash = 0x9e3779b97f4a7c15ull;
-  auto mix = [&hash](uint64_t value) {
-    hash = (hash ^ value) * 0xbf58476d1ce4e5b9ull;
-    hash ^= hash >> 31;
-  };
+  HashMixer mix;
   const MaskGeometry& g = mask.geometry();
   for (int64_t value : {int64_t{mask.heads()}, g.seq_q, g.seq_k, int64_t{g.block_q},
                         int64_t{g.block_k}, int64_t{mask.q_blocks()}, int64_t{mask.k_blocks()}}) {
@@ -46,7 +51,26 @@ uint64_t mask_hash(const BlockMask& mask) {
       for (int w = 0; w < mask.words_per_row(); ++w) mix(bits[w]);
     }
   }
-  return hash;
+  return mix.hash;
+}
+
+uint64_t mask_hash(const FineMask& mask) {
+  HashMixer mix;
+  mix(0x66696e656d61736bull);  // "finemask": never equal to a block mask's hash by construction
+  const MaskGeometry& g = mask.geometry();
+  for (int64_t value :
+       {int64_t{mask.heads()}, g.seq_q, g.seq_k, int64_t{g.block_q}, int64_t{g.block_k}}) {
+    mix(static_cast<uint64_t>(value));
+  }
+  for (int64_t offset : mask.row_offset()) mix(static_cast<uint64_t>(offset));
+  // Two 32-bit keys per round.
+  const std::vector<int32_t>& keys = mask.key_index();
+  size_t e = 0;
+  for (; e + 1 < keys.size(); e += 2) {
+    mix(static_cast<uint32_t>(keys[e]) | uint64_t{static_cast<uint32_t>(keys[e + 1])} << 32);
+  }
+  if (e < keys.size()) mix(static_cast<uint32_t>(keys[e]));
+  return mix.hash;
 }
 
 void SpTelemetry::add(const SpTelemetry& other) {
@@ -77,7 +101,8 @@ SpAttention::SpAttention(Communicator& world, Strategy strategy, int layers, SpO
 }
 
 template <class Run>
-SpLayerReport SpAttention::forward_with(int layer, const BlockMask& mask, Run&& run) {
+SpLayerReport SpAttention::forward_with(int layer, const BlockMask& mask, uint64_t mask_fingerprint,
+                                        Run&& run) {
   require(layer >= 0 && layer < layers_, "SpAttention: layer ", layer, " outside [0, ", layers_,
           ")");
   Communicator& world = executor_.world();
@@ -85,7 +110,7 @@ SpLayerReport SpAttention::forward_with(int layer, const BlockMask& mask, Run&& 
   const Partition& partition = lookup.plan->partition;
 
   // Every rank must run the same plan on the same mask, or the routing tables disagree.
-  const PlanFingerprint mine{partition.hash(), mask_hash(mask)};
+  const PlanFingerprint mine{partition.hash(), mask_fingerprint};
   const std::vector<PlanFingerprint> all = world.all_gather(mine, "sp plan hash check");
   for (int p = 0; p < world.size(); ++p) {
     if (all[p] == all[0]) continue;
@@ -143,12 +168,31 @@ SpLayerReport SpAttention::forward(int layer, const SpProblem& problem, const Bl
                                    const float* q, const float* k, const float* v, float* out) {
   Communicator& world = executor_.world();
   const ShardElements n(problem, world.rank(), world.size());
-  return forward_with(layer, mask, [&](const Partition& partition, ScheduleReuse reuse) {
-    return over_batch(problem, [&](int b) {
-      return executor_.run(problem, mask, partition, q + b * n.q, k + b * n.k, v + b * n.k,
-                           out + b * n.q, reuse);
-    });
-  });
+  return forward_with(layer, mask, mask_hash(mask),
+                      [&](const Partition& partition, ScheduleReuse reuse) {
+                        return over_batch(problem, [&](int b) {
+                          return executor_.run(problem, mask, partition, q + b * n.q, k + b * n.k,
+                                               v + b * n.k, out + b * n.q, reuse);
+                        });
+                      });
+}
+
+SpLayerReport SpAttention::forward(int layer, const SpProblem& problem, const FineMask& mask,
+                                   const float* q, const float* k, const float* v, float* out) {
+  Communicator& world = executor_.world();
+  const ShardElements n(problem, world.rank(), world.size());
+  const Partition* used = nullptr;
+  SpLayerReport report =
+      forward_with(layer, mask.covering_blocks(), mask_hash(mask),
+                   [&](const Partition& partition, ScheduleReuse reuse) {
+                     used = &partition;
+                     return over_batch(problem, [&](int b) {
+                       return executor_.run(problem, mask, partition, q + b * n.q, k + b * n.k,
+                                            v + b * n.k, out + b * n.q, reuse);
+                     });
+                   });
+  report.predicted_ratio = imbalance_ratio(mask, *used);
+  return report;
 }
 
 SpLayerReport SpAttention::forward_device_bf16(int layer, const SpProblem& problem,
@@ -158,13 +202,14 @@ SpLayerReport SpAttention::forward_device_bf16(int layer, const SpProblem& probl
   const ShardElements n(problem, world.rank(), world.size());
   const int64_t q_bytes = 2 * n.q, k_bytes = 2 * n.k;  // bf16
   auto in = [](const void* p, int64_t offset) { return static_cast<const char*>(p) + offset; };
-  return forward_with(layer, mask, [&](const Partition& partition, ScheduleReuse reuse) {
-    return over_batch(problem, [&](int b) {
-      return executor_.run_device_bf16(problem, mask, partition, in(q, b * q_bytes),
-                                       in(k, b * k_bytes), in(v, b * k_bytes),
-                                       static_cast<char*>(out) + b * q_bytes, reuse);
-    });
-  });
+  return forward_with(
+      layer, mask, mask_hash(mask), [&](const Partition& partition, ScheduleReuse reuse) {
+        return over_batch(problem, [&](int b) {
+          return executor_.run_device_bf16(problem, mask, partition, in(q, b * q_bytes),
+                                           in(k, b * k_bytes), in(v, b * k_bytes),
+                                           static_cast<char*>(out) + b * q_bytes, reuse);
+        });
+      });
 }
 
 namespace {
