@@ -1,6 +1,9 @@
 // Seeded inputs and the single-rank reference of query-block rows.
 #include "dbsp/sp_reference.hpp"
 
+#include <span>
+#include <utility>
+
 #include "dbsp/attention.hpp"
 #include "dbsp/block_layout.hpp"
 #include "dbsp/error.hpp"
@@ -15,33 +18,56 @@ uint64_t mix(uint64_t x) {  // splitmix64 finaliser
   return x ^ (x >> 31);
 }
 
-// The single-rank problem of query blocks [first_q_block, end_q_block) against every key, and
-// its mask rows.
+// The single-rank problem of query blocks [first_q_block, end_q_block) against every key.
 struct RowsProblem {
   AttentionProblem local;
-  BlockCsr csr;
+  std::vector<int> rows;  // the query blocks
   int64_t first = 0, end = 0, keys = 0;
 };
 
-RowsProblem rows_problem(const SpProblem& problem, const BlockMask& mask, int first_q_block,
-                         int end_q_block) {
+RowsProblem rows_problem(const SpProblem& problem, int first_q_block, int end_q_block) {
   const BlockLayout q_layout = problem.q_layout();
   const BlockLayout k_layout = problem.k_layout();
-  std::vector<int> rows, heads, keys;
-  for (int i = first_q_block; i < end_q_block; ++i) rows.push_back(i);
-  for (int h = 0; h < problem.heads; ++h) heads.push_back(h);
-  for (int j = 0; j < k_layout.blocks(); ++j) keys.push_back(j);
   RowsProblem r;
+  for (int i = first_q_block; i < end_q_block; ++i) r.rows.push_back(i);
   r.local.heads = problem.heads;
   r.local.head_dim = problem.head_dim;
-  r.local.q_layout = BlockLayout::gather(q_layout, rows);
+  r.local.q_layout = BlockLayout::gather(q_layout, r.rows);
   r.local.k_layout = k_layout;
   r.local.scale = problem.scale;
   r.first = q_layout.start[first_q_block];
   r.end = q_layout.start[end_q_block];
   r.keys = k_layout.tokens();
-  r.csr = mask.slice(heads, rows, keys).to_csr();
   return r;
+}
+
+// The block mask's rows of those query blocks.
+BlockCsr rows_csr(const BlockMask& mask, const RowsProblem& r) {
+  std::vector<int> heads, keys;
+  for (int h = 0; h < mask.heads(); ++h) heads.push_back(h);
+  for (int j = 0; j < mask.k_blocks(); ++j) keys.push_back(j);
+  return mask.slice(heads, r.rows, keys).to_csr();
+}
+
+// The fine mask's rows of those query blocks (keys stay global: the reference sees every key).
+FineMask rows_fine_mask(const SpProblem& problem, const FineMask& mask, const RowsProblem& r) {
+  const MaskGeometry& g = mask.geometry();
+  require(mask.heads() == problem.heads && g == problem.geometry, "reference_rows: fine mask of ",
+          mask.heads(), " heads, ", g.seq_q, " x ", g.seq_k, " tokens in blocks of ", g.block_q,
+          " x ", g.block_k, " for a problem of ", problem.heads, " heads, ", problem.geometry.seq_q,
+          " x ", problem.geometry.seq_k, " in blocks of ", problem.geometry.block_q, " x ",
+          problem.geometry.block_k);
+  std::vector<int64_t> row_offset{0};
+  std::vector<int32_t> key_index;
+  for (int h = 0; h < mask.heads(); ++h) {
+    for (int i : r.rows) {
+      const std::span<const int32_t> keys = mask.keys(h, i);
+      key_index.insert(key_index.end(), keys.begin(), keys.end());
+      row_offset.push_back(static_cast<int64_t>(key_index.size()));
+    }
+  }
+  return FineMask(mask.heads(), MaskGeometry{r.end - r.first, g.seq_k, g.block_q, g.block_k},
+                  std::move(row_offset), std::move(key_index));
 }
 
 template <class T>
@@ -123,13 +149,14 @@ std::vector<double> reference_rows(const SpProblem& problem, const BlockMask& ma
                                    const InputSource& source, int first_q_block, int end_q_block,
                                    bool round_inputs_to_bf16) {
   require_source_fits(source, problem);
-  const RowsProblem r = rows_problem(problem, mask, first_q_block, end_q_block);
+  const RowsProblem r = rows_problem(problem, first_q_block, end_q_block);
+  const BlockCsr csr = rows_csr(mask, r);
   const auto q = source_inputs<double>(source, 0, r.first, r.end, problem, round_inputs_to_bf16);
   const auto k = source_inputs<double>(source, 1, 0, r.keys, problem, round_inputs_to_bf16);
   const auto v = source_inputs<double>(source, 2, 0, r.keys, problem, round_inputs_to_bf16);
   std::vector<double> out(q.size()), lse(static_cast<size_t>((r.end - r.first) * problem.heads));
   if (q.empty()) return out;
-  attention_block_sparse<double>(r.local, r.csr, q.data(), k.data(), v.data(), out.data(),
+  attention_block_sparse<double>(r.local, csr, q.data(), k.data(), v.data(), out.data(),
                                  lse.data());
   return out;
 }
@@ -137,14 +164,38 @@ std::vector<double> reference_rows(const SpProblem& problem, const BlockMask& ma
 std::vector<float> naive_bf16_rows(const SpProblem& problem, const BlockMask& mask,
                                    const InputSource& source, int first_q_block, int end_q_block) {
   require_source_fits(source, problem);
-  const RowsProblem r = rows_problem(problem, mask, first_q_block, end_q_block);
+  const RowsProblem r = rows_problem(problem, first_q_block, end_q_block);
+  const BlockCsr csr = rows_csr(mask, r);
   const auto q = source_inputs<float>(source, 0, r.first, r.end, problem, true);
   const auto k = source_inputs<float>(source, 1, 0, r.keys, problem, true);
   const auto v = source_inputs<float>(source, 2, 0, r.keys, problem, true);
   std::vector<float> out(q.size());
   if (q.empty()) return out;
-  attention_block_sparse_bf16_naive(r.local, r.csr, q.data(), k.data(), v.data(), out.data());
+  attention_block_sparse_bf16_naive(r.local, csr, q.data(), k.data(), v.data(), out.data());
   return out;
+}
+
+std::vector<double> reference_rows(const SpProblem& problem, const FineMask& mask,
+                                   const InputSource& source, int first_q_block, int end_q_block) {
+  require_source_fits(source, problem);
+  require(0 <= first_q_block && first_q_block <= end_q_block &&
+              end_q_block <= problem.geometry.q_blocks(),
+          "reference_rows: query blocks [", first_q_block, ", ", end_q_block, ") outside [0, ",
+          problem.geometry.q_blocks(), ")");
+  const RowsProblem r = rows_problem(problem, first_q_block, end_q_block);
+  const FineMask rows = rows_fine_mask(problem, mask, r);
+  const auto q = source_inputs<double>(source, 0, r.first, r.end, problem, false);
+  const auto k = source_inputs<double>(source, 1, 0, r.keys, problem, false);
+  const auto v = source_inputs<double>(source, 2, 0, r.keys, problem, false);
+  std::vector<double> out(q.size()), lse(static_cast<size_t>((r.end - r.first) * problem.heads));
+  if (q.empty()) return out;
+  attention_fine<double>(r.local, rows, q.data(), k.data(), v.data(), out.data(), lse.data());
+  return out;
+}
+
+std::vector<double> reference_rows(const SpProblem& problem, const FineMask& mask, uint64_t seed,
+                                   int first_q_block, int end_q_block) {
+  return reference_rows(problem, mask, InputSource{.seed = seed}, first_q_block, end_q_block);
 }
 
 }  // namespace dbsp
