@@ -1,0 +1,370 @@
+// Fine (FG-Attn, M x 1) masks in the sequence-parallel runtime, under mpirun: each ring step's
+// local fine mask equals a brute-force renumbering; every grid, partition and strategy equals the
+// fp64 fine reference on odd shapes (H = 5 and 3, short last blocks, empty rows, one-key rows,
+// random masks not derived from blocks); data movement is exactly the covering block mask's; a
+// fully kept mask gives the block-mask run's output; the plan-hash check sees the keys.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+
+#include "dbsp/error.hpp"
+#include "dbsp/fine_mask.hpp"
+#include "dbsp/imbalance.hpp"
+#include "dbsp/sp_attention.hpp"
+#include "dbsp/sp_reference.hpp"
+#include "mpi_test_support.hpp"
+#include "sp/local_fine_mask.hpp"
+
+namespace dbsp {
+namespace {
+
+constexpr uint64_t kSeed = 4242;
+
+SpProblem make_problem(int heads, int head_dim, MaskGeometry geometry) {
+  SpProblem problem;
+  problem.heads = heads;
+  problem.head_dim = head_dim;
+  problem.geometry = geometry;
+  return problem;
+}
+
+// A fine mask drawn key by key (not from blocks): each head its own density, about a fifth of
+// the rows empty, and row (0, 0) empty and row (1, last) holding one key of the short last key
+// block, so that both cases occur on every rank count.
+FineMask random_fine_mask(int heads, MaskGeometry geometry, double density, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::bernoulli_distribution empty_row(0.2);
+  const int q_blocks = geometry.q_blocks();
+  std::vector<int64_t> row_offset{0};
+  std::vector<int32_t> keys;
+  for (int h = 0; h < heads; ++h) {
+    std::bernoulli_distribution keep(std::min(1.0, density * (0.2 + 1.6 * h / heads)));
+    for (int i = 0; i < q_blocks; ++i) {
+      const bool one_key = heads > 1 && h == 1 && i == q_blocks - 1;
+      if (one_key) {
+        keys.push_back(static_cast<int32_t>(geometry.seq_k - 1));
+      } else if (!(h == 0 && i == 0) && !empty_row(rng)) {
+        for (int64_t k = 0; k < geometry.seq_k; ++k) {
+          if (keep(rng)) keys.push_back(static_cast<int32_t>(k));
+        }
+      }
+      row_offset.push_back(static_cast<int64_t>(keys.size()));
+    }
+  }
+  return FineMask(heads, geometry, std::move(row_offset), std::move(keys));
+}
+
+std::vector<float> poisoned(size_t elements) {
+  return std::vector<float>(elements, std::numeric_limits<float>::quiet_NaN());
+}
+
+// fp32 against the fp64 reference, norm-wise (as dbsp run --check on cpu): relative L2 error and
+// the largest error over the largest reference element, both <= 1e-4; NaN fails.
+void expect_close(const std::vector<float>& out, const std::vector<double>& reference,
+                  const std::string& what) {
+  ASSERT_EQ(out.size(), reference.size()) << what;
+  double error_sq = 0, reference_sq = 0, max_error = 0, max_reference = 0;
+  size_t worst = 0;
+  for (size_t e = 0; e < out.size(); ++e) {
+    const double error = std::abs(out[e] - reference[e]);
+    if (!(error <= max_error)) {  // NaN counts as the worst
+      max_error = std::isnan(error) ? std::numeric_limits<double>::infinity() : error;
+      worst = e;
+    }
+    error_sq += error * error;
+    reference_sq += reference[e] * reference[e];
+    max_reference = std::max(max_reference, std::abs(reference[e]));
+  }
+  if (out.empty()) return;
+  const double relative_l2 = reference_sq > 0 ? std::sqrt(error_sq / reference_sq) : error_sq;
+  const double relative_max = max_reference > 0 ? max_error / max_reference : max_error;
+  EXPECT_LE(relative_l2, 1e-4) << what;
+  EXPECT_LE(relative_max, 1e-4) << what << ": element " << worst << " is " << out[worst]
+                                << ", reference " << reference[worst];
+}
+
+// This rank's seeded input shard and the fp64 fine reference of its output rows.
+struct RankData {
+  SequenceShard shard;
+  std::vector<float> q, k, v;
+  std::vector<double> reference;
+
+  RankData(const SpProblem& problem, const FineMask& mask) {
+    Communicator& world = test::world();
+    shard = sequence_shard(problem.q_layout(), world.rank(), world.size());
+    const SequenceShard k_shard = sequence_shard(problem.k_layout(), world.rank(), world.size());
+    const int H = problem.heads, D = problem.head_dim;
+    q = seeded_tensor(kSeed, 0, shard.first_token, shard.end_token, H, D);
+    k = seeded_tensor(kSeed, 1, k_shard.first_token, k_shard.end_token, H, D);
+    v = seeded_tensor(kSeed, 2, k_shard.first_token, k_shard.end_token, H, D);
+    reference = reference_rows(problem, mask, kSeed, shard.first_block, shard.end_block);
+  }
+};
+
+TEST(LocalFineMask, EqualsTheBruteForceRenumberingOfEachRowsKeys) {
+  const MaskGeometry geometry{7 * 32 + 9, 11 * 16 + 5, 32, 16};  // short last blocks
+  const FineMask mask = random_fine_mask(5, geometry, 0.3, 17);
+  const BlockLayout k_layout = BlockLayout::uniform(geometry.seq_k, geometry.block_k);
+  std::mt19937 rng(5);
+  for (int trial = 0; trial < 40; ++trial) {
+    std::vector<int> heads, q_blocks, key_blocks;
+    for (int h = 0; h < mask.heads(); ++h) {
+      if (rng() % 2) heads.push_back(h);
+    }
+    for (int i = 0; i < mask.q_blocks(); ++i) {
+      if (rng() % 3) q_blocks.push_back(i);
+    }
+    for (int j = 0; j < geometry.k_blocks(); ++j) {
+      if (trial == 0 || rng() % 2) key_blocks.push_back(j);  // trial 0: every block
+    }
+    const BlockLayout key_layout = BlockLayout::gather(k_layout, key_blocks);
+    const sp::LocalFineMask got =
+        sp::local_fine_mask(mask, heads, q_blocks, key_blocks, key_layout);
+    ASSERT_EQ(got.mask.heads(), static_cast<int>(heads.size()));
+    ASSERT_EQ(got.mask.q_blocks(), static_cast<int>(q_blocks.size()));
+    EXPECT_EQ(got.mask.geometry().seq_k, key_layout.tokens());
+    int64_t blocks = 0;
+    for (size_t hl = 0; hl < heads.size(); ++hl) {
+      for (size_t il = 0; il < q_blocks.size(); ++il) {
+        std::vector<int32_t> expected;
+        std::set<int> covered;
+        for (int32_t key : mask.keys(heads[hl], q_blocks[il])) {
+          for (size_t n = 0; n < key_blocks.size(); ++n) {
+            if (key_blocks[n] != key / geometry.block_k) continue;
+            expected.push_back(static_cast<int32_t>(key_layout.start[n] + key -
+                                                    int64_t{key_blocks[n]} * geometry.block_k));
+            covered.insert(key_blocks[n]);
+          }
+        }
+        std::sort(expected.begin(), expected.end());
+        blocks += static_cast<int64_t>(covered.size());
+        const std::span<const int32_t> row =
+            got.mask.keys(static_cast<int>(hl), static_cast<int>(il));
+        ASSERT_EQ(std::vector<int32_t>(row.begin(), row.end()), expected)
+            << "trial " << trial << " row (" << heads[hl] << ", " << q_blocks[il] << ")";
+      }
+    }
+    EXPECT_EQ(got.blocks, blocks) << "trial " << trial;
+  }
+  // No key block in the step: every row empty. Bad lists and layouts are rejected.
+  const std::vector<int> none;
+  EXPECT_EQ(sp::local_fine_mask(mask, {0, 1}, {0}, none, BlockLayout{}).mask.kept(), 0);
+  EXPECT_THROW(sp::local_fine_mask(mask, {0}, {0}, {3, 2}, BlockLayout::gather(k_layout, {3, 2})),
+               Error);
+  EXPECT_THROW(sp::local_fine_mask(mask, {0}, {0}, {1, 2}, BlockLayout::gather(k_layout, {1})),
+               Error);
+  EXPECT_THROW(sp::local_fine_mask(mask, {0}, {0}, {1, 11}, BlockLayout::gather(k_layout, {1, 2})),
+               Error);  // block 11 is short, the layout says 16 keys
+  EXPECT_THROW(sp::local_fine_mask(mask, {5}, {0}, none, BlockLayout{}), Error);
+  EXPECT_THROW(sp::local_fine_mask(mask, {0}, {8}, none, BlockLayout{}), Error);
+}
+
+// The fine masks of a problem: thinned random blocks (F = 0.3), random keys, empty, full.
+std::vector<std::pair<std::string, FineMask>> fine_masks(const SpProblem& problem) {
+  const BlockMask blocks =
+      test::make_mask(test::MaskKind::random, problem.heads, problem.geometry, 0.35, kSeed);
+  return {
+      {"thinned 0.3", thin_blocks(blocks, 0.3, kSeed)},
+      {"random keys", random_fine_mask(problem.heads, problem.geometry, 0.15, kSeed + 1)},
+      {"empty", FineMask::from_block(BlockMask(problem.heads, problem.geometry))},
+      {"full", thin_blocks(BlockMask(problem.heads, problem.geometry, true), 1.0, kSeed)},
+  };
+}
+
+void check_every_grid(const SpProblem& problem) {
+  Communicator& world = test::world();
+  SpExecutor executor(world);
+  const int nq = problem.geometry.q_blocks(), nk = problem.geometry.k_blocks();
+  for (const auto& [name, mask] : fine_masks(problem)) {
+    const RankData data(problem, mask);
+    for (Grid grid : factorizations(world.size())) {
+      for (bool permuted : {false, true}) {
+        const Partition partition =
+            permuted ? test::random_partition(grid, problem.heads, nq, nk, kSeed + grid.ring)
+                     : Partition::contiguous(grid, problem.heads, nq, nk);
+        std::vector<float> out = poisoned(data.q.size());
+        executor.run(problem, mask, partition, data.q.data(), data.k.data(), data.v.data(),
+                     out.data());
+        expect_close(out, data.reference,
+                     name + ", " + grid.name() + (permuted ? " permuted" : " contiguous"));
+      }
+    }
+  }
+}
+
+TEST(SpExecutorFine, EveryGridAndPartitionMatchesTheFineReferenceWithFiveHeads) {
+  check_every_grid(make_problem(5, 8, MaskGeometry{1000, 1000, 64, 64}));
+}
+
+TEST(SpExecutorFine, EveryGridAndPartitionMatchesTheFineReferenceWithThreeHeads) {
+  // Query and key blocks of different sizes, short last blocks of both.
+  check_every_grid(make_problem(3, 4, MaskGeometry{333, 333, 32, 16}));
+}
+
+// A fine mask moves exactly what its covering block mask moves, computes on the same steps and
+// counts the same blocks; the output differs (fewer keys) and matches its own reference.
+TEST(SpExecutorFine, MovesAndComputesExactlyWhatTheCoveringBlockMaskDoes) {
+  Communicator& world = test::world();
+  const SpProblem problem = make_problem(5, 8, MaskGeometry{1000, 1000, 64, 64});
+  const FineMask fine = random_fine_mask(5, problem.geometry, 0.01, 99);
+  const BlockMask covering = fine.covering_blocks();
+  const RankData data(problem, fine);
+  for (bool mask_aware : {true, false}) {
+    SpExecutor executor(world, {.mask_aware = mask_aware});
+    for (Grid grid : factorizations(world.size())) {
+      const Partition partition = test::random_partition(grid, 5, 16, 16, 7);
+      std::vector<float> out = poisoned(data.q.size()), block_out = poisoned(data.q.size());
+      const SpTelemetry f = executor.run(problem, fine, partition, data.q.data(), data.k.data(),
+                                         data.v.data(), out.data());
+      const SpTelemetry b = executor.run(problem, covering, partition, data.q.data(), data.k.data(),
+                                         data.v.data(), block_out.data());
+      const std::string what = grid.name() + (mask_aware ? " mask-aware" : " send-all");
+      EXPECT_EQ(f.bytes_sent, b.bytes_sent) << what;
+      EXPECT_EQ(f.bytes_received, b.bytes_received) << what;
+      EXPECT_EQ(f.bytes_saved, b.bytes_saved) << what;
+      EXPECT_EQ(f.ring_steps_computed, b.ring_steps_computed) << what;
+      EXPECT_EQ(f.ring_steps_skipped, b.ring_steps_skipped) << what;
+      EXPECT_EQ(f.kept_blocks, b.kept_blocks) << what;
+      expect_close(out, data.reference, what);
+    }
+  }
+}
+
+// F = 1: the fine mask of every key of every kept block gives the block-mask run's output.
+TEST(SpExecutorFine, FullyKeptBlocksGiveTheBlockMaskRunsOutput) {
+  Communicator& world = test::world();
+  const SpProblem problem = make_problem(5, 8, MaskGeometry{1000, 1000, 64, 64});
+  const BlockMask blocks = test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, 8);
+  const FineMask fine = thin_blocks(blocks, 1.0, 1);
+  const RankData data(problem, fine);
+  SpExecutor executor(world);
+  for (Grid grid : factorizations(world.size())) {
+    const Partition partition = test::random_partition(grid, 5, 16, 16, 11);
+    std::vector<float> out = poisoned(data.q.size()), block_out = poisoned(data.q.size());
+    executor.run(problem, fine, partition, data.q.data(), data.k.data(), data.v.data(), out.data());
+    executor.run(problem, blocks, partition, data.q.data(), data.k.data(), data.v.data(),
+                 block_out.data());
+    std::vector<double> block_as_reference(block_out.begin(), block_out.end());
+    expect_close(out, block_as_reference, grid.name() + " fine vs block");
+    expect_close(out, data.reference, grid.name() + " fine vs reference");
+  }
+}
+
+TEST(SpExecutorFine, RejectsAFineMaskOfAnotherGeometry) {
+  Communicator& world = test::world();
+  const SpProblem problem = make_problem(3, 4, MaskGeometry{333, 333, 32, 16});
+  SpProblem other = problem;
+  other.geometry.seq_k = 330;  // same block counts, other keys
+  const FineMask mask = random_fine_mask(3, other.geometry, 0.1, 3);
+  const RankData data(other, mask);
+  SpExecutor executor(world);
+  std::vector<float> out(data.q.size());
+  const Grid grid{world.size(), 1};
+  EXPECT_THROW(executor.run(problem, mask, Partition::contiguous(grid, 3, 11, 21), data.q.data(),
+                            data.k.data(), data.v.data(), out.data()),
+               Error);
+}
+
+TEST(SpAttentionFine, EveryStrategyMatchesTheFineReferenceAcrossLayersAndSteps) {
+  Communicator& world = test::world();
+  const SpProblem problem = make_problem(5, 8, MaskGeometry{1000, 1000, 64, 64});
+  std::vector<std::string> names = {"ulysses", "ring", "usp", "dbsp", "dbsp-paper"};
+  const std::vector<Grid> grids = factorizations(world.size());
+  const Grid mixed = grids[grids.size() / 2];
+  const std::string grid_text = std::to_string(mixed.ulysses) + "x" + std::to_string(mixed.ring);
+  for (const char* policy : {"usp:", "dbsp:", "dbsp-paper:"}) names.push_back(policy + grid_text);
+  // (step, layer) masks: thinned blocks and random keys, each with its reference.
+  std::vector<FineMask> masks;
+  std::vector<RankData> inputs;
+  for (int step = 0; step < 2; ++step) {
+    for (int layer = 0; layer < 2; ++layer) {
+      const uint64_t seed = 100 * step + layer;
+      if (layer == 0) {
+        const BlockMask blocks =
+            test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, seed);
+        masks.push_back(thin_blocks(blocks, 0.3, seed));
+      } else {
+        masks.push_back(random_fine_mask(5, problem.geometry, 0.1, seed));
+      }
+      inputs.emplace_back(problem, masks.back());
+    }
+  }
+  for (const std::string& name : names) {
+    const Strategy strategy = parse_strategy(name, world.size());
+    SpAttention attention(world, strategy, /*layers=*/2);
+    for (int step = 0; step < 2; ++step) {
+      for (int layer = 0; layer < 2; ++layer) {
+        const FineMask& mask = masks[2 * step + layer];
+        const RankData& data = inputs[2 * step + layer];
+        std::vector<float> out = poisoned(data.q.size());
+        const SpLayerReport report = attention.forward(layer, problem, mask, data.q.data(),
+                                                       data.k.data(), data.v.data(), out.data());
+        const std::string what =
+            name + " step " + std::to_string(step) + " layer " + std::to_string(layer);
+        expect_close(out, data.reference, what);
+        EXPECT_GE(report.predicted_ratio, 1.0 - 1e-9) << what;
+        if (strategy.policy == Policy::static_split && strategy.grid) {
+          // A static plan is the contiguous split: rho_s of the fine mask's slices under it.
+          const Partition contiguous = Partition::contiguous(*strategy.grid, 5, 16, 16);
+          EXPECT_DOUBLE_EQ(report.predicted_ratio, imbalance_ratio(mask, contiguous)) << what;
+          EXPECT_EQ(report.plan_hash, contiguous.hash()) << what;
+        }
+      }
+    }
+  }
+}
+
+// The schedule is kept while the fine mask stays the same, and a block mask of the same layer
+// never reuses a fine schedule.
+TEST(SpAttentionFine, ReusesTheScheduleForTheSameFineMaskOnly) {
+  Communicator& world = test::world();
+  const SpProblem problem = make_problem(5, 8, MaskGeometry{1000, 1000, 64, 64});
+  const BlockMask blocks = test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, 21);
+  const FineMask fine = thin_blocks(blocks, 0.5, 21);
+  const FineMask other = thin_blocks(blocks, 0.5, 22);  // same covering blocks, other keys
+  const RankData fine_data(problem, fine), other_data(problem, other);
+  SpAttention attention(world, parse_strategy("ulysses", world.size()), /*layers=*/1);
+  auto call = [&](const FineMask& mask, const RankData& data) {
+    std::vector<float> out = poisoned(data.q.size());
+    const SpLayerReport report = attention.forward(0, problem, mask, data.q.data(), data.k.data(),
+                                                   data.v.data(), out.data());
+    expect_close(out, data.reference, "reuse");
+    return report.telemetry.schedule_reused;
+  };
+  EXPECT_FALSE(call(fine, fine_data));
+  EXPECT_TRUE(call(fine, fine_data));
+  EXPECT_FALSE(call(other, other_data));
+  std::vector<float> out = poisoned(fine_data.q.size());
+  const SpLayerReport block = attention.forward(0, problem, blocks, fine_data.q.data(),
+                                                fine_data.k.data(), fine_data.v.data(), out.data());
+  EXPECT_FALSE(block.telemetry.schedule_reused);
+  EXPECT_FALSE(call(other, other_data));
+}
+
+TEST(SpAttentionFine, RanksWithDifferentKeysInTheSameBlocksFailWithAPlanHashError) {
+  Communicator& world = test::world();
+  if (world.size() < 2) GTEST_SKIP() << "needs a second rank";
+  const SpProblem problem = make_problem(5, 8, MaskGeometry{1000, 1000, 64, 64});
+  const BlockMask blocks = test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, 5);
+  // Rank 1 thins with another seed: the covering blocks (and so the plan) agree, the keys do not.
+  const FineMask mask = thin_blocks(blocks, 0.5, world.rank() == 1 ? 6 : 5);
+  ASSERT_EQ(mask.covering_blocks(), blocks);
+  const RankData data(problem, mask);
+  std::vector<float> out(data.q.size());
+  SpAttention attention(world, parse_strategy("ulysses", world.size()), 1);
+  try {
+    attention.forward(0, problem, mask, data.q.data(), data.k.data(), data.v.data(), out.data());
+    ADD_FAILURE() << "mismatched fine masks were accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("rank 1 holds plan"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace dbsp
