@@ -1,7 +1,8 @@
-// `dbsp run`: sequence-parallel block-sparse attention over MPI ranks (mpirun -np P dbsp run ...).
-// Every rank builds the same masks, runs each (step, layer) through SpAttention and, with --check,
-// compares its output shard with an fp64 single-rank reference; rank 0 prints per-layer and
-// per-rank compute, communication and idle time, measured vs predicted imbalance, bytes moved.
+// `dbsp run`: sequence-parallel block-sparse (with --fine-keep, fine M x 1) attention over MPI
+// ranks (mpirun -np P dbsp run ...). Every rank builds the same masks, runs each (step, layer)
+// through SpAttention and, with --check, compares its output shard with an fp64 single-rank
+// reference; rank 0 prints per-layer and per-rank compute, communication and idle time, measured
+// vs predicted imbalance, bytes moved.
 #include <algorithm>
 #include <bit>
 #include <chrono>
@@ -20,6 +21,7 @@
 #include "dbsp/communicator.hpp"
 #include "dbsp/error.hpp"
 #include "dbsp/estimate.hpp"
+#include "dbsp/fine_mask.hpp"
 #include "dbsp/sp_attention.hpp"
 #include "dbsp/sp_reference.hpp"
 #include "hang_watchdog.hpp"
@@ -50,33 +52,18 @@ struct RunOptions {
   bool estimate = false;  // masks estimated from the run's Q and K (the source gives the shapes)
   bool uniform_inputs = false;  // --estimate on a workload: seeded Q and K, not the workload's
   double tau = EstimateOptions{}.tau;
+  // --fine-keep F: each layer's block mask thinned to a fine mask keeping about F of every kept
+  // block's keys (thin_blocks; host path only).
+  bool fine = false;
+  double fine_keep = 1.0;
   PlannerOptions planner;
   CostModel cost;
 };
 
-// How far `out` is from the fp64 single-rank result for the first `blocks` query blocks of this
-// rank's shard (all when 0), as a fraction of what is allowed (<= 1 passes; NaN gives +inf). fp32
-// host path: the relative L2 error and the largest error relative to the largest reference
-// element, each over `tolerance`. bf16 device path (the reference then sees the inputs rounded as
-// the device does): the rule of accuracy.hpp, relative L2 over `tolerance` and the largest error
-// over twice the naive bf16 path's.
-double check_score(const SpProblem& problem, const BlockMask& mask, const InputSource& source,
-                   const SequenceShard& shard, const std::vector<float>& out, int blocks,
-                   bool bf16_inputs, double tolerance) {
-  const int end_block =
-      blocks > 0 ? std::min(shard.end_block, shard.first_block + blocks) : shard.end_block;
-  if (end_block <= shard.first_block) return 0;
-  const std::vector<double> reference =
-      reference_rows(problem, mask, source, shard.first_block, end_block, bf16_inputs);
-  const std::span<const float> checked(out.data(), reference.size());
-  if (bf16_inputs) {
-    const std::vector<float> naive =
-        naive_bf16_rows(problem, mask, source, shard.first_block, end_block);
-    const AccuracyReport report = compare_with_reference(checked, reference, naive);
-    if (!report.finite) return INFINITY;
-    return std::max(report.relative_l2 / tolerance,
-                    report.max_error / (2.0 * report.naive_max_error + 1e-6));
-  }
+// The fp32 host path's rule: the relative L2 error and the largest error relative to the largest
+// reference element, each over `tolerance` (<= 1 passes; NaN gives +inf).
+double fp32_score(std::span<const float> checked, const std::vector<double>& reference,
+                  double tolerance) {
   // Norm-wise, not per element: an element near zero is the difference of large terms (the
   // workload's heads reach logits of about 30), and there fp32 rounding alone moves it by more
   // than 1e-4 of itself (plain fp32 attention measured 1.0e-4 of max(|ref|, 1e-2) on tiny).
@@ -94,6 +81,46 @@ double check_score(const SpProblem& problem, const BlockMask& mask, const InputS
       reference_sq > 0 ? std::sqrt(error_sq / reference_sq) : std::sqrt(error_sq);
   const double relative_max = max_reference > 0 ? max_error / max_reference : max_error;
   return std::max(relative_l2, relative_max) / tolerance;
+}
+
+// Query blocks [shard.first_block, end) that --check compares (the first `blocks`, all when 0).
+int checked_end_block(const SequenceShard& shard, int blocks) {
+  return blocks > 0 ? std::min(shard.end_block, shard.first_block + blocks) : shard.end_block;
+}
+
+// How far `out` is from the fp64 single-rank result for the first `blocks` query blocks of this
+// rank's shard (all when 0), as a fraction of what is allowed (<= 1 passes; NaN gives +inf). fp32
+// host path: fp32_score. bf16 device path (the reference then sees the inputs rounded as the
+// device does): the rule of accuracy.hpp, relative L2 over `tolerance` and the largest error
+// over twice the naive bf16 path's.
+double check_score(const SpProblem& problem, const BlockMask& mask, const InputSource& source,
+                   const SequenceShard& shard, const std::vector<float>& out, int blocks,
+                   bool bf16_inputs, double tolerance) {
+  const int end_block = checked_end_block(shard, blocks);
+  if (end_block <= shard.first_block) return 0;
+  const std::vector<double> reference =
+      reference_rows(problem, mask, source, shard.first_block, end_block, bf16_inputs);
+  const std::span<const float> checked(out.data(), reference.size());
+  if (bf16_inputs) {
+    const std::vector<float> naive =
+        naive_bf16_rows(problem, mask, source, shard.first_block, end_block);
+    const AccuracyReport report = compare_with_reference(checked, reference, naive);
+    if (!report.finite) return INFINITY;
+    return std::max(report.relative_l2 / tolerance,
+                    report.max_error / (2.0 * report.naive_max_error + 1e-6));
+  }
+  return fp32_score(checked, reference, tolerance);
+}
+
+// The same for a fine mask (host path, fp32): against the fp64 fine reference.
+double check_score(const SpProblem& problem, const FineMask& mask, const InputSource& source,
+                   const SequenceShard& shard, const std::vector<float>& out, int blocks,
+                   double tolerance) {
+  const int end_block = checked_end_block(shard, blocks);
+  if (end_block <= shard.first_block) return 0;
+  const std::vector<double> reference =
+      reference_rows(problem, mask, source, shard.first_block, end_block);
+  return fp32_score(std::span<const float>(out.data(), reference.size()), reference, tolerance);
 }
 
 // --check's tolerance unless given: relative L2 (and, on cpu, the largest error relative to the
@@ -349,27 +376,44 @@ int run_ranks(const RunOptions& o) {
           "%s%s\n",
           source.name().c_str(), layers, steps, o.batch, ranks, strategy.name().c_str(),
           o.backend.c_str(), o.send_all ? ", mask-aware communication off" : "");
+      if (o.fine) {
+        std::printf(
+            "fine (M x 1) masks: in every kept block of every row a seeded %.3g of its keys "
+            "(at least one); planned on the covering blocks, rho_pred is rho_s of the kept "
+            "slices\n",
+            o.fine_keep);
+      }
       if (o.estimate) {
         std::printf("masks estimated from the run's Q and K on every rank's shard (tau %.3g); %s\n",
                     o.tau,
                     qk_workload ? "Q and K from the workload's heads, V seeded"
                                 : "Q, K and V seeded uniform values");
       }
-      std::printf("%4s %5s %6s %6s %8s %8s %9s %11s %11s %9s %9s %9s %9s%s%s\n", "step", "layer",
+      std::printf("%4s %5s %6s %6s %8s %8s %9s %11s %11s %9s %9s %9s %9s%s%s%s\n", "step", "layer",
                   "grid", "replan", "rho_pred", "rho_meas", "wall_ms", "compute_max", "compute_avg",
                   "comm_max", "idle_max", "sent_MB", "saved_MB",
-                  o.estimate ? "   est_ms  density" : "", o.check ? " err/limit" : "");
+                  o.estimate ? "   est_ms  density" : "", o.fine ? " blk_dens M1_dens" : "",
+                  o.check ? " err/limit" : "");
     }
     std::optional<BlockMask> expected_mask;  // --estimate --check, for the current inputs
     int64_t mask_differences = 0;            // --estimate --check, all layers
     double estimate_ms = 0;                  // --estimate: per layer the slowest rank's, summed
     double density_sum = 0;                  // --estimate: the estimated masks' densities, summed
+    double fine_density_sum = 0;             // --fine-keep: kept slices' densities, summed
     for (int step = 0; step < steps; ++step) {
       for (int layer = 0; layer < layers; ++layer) {
         // With --estimate the source gives the layer's shape; the bits come from the estimate.
         BlockMask mask = source.mask(step, layer);
         const SpProblem problem = layer_problem(mask, head_dim, o.batch);
         const EstimateOptions estimate = estimate_options(problem, o.tau);
+        // --fine-keep: the same fine mask on every rank (seeded by the run's seed, step, layer).
+        std::optional<FineMask> fine;
+        if (o.fine) {
+          fine = thin_blocks(mask, o.fine_keep,
+                             o.source.seed * 1000003u + 7919u * static_cast<uint64_t>(step) +
+                                 static_cast<uint64_t>(layer) + 2u);
+          fine_density_sum += fine->density();
+        }
         // Seeded inputs depend on the seed only (not on the layer), so each rank generates them
         // once; the workload's Q and K change with every (step, layer).
         const InputSource input_source{.seed = o.source.seed * 1000003u + 1u,
@@ -398,6 +442,9 @@ int run_ranks(const RunOptions& o) {
           if (o.check) out = device_out.to_host();
         } else if (o.estimate) {
           report = attention.forward(layer, problem, estimate, inputs.q.data(), inputs.k.data(),
+                                     inputs.v.data(), out.data());
+        } else if (fine) {
+          report = attention.forward(layer, problem, *fine, inputs.q.data(), inputs.k.data(),
                                      inputs.v.data(), out.data());
         } else {
           report = attention.forward(layer, problem, mask, inputs.q.data(), inputs.k.data(),
@@ -432,9 +479,11 @@ int run_ranks(const RunOptions& o) {
           for (int b = 0; b < problem.batch; ++b) {
             const std::vector<float> element(out.begin() + b * per_element,
                                              out.begin() + (b + 1) * per_element);
-            mine = std::max(
-                mine, check_score(problem, mask, element_source(input_source, b), inputs.q_shard,
-                                  element, o.check_blocks, device, tolerance));
+            const InputSource element_inputs = element_source(input_source, b);
+            mine = std::max(mine, fine ? check_score(problem, *fine, element_inputs, inputs.q_shard,
+                                                     element, o.check_blocks, tolerance)
+                                       : check_score(problem, mask, element_inputs, inputs.q_shard,
+                                                     element, o.check_blocks, device, tolerance));
           }
           const std::vector<double> errors = world->all_gather(mine, "check gather");
           error = *std::max_element(errors.begin(), errors.end());
@@ -465,6 +514,7 @@ int run_ranks(const RunOptions& o) {
                       report.predicted_ratio, report.measured_ratio, layer_wall, compute_max,
                       compute_sum / ranks, comm_max, idle_max, layer_sent / kMB, layer_saved / kMB);
           if (o.estimate) std::printf(" %8.2f %8.4f", layer_estimate_ms, mask.density());
+          if (fine) std::printf(" %8.4f %8.4f", mask.density(), fine->density());
           if (o.check) std::printf(" %9.3f%s", error, error <= 1.0 ? "" : " FAIL");
           if (layer_mask_differences > 0) {
             std::printf(" (mask: %lld blocks differ from the single-process estimator)",
@@ -497,6 +547,12 @@ int run_ranks(const RunOptions& o) {
             "estimated density %.4f (%s)\n",
             estimate_ms, entries, density_sum / entries,
             qk_workload ? "workload Q and K" : "uniform Q and K");
+      }
+      if (o.fine) {
+        std::printf(
+            "fine masks: mean kept-slice (M x 1) density %.4f over %d layer calls (%.3g of each "
+            "kept block's keys)\n",
+            fine_density_sum / entries, entries, o.fine_keep);
       }
       if (o.check && o.estimate) {
         std::printf(
@@ -736,10 +792,28 @@ void register_run(CLI::App& app) {
                    "transfer (0.07 measured on 2 x H200; 0: no contention)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  CLI::Option* fine_keep = command->add_option(
+      "--fine-keep", options->fine_keep,
+      "fine (FG-Attn, M x 1) masks: keep a seeded share F in (0, 1] of every kept block's keys "
+      "(at least one; 1 keeps whole blocks), the same on every rank; --check uses the fine "
+      "reference; host path only (--backend cpu, not with --emulate or --estimate)");
   add_cost_options(*command, options->cost);
-  command->callback([options] {
+  command->callback([options, fine_keep] {
     require(!(options->estimate && options->emulate > 0),
             "--estimate runs on ranks (mpirun), not with --emulate");
+    options->fine = fine_keep->count() > 0;
+    if (options->fine) {
+      const double keep = options->fine_keep;
+      require(keep > 0 && keep <= 1, "--fine-keep: expected a share in (0, 1], got ", keep);
+      require(options->emulate == 0,
+              "--fine-keep runs on ranks (mpirun) on the host path; --emulate times block "
+              "kernels only");
+      require(options->backend == "cpu",
+              "--fine-keep runs on the host path only (--backend cpu); the device path (--backend "
+              "cuda) takes block masks");
+      require(!options->estimate,
+              "--fine-keep thins the source's block masks; it does not combine with --estimate");
+    }
     const int code = options->emulate > 0 ? run_emulated(*options) : run_ranks(*options);
     if (code != 0) throw CLI::RuntimeError(code);
   });
