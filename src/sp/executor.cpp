@@ -229,11 +229,8 @@ SpTelemetry SpExecutor::run(const SpProblem& problem, const FineMask& mask,
                             const Partition& partition, const float* q, const float* k,
                             const float* v, float* out, ScheduleReuse reuse) {
   require(world_.memory() == MemorySpace::host,
-          "SpExecutor::run with a fine mask takes host "
-          "buffers; the ",
-          world_.backend(),
-          " communicator moves device memory (fine masks run "
-          "on the host path only)");
+          "SpExecutor::run with a fine mask takes host buffers; the ", world_.backend(),
+          " communicator moves device memory (fine masks run on the host path only)");
   sp::check_fine_layer(world_.size(), problem, mask, partition);
   // A fine schedule never answers for a block mask's key, nor the reverse.
   reuse.key ^= 0xf1e2d3c4b5a69788ull;
