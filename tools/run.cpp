@@ -22,6 +22,7 @@
 #include "dbsp/error.hpp"
 #include "dbsp/estimate.hpp"
 #include "dbsp/fine_mask.hpp"
+#include "dbsp/imbalance.hpp"
 #include "dbsp/sp_attention.hpp"
 #include "dbsp/sp_reference.hpp"
 #include "hang_watchdog.hpp"
@@ -285,6 +286,14 @@ decltype(auto) or_end_job(int rank, int ranks, Call&& call) {
   }
 }
 
+// --fine-keep F: the fine mask of (step, layer), the same on every rank (seeded by the run's seed,
+// step and layer) and in --emulate.
+FineMask layer_fine_mask(const RunOptions& o, const BlockMask& mask, int step, int layer) {
+  return thin_blocks(mask, o.fine_keep,
+                     o.source.seed * 1000003u + 7919u * static_cast<uint64_t>(step) +
+                         static_cast<uint64_t>(layer) + 2u);
+}
+
 int run_ranks(const RunOptions& o) {
   require(o.backend == "cpu" || o.backend == "cuda", "--backend: expected cpu or cuda, got '",
           o.backend, "'");
@@ -409,9 +418,7 @@ int run_ranks(const RunOptions& o) {
         // --fine-keep: the same fine mask on every rank (seeded by the run's seed, step, layer).
         std::optional<FineMask> fine;
         if (o.fine) {
-          fine = thin_blocks(mask, o.fine_keep,
-                             o.source.seed * 1000003u + 7919u * static_cast<uint64_t>(step) +
-                                 static_cast<uint64_t>(layer) + 2u);
+          fine = layer_fine_mask(o, mask, step, layer);
           fine_density_sum += fine->density();
         }
         // Seeded inputs depend on the seed only (not on the layer), so each rank generates them
@@ -586,7 +593,8 @@ int run_ranks(const RunOptions& o) {
 // --emulate P: P virtual ranks in this process. Every strategy (or the one asked for) runs each
 // layer through SpEmulator: the real routing, each virtual rank's kernels timed on this machine,
 // transfers charged from the link options; prints measured vs predicted imbalance and the speedup
-// over the best static U x R.
+// over the best static U x R. With --fine-keep every strategy plans on the fine mask's covering
+// blocks and the kernels run the local fine masks, as SpAttention's fine forward does.
 int run_emulated(const RunOptions& o) {
   require(o.backend == "cpu" || o.backend == "cuda", "--backend: expected cpu or cuda, got '",
           o.backend, "'");
@@ -623,6 +631,13 @@ int run_emulated(const RunOptions& o) {
       P, source.name().c_str(), layers, steps, o.backend.c_str(), link.gbytes_per_s,
       link.latency_us, 100 * link.beside_slowdown,
       o.send_all ? ", mask-aware communication off" : "");
+  if (o.fine) {
+    std::printf(
+        "fine (M x 1) masks: in every kept block of every row a seeded %.3g of its keys (at least "
+        "one); planned on the covering blocks, rho_pred is rho_s of the kept slices\n",
+        o.fine_keep);
+  }
+  double fine_density_sum = 0;  // --fine-keep: kept slices' densities, summed
   std::printf("%4s %5s %-16s %6s %8s %8s %8s %11s %11s %8s %8s %9s %9s %9s %9s\n", "step", "layer",
               "strategy", "grid", "rho_pred", "rho_meas", "max/mean", "compute_max", "compute_avg",
               "plan_ms", "setup_ms", "a2a_ms", "ring_ms", "total_ms", "moved_MB");
@@ -630,14 +645,24 @@ int run_emulated(const RunOptions& o) {
     for (int layer = 0; layer < layers; ++layer) {
       const BlockMask mask = source.mask(step, layer);
       const SpProblem problem = layer_problem(mask, head_dim);
+      std::optional<FineMask> fine;
+      std::optional<BlockMask> covering;  // what the strategies plan on for a fine mask
+      if (o.fine) {
+        fine = layer_fine_mask(o, mask, step, layer);
+        covering = fine->covering_blocks();
+        fine_density_sum += fine->density();
+      }
       double lowest_mean_compute = 0;
       for (size_t n = 0; n < strategies.size(); ++n) {
         const auto plan_start = std::chrono::steady_clock::now();
-        const PlanCache::Lookup lookup = caches[n].plan_for(layer, mask);
+        const PlanCache::Lookup lookup = caches[n].plan_for(layer, fine ? *covering : mask);
         const double plan_ms =
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - plan_start)
                 .count();
-        const EmulatedLayer e = emulator.run(problem, mask, lookup.plan->partition);
+        const Partition& partition = lookup.plan->partition;
+        const EmulatedLayer e =
+            fine ? emulator.run(problem, *fine, partition) : emulator.run(problem, mask, partition);
+        const double predicted = fine ? imbalance_ratio(*fine, partition) : lookup.current_ratio;
         const double max_compute =
             *std::max_element(e.rank_compute_ms.begin(), e.rank_compute_ms.end());
         double sum = 0;
@@ -646,13 +671,13 @@ int run_emulated(const RunOptions& o) {
         setup_sum[n] += e.setup_ms;
         plan_sum[n] += plan_ms;
         compute_sum[n] += sum;
-        predicted_sum[n] += lookup.current_ratio;
+        predicted_sum[n] += predicted;
         ring_ratio_sum[n] += e.ring_ratio;
         if (n == 0 || sum / P < lowest_mean_compute) lowest_mean_compute = sum / P;
         std::printf(
             "%4d %5d %-16s %6s %8.3f %8.3f %8.3f %11.3f %11.3f %8.3f %8.3f %9.3f %9.3f %9.3f "
             "%9.2f\n",
-            step, layer, strategies[n].name().c_str(), e.grid.name().c_str(), lookup.current_ratio,
+            step, layer, strategies[n].name().c_str(), e.grid.name().c_str(), predicted,
             e.ring_ratio, e.measured_ratio, max_compute, sum / P, plan_ms, e.setup_ms,
             e.all_to_all_ms, e.ring_ms, e.total_ms, e.bytes_moved / kMB);
       }
@@ -687,6 +712,12 @@ int run_emulated(const RunOptions& o) {
   std::printf(
       "total_ms: host setup (slowest rank's schedule, measured here) + all-to-all + ring; "
       "\"with planning\" adds each strategy's planner time (plan or reuse check) to it\n");
+  if (o.fine) {
+    std::printf(
+        "fine masks: mean kept-slice (M x 1) density %.4f over %d layer calls (%.3g of each kept "
+        "block's keys)\n",
+        fine_density_sum / entries, entries, o.fine_keep);
+  }
   if (strategies.size() > 1 && ceiling_ms > 0) {
     std::printf(
         "ceiling (per layer call the lowest mean rank compute of any strategy above: perfect "
@@ -796,7 +827,8 @@ void register_run(CLI::App& app) {
       "--fine-keep", options->fine_keep,
       "fine (FG-Attn, M x 1) masks: keep a seeded share F in (0, 1] of every kept block's keys "
       "(at least one; 1 keeps whole blocks), the same on every rank; --check uses the fine "
-      "reference; host path only (--backend cpu, not with --emulate or --estimate)");
+      "reference; host path only (--backend cpu, not with --estimate); --emulate (cpu or cuda) "
+      "times the kernels on each rank's local fine masks");
   add_cost_options(*command, options->cost);
   command->callback([options, fine_keep] {
     require(!(options->estimate && options->emulate > 0),
@@ -805,10 +837,7 @@ void register_run(CLI::App& app) {
     if (options->fine) {
       const double keep = options->fine_keep;
       require(keep > 0 && keep <= 1, "--fine-keep: expected a share in (0, 1], got ", keep);
-      require(options->emulate == 0,
-              "--fine-keep runs on ranks (mpirun) on the host path; --emulate times block "
-              "kernels only");
-      require(options->backend == "cpu",
+      require(options->backend == "cpu" || options->emulate > 0,
               "--fine-keep runs on the host path only (--backend cpu); the device path (--backend "
               "cuda) takes block masks");
       require(!options->estimate,

@@ -291,6 +291,9 @@ class SpEmulator {
   SpEmulator(int ranks, EmulationDevice device, LinkModel link = {}, SpOptions options = {});
   ~SpEmulator();
   EmulatedLayer run(const SpProblem& problem, const BlockMask& mask, const Partition& partition);
+  // A fine (M x 1) mask, as SpExecutor's fine run moves and computes it: routing and bytes from
+  // the covering blocks, each ring step's kernel timed on the rank's local fine mask.
+  EmulatedLayer run(const SpProblem& problem, const FineMask& mask, const Partition& partition);
   int ranks() const { return ranks_; }
 
  private:

@@ -1,4 +1,5 @@
-// The emulator's CPU step timer: the fp32 CPU kernels on constant placeholder inputs.
+// The emulator's CPU step timer: the fp32 CPU kernels (block-sparse or fine) on constant
+// placeholder inputs.
 #include <algorithm>
 #include <vector>
 
@@ -12,6 +13,24 @@ class CpuStepTimer final : public StepTimer {
  public:
   double step_ms(const AttentionProblem& local, const BlockCsr& mask, int, int, bool merge,
                  int) override {
+    return timed(local, merge, [&] {
+      attention_block_sparse<float>(local, mask, q_.data(), k_.data(), k_.data(), part_.data(),
+                                    part_lse_.data());
+    });
+  }
+
+  double fine_step_ms(const AttentionProblem& local, const FineMask& mask, bool merge,
+                      int) override {
+    return timed(local, merge, [&] {
+      attention_fine<float>(local, mask, q_.data(), k_.data(), k_.data(), part_.data(),
+                            part_lse_.data());
+    });
+  }
+
+ private:
+  // Sizes the placeholders for `local`, then times attend() and the merge that follows it.
+  template <class Attend>
+  double timed(const AttentionProblem& local, bool merge, Attend&& attend) {
     const int64_t q_elements = local.seq_q() * local.heads * local.head_dim;
     const int64_t k_elements = local.seq_k() * local.heads * local.head_dim;
     grow(q_, q_elements);
@@ -21,16 +40,13 @@ class CpuStepTimer final : public StepTimer {
     grow(lse_, local.seq_q() * local.heads);
     grow(part_lse_, local.seq_q() * local.heads);
     Stopwatch clock;
-    attention_block_sparse<float>(local, mask, q_.data(), k_.data(), k_.data(), part_.data(),
-                                  part_lse_.data());
+    attend();
     if (merge) {
       merge_partial<float>(1, local.seq_q(), local.heads, local.head_dim, out_.data(), lse_.data(),
                            part_.data(), part_lse_.data());
     }
     return clock.elapsed_ms();
   }
-
- private:
   static void grow(std::vector<float>& buffer, int64_t elements) {
     if (static_cast<int64_t>(buffer.size()) < elements) buffer.resize(elements, 0.01f);
   }

@@ -37,13 +37,19 @@ SpEmulator::SpEmulator(int ranks, EmulationDevice device, LinkModel link, SpOpti
 
 SpEmulator::~SpEmulator() = default;
 
-EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
-                              const Partition& partition) {
-  sp::check_layer(ranks_, problem, mask, partition);
-  const Grid grid = partition.grid;
-  const int P = ranks_, R = grid.ring;
-  const int64_t row_bytes = problem.head_dim * timer_->element_bytes;
+namespace {
 
+// The synchronous timeline of one layer on `ranks` virtual ranks, for block and fine masks alike:
+// only the rank's schedule (build_schedule(p), timed as host setup) and the timing of a ring step
+// that launches a kernel (time_step(schedule, t, local, merge, reserved_sms)) differ.
+template <class BuildSchedule, class TimeStep>
+EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& options,
+                            int64_t element_bytes, const SpProblem& problem,
+                            const Partition& partition, BuildSchedule&& build_schedule,
+                            TimeStep&& time_step) {
+  const Grid grid = partition.grid;
+  const int P = ranks, R = grid.ring;
+  const int64_t row_bytes = problem.head_dim * element_bytes;
   EmulatedLayer layer;
   layer.grid = grid;
   layer.rank_compute_ms.assign(P, 0.0);
@@ -53,8 +59,7 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
   for (int p = 0; p < P; ++p) {
     // The rank's host setup, as its executor builds it (routing and step masks), timed here.
     const sp::Stopwatch setup_clock;
-    const sp::LayerSchedule schedule =
-        sp::build_schedule(mask, partition, problem, p, options_.mask_aware, timer_->host_indices);
+    const sp::LayerSchedule schedule = build_schedule(p);
     layer.setup_ms = std::max(layer.setup_ms, setup_clock.elapsed_ms());
     const sp::LayerRouting& route = schedule.route;
     int64_t in_send = 0, in_recv = 0, out_send = 0, out_recv = 0;
@@ -65,8 +70,8 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
       out_send += sp::slab_rows(route.recv_q[peer]);
       out_recv += sp::slab_rows(route.send_q[peer]);
     }
-    in_ms = std::max(in_ms, link_.transfer_ms(std::max(in_send, in_recv) * row_bytes));
-    out_ms = std::max(out_ms, link_.transfer_ms(std::max(out_send, out_recv) * row_bytes));
+    in_ms = std::max(in_ms, link.transfer_ms(std::max(in_send, in_recv) * row_bytes));
+    out_ms = std::max(out_ms, link.transfer_ms(std::max(out_send, out_recv) * row_bytes));
     layer.bytes_moved += route.rows_sent * row_bytes;
     layer.bytes_saved += (route.baseline_rows_sent - route.rows_sent) * row_bytes;
 
@@ -74,16 +79,11 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
     for (int t = 0; t < R; ++t) {
       const sp::RingStep& step = route.steps[t];
       if (t > 0) {
-        transfer[p][t] = link_.transfer_ms(
+        transfer[p][t] = link.transfer_ms(
             2 * std::max(sp::slab_rows(step.send), sp::slab_rows(step.recv)) * row_bytes);
       }
       if (route.heads.empty() || route.q_blocks.empty() || step.key_blocks.empty()) continue;
       if (schedule.step_kept[t] == 0) continue;  // no kernel for an empty step
-      // The device schedule leaves the key indices to the GPU; the timer needs them listed.
-      const BlockCsr local_mask =
-          timer_->host_indices
-              ? schedule.step_masks[t]
-              : sp::local_block_csr(mask, route.heads, route.q_blocks, step.key_blocks);
       AttentionProblem local;
       local.heads = static_cast<int64_t>(route.heads.size());
       local.head_dim = problem.head_dim;
@@ -93,10 +93,9 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
       // The next step's transfer runs beside this one on the SMs the kernel leaves free.
       const bool transfer_beside =
           t + 1 < R && (!route.steps[t + 1].send.empty() || !route.steps[t + 1].recv.empty());
-      compute[p][t] = timer_->impl->step_ms(local, local_mask, problem.geometry.block_q,
-                                            problem.geometry.block_k, !first,
-                                            transfer_beside ? options_.ring_reserved_sms : 0);
-      if (transfer_beside) compute[p][t] *= 1.0 + link_.beside_slowdown;
+      compute[p][t] =
+          time_step(schedule, t, local, !first, transfer_beside ? options.ring_reserved_sms : 0);
+      if (transfer_beside) compute[p][t] *= 1.0 + link.beside_slowdown;
       first = false;
     }
     layer.rank_compute_ms[p] = std::accumulate(compute[p].begin(), compute[p].end(), 0.0);
@@ -131,6 +130,50 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
   layer.all_to_all_ms = in_ms + out_ms;
   layer.total_ms = layer.setup_ms + layer.all_to_all_ms + layer.ring_ms;
   return layer;
+}
+
+}  // namespace
+
+EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
+                              const Partition& partition) {
+  sp::check_layer(ranks_, problem, mask, partition);
+  Timer& timer = *timer_;
+  return emulate_layer(
+      ranks_, link_, options_, timer.element_bytes, problem, partition,
+      [&](int p) {
+        return sp::build_schedule(mask, partition, problem, p, options_.mask_aware,
+                                  timer.host_indices);
+      },
+      [&](const sp::LayerSchedule& schedule, int t, const AttentionProblem& local, bool merge,
+          int reserved_sms) {
+        const int block_q = problem.geometry.block_q, block_k = problem.geometry.block_k;
+        if (timer.host_indices) {
+          return timer.impl->step_ms(local, schedule.step_masks[t], block_q, block_k, merge,
+                                     reserved_sms);
+        }
+        // The device schedule leaves the key indices to the GPU; the timer needs them listed.
+        const sp::LayerRouting& route = schedule.route;
+        const BlockCsr listed =
+            sp::local_block_csr(mask, route.heads, route.q_blocks, route.steps[t].key_blocks);
+        return timer.impl->step_ms(local, listed, block_q, block_k, merge, reserved_sms);
+      });
+}
+
+EmulatedLayer SpEmulator::run(const SpProblem& problem, const FineMask& mask,
+                              const Partition& partition) {
+  sp::check_fine_layer(ranks_, problem, mask, partition);
+  Timer& timer = *timer_;
+  // Routing and bytes follow the covering blocks (build_fine_schedule); each step's kernel runs
+  // the rank's local fine mask, as SpExecutor's fine run does.
+  return emulate_layer(
+      ranks_, link_, options_, timer.element_bytes, problem, partition,
+      [&](int p) {
+        return sp::build_fine_schedule(mask, partition, problem, p, options_.mask_aware);
+      },
+      [&](const sp::LayerSchedule& schedule, int t, const AttentionProblem& local, bool merge,
+          int reserved_sms) {
+        return timer.impl->fine_step_ms(local, schedule.fine_step_masks[t], merge, reserved_sms);
+      });
 }
 
 }  // namespace dbsp

@@ -1,11 +1,13 @@
-// Timing one virtual rank's ring step for the emulator: the local attention kernel (and the LSE
-// merge that follows it) on the CPU or the GPU, on placeholder data of the right shape.
+// Timing one virtual rank's ring step for the emulator: the local attention kernel (block or fine
+// mask, and the LSE merge that follows it) on the CPU or the GPU, on placeholder data of the right
+// shape.
 #pragma once
 
 #include <memory>
 
 #include "dbsp/attention.hpp"
 #include "dbsp/block_mask.hpp"
+#include "dbsp/fine_mask.hpp"
 
 namespace dbsp::sp {
 
@@ -17,6 +19,10 @@ class StepTimer {
   // reserved_sms: SMs the GPU kernel leaves free for a transfer beside it (ignored on the CPU).
   virtual double step_ms(const AttentionProblem& local, const BlockCsr& mask, int block_q,
                          int block_k, bool merge, int reserved_sms) = 0;
+  // The same for a fine (M x 1) step mask: keys are tokens of the local K/V, rows follow
+  // local.q_layout (attention_fine on the CPU, the kernels' key lists on the GPU).
+  virtual double fine_step_ms(const AttentionProblem& local, const FineMask& mask, bool merge,
+                              int reserved_sms) = 0;
 };
 
 std::unique_ptr<StepTimer> make_cpu_step_timer();

@@ -236,6 +236,65 @@ TEST(SpExecutorFine, MovesAndComputesExactlyWhatTheCoveringBlockMaskDoes) {
   }
 }
 
+// The emulator's fine run charges exactly the bytes the real ranks' fine run sends (those of the
+// covering block mask), times a kernel exactly where a real rank launched one, and adds up.
+TEST(SpEmulatorFine, ChargesExactlyTheBytesThatTheRealRanksSend) {
+  Communicator& world = test::world();
+  const SpProblem problem = make_problem(5, 8, MaskGeometry{1000, 1000, 64, 64});
+  const BlockMask blocks = test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.25, 3);
+  const std::pair<std::string, FineMask> masks[] = {
+      {"thinned 0.3", thin_blocks(blocks, 0.3, kSeed)},
+      {"sparse random keys", random_fine_mask(5, problem.geometry, 0.01, 99)}};
+  for (const auto& [name, fine] : masks) {
+    const RankData data(problem, fine);
+    for (bool mask_aware : {true, false}) {
+      SpExecutor executor(world, {.mask_aware = mask_aware});
+      SpEmulator emulator(world.size(), EmulationDevice::cpu, LinkModel{100.0, 10.0},
+                          {.mask_aware = mask_aware});
+      for (Grid grid : factorizations(world.size())) {
+        const std::string what =
+            name + ", " + grid.name() + (mask_aware ? " mask-aware" : " send-all");
+        const Partition partition = test::random_partition(grid, 5, 16, 16, 21);
+        std::vector<float> out = poisoned(data.q.size());
+        const SpTelemetry t = executor.run(problem, fine, partition, data.q.data(), data.k.data(),
+                                           data.v.data(), out.data());
+        expect_close(out, data.reference, what);
+        const std::vector<int64_t> sent = world.all_gather(t.bytes_sent);
+        const std::vector<int64_t> saved = world.all_gather(t.bytes_saved);
+        const std::vector<int> steps = world.all_gather(t.ring_steps_computed);
+        const EmulatedLayer e = emulator.run(problem, fine, partition);
+        const EmulatedLayer covering = emulator.run(problem, fine.covering_blocks(), partition);
+        int64_t total_sent = 0, total_saved = 0;
+        for (int p = 0; p < world.size(); ++p) {
+          total_sent += sent[p];
+          total_saved += saved[p];
+          // A virtual rank times a kernel exactly where the real rank launched one.
+          EXPECT_EQ(e.rank_compute_ms[p] > 0, steps[p] > 0) << what << " rank " << p;
+          EXPECT_EQ(e.rank_compute_ms[p] > 0, covering.rank_compute_ms[p] > 0)
+              << what << " rank " << p;
+        }
+        EXPECT_EQ(e.bytes_moved, total_sent) << what;
+        EXPECT_EQ(e.bytes_saved, total_saved) << what;
+        EXPECT_EQ(e.bytes_moved, covering.bytes_moved) << what;
+        EXPECT_EQ(e.bytes_saved, covering.bytes_saved) << what;
+        EXPECT_EQ(e.all_to_all_ms, covering.all_to_all_ms) << what;
+        EXPECT_EQ(e.grid, grid) << what;
+        EXPECT_GE(e.ring_ratio, e.measured_ratio - 1e-9) << what;
+        EXPECT_GE(e.measured_ratio, 1.0 - 1e-9) << what;
+        EXPECT_GT(e.setup_ms, 0.0) << what;  // every virtual rank builds its fine schedule, timed
+        EXPECT_NEAR(e.total_ms, e.setup_ms + e.all_to_all_ms + e.ring_ms, 1e-9) << what;
+      }
+    }
+  }
+  // Keys are tokens: a fine mask of another geometry is refused, as by the real ranks.
+  const FineMask other = thin_blocks(
+      test::make_mask(test::MaskKind::random, 5, MaskGeometry{1000, 1000, 32, 64}, 0.25, 3), 0.3,
+      kSeed);
+  SpEmulator emulator(world.size(), EmulationDevice::cpu);
+  EXPECT_THROW(
+      emulator.run(problem, other, Partition::contiguous(Grid{1, world.size()}, 5, 16, 16)), Error);
+}
+
 // F = 1: the fine mask of every key of every kept block gives the block-mask run's output.
 TEST(SpExecutorFine, FullyKeptBlocksGiveTheBlockMaskRunsOutput) {
   Communicator& world = test::world();

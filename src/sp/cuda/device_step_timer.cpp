@@ -1,5 +1,6 @@
-// The emulator's GPU step timer: the bf16 sparse attention kernel (and the fp32 LSE merge) on
-// placeholder inputs, timed with events around a second, warm run.
+// The emulator's GPU step timer: the bf16 sparse attention kernel over block lists or (fine masks)
+// key lists, and the fp32 LSE merge, on placeholder inputs, timed with events around a second,
+// warm run.
 #include <cuda_runtime.h>
 
 #include <map>
@@ -60,6 +61,36 @@ class DeviceStepTimer final : public StepTimer {
 
   double step_ms(const AttentionProblem& local, const BlockCsr& mask, int block_q, int block_k,
                  bool merge, int reserved_sms) override {
+    cuda::DeviceMask dm;
+    dm.block_q = block_q;
+    dm.block_k = block_k;
+    dm.q_blocks = mask.q_blocks;
+    dm.kv_count = upload(counts_, mask.kv_count);
+    dm.block_row_offset = upload(offsets_, mask.row_offset);
+    dm.kv_index = upload(indices_, mask.kv_index);
+    dm.q_block_start = upload(q_starts_, local.q_layout.start);
+    dm.k_block_start = upload(k_starts_, local.k_layout.start);
+    return timed(local, dm, merge, reserved_sms);
+  }
+
+  // Key lists only (no block lists), as the kernels run a fine mask: keys are local K/V tokens.
+  double fine_step_ms(const AttentionProblem& local, const FineMask& mask, bool merge,
+                      int reserved_sms) override {
+    cuda::DeviceMask dm;
+    dm.block_q = mask.geometry().block_q;
+    dm.block_k = mask.geometry().block_k;
+    dm.q_blocks = mask.q_blocks();
+    dm.key_row_offset = upload(offsets_, mask.row_offset());
+    dm.key_index = upload(indices_, mask.key_index());
+    dm.q_block_start = upload(q_starts_, local.q_layout.start);
+    dm.k_block_start = upload(k_starts_, local.k_layout.start);
+    return timed(local, dm, merge, reserved_sms);
+  }
+
+ private:
+  // The kernel over `dm` (and the merge when asked) on placeholder inputs, timed on a second run.
+  double timed(const AttentionProblem& local, const cuda::DeviceMask& dm, bool merge,
+               int reserved_sms) {
     const cuda::AttentionShape shape{1,
                                      local.seq_q(),
                                      local.seq_k(),
@@ -76,16 +107,7 @@ class DeviceStepTimer final : public StepTimer {
     auto* accumulator = reinterpret_cast<float*>(accumulator_.ensure(q_bytes * 2));
     auto* lse = reinterpret_cast<float*>(lse_.ensure(local.seq_q() * local.heads * 4));
     auto* part_lse = reinterpret_cast<float*>(part_lse_.ensure(local.seq_q() * local.heads * 4));
-    cuda::DeviceMask dm;
-    dm.block_q = block_q;
-    dm.block_k = block_k;
-    dm.q_blocks = mask.q_blocks;
-    dm.kv_count = upload(counts_, mask.kv_count);
-    dm.block_row_offset = upload(offsets_, mask.row_offset);
-    dm.kv_index = upload(indices_, mask.kv_index);
-    dm.q_block_start = upload(q_starts_, local.q_layout.start);
-    dm.k_block_start = upload(k_starts_, local.k_layout.start);
-    cuda::SparseAttention& kernel = kernel_for(shape, block_q, mask.q_blocks);
+    cuda::SparseAttention& kernel = kernel_for(shape, dm.block_q, dm.q_blocks);
     kernel.reserve_sms(reserved_sms);
     kernel.plan(dm, stream_);
     float ms = 0;
@@ -104,7 +126,6 @@ class DeviceStepTimer final : public StepTimer {
     return ms;
   }
 
- private:
   cuda::SparseAttention& kernel_for(const cuda::AttentionShape& shape, int block_q, int q_blocks) {
     const auto key = std::make_tuple(shape.seq_q, shape.seq_k, shape.heads, shape.head_dim, block_q,
                                      q_blocks, shape.scale);
