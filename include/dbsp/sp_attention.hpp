@@ -122,7 +122,7 @@ class SpExecutor {
   // The same with a fine (FG-Attn) mask, whose geometry must be the problem's: routing and data
   // movement follow mask.covering_blocks() (a K/V block moves iff a receiving query keeps one of
   // its keys), each ring step computes attention_fine over the kept keys in its K/V buffer, and
-  // kept_blocks counts the covering blocks. Host path only.
+  // kept_blocks counts the covering blocks. The device path has run_device_bf16 below.
   SpTelemetry run(const SpProblem& problem, const FineMask& mask, const Partition& partition,
                   const float* q, const float* k, const float* v, float* out,
                   ScheduleReuse reuse = {});
@@ -135,6 +135,13 @@ class SpExecutor {
   // finish.
   // Kernel limits: head_dim 64 or 128, block sizes multiples of 64.
   SpTelemetry run_device_bf16(const SpProblem& problem, const BlockMask& mask,
+                              const Partition& partition, const void* q, const void* k,
+                              const void* v, void* out, ScheduleReuse reuse = {});
+  // The device path with a fine mask: routing and data movement as the host fine run (covering
+  // blocks), each ring step's kernel on the step's key lists (block_q must be a multiple of 64,
+  // block_k may be any size: it only shapes the routing). Device path compiled, first GPU run
+  // pending.
+  SpTelemetry run_device_bf16(const SpProblem& problem, const FineMask& mask,
                               const Partition& partition, const void* q, const void* k,
                               const void* v, void* out, ScheduleReuse reuse = {});
 
@@ -161,6 +168,12 @@ class SpExecutor {
   SpTelemetry run_host(const SpProblem& problem, const Partition& partition, const float* q,
                        const float* k, const float* v, float* out, ScheduleReuse reuse,
                        BuildSchedule&& build_schedule);
+  // The device path's one body: check_layer() validates the call, build_schedule() fills the
+  // layer's device schedule when the reuse slot has none for this key.
+  template <class CheckLayer, class BuildSchedule>
+  SpTelemetry run_device(const SpProblem& problem, const Partition& partition, const void* q,
+                         const void* k, const void* v, void* out, ScheduleReuse reuse,
+                         CheckLayer&& check_layer, BuildSchedule&& build_schedule);
 };
 
 // bf16 values on the current GPU (tools and tests of the device path). Throws without CUDA.
@@ -229,6 +242,10 @@ class SpAttention {
                         const float* k, const float* v, float* out);
   // The device path: bf16 tensors on the GPU of an NCCL communicator (SpExecutor::run_device_bf16).
   SpLayerReport forward_device_bf16(int layer, const SpProblem& problem, const BlockMask& mask,
+                                    const void* q, const void* k, const void* v, void* out);
+  // A fine mask on the device path, planned and checked as the host fine forward (plan on the
+  // covering blocks, hash of the fine mask, predicted_ratio of the fine slices).
+  SpLayerReport forward_device_bf16(int layer, const SpProblem& problem, const FineMask& mask,
                                     const void* q, const void* k, const void* v, void* out);
   // The same with the layer's mask estimated from this call's Q and K (sp_estimate.hpp: every rank
   // pools its own shard; with a batch, element 0's Q and K): estimate's block sizes must match the

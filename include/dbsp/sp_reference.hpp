@@ -55,11 +55,14 @@ std::vector<double> reference_rows(const SpProblem& problem, const BlockMask& ma
                                    bool round_inputs_to_bf16 = false);
 
 // The same rows under a fine (FG-Attn) mask, whose geometry must be the problem's: fp64
-// attention_fine over the kept keys of each (head, query block) on the source's inputs.
+// attention_fine over the kept keys of each (head, query block) on the source's inputs (rounded to
+// bf16 first for the device path).
 std::vector<double> reference_rows(const SpProblem& problem, const FineMask& mask,
-                                   const InputSource& source, int first_q_block, int end_q_block);
+                                   const InputSource& source, int first_q_block, int end_q_block,
+                                   bool round_inputs_to_bf16 = false);
 std::vector<double> reference_rows(const SpProblem& problem, const FineMask& mask, uint64_t seed,
-                                   int first_q_block, int end_q_block);
+                                   int first_q_block, int end_q_block,
+                                   bool round_inputs_to_bf16 = false);
 
 // The same rows through the naive bf16 path (attention_block_sparse_bf16_naive) on bf16-rounded
 // inputs: the yardstick of the bf16 accuracy rule (accuracy.hpp).

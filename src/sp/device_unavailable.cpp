@@ -18,6 +18,11 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem&, const BlockMask&, cons
                                         ScheduleReuse) {
   no_device_path();
 }
+SpTelemetry SpExecutor::run_device_bf16(const SpProblem&, const FineMask&, const Partition&,
+                                        const void*, const void*, const void*, void*,
+                                        ScheduleReuse) {
+  no_device_path();
+}
 DeviceBf16::DeviceBf16(std::span<const float>) { no_device_path(); }
 DeviceBf16::DeviceBf16(size_t) { no_device_path(); }
 DeviceBf16::~DeviceBf16() = default;

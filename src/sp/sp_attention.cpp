@@ -212,6 +212,28 @@ SpLayerReport SpAttention::forward_device_bf16(int layer, const SpProblem& probl
       });
 }
 
+SpLayerReport SpAttention::forward_device_bf16(int layer, const SpProblem& problem,
+                                               const FineMask& mask, const void* q, const void* k,
+                                               const void* v, void* out) {
+  Communicator& world = executor_.world();
+  const ShardElements n(problem, world.rank(), world.size());
+  const int64_t q_bytes = 2 * n.q, k_bytes = 2 * n.k;  // bf16
+  auto in = [](const void* p, int64_t offset) { return static_cast<const char*>(p) + offset; };
+  const Partition* used = nullptr;
+  SpLayerReport report = forward_with(
+      layer, mask.covering_blocks(), mask_hash(mask),
+      [&](const Partition& partition, ScheduleReuse reuse) {
+        used = &partition;
+        return over_batch(problem, [&](int b) {
+          return executor_.run_device_bf16(problem, mask, partition, in(q, b * q_bytes),
+                                           in(k, b * k_bytes), in(v, b * k_bytes),
+                                           static_cast<char*>(out) + b * q_bytes, reuse);
+        });
+      });
+  report.predicted_ratio = imbalance_ratio(mask, *used);
+  return report;
+}
+
 namespace {
 
 // Estimates the layer's mask with `estimate`, then runs the layer on it with `forward`.

@@ -176,7 +176,8 @@ std::vector<float> naive_bf16_rows(const SpProblem& problem, const BlockMask& ma
 }
 
 std::vector<double> reference_rows(const SpProblem& problem, const FineMask& mask,
-                                   const InputSource& source, int first_q_block, int end_q_block) {
+                                   const InputSource& source, int first_q_block, int end_q_block,
+                                   bool round_inputs_to_bf16) {
   require_source_fits(source, problem);
   require(0 <= first_q_block && first_q_block <= end_q_block &&
               end_q_block <= problem.geometry.q_blocks(),
@@ -184,9 +185,10 @@ std::vector<double> reference_rows(const SpProblem& problem, const FineMask& mas
           problem.geometry.q_blocks(), ")");
   const RowsProblem r = rows_problem(problem, first_q_block, end_q_block);
   const FineMask rows = rows_fine_mask(problem, mask, r);
-  const auto q = source_inputs<double>(source, 0, r.first, r.end, problem, false);
-  const auto k = source_inputs<double>(source, 1, 0, r.keys, problem, false);
-  const auto v = source_inputs<double>(source, 2, 0, r.keys, problem, false);
+  const bool round = round_inputs_to_bf16;
+  const auto q = source_inputs<double>(source, 0, r.first, r.end, problem, round);
+  const auto k = source_inputs<double>(source, 1, 0, r.keys, problem, round);
+  const auto v = source_inputs<double>(source, 2, 0, r.keys, problem, round);
   std::vector<double> out(q.size()), lse(static_cast<size_t>((r.end - r.first) * problem.heads));
   if (q.empty()) return out;
   attention_fine<double>(r.local, rows, q.data(), k.data(), v.data(), out.data(), lse.data());
@@ -194,8 +196,10 @@ std::vector<double> reference_rows(const SpProblem& problem, const FineMask& mas
 }
 
 std::vector<double> reference_rows(const SpProblem& problem, const FineMask& mask, uint64_t seed,
-                                   int first_q_block, int end_q_block) {
-  return reference_rows(problem, mask, InputSource{.seed = seed}, first_q_block, end_q_block);
+                                   int first_q_block, int end_q_block,
+                                   bool round_inputs_to_bf16) {
+  return reference_rows(problem, mask, InputSource{.seed = seed}, first_q_block, end_q_block,
+                        round_inputs_to_bf16);
 }
 
 }  // namespace dbsp

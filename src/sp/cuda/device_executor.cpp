@@ -93,31 +93,49 @@ class AbandonOnFailure {
 
 }  // namespace
 
-SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMask& mask,
-                                        const Partition& partition, const void* q, const void* k,
-                                        const void* v, void* out, ScheduleReuse reuse) {
+namespace {
+
+// Throws unless the attention kernels take this problem's head_dim and block sizes: with block
+// lists (block layers) or with key lists (fine layers, whose rows are block_q queries; block_k
+// then only shapes the routing).
+void require_kernel_support(const SpProblem& problem, bool fine) {
+  const cuda::AttentionShape probe_shape{1, 64, 64, 1, problem.head_dim, cuda::DType::bf16, 0.0};
+  cuda::DeviceMask probe_mask;
+  probe_mask.block_q = problem.geometry.block_q;
+  probe_mask.block_k = problem.geometry.block_k;
+  probe_mask.q_blocks = 1;
+  static const int32_t count = 0;
+  static const int64_t offset[2] = {0, 0};
+  static const int32_t index = 0;
+  if (fine) {
+    probe_mask.key_row_offset = offset;
+    probe_mask.key_index = &index;
+  } else {
+    probe_mask.kv_count = &count;
+    probe_mask.block_row_offset = offset;
+    probe_mask.kv_index = &index;
+  }
+  const std::string reason = cuda::unsupported_reason(probe_shape, probe_mask);
+  require(reason.empty(), "device path: the attention kernels do not support ", reason);
+}
+
+}  // namespace
+
+// The one body of the device path for block and fine masks: check_layer() validates the inputs,
+// build_schedule() fills a cleared schedule; the rest reads only the schedule (a fine layer's
+// steps carry key lists instead of block lists).
+template <class CheckLayer, class BuildSchedule>
+SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& partition,
+                                   const void* q, const void* k, const void* v, void* out,
+                                   ScheduleReuse reuse, CheckLayer&& check_layer,
+                                   BuildSchedule&& build_schedule) {
   sp::Stopwatch total_clock, clock;
   SpTelemetry telemetry;
   telemetry.grid = partition.grid;
   auto* world = dynamic_cast<comm::NcclCommunicator*>(&world_);
   require(world != nullptr, "SpExecutor::run_device_bf16 needs an NCCL communicator; got ",
           world_.backend());
-  sp::check_layer(world_.size(), problem, mask, partition);
-  {
-    const cuda::AttentionShape probe_shape{1, 64, 64, 1, problem.head_dim, cuda::DType::bf16, 0.0};
-    cuda::DeviceMask probe_mask;
-    probe_mask.block_q = problem.geometry.block_q;
-    probe_mask.block_k = problem.geometry.block_k;
-    probe_mask.q_blocks = 1;
-    static const int32_t count = 0;
-    static const int64_t offset = 0;
-    static const int32_t index = 0;
-    probe_mask.kv_count = &count;
-    probe_mask.block_row_offset = &offset;
-    probe_mask.kv_index = &index;
-    const std::string reason = cuda::unsupported_reason(probe_shape, probe_mask);
-    require(reason.empty(), "device path: the attention kernels do not support ", reason);
-  }
+  check_layer();
   GridCommunicators& comms = grid_communicators(partition.grid);
   auto* ring = dynamic_cast<comm::NcclCommunicator*>(comms.ring.get());
   require(ring != nullptr, "device path: the ring sub-communicator is not NCCL");
@@ -140,10 +158,7 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
   // (built before any transfer is queued, so that no allocation lands between them).
   bool reused = false;
   DeviceSchedule& sched = ds.schedules.lookup(reuse, sp::schedule_key(reuse, problem), reused);
-  if (!reused) {
-    sp::device::build_device_schedule(sched, problem, mask, partition, world_.rank(), world_.size(),
-                                      options_, ds.kernels, ds.host_table, ds.pinned_table);
-  }
+  if (!reused) build_schedule(sched, ds.kernels, ds.host_table, ds.pinned_table);
   telemetry.schedule_reused = reused;
   ds.ensure_events(std::max<int>(R, static_cast<int>(sched.chunks.size())));
   const sp::LayerRouting& route = sched.host.route;
@@ -151,6 +166,7 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
   const int64_t tq = route.q_local.tokens();
   const int64_t tk = route.k_local.tokens();
   const int computing_steps = sched.host.computing_steps;
+  const bool fine = sched.host.fine();
 
   // Buffers (grow-only) and the addresses the copy tables refer to.
   sp::device::CopyBases bases;
@@ -225,9 +241,11 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
     DBSP_CUDA_RT_CHECK(cudaMemcpyAsync(sched.table.get(), ds.pinned_table.ensure(sched.table_bytes),
                                        static_cast<size_t>(sched.table_bytes),
                                        cudaMemcpyHostToDevice, world_stream));
-    const int words = mask.words_per_row();
+    // Block layers write each step's key-block lists from the mask rows; fine layers uploaded
+    // their key lists with the table.
+    const int words = sched.row_words;
     for (int t = 0; t < R; ++t) {
-      if (sched.host.step_kept[t] == 0) continue;
+      if (fine || sched.host.step_kept[t] == 0) continue;
       const DeviceStep& step = sched.steps[t];
       sp::device::fill_block_indices(
           reinterpret_cast<const uint64_t*>(device_table + sched.row_bits_offset), words,
@@ -261,6 +279,14 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
     dm.block_q = problem.geometry.block_q;
     dm.block_k = problem.geometry.block_k;
     dm.q_blocks = static_cast<int>(route.q_blocks.size());
+    if (fine) {
+      // Key lists only: tokens of the step's K/V buffer, so no key block layout is needed.
+      dm.key_row_offset =
+          reinterpret_cast<const int64_t*>(device_table + step.key_row_offset_offset) + first_row;
+      dm.key_index = reinterpret_cast<const int32_t*>(device_table + step.key_index_offset);
+      dm.q_block_start = reinterpret_cast<const int64_t*>(device_table + step.q_start_offset);
+      return dm;
+    }
     dm.kv_count = reinterpret_cast<const int32_t*>(device_table + step.count_offset) + first_row;
     dm.block_row_offset =
         reinterpret_cast<const int64_t*>(device_table + step.row_offset_offset) + first_row;
@@ -439,6 +465,40 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
   telemetry.bytes_saved = (route.baseline_rows_sent - route.rows_sent) * row_bytes;
   telemetry.total_ms = total_clock.elapsed_ms();
   return telemetry;
+}
+
+SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMask& mask,
+                                        const Partition& partition, const void* q, const void* k,
+                                        const void* v, void* out, ScheduleReuse reuse) {
+  return run_device(
+      problem, partition, q, k, v, out, reuse,
+      [&] {
+        sp::check_layer(world_.size(), problem, mask, partition);
+        require_kernel_support(problem, /*fine=*/false);
+      },
+      [&](DeviceSchedule& sched, KernelCache& kernels, std::vector<char>& host_table,
+          PinnedMemory& pinned) {
+        build_device_schedule(sched, problem, mask, partition, world_.rank(), world_.size(),
+                              options_, kernels, host_table, pinned);
+      });
+}
+
+SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const FineMask& mask,
+                                        const Partition& partition, const void* q, const void* k,
+                                        const void* v, void* out, ScheduleReuse reuse) {
+  // A fine schedule never answers for a block mask's key, nor the reverse (as on the host path).
+  reuse.key ^= 0xf1e2d3c4b5a69788ull;
+  return run_device(
+      problem, partition, q, k, v, out, reuse,
+      [&] {
+        sp::check_fine_layer(world_.size(), problem, mask, partition);
+        require_kernel_support(problem, /*fine=*/true);
+      },
+      [&](DeviceSchedule& sched, KernelCache& kernels, std::vector<char>& host_table,
+          PinnedMemory& pinned) {
+        build_device_schedule(sched, problem, mask, partition, world_.rank(), world_.size(),
+                              options_, kernels, host_table, pinned);
+      });
 }
 
 }  // namespace dbsp

@@ -10,16 +10,40 @@
 
 namespace dbsp::sp::device {
 
-void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, const BlockMask& mask,
-                           const Partition& partition, int rank, int ranks,
-                           const SpOptions& options, KernelCache& kernels,
-                           std::vector<char>& host_table, PinnedMemory& pinned) {
+namespace {
+
+// Covering blocks of rows [first_row, end_row) of a step's local fine mask: a row's keys are
+// sorted tokens of the step buffer, whose blocks are consecutive token ranges of `key_layout`.
+int64_t fine_covering_blocks(const FineMask& local, int64_t first_row, int64_t end_row,
+                             const BlockLayout& key_layout) {
+  const std::vector<int64_t>& offset = local.row_offset();
+  const std::vector<int32_t>& keys = local.key_index();
+  int64_t blocks = 0;
+  for (int64_t r = first_row; r < end_row; ++r) {
+    int64_t block_end = -1;  // end token of the last block counted in this row
+    for (int64_t e = offset[r]; e < offset[r + 1]; ++e) {
+      if (keys[e] < block_end) continue;
+      const auto next = std::upper_bound(key_layout.start.begin(), key_layout.start.end(),
+                                         static_cast<int64_t>(keys[e]));
+      block_end = next == key_layout.start.end() ? key_layout.tokens() : *next;
+      ++blocks;
+    }
+  }
+  return blocks;
+}
+
+// Everything after the host schedule (sched.host, built by the caller from a block mask or a fine
+// mask): copy lists, peer ranges, kernels and the table. `block_mask` is null for a fine layer,
+// whose step masks are the host schedule's fine_step_masks.
+void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
+                              const BlockMask* block_mask, const Partition& partition, int rank,
+                              int ranks, const SpOptions& options, KernelCache& kernels,
+                              std::vector<char>& host_table, PinnedMemory& pinned) {
   const int R = partition.grid.ring;
   const int64_t D = problem.head_dim;
   const int64_t H = problem.heads;
   const int64_t row_bytes = D * kBf16Bytes;
-  sched.host = sp::build_schedule(mask, partition, problem, rank, options.mask_aware,
-                                  /*host_indices=*/false);
+  const bool fine = block_mask == nullptr;
   const sp::LayerRouting& route = sched.host.route;
   const int64_t Hg = static_cast<int64_t>(route.heads.size());
   const int64_t tq = route.q_local.tokens();
@@ -117,10 +141,17 @@ void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, cons
     sched.out_recv_bytes = std::max(sched.out_recv_bytes, out_recv_at);
     if (chunks > 1 && sched.host.step_kept[0] > 0) {
       // The chunk's rows of the step mask are contiguous (head-major rows).
-      const std::vector<int64_t>& offsets = sched.host.step_masks[0].row_offset;
       const size_t rows_per_head = route.q_blocks.size();
-      chunk.kept = offsets[(chunk.first_head + chunk.heads) * rows_per_head] -
-                   offsets[chunk.first_head * rows_per_head];
+      const size_t first_row = chunk.first_head * rows_per_head;
+      const size_t end_row = (chunk.first_head + chunk.heads) * rows_per_head;
+      if (fine) {
+        chunk.kept = fine_covering_blocks(sched.host.fine_step_masks[0],
+                                          static_cast<int64_t>(first_row),
+                                          static_cast<int64_t>(end_row), route.steps[0].key_layout);
+      } else {
+        const std::vector<int64_t>& offsets = sched.host.step_masks[0].row_offset;
+        chunk.kept = offsets[end_row] - offsets[first_row];
+      }
       if (chunk.kept > 0) {
         const cuda::AttentionShape shape{
             1, tq, tk, chunk.heads, static_cast<int>(D), cuda::DType::bf16, problem.scale};
@@ -166,13 +197,14 @@ void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, cons
       list->table_offset = table.add(std::span<const RowCopy>(list->copies));
     }
   }
-  const int words = mask.words_per_row();
-  if (sched.host.computing_steps > 0) {
+  const int words = fine ? 0 : block_mask->words_per_row();
+  sched.row_words = words;
+  if (!fine && sched.host.computing_steps > 0) {
     std::vector<uint64_t> row_bits;
     row_bits.reserve(route.heads.size() * route.q_blocks.size() * static_cast<size_t>(words));
     for (int h : route.heads) {
       for (int i : route.q_blocks) {
-        const uint64_t* bits = mask.row_bits(h, i);
+        const uint64_t* bits = block_mask->row_bits(h, i);
         row_bits.insert(row_bits.end(), bits, bits + words);
       }
     }
@@ -184,6 +216,13 @@ void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, cons
     step.pack.table_offset = table.add(std::span<const RowCopy>(step.pack.copies));
     step.unpack.table_offset = table.add(std::span<const RowCopy>(step.unpack.copies));
     if (sched.host.step_kept[t] == 0) continue;
+    if (fine) {
+      step.q_start_offset = table.add(std::span<const int64_t>(route.q_local.start));
+      const FineMask& local = sched.host.fine_step_masks[t];
+      step.key_row_offset_offset = table.add(std::span<const int64_t>(local.row_offset()));
+      step.key_index_offset = table.add(std::span<const int32_t>(local.key_index()));
+      continue;
+    }
     const BlockCsr& csr = sched.host.step_masks[t];
     step.count_offset = table.add(std::span<const int32_t>(csr.kv_count));
     step.row_offset_offset = table.add(std::span<const int64_t>(csr.row_offset));
@@ -204,6 +243,27 @@ void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, cons
   sched.table_bytes = std::max<int64_t>(16, table.size());
   sched.table.ensure(sched.table_bytes);
   std::memcpy(pinned.ensure(sched.table_bytes), table.data(), static_cast<size_t>(table.size()));
+}
+
+}  // namespace
+
+void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, const BlockMask& mask,
+                           const Partition& partition, int rank, int ranks,
+                           const SpOptions& options, KernelCache& kernels,
+                           std::vector<char>& host_table, PinnedMemory& pinned) {
+  sched.host = sp::build_schedule(mask, partition, problem, rank, options.mask_aware,
+                                  /*host_indices=*/false);
+  build_from_host_schedule(sched, problem, &mask, partition, rank, ranks, options, kernels,
+                           host_table, pinned);
+}
+
+void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, const FineMask& mask,
+                           const Partition& partition, int rank, int ranks,
+                           const SpOptions& options, KernelCache& kernels,
+                           std::vector<char>& host_table, PinnedMemory& pinned) {
+  sched.host = sp::build_fine_schedule(mask, partition, problem, rank, options.mask_aware);
+  build_from_host_schedule(sched, problem, /*block_mask=*/nullptr, partition, rank, ranks,
+                           options, kernels, host_table, pinned);
 }
 
 }  // namespace dbsp::sp::device

@@ -13,6 +13,7 @@
 
 #include "dbsp/block_mask.hpp"
 #include "dbsp/cuda_attention.hpp"
+#include "dbsp/fine_mask.hpp"
 #include "dbsp/partition.hpp"
 #include "dbsp/sp_attention.hpp"
 #include "sp/cuda/device_copy.hpp"
@@ -140,6 +141,9 @@ struct DeviceStep {
   // The step's key-block lists live in DeviceSchedule::indices from index_at (elements), written
   // on the device from the mask bits and this step's wanted key blocks (table offsets).
   int64_t index_at = 0, wanted_offset = 0, wanted_before_offset = 0;
+  // Fine layers instead: the step's key lists (int64 row offsets, rows + 1 entries, and int32
+  // tokens of the step's K/V buffer), uploaded as they are; no block lists, no index kernel.
+  int64_t key_row_offset_offset = 0, key_index_offset = 0;
   cuda::SparseAttention* kernel = nullptr;  // created before any transfer is queued
   CopyList pack, unpack;                    // ring transfer that brings this step's K/V (step > 0)
   std::vector<PeerRange> sends, recvs;
@@ -167,6 +171,7 @@ struct DeviceScheduleData {
   int64_t ring_send_bytes = 0, ring_recv_bytes = 0, step_tokens = 0;
   int64_t table_bytes = 0;
   int64_t row_bits_offset = 0;  // the local mask rows (heads x query blocks x words) in the table
+  int row_words = 0;            // 64-bit words per mask row (block layers; 0 for fine ones)
   bool uploaded = false;
 };
 
@@ -203,6 +208,12 @@ class KernelCache {
 // queued transfers), device buffers for the table and key lists, and the table in `pinned`
 // (uploaded when the schedule is first used). `host_table` is scratch kept across layers.
 void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, const BlockMask& mask,
+                           const Partition& partition, int rank, int ranks,
+                           const SpOptions& options, KernelCache& kernels,
+                           std::vector<char>& host_table, PinnedMemory& pinned);
+// The same for a fine (M x 1) mask: routing and copy tables from mask.covering_blocks()
+// (sp::build_fine_schedule), and per ring step with kept keys the local key lists in the table.
+void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, const FineMask& mask,
                            const Partition& partition, int rank, int ranks,
                            const SpOptions& options, KernelCache& kernels,
                            std::vector<char>& host_table, PinnedMemory& pinned);
