@@ -4,6 +4,8 @@
 #include <memory>
 #include <random>
 
+#include "dbsp/attention.hpp"
+
 namespace dbsp::test {
 namespace {
 
@@ -55,6 +57,34 @@ Partition random_partition(Grid grid, int heads, int q_blocks, int k_blocks, uin
     for (int& s : p.k_shard[g]) s = shard(rng);
   }
   return p;
+}
+
+FineMask random_fine_mask(int heads, MaskGeometry geometry, double density, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::bernoulli_distribution empty_row(0.2);
+  const int q_blocks = geometry.q_blocks();
+  std::vector<int64_t> row_offset{0};
+  std::vector<int32_t> keys;
+  for (int h = 0; h < heads; ++h) {
+    std::bernoulli_distribution keep(std::min(1.0, density * (0.2 + 1.6 * h / heads)));
+    for (int i = 0; i < q_blocks; ++i) {
+      const bool one_key = heads > 1 && h == 1 && i == q_blocks - 1;
+      if (one_key) {
+        keys.push_back(static_cast<int32_t>(geometry.seq_k - 1));
+      } else if (!(h == 0 && i == 0) && !empty_row(rng)) {
+        for (int64_t k = 0; k < geometry.seq_k; ++k) {
+          if (keep(rng)) keys.push_back(static_cast<int32_t>(k));
+        }
+      }
+      row_offset.push_back(static_cast<int64_t>(keys.size()));
+    }
+  }
+  return FineMask(heads, geometry, std::move(row_offset), std::move(keys));
+}
+
+std::vector<float> rounded_to_bf16(std::vector<float> values) {
+  for (float& x : values) x = round_to_bf16(x);
+  return values;
 }
 
 }  // namespace dbsp::test

@@ -8,6 +8,7 @@
 #include "dbsp/block_layout.hpp"
 #include "dbsp/block_mask.hpp"
 #include "dbsp/communicator.hpp"
+#include "dbsp/fine_mask.hpp"
 #include "dbsp/partition.hpp"
 #include "dbsp/sp_attention.hpp"
 
@@ -21,5 +22,11 @@ enum class MaskKind { random, empty, full };
 BlockMask make_mask(MaskKind kind, int heads, MaskGeometry geometry, double density, uint64_t seed);
 // Heads and blocks scattered at random over the grid (uneven groups and shards, empty ones too).
 Partition random_partition(Grid grid, int heads, int q_blocks, int k_blocks, uint64_t seed);
+// A fine mask drawn key by key (not from blocks): each head its own density, about a fifth of
+// the rows empty, and row (0, 0) empty and row (1, last) holding one key of the short last key
+// block, so that both cases occur on every rank count.
+FineMask random_fine_mask(int heads, MaskGeometry geometry, double density, uint64_t seed);
+// Each value rounded to bf16 (what the device path sees of a host input).
+std::vector<float> rounded_to_bf16(std::vector<float> values);
 
 }  // namespace dbsp::test

@@ -25,11 +25,6 @@ namespace {
 
 constexpr uint64_t kSeed = 5151;
 
-std::vector<float> rounded(std::vector<float> values) {
-  for (float& x : values) x = round_to_bf16(x);
-  return values;
-}
-
 std::vector<float> poisoned(size_t elements) {
   return std::vector<float>(elements, std::numeric_limits<float>::quiet_NaN());
 }
@@ -42,35 +37,11 @@ SpProblem fine_problem(int heads) {
   return problem;
 }
 
-// Keys drawn one by one (not from blocks): about a fifth of the rows empty, row (0, 0) empty and
-// row (1, last) holding only the last key, so both occur on every rank count.
-FineMask random_fine_mask(int heads, MaskGeometry geometry, double density, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::bernoulli_distribution empty_row(0.2);
-  std::bernoulli_distribution keep(density);
-  const int q_blocks = geometry.q_blocks();
-  std::vector<int64_t> row_offset{0};
-  std::vector<int32_t> keys;
-  for (int h = 0; h < heads; ++h) {
-    for (int i = 0; i < q_blocks; ++i) {
-      if (h == 1 && i == q_blocks - 1) {
-        keys.push_back(static_cast<int32_t>(geometry.seq_k - 1));
-      } else if (!(h == 0 && i == 0) && !empty_row(rng)) {
-        for (int64_t k = 0; k < geometry.seq_k; ++k) {
-          if (keep(rng)) keys.push_back(static_cast<int32_t>(k));
-        }
-      }
-      row_offset.push_back(static_cast<int64_t>(keys.size()));
-    }
-  }
-  return FineMask(heads, geometry, std::move(row_offset), std::move(keys));
-}
-
 std::vector<std::pair<std::string, FineMask>> fine_masks(const SpProblem& problem) {
   const BlockMask blocks =
       test::make_mask(test::MaskKind::random, problem.heads, problem.geometry, 0.35, kSeed);
   return {{"thinned 0.3", thin_blocks(blocks, 0.3, kSeed)},
-          {"random keys", random_fine_mask(problem.heads, problem.geometry, 0.1, kSeed + 1)}};
+          {"random keys", test::random_fine_mask(problem.heads, problem.geometry, 0.1, kSeed + 1)}};
 }
 
 // Relative L2 distance of `out` from `reference` (NaN or inf: +inf).
@@ -103,18 +74,17 @@ struct FineCase {
       : problem(p),
         mask(std::move(m)),
         shard(sequence_shard(p.q_layout(), rank, ranks)),
-        q(rounded(
+        q(test::rounded_to_bf16(
             seeded_tensor(kSeed, 0, shard.first_token, shard.end_token, p.heads, p.head_dim))),
-        k(rounded(
+        k(test::rounded_to_bf16(
             seeded_tensor(kSeed, 1, shard.first_token, shard.end_token, p.heads, p.head_dim))),
-        v(rounded(
+        v(test::rounded_to_bf16(
             seeded_tensor(kSeed, 2, shard.first_token, shard.end_token, p.heads, p.head_dim))),
         dq(q),
         dk(k),
         dv(v),
         reference(reference_rows(problem, mask, kSeed, shard.first_block, shard.end_block,
                                  /*round_inputs_to_bf16=*/true)) {}
-
 
   void expect_accurate(const std::vector<float>& out, const std::string& what) const {
     ASSERT_EQ(out.size(), reference.size()) << what;
@@ -174,9 +144,8 @@ TEST_F(Nccl, DeviceFineEveryStrategyMatchesReferenceAcrossLayers) {
         const SpLayerReport report =
             attention.forward_device_bf16(static_cast<int>(layer), problem, c.mask, c.dq.data(),
                                           c.dk.data(), c.dv.data(), out.data());
-        c.expect_accurate(out.to_host(), std::string(strategy) + " layer " +
-                                             std::to_string(layer) + " round " +
-                                             std::to_string(round));
+        c.expect_accurate(out.to_host(), std::string(strategy) + " layer " + std::to_string(layer) +
+                                             " round " + std::to_string(round));
         EXPECT_GT(report.telemetry.total_ms, 0.0);
         EXPECT_GE(report.predicted_ratio, 1.0 - 1e-9);
         if (round == 1) {

@@ -18,10 +18,6 @@ namespace dbsp {
 namespace {
 
 constexpr uint64_t kSeed = 7;
-std::vector<float> rounded(std::vector<float> values) {
-  for (float& x : values) x = round_to_bf16(x);
-  return values;
-}
 
 struct DeviceCase {
   SpProblem problem;
@@ -34,11 +30,11 @@ struct DeviceCase {
   DeviceCase(const SpProblem& p, BlockMask m, int rank, int ranks)
       : problem(p),
         shard(sequence_shard(p.q_layout(), rank, ranks)),
-        q(rounded(
+        q(test::rounded_to_bf16(
             seeded_tensor(kSeed, 0, shard.first_token, shard.end_token, p.heads, p.head_dim))),
-        k(rounded(
+        k(test::rounded_to_bf16(
             seeded_tensor(kSeed, 1, shard.first_token, shard.end_token, p.heads, p.head_dim))),
-        v(rounded(
+        v(test::rounded_to_bf16(
             seeded_tensor(kSeed, 2, shard.first_token, shard.end_token, p.heads, p.head_dim))),
         mask(std::move(m)) {
     reference = reference_rows(problem, mask, kSeed, shard.first_block, shard.end_block,
@@ -174,7 +170,7 @@ TEST_F(Nccl, DeviceBatchElementsEachMatchTheirReference) {
   std::vector<float> q, k, v;
   for (int b = 0; b < problem.batch; ++b) {
     for (auto [which, tensor] : {std::pair{0, &q}, std::pair{1, &k}, std::pair{2, &v}}) {
-      const std::vector<float> part = rounded(seeded_tensor(
+      const std::vector<float> part = test::rounded_to_bf16(seeded_tensor(
           kSeed + b, which, shard.first_token, shard.end_token, problem.heads, problem.head_dim));
       tensor->insert(tensor->end(), part.begin(), part.end());
     }

@@ -34,32 +34,6 @@ SpProblem make_problem(int heads, int head_dim, MaskGeometry geometry) {
   return problem;
 }
 
-// A fine mask drawn key by key (not from blocks): each head its own density, about a fifth of
-// the rows empty, and row (0, 0) empty and row (1, last) holding one key of the short last key
-// block, so that both cases occur on every rank count.
-FineMask random_fine_mask(int heads, MaskGeometry geometry, double density, uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::bernoulli_distribution empty_row(0.2);
-  const int q_blocks = geometry.q_blocks();
-  std::vector<int64_t> row_offset{0};
-  std::vector<int32_t> keys;
-  for (int h = 0; h < heads; ++h) {
-    std::bernoulli_distribution keep(std::min(1.0, density * (0.2 + 1.6 * h / heads)));
-    for (int i = 0; i < q_blocks; ++i) {
-      const bool one_key = heads > 1 && h == 1 && i == q_blocks - 1;
-      if (one_key) {
-        keys.push_back(static_cast<int32_t>(geometry.seq_k - 1));
-      } else if (!(h == 0 && i == 0) && !empty_row(rng)) {
-        for (int64_t k = 0; k < geometry.seq_k; ++k) {
-          if (keep(rng)) keys.push_back(static_cast<int32_t>(k));
-        }
-      }
-      row_offset.push_back(static_cast<int64_t>(keys.size()));
-    }
-  }
-  return FineMask(heads, geometry, std::move(row_offset), std::move(keys));
-}
-
 std::vector<float> poisoned(size_t elements) {
   return std::vector<float>(elements, std::numeric_limits<float>::quiet_NaN());
 }
@@ -109,7 +83,7 @@ struct RankData {
 
 TEST(LocalFineMask, EqualsTheBruteForceRenumberingOfEachRowsKeys) {
   const MaskGeometry geometry{7 * 32 + 9, 11 * 16 + 5, 32, 16};  // short last blocks
-  const FineMask mask = random_fine_mask(5, geometry, 0.3, 17);
+  const FineMask mask = test::random_fine_mask(5, geometry, 0.3, 17);
   const BlockLayout k_layout = BlockLayout::uniform(geometry.seq_k, geometry.block_k);
   std::mt19937 rng(5);
   for (int trial = 0; trial < 40; ++trial) {
@@ -171,7 +145,7 @@ std::vector<std::pair<std::string, FineMask>> fine_masks(const SpProblem& proble
       test::make_mask(test::MaskKind::random, problem.heads, problem.geometry, 0.35, kSeed);
   return {
       {"thinned 0.3", thin_blocks(blocks, 0.3, kSeed)},
-      {"random keys", random_fine_mask(problem.heads, problem.geometry, 0.15, kSeed + 1)},
+      {"random keys", test::random_fine_mask(problem.heads, problem.geometry, 0.15, kSeed + 1)},
       {"empty", FineMask::from_block(BlockMask(problem.heads, problem.geometry))},
       {"full", thin_blocks(BlockMask(problem.heads, problem.geometry, true), 1.0, kSeed)},
   };
@@ -212,7 +186,7 @@ TEST(SpExecutorFine, EveryGridAndPartitionMatchesTheFineReferenceWithThreeHeads)
 TEST(SpExecutorFine, MovesAndComputesExactlyWhatTheCoveringBlockMaskDoes) {
   Communicator& world = test::world();
   const SpProblem problem = make_problem(5, 8, MaskGeometry{1000, 1000, 64, 64});
-  const FineMask fine = random_fine_mask(5, problem.geometry, 0.01, 99);
+  const FineMask fine = test::random_fine_mask(5, problem.geometry, 0.01, 99);
   const BlockMask covering = fine.covering_blocks();
   const RankData data(problem, fine);
   for (bool mask_aware : {true, false}) {
@@ -244,7 +218,7 @@ TEST(SpEmulatorFine, ChargesExactlyTheBytesThatTheRealRanksSend) {
   const BlockMask blocks = test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.25, 3);
   const std::pair<std::string, FineMask> masks[] = {
       {"thinned 0.3", thin_blocks(blocks, 0.3, kSeed)},
-      {"sparse random keys", random_fine_mask(5, problem.geometry, 0.01, 99)}};
+      {"sparse random keys", test::random_fine_mask(5, problem.geometry, 0.01, 99)}};
   for (const auto& [name, fine] : masks) {
     const RankData data(problem, fine);
     for (bool mask_aware : {true, false}) {
@@ -320,7 +294,7 @@ TEST(SpExecutorFine, RejectsAFineMaskOfAnotherGeometry) {
   const SpProblem problem = make_problem(3, 4, MaskGeometry{333, 333, 32, 16});
   SpProblem other = problem;
   other.geometry.seq_k = 330;  // same block counts, other keys
-  const FineMask mask = random_fine_mask(3, other.geometry, 0.1, 3);
+  const FineMask mask = test::random_fine_mask(3, other.geometry, 0.1, 3);
   const RankData data(other, mask);
   SpExecutor executor(world);
   std::vector<float> out(data.q.size());
@@ -349,7 +323,7 @@ TEST(SpAttentionFine, EveryStrategyMatchesTheFineReferenceAcrossLayersAndSteps) 
             test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, seed);
         masks.push_back(thin_blocks(blocks, 0.3, seed));
       } else {
-        masks.push_back(random_fine_mask(5, problem.geometry, 0.1, seed));
+        masks.push_back(test::random_fine_mask(5, problem.geometry, 0.1, seed));
       }
       inputs.emplace_back(problem, masks.back());
     }
