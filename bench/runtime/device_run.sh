@@ -71,6 +71,19 @@ for strategy in ulysses ring dbsp; do
 done
 rm -f "$out/run.log"
 
+echo "== dbsp run --fine-keep 0.3 (FG-Attn key lists: each kept block thinned to 30% of its keys)"
+timeout 200 $mpirun 2 "$bin/dbsp" run --workload wan2.1-480p --backend cuda --strategy dbsp \
+  --fine-keep 0.3 --layers 2 --steps 1 --check --check-blocks 1 >"$out/fine.log" 2>&1
+echo "fine check exit $?: $(grep -E '^check:' "$out/fine.log")"
+for strategy in ulysses ring dbsp; do
+  timeout 200 $mpirun 2 "$bin/dbsp" run --workload wan2.1-480p --backend cuda \
+    --strategy "$strategy" --fine-keep 0.3 --layers "$layers" --steps "$steps" \
+    --link-gbps "$gbps" --latency-us "$lat" >"$out/run.log" 2>&1
+  echo "fine $strategy exit $?: $(grep -E '^summary' -A1 "$out/run.log" | tr '\n' ' ')"
+  { echo "---- fine strategy $strategy"; cat "$out/run.log"; } >>"$out/fine.log"
+done
+rm -f "$out/run.log"
+
 if [ -n "${SKIP_EMULATION:-}" ]; then exit 0; fi
 echo "== emulated: 720p at P = 4, 8, 16 and 480p at P = 2 (the real run's twin); link $gbps GB/s + $lat us"
 # emulate P GPU WORKLOAD LAYERS STEPS
