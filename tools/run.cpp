@@ -61,6 +61,30 @@ struct RunOptions {
   CostModel cost;
 };
 
+// Norm-wise errors of an output against the fp64 reference: relative L2, and the largest error
+// relative to the largest reference element; not finite when the output holds NaN or Inf.
+struct OutputErrors {
+  double relative_l2 = 0;
+  double relative_max = 0;
+  bool finite = true;
+};
+
+OutputErrors output_errors(std::span<const float> checked, const std::vector<double>& reference) {
+  double error_sq = 0, reference_sq = 0, max_error = 0, max_reference = 0;
+  for (size_t e = 0; e < reference.size(); ++e) {
+    const double error = std::abs(checked[e] - reference[e]);
+    if (std::isnan(error)) return {.finite = false};
+    error_sq += error * error;
+    reference_sq += reference[e] * reference[e];
+    max_error = std::max(max_error, error);
+    max_reference = std::max(max_reference, std::abs(reference[e]));
+  }
+  if (!std::isfinite(error_sq)) return {.finite = false};
+  return {
+      .relative_l2 = reference_sq > 0 ? std::sqrt(error_sq / reference_sq) : std::sqrt(error_sq),
+      .relative_max = max_reference > 0 ? max_error / max_reference : max_error};
+}
+
 // The fp32 host path's rule: the relative L2 error and the largest error relative to the largest
 // reference element, each over `tolerance` (<= 1 passes; NaN gives +inf).
 double fp32_score(std::span<const float> checked, const std::vector<double>& reference,
@@ -68,20 +92,9 @@ double fp32_score(std::span<const float> checked, const std::vector<double>& ref
   // Norm-wise, not per element: an element near zero is the difference of large terms (the
   // workload's heads reach logits of about 30), and there fp32 rounding alone moves it by more
   // than 1e-4 of itself (plain fp32 attention measured 1.0e-4 of max(|ref|, 1e-2) on tiny).
-  double error_sq = 0, reference_sq = 0, max_error = 0, max_reference = 0;
-  for (size_t e = 0; e < reference.size(); ++e) {
-    const double error = std::abs(checked[e] - reference[e]);
-    if (std::isnan(error)) return INFINITY;
-    error_sq += error * error;
-    reference_sq += reference[e] * reference[e];
-    max_error = std::max(max_error, error);
-    max_reference = std::max(max_reference, std::abs(reference[e]));
-  }
-  if (!std::isfinite(error_sq)) return INFINITY;
-  const double relative_l2 =
-      reference_sq > 0 ? std::sqrt(error_sq / reference_sq) : std::sqrt(error_sq);
-  const double relative_max = max_reference > 0 ? max_error / max_reference : max_error;
-  return std::max(relative_l2, relative_max) / tolerance;
+  const OutputErrors errors = output_errors(checked, reference);
+  if (!errors.finite) return INFINITY;
+  return std::max(errors.relative_l2, errors.relative_max) / tolerance;
 }
 
 // Query blocks [shard.first_block, end) that --check compares (the first `blocks`, all when 0).
@@ -125,17 +138,8 @@ double check_score(const SpProblem& problem, const FineMask& mask, const InputSo
       reference_rows(problem, mask, source, shard.first_block, end_block, bf16_inputs);
   const std::span<const float> checked(out.data(), reference.size());
   if (bf16_inputs) {
-    double error_sq = 0, reference_sq = 0;
-    for (size_t e = 0; e < reference.size(); ++e) {
-      const double error = checked[e] - reference[e];
-      if (std::isnan(error)) return INFINITY;
-      error_sq += error * error;
-      reference_sq += reference[e] * reference[e];
-    }
-    if (!std::isfinite(error_sq)) return INFINITY;
-    const double relative_l2 =
-        reference_sq > 0 ? std::sqrt(error_sq / reference_sq) : std::sqrt(error_sq);
-    return relative_l2 / tolerance;
+    const OutputErrors errors = output_errors(checked, reference);
+    return errors.finite ? errors.relative_l2 / tolerance : INFINITY;
   }
   return fp32_score(checked, reference, tolerance);
 }
