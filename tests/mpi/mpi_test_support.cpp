@@ -5,6 +5,7 @@
 #include <random>
 
 #include "dbsp/attention.hpp"
+#include "dbsp/sp_reference.hpp"
 
 namespace dbsp::test {
 namespace {
@@ -85,6 +86,12 @@ FineMask random_fine_mask(int heads, MaskGeometry geometry, double density, uint
 std::vector<float> rounded_to_bf16(std::vector<float> values) {
   for (float& x : values) x = round_to_bf16(x);
   return values;
+}
+
+std::vector<float> bf16_shard(uint64_t seed, int which, const SequenceShard& shard,
+                              const SpProblem& problem) {
+  return rounded_to_bf16(seeded_tensor(seed, which, shard.first_token, shard.end_token,
+                                       problem.heads, problem.head_dim));
 }
 
 }  // namespace dbsp::test

@@ -28,5 +28,8 @@ Partition random_partition(Grid grid, int heads, int q_blocks, int k_blocks, uin
 FineMask random_fine_mask(int heads, MaskGeometry geometry, double density, uint64_t seed);
 // Each value rounded to bf16 (what the device path sees of a host input).
 std::vector<float> rounded_to_bf16(std::vector<float> values);
+// The seeded tensor `which` (0 Q, 1 K, 2 V) of a rank's shard, rounded to bf16.
+std::vector<float> bf16_shard(uint64_t seed, int which, const SequenceShard& shard,
+                              const SpProblem& problem);
 
 }  // namespace dbsp::test

@@ -74,12 +74,9 @@ struct FineCase {
       : problem(p),
         mask(std::move(m)),
         shard(sequence_shard(p.q_layout(), rank, ranks)),
-        q(test::rounded_to_bf16(
-            seeded_tensor(kSeed, 0, shard.first_token, shard.end_token, p.heads, p.head_dim))),
-        k(test::rounded_to_bf16(
-            seeded_tensor(kSeed, 1, shard.first_token, shard.end_token, p.heads, p.head_dim))),
-        v(test::rounded_to_bf16(
-            seeded_tensor(kSeed, 2, shard.first_token, shard.end_token, p.heads, p.head_dim))),
+        q(test::bf16_shard(kSeed, 0, shard, p)),
+        k(test::bf16_shard(kSeed, 1, shard, p)),
+        v(test::bf16_shard(kSeed, 2, shard, p)),
         dq(q),
         dk(k),
         dv(v),

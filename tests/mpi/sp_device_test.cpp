@@ -30,12 +30,9 @@ struct DeviceCase {
   DeviceCase(const SpProblem& p, BlockMask m, int rank, int ranks)
       : problem(p),
         shard(sequence_shard(p.q_layout(), rank, ranks)),
-        q(test::rounded_to_bf16(
-            seeded_tensor(kSeed, 0, shard.first_token, shard.end_token, p.heads, p.head_dim))),
-        k(test::rounded_to_bf16(
-            seeded_tensor(kSeed, 1, shard.first_token, shard.end_token, p.heads, p.head_dim))),
-        v(test::rounded_to_bf16(
-            seeded_tensor(kSeed, 2, shard.first_token, shard.end_token, p.heads, p.head_dim))),
+        q(test::bf16_shard(kSeed, 0, shard, p)),
+        k(test::bf16_shard(kSeed, 1, shard, p)),
+        v(test::bf16_shard(kSeed, 2, shard, p)),
         mask(std::move(m)) {
     reference = reference_rows(problem, mask, kSeed, shard.first_block, shard.end_block,
                                /*round_inputs_to_bf16=*/true);
