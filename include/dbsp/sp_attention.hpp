@@ -296,8 +296,12 @@ struct EmulatedLayer {
   double measured_ratio = 1;            // max rank compute / mean rank compute
   double ring_ratio = 1;     // measured rho_s: max_g sum_t max_r compute / mean rank compute
   double setup_ms = 0;       // host schedule build (routing, step masks), slowest rank, measured
-  double all_to_all_ms = 0;  // charged, in plus out
-  double ring_ms = 0;        // synchronous ring timeline (compute measured, transfers charged)
+  // Charged, in plus out; with pipelined head chunks (SpOptions::head_chunks > 1, grids without a
+  // ring) only the part the chunks' kernels leave exposed.
+  double all_to_all_ms = 0;
+  // Synchronous ring timeline (compute measured, transfers charged); with pipelined head chunks
+  // the slowest rank's compute.
+  double ring_ms = 0;
   double total_ms = 0;
   int64_t bytes_moved = 0;  // all ranks, to other ranks
   int64_t bytes_saved = 0;  // by mask-aware communication

@@ -365,6 +365,41 @@ TEST(SpEmulator, ChargesExactlyTheBytesThatTheRealRanksSend) {
   }
 }
 
+// Head chunks pipeline the all-to-alls of grids without a ring behind the chunks' kernels: the
+// same bytes move, the exposed part never exceeds the unpipelined charge of every chunk's
+// transfers, and grids with a ring are emulated exactly as without the option.
+TEST(SpEmulator, HeadChunksOverlapTheAllToAllOfGridsWithoutARingOnly) {
+  const int P = test::world().size();
+  const SpProblem problem = make_problem(5, 8, 1000, 64);
+  const BlockMask mask = test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.4, 7);
+  const LinkModel link{100.0, 10.0};
+  SpEmulator whole(P, EmulationDevice::cpu, link);
+  SpEmulator chunked(P, EmulationDevice::cpu, link, SpOptions{.head_chunks = 3});
+  for (Grid grid : factorizations(P)) {
+    const Partition partition =
+        test::random_partition(grid, 5, mask.q_blocks(), mask.k_blocks(), 5);
+    const EmulatedLayer a = whole.run(problem, mask, partition);
+    const EmulatedLayer b = chunked.run(problem, mask, partition);
+    EXPECT_EQ(a.bytes_moved, b.bytes_moved) << grid.name();
+    EXPECT_EQ(a.bytes_saved, b.bytes_saved) << grid.name();
+    EXPECT_NEAR(b.total_ms, b.setup_ms + b.all_to_all_ms + b.ring_ms, 1e-9);
+    EXPECT_GE(b.all_to_all_ms, 0.0) << grid.name();
+    if (grid.ring > 1) {
+      EXPECT_EQ(a.all_to_all_ms, b.all_to_all_ms) << grid.name();  // charged from bytes alone
+      continue;
+    }
+    const double max_compute = *std::max_element(b.rank_compute_ms.begin(),
+                                                 b.rank_compute_ms.end());
+    EXPECT_EQ(b.ring_ms, max_compute) << grid.name();
+    // No chunk moves more than the whole layer, so three chunks expose at most three times its
+    // transfers, even with no kernel beside them.
+    EXPECT_LE(b.all_to_all_ms, 3 * a.all_to_all_ms + 1e-9) << grid.name();
+    for (int p = 0; p < P; ++p) {
+      EXPECT_EQ(a.rank_compute_ms[p] > 0, b.rank_compute_ms[p] > 0) << grid.name() << " " << p;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace dbsp
 
