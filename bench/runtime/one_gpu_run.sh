@@ -5,7 +5,10 @@
 # and `dbsp run --emulate P` on Wan2.1-720p (every strategy, ceiling line) priced with the link
 # recorded in BENCHMARKS.md (193.9 GB/s + 68.1 us, 2 x H200) unless LINK_GBPS / LATENCY_US say
 # otherwise. Same carried binaries and environment as device_run.sh; logs go to $OUT.
-#   usage: [EMULATED="4 8 16"] [FINE_EMULATED="8"] bash bench/runtime/one_gpu_run.sh [emulated layers]
+# CHUNKS lists the --head-chunks values to emulate (pipelined all-to-alls of grids without a ring);
+# SKIP_TESTS=1 leaves out the tests and checked runs.
+#   usage: [EMULATED="8 16 4"] [CHUNKS="1"] [FINE_EMULATED="8" (empty: none)] [SKIP_TESTS=1]
+#          bash bench/runtime/one_gpu_run.sh [emulated layers]
 set -uo pipefail
 # shellcheck source=bench/runtime/device_env.sh
 source "$(dirname "$0")/device_env.sh"
@@ -17,36 +20,42 @@ lat=${LATENCY_US:-68.1}
 nvidia-smi --query-gpu=name,driver_version,clocks.max.sm,temperature.gpu --format=csv \
   | tee "$out/device.txt"
 
-echo "== kernel gpu tests"
+stamp() { echo "[$(date +%T)] $*"; }
+if [ -z "${SKIP_TESTS:-}" ]; then
+stamp "== kernel gpu tests"
 timeout 240 "$bin/dbsp_gpu_tests" --gtest_brief=1 >"$out/gpu_tests.log" 2>&1
 echo "gpu tests exit $?"
 grep -E "PASSED|FAILED|SKIPPED" "$out/gpu_tests.log" | sort | uniq -c | head -20
 
-echo "== nccl tests, P = 1"
+stamp "== nccl tests, P = 1"
 timeout 200 $mpirun -np 1 "$bin/dbsp_nccl_tests" --gtest_brief=1 >"$out/nccl_tests.log" 2>&1
 echo "np1 exit $?"
 grep -E "PASSED|FAILED|SKIPPED|Failure" "$out/nccl_tests.log" | sort | uniq -c | head -30
 
-echo "== dbsp run --backend cuda, P = 1, checked: estimated masks, fine masks"
+stamp "== dbsp run --backend cuda, P = 1, checked: estimated masks, fine masks"
 timeout 150 $mpirun -np 1 "$bin/dbsp" run --workload wan2.1-480p --backend cuda --strategy dbsp \
   --estimate --layers 2 --steps 1 --check --check-blocks 2 >"$out/runs.log" 2>&1
 echo "estimate check exit $?: $(grep -E '^(check:|estimated masks|mask estimation)' "$out/runs.log" | tr '\n' ' ')"
 timeout 150 $mpirun -np 1 "$bin/dbsp" run --workload wan2.1-480p --backend cuda --strategy dbsp \
   --fine-keep 0.3 --layers 2 --steps 1 --check --check-blocks 2 >>"$out/runs.log" 2>&1
 echo "fine check exit $?: $(grep -E '^check:' "$out/runs.log" | tail -1)"
+fi
 
-echo "== emulated, Wan2.1-720p, $layers layers, link $gbps GB/s + $lat us"
+stamp "== emulated, Wan2.1-720p, $layers layers, link $gbps GB/s + $lat us"
 for P in ${EMULATED:-8 16 4}; do
-  timeout 240 "$bin/dbsp" run --emulate "$P" --workload wan2.1-720p --backend cuda \
-    --strategy all --layers "$layers" --steps 1 --link-gbps "$gbps" --latency-us "$lat" \
-    >"$out/emulate_$P.log" 2>&1
-  echo "-- emulate $P exit $?"
-  sed -n '/^summary/,$p' "$out/emulate_$P.log"
+  for chunks in ${CHUNKS:-1}; do
+    log="$out/emulate_${P}_chunks$chunks.log"
+    timeout 240 "$bin/dbsp" run --emulate "$P" --workload wan2.1-720p --backend cuda \
+      --strategy all --layers "$layers" --steps 1 --link-gbps "$gbps" --latency-us "$lat" \
+      --head-chunks "$chunks" >"$log" 2>&1
+    stamp "-- emulate $P, $chunks head chunks, exit $?"
+    sed -n '/^summary/,$p' "$log"
+  done
 done
-for P in ${FINE_EMULATED:-8}; do
+for P in ${FINE_EMULATED-8}; do
   timeout 200 "$bin/dbsp" run --emulate "$P" --workload wan2.1-720p --backend cuda \
     --strategy all --fine-keep 0.3 --layers 2 --steps 1 --link-gbps "$gbps" --latency-us "$lat" \
     >"$out/emulate_fine_$P.log" 2>&1
-  echo "-- emulate fine 0.3, P = $P exit $?"
+  stamp "-- emulate fine 0.3, P = $P exit $?"
   sed -n '/^summary/,$p' "$out/emulate_fine_$P.log"
 done
