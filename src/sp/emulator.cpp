@@ -7,6 +7,7 @@
 
 #include "dbsp/error.hpp"
 #include "dbsp/sp_attention.hpp"
+#include "sp/head_chunks.hpp"
 #include "sp/local_fine_mask.hpp"
 #include "sp/routing.hpp"
 #include "sp/schedule.hpp"
@@ -81,7 +82,7 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
   const int P = ranks, R = grid.ring;
   const int64_t row_bytes = problem.head_dim * element_bytes;
   // Head chunks, as the device executor cuts them (grids without a ring only): chunk c of a group
-  // holds its heads [shard_begin(c), shard_begin(c + 1)) in the group's order.
+  // holds its heads [head_chunk_begin(c), head_chunk_begin(c + 1)) in the group's order.
   const int chunks = R == 1 ? std::max(1, options.head_chunks) : 1;
   std::vector<int> chunk_of(static_cast<size_t>(problem.heads), 0);
   if (chunks > 1) {
@@ -89,7 +90,8 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
       const std::vector<int> heads = partition.heads_of(g);
       const int n = static_cast<int>(heads.size());
       for (int c = 0; c < chunks; ++c) {
-        for (int l = shard_begin(c, n, chunks); l < shard_begin(c + 1, n, chunks); ++l) {
+        for (int l = sp::head_chunk_begin(c, n, chunks); l < sp::head_chunk_begin(c + 1, n, chunks);
+             ++l) {
           chunk_of[heads[l]] = c;
         }
       }
@@ -141,8 +143,8 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
           }
           if (heads.empty()) continue;
           local.heads = static_cast<int64_t>(heads.size());
-          chunk_compute[p][c] = time_step(schedule, t, local, false,
-                                          P > 1 ? options.ring_reserved_sms : 0, &heads);
+          chunk_compute[p][c] =
+              time_step(schedule, t, local, false, P > 1 ? options.ring_reserved_sms : 0, &heads);
           if (P > 1) chunk_compute[p][c] *= 1.0 + link.beside_slowdown;
           compute[p][t] += chunk_compute[p][c];
         }
@@ -209,7 +211,8 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
       computed_at[c] = computed;
     }
     double returned = arrived;  // outputs queue behind every input exchange
-    for (int c = 0; c < chunks; ++c) returned = std::max(returned, computed_at[c]) + chunk_out_ms[c];
+    for (int c = 0; c < chunks; ++c)
+      returned = std::max(returned, computed_at[c]) + chunk_out_ms[c];
     // Reported as the compute path (ring_ms) and the all-to-all left exposed beside it.
     layer.ring_ms = max_compute;
     layer.all_to_all_ms = std::max(returned, computed) - max_compute;
@@ -239,9 +242,8 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
         }
         // The device schedule leaves the key indices to the GPU; the timer needs them listed.
         const sp::LayerRouting& route = schedule.route;
-        const BlockCsr listed =
-            sp::local_block_csr(mask, chunk_heads ? *chunk_heads : route.heads, route.q_blocks,
-                                route.steps[t].key_blocks);
+        const BlockCsr listed = sp::local_block_csr(mask, chunk_heads ? *chunk_heads : route.heads,
+                                                    route.q_blocks, route.steps[t].key_blocks);
         return timer.impl->step_ms(local, listed, block_q, block_k, merge, reserved_sms);
       });
 }
@@ -263,9 +265,9 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const FineMask& mask,
           return timer.impl->fine_step_ms(local, schedule.fine_step_masks[t], merge, reserved_sms);
         }
         const sp::LayerRouting& route = schedule.route;
-        const sp::LocalFineMask chunk = sp::local_fine_mask(
-            mask, *chunk_heads, route.q_blocks, route.steps[t].key_blocks,
-            route.steps[t].key_layout);
+        const sp::LocalFineMask chunk =
+            sp::local_fine_mask(mask, *chunk_heads, route.q_blocks, route.steps[t].key_blocks,
+                                route.steps[t].key_layout);
         return timer.impl->fine_step_ms(local, chunk.mask, merge, reserved_sms);
       });
 }

@@ -388,8 +388,8 @@ TEST(SpEmulator, HeadChunksOverlapTheAllToAllOfGridsWithoutARingOnly) {
       EXPECT_EQ(a.all_to_all_ms, b.all_to_all_ms) << grid.name();  // charged from bytes alone
       continue;
     }
-    const double max_compute = *std::max_element(b.rank_compute_ms.begin(),
-                                                 b.rank_compute_ms.end());
+    const double max_compute =
+        *std::max_element(b.rank_compute_ms.begin(), b.rank_compute_ms.end());
     EXPECT_EQ(b.ring_ms, max_compute) << grid.name();
     // No chunk moves more than the whole layer, so three chunks expose at most three times its
     // transfers, even with no kernel beside them.

@@ -6,6 +6,7 @@
 
 #include "dbsp/block_layout.hpp"
 #include "dbsp/error.hpp"
+#include "sp/head_chunks.hpp"
 #include "sp/routing.hpp"
 
 namespace dbsp::sp::device {
@@ -57,7 +58,7 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
       const std::vector<int> heads = partition.heads_of(g);
       const int n = static_cast<int>(heads.size());
       for (int c = 0; c < chunks; ++c) {
-        for (int l = shard_begin(c, n, chunks); l < shard_begin(c + 1, n, chunks); ++l) {
+        for (int l = head_chunk_begin(c, n, chunks); l < head_chunk_begin(c + 1, n, chunks); ++l) {
           chunk_of[heads[l]] = c;
         }
       }
@@ -90,8 +91,8 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
   sched.chunks.assign(static_cast<size_t>(chunks), ChunkPhases{});
   for (int c = 0; c < chunks; ++c) {
     ChunkPhases& chunk = sched.chunks[c];
-    chunk.first_head = shard_begin(c, static_cast<int>(Hg), chunks);
-    chunk.heads = shard_begin(c + 1, static_cast<int>(Hg), chunks) - chunk.first_head;
+    chunk.first_head = head_chunk_begin(c, static_cast<int>(Hg), chunks);
+    chunk.heads = head_chunk_begin(c + 1, static_cast<int>(Hg), chunks) - chunk.first_head;
     const int64_t Hc = chunk.heads;
     // The chunk's tensors inside the local buffers: [tokens, Hc, D] from its first head on.
     const int64_t q_at = tq * chunk.first_head * row_bytes;
@@ -145,9 +146,9 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
       const size_t first_row = chunk.first_head * rows_per_head;
       const size_t end_row = (chunk.first_head + chunk.heads) * rows_per_head;
       if (fine) {
-        chunk.kept = fine_covering_blocks(sched.host.fine_step_masks[0],
-                                          static_cast<int64_t>(first_row),
-                                          static_cast<int64_t>(end_row), route.steps[0].key_layout);
+        chunk.kept =
+            fine_covering_blocks(sched.host.fine_step_masks[0], static_cast<int64_t>(first_row),
+                                 static_cast<int64_t>(end_row), route.steps[0].key_layout);
       } else {
         const std::vector<int64_t>& offsets = sched.host.step_masks[0].row_offset;
         chunk.kept = offsets[end_row] - offsets[first_row];
@@ -262,8 +263,8 @@ void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, cons
                            const SpOptions& options, KernelCache& kernels,
                            std::vector<char>& host_table, PinnedMemory& pinned) {
   sched.host = sp::build_fine_schedule(mask, partition, problem, rank, options.mask_aware);
-  build_from_host_schedule(sched, problem, /*block_mask=*/nullptr, partition, rank, ranks,
-                           options, kernels, host_table, pinned);
+  build_from_host_schedule(sched, problem, /*block_mask=*/nullptr, partition, rank, ranks, options,
+                           kernels, host_table, pinned);
 }
 
 }  // namespace dbsp::sp::device
