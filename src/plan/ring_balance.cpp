@@ -200,6 +200,8 @@ std::vector<int> greedy_rows_any(const std::vector<double>& doubled, int ring,
       return greedy_rows<4>(doubled, ring, home, capacity, order, bias);
     case 8:
       return greedy_rows<8>(doubled, ring, home, capacity, order, bias);
+    case 16:
+      return greedy_rows<16>(doubled, ring, home, capacity, order, bias);
     default:
       return greedy_rows<0>(doubled, ring, home, capacity, order, bias);
   }
