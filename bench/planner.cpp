@@ -1,10 +1,13 @@
 // Planner cost on one Wan2.1-720p layer (40 heads, 1182 x 1182 blocks): mask statistics plus
-// one plan, per policy and U x R, single-threaded. Prints rho_s beside the time so a fast but
-// worse plan cannot pass unnoticed. `--simd=portable|avx2|avx512` caps the instruction set of the
-// counting kernels (default: the widest this CPU runs), to compare builds on one machine.
+// one plan, per policy and U x R, on the threads OpenMP gives (OMP_NUM_THREADS=1 for the
+// single-core figures; the *_threads benchmarks set their own). Prints rho_s beside the time so a
+// fast but worse plan cannot pass unnoticed. `--simd=portable|avx2|avx512` caps the instruction
+// set of the counting kernels (default: the widest this CPU runs), to compare builds on one
+// machine.
 #include "dbsp/planner.hpp"
 
 #include <benchmark/benchmark.h>
+#include <omp.h>
 
 #include <cstdio>
 #include <memory>
@@ -59,6 +62,58 @@ void choose_strategy_all_grids(benchmark::State& state) {
   }
 }
 BENCHMARK(choose_strategy_all_grids)->Unit(benchmark::kMillisecond);
+
+// What a layer call pays when it re-plans (PlanCache::plan_for): statistics plus every grid, per
+// policy, at P = 8 and 16 ranks, on 1 or more OpenMP threads (the planner plans the grids, the
+// statistics' heads and the head-summed rows' query blocks on them; 1 thread is its serial path).
+// The counters check the answer: the chosen grid's rho_s and moved blocks must not change with the
+// thread count.
+void choose_strategy_threads(benchmark::State& state) {
+  const dbsp::BlockMask& mask = wan_layer();
+  const auto policy = static_cast<dbsp::Policy>(state.range(0));
+  const int ranks = static_cast<int>(state.range(1)), threads = static_cast<int>(state.range(2));
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  dbsp::LayerPlan best;
+  for (auto _ : state) {
+    dbsp::MaskStats stats(mask, ranks);
+    best = dbsp::choose_strategy(stats, policy).best;
+  }
+  omp_set_num_threads(saved);
+  char label[96];
+  std::snprintf(label, sizeof(label), "%s P%d %d thr -> %s", dbsp::to_string(policy), ranks,
+                threads, best.partition.grid.name().c_str());
+  state.SetLabel(label);
+  state.counters["rho_s"] = best.imbalance_ratio;
+  state.counters["moved"] = best.moved_blocks;
+}
+BENCHMARK(choose_strategy_threads)
+    ->ArgsProduct({{int(dbsp::Policy::static_split), int(dbsp::Policy::paper),
+                    int(dbsp::Policy::dbsp)},
+                   {8, 16},
+                   {1, 2}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+// The statistics alone (every layer call builds them, re-plan or not), by rank and thread count.
+void mask_statistics_threads(benchmark::State& state) {
+  const dbsp::BlockMask& mask = wan_layer();
+  const int ranks = static_cast<int>(state.range(0)), threads = static_cast<int>(state.range(1));
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  for (auto _ : state) {
+    dbsp::MaskStats stats(mask, ranks);
+    benchmark::DoNotOptimize(stats.kept());
+  }
+  omp_set_num_threads(saved);
+  char label[32];
+  std::snprintf(label, sizeof(label), "P%d %d thr", ranks, threads);
+  state.SetLabel(label);
+}
+BENCHMARK(mask_statistics_threads)
+    ->ArgsProduct({{8, 16}, {1, 2}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 

@@ -8,6 +8,7 @@
 #include "dbsp/error.hpp"
 #include "plan/bit_slices.hpp"
 #include "plan/home_shards.hpp"
+#include "plan/parallel.hpp"
 
 namespace dbsp::plan {
 namespace {
@@ -56,9 +57,13 @@ HeadSetRows::HeadSetRows(const MaskStats::Data& stats, std::vector<int> heads,
   const SegmentPieces key_shards(key_shard, R);
   const size_t row_step = static_cast<size_t>(planes_) * stride_;
   // A block of query blocks at a time, so that its shard masses are read while still in cache.
+  // Blocks write disjoint counters and masses, so they are spread over threads when the set reads
+  // enough of the mask.
   constexpr int kBlock = 64;
-  for (int first = 0; first < QB; first += kBlock) {
-    const int end = std::min(QB, first + kBlock);
+  const int chunks = (QB + kBlock - 1) / kBlock;
+  const size_t words_read = heads_.size() * static_cast<size_t>(QB) * stride_;
+  parallel_for(chunks, words_read >= kThreadedWords, [&](int chunk) {
+    const int first = chunk * kBlock, end = std::min(QB, first + kBlock);
     uint64_t* counts = counts_.get() + static_cast<size_t>(first) * row_step;
     sum_heads(stats.rows, heads_.data(), static_cast<int>(heads_.size()), first, end, counts,
               planes_, row_step);
@@ -66,7 +71,7 @@ HeadSetRows::HeadSetRows(const MaskStats::Data& stats, std::vector<int> heads,
       segment_sums(counts, planes_, stride_, row_step, end - first, key_shards,
                    shard_mass_.data() + static_cast<size_t>(first) * R, R);
     }
-  }
+  });
 }
 
 std::vector<double> row_shard_mass(const MaskStats::Data& stats, const HeadSets& sets, int ring) {

@@ -11,6 +11,7 @@
 #include "plan/bit_slices.hpp"
 #include "plan/head_set_rows.hpp"
 #include "plan/home_shards.hpp"
+#include "plan/parallel.hpp"
 
 namespace dbsp {
 
@@ -57,13 +58,13 @@ MaskStats::MaskStats(const BlockMask& mask, int ranks) : data_(std::make_unique<
   int longest = 0;
   for (int s = 0; s < ranks; ++s)
     longest = std::max(longest, d.q_segment_begin[s + 1] - d.q_segment_begin[s]);
-  std::vector<const uint64_t*> segment_rows(longest);
-  std::vector<int64_t> before(ranks), after(ranks);
   const int planes = d.column_planes;
-  for (int h = 0; h < H; ++h) {
+  // Heads are independent (each writes only its own counts), so they are spread over threads.
+  plan::parallel_for(H, total_words >= plan::kThreadedWords, [&](int h) {
+    std::vector<const uint64_t*> segment_rows(longest);
+    std::vector<int64_t> before(ranks, 0), after(ranks);
     uint64_t* counts = d.column_counts.data() + static_cast<size_t>(h) * planes * d.stride;
     int64_t* out = d.block_kept.data() + static_cast<size_t>(h) * ranks * ranks;
-    std::fill(before.begin(), before.end(), 0);
     for (int s = 0; s < ranks; ++s) {
       const int first = d.q_segment_begin[s], count = d.q_segment_begin[s + 1] - first;
       // (From a copy of the row view: stores into the pointer array could alias its fields.)
@@ -77,7 +78,7 @@ MaskStats::MaskStats(const BlockMask& mask, int ranks) : data_(std::make_unique<
       std::swap(before, after);
     }
     d.kept_per_head[h] = std::accumulate(before.begin(), before.end(), int64_t{0});
-  }
+  });
   d.kept = std::accumulate(d.kept_per_head.begin(), d.kept_per_head.end(), int64_t{0});
 }
 
@@ -113,7 +114,11 @@ ImbalanceReport evaluate(const MaskStats::Data& stats, const Partition& partitio
           " does not divide the statistics' rank count ", stats.ranks);
   const std::vector<int> q_home = home_shards(QB, R), k_home = home_shards(KB, R);
   std::vector<std::vector<std::vector<double>>> work(grid.ulysses);
-  for (int g = 0; g < grid.ulysses; ++g) {
+  // Groups are independent (each writes its own W); a group off its home shards reads its heads'
+  // rows once.
+  const size_t mask_words =
+      static_cast<size_t>(stats.mask->heads()) * stats.mask->q_blocks() * stats.rows.words;
+  parallel_for(grid.ulysses, mask_words >= kThreadedWords, [&](int g) {
     const std::vector<int> heads = partition.heads_of(g);
     const bool home = partition.q_shard[g] == q_home && partition.k_shard[g] == k_home;
     if (home || heads.empty()) {
@@ -123,7 +128,7 @@ ImbalanceReport evaluate(const MaskStats::Data& stats, const Partition& partitio
       const HeadSetRows rows(stats, heads);
       add_work(stats, {&rows}, partition.q_shard[g], partition.k_shard[g], R, work[g]);
     }
-  }
+  });
   return imbalance_from_work(grid, std::move(work));
 }
 

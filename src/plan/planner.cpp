@@ -12,6 +12,7 @@
 #include "plan/head_set_rows.hpp"
 #include "plan/mask_stats.hpp"
 #include "plan/paper_planner.hpp"
+#include "plan/parallel.hpp"
 #include "plan/ring_balance.hpp"
 
 namespace dbsp {
@@ -36,6 +37,11 @@ Policy parse_policy(std::string_view text) {
 }
 
 namespace {
+
+// The size of the mask, which the planner's passes scale with: whether a step is worth threads.
+size_t mask_words(const MaskStats::Data& stats) {
+  return static_cast<size_t>(stats.mask->heads()) * stats.mask->q_blocks() * stats.rows.words;
+}
 
 double head_lower_bound(const MaskStats::Data& stats, int ulysses) {
   if (stats.kept == 0) return 1.0;
@@ -167,11 +173,12 @@ std::vector<std::vector<int>> ours_key_shards(const MaskStats::Data& stats,
                                               const OursStart& start) {
   const Grid grid = start.partition.grid;
   std::vector<std::vector<int>> key_shards(grid.ulysses);
-  for (int g = 0; g < grid.ulysses; ++g) {
+  // Groups are independent (each reads its own heads' column counts).
+  plan::parallel_for(grid.ulysses, mask_words(stats) >= plan::kThreadedWords, [&](int g) {
     key_shards[g] = start.home_time[g] > start.goal
                         ? plan::balanced_key_shards(stats, start.partition.heads_of(g), grid.ring)
                         : start.partition.k_shard[g];
-  }
+  });
   return key_shards;
 }
 
@@ -299,10 +306,15 @@ LayerPlan make_plan(const MaskStats& stats, Grid grid, Policy policy, const Plan
 
 StrategyChoice choose_strategy(const MaskStats& stats, Policy policy, const PlannerOptions& options,
                                const CostModel& cost) {
+  // The grids' plans are independent and only read the statistics (nothing in them is cached or
+  // mutable), so they are planned on OpenMP's threads, each into its own slot: the candidates,
+  // their order and the pick are those of the serial loop.
+  const std::vector<Grid> grids = factorizations(stats.ranks());
   StrategyChoice choice;
-  for (const Grid& grid : factorizations(stats.ranks())) {
-    choice.candidates.push_back(make_plan(stats, grid, policy, options, cost));
-  }
+  choice.candidates.resize(grids.size());
+  plan::parallel_for(static_cast<int>(grids.size()), true, [&](int i) {
+    choice.candidates[i] = make_plan(stats, grids[i], policy, options, cost);
+  });
   const auto best = std::min_element(choice.candidates.begin(), choice.candidates.end(),
                                      [](const LayerPlan& a, const LayerPlan& b) {
                                        return a.predicted.total_ms < b.predicted.total_ms;

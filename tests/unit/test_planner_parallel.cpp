@@ -1,0 +1,165 @@
+// The planner on several OpenMP threads (grids of choose_strategy, heads of the statistics,
+// query-block chunks of head-summed rows, head groups) gives exactly the one-thread results.
+#include <gtest/gtest.h>
+#include <omp.h>
+
+#include <string>
+#include <vector>
+
+#include "dbsp/planner.hpp"
+#include "mask_families.hpp"
+#include "plan/mask_stats.hpp"
+
+namespace dbsp {
+namespace {
+
+constexpr Policy kPolicies[] = {Policy::static_split, Policy::paper, Policy::dbsp};
+constexpr int kThreads = 4;  // more than this machine's cores is fine: the results may not differ
+
+// Sets OpenMP's thread count for the scope (the tests switch between one thread and several).
+class Threads {
+ public:
+  explicit Threads(int count) : saved_(omp_get_max_threads()) { omp_set_num_threads(count); }
+  ~Threads() { omp_set_num_threads(saved_); }
+  Threads(const Threads&) = delete;
+  Threads& operator=(const Threads&) = delete;
+
+ private:
+  int saved_;
+};
+
+// Odd shapes, and masks large enough (over 2^14 mask words) that the statistics, the head-summed
+// rows and the key shards are split over threads too, not only the grids.
+std::vector<BlockMask> masks() {
+  std::vector<BlockMask> out;
+  out.push_back(testing::family_mask(3, 13, 9, 1));
+  out.push_back(testing::family_mask(5, 37, 37, 2));
+  out.push_back(testing::family_mask(12, 90, 71, 3));
+  out.push_back(testing::family_mask(24, 300, 300, 4));
+  out.push_back(testing::family_mask(40, 200, 260, 5));
+  return out;
+}
+
+void expect_same(const LayerPlan& a, const LayerPlan& b) {
+  EXPECT_EQ(a.policy, b.policy);
+  EXPECT_EQ(a.partition.grid, b.partition.grid);
+  EXPECT_EQ(a.partition.heads, b.partition.heads);
+  EXPECT_EQ(a.partition.q_blocks, b.partition.q_blocks);
+  EXPECT_EQ(a.partition.k_blocks, b.partition.k_blocks);
+  EXPECT_EQ(a.partition.head_group, b.partition.head_group);
+  EXPECT_EQ(a.partition.q_shard, b.partition.q_shard);
+  EXPECT_EQ(a.partition.k_shard, b.partition.k_shard);
+  // Exact: the same operations in the same order, whichever thread ran them.
+  EXPECT_EQ(a.imbalance_ratio, b.imbalance_ratio);
+  EXPECT_EQ(a.moved_blocks, b.moved_blocks);
+  EXPECT_EQ(a.kept_blocks, b.kept_blocks);
+  EXPECT_EQ(a.lower_bound, b.lower_bound);
+  EXPECT_EQ(a.predicted.all_to_all_ms, b.predicted.all_to_all_ms);
+  EXPECT_EQ(a.predicted.ring_ms, b.predicted.ring_ms);
+  EXPECT_EQ(a.predicted.compute_ms, b.predicted.compute_ms);
+  EXPECT_EQ(a.predicted.p2p_ms, b.predicted.p2p_ms);
+  EXPECT_EQ(a.predicted.move_ms, b.predicted.move_ms);
+  EXPECT_EQ(a.predicted.total_ms, b.predicted.total_ms);
+}
+
+TEST(ParallelPlanner, ChooseStrategyEqualsTheSerialResultFieldByField) {
+  for (const BlockMask& mask : masks()) {
+    for (int ranks : {1, 2, 4, 6, 8, 12, 16}) {
+      const MaskStats stats(mask, ranks);
+      for (Policy policy : kPolicies) {
+        SCOPED_TRACE(std::to_string(mask.heads()) + " heads x " + std::to_string(mask.q_blocks()) +
+                     " x " + std::to_string(mask.k_blocks()) + ", " + std::to_string(ranks) +
+                     " ranks, " + to_string(policy));
+        StrategyChoice serial, parallel;
+        {
+          const Threads one(1);
+          serial = choose_strategy(stats, policy);
+        }
+        {
+          const Threads several(kThreads);
+          parallel = choose_strategy(stats, policy);
+        }
+        ASSERT_EQ(serial.candidates.size(), factorizations(ranks).size());
+        ASSERT_EQ(parallel.candidates.size(), serial.candidates.size());
+        for (size_t i = 0; i < serial.candidates.size(); ++i) {
+          SCOPED_TRACE(serial.candidates[i].partition.grid.name());
+          EXPECT_EQ(serial.candidates[i].partition.grid, factorizations(ranks)[i]);
+          expect_same(parallel.candidates[i], serial.candidates[i]);
+        }
+        expect_same(parallel.best, serial.best);
+      }
+    }
+  }
+}
+
+TEST(ParallelPlanner, StatisticsEqualTheSerialOnes) {
+  for (const BlockMask& mask : masks()) {
+    for (int ranks : {1, 3, 8, 16}) {
+      SCOPED_TRACE(std::to_string(mask.heads()) + " heads, " + std::to_string(ranks) + " ranks");
+      const MaskStats serial = [&] {
+        const Threads one(1);
+        return MaskStats(mask, ranks);
+      }();
+      const MaskStats parallel = [&] {
+        const Threads several(kThreads);
+        return MaskStats(mask, ranks);
+      }();
+      const MaskStats::Data &a = serial.data(), &b = parallel.data();
+      EXPECT_EQ(a.block_kept, b.block_kept);
+      EXPECT_EQ(a.kept_per_head, b.kept_per_head);
+      EXPECT_EQ(a.kept, b.kept);
+      EXPECT_EQ(a.column_counts, b.column_counts);
+    }
+  }
+}
+
+// The reuse check scores a kept plan, blocks off their home shards included, on a new mask.
+TEST(ParallelPlanner, ScoringAKeptPlanEqualsTheSerialScore) {
+  const BlockMask planned_on = testing::family_mask(24, 300, 300, 6);
+  const BlockMask scored_on = testing::family_mask(24, 300, 300, 7);
+  for (int ranks : {4, 8, 16}) {
+    const MaskStats planned(planned_on, ranks), scored(scored_on, ranks);
+    for (const Grid& grid : factorizations(ranks)) {
+      SCOPED_TRACE(grid.name());
+      const Partition partition = make_plan(planned, grid, Policy::dbsp).partition;
+      ImbalanceReport serial, parallel;
+      {
+        const Threads one(1);
+        serial = plan::evaluate(scored.data(), partition);
+      }
+      {
+        const Threads several(kThreads);
+        parallel = plan::evaluate(scored.data(), partition);
+      }
+      EXPECT_EQ(parallel.ratio, serial.ratio);
+      EXPECT_EQ(parallel.work, serial.work);
+      EXPECT_EQ(parallel.group_time, serial.group_time);
+    }
+  }
+}
+
+// A plan cache that plans on several threads makes the same decisions as one on a single thread.
+TEST(ParallelPlanner, PlanCacheDecidesAsTheSerialOne) {
+  std::vector<BlockMask> steps;
+  for (uint64_t seed : {8u, 8u, 9u, 10u}) steps.push_back(testing::family_mask(24, 300, 300, seed));
+  for (Policy policy : kPolicies) {
+    PlanCache serial(1, 8, policy), parallel(1, 8, policy);
+    for (const BlockMask& mask : steps) {
+      PlanCache::Lookup a, b;
+      {
+        const Threads one(1);
+        a = serial.plan_for(0, mask);
+      }
+      {
+        const Threads several(kThreads);
+        b = parallel.plan_for(0, mask);
+      }
+      EXPECT_EQ(a.replanned, b.replanned);
+      EXPECT_EQ(a.current_ratio, b.current_ratio);
+      expect_same(*b.plan, *a.plan);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace dbsp
