@@ -95,6 +95,33 @@ BENCHMARK(choose_strategy_threads)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// What a layer call of ours pays (PlanCache::plan_for: statistics, then the reuse check or a
+// re-plan, in one team of threads): P_s 0 re-plans at every call; the default P_s keeps the plan
+// (the same mask again), so the call builds the statistics and scores the kept plan.
+void plan_for_threads(benchmark::State& state) {
+  const dbsp::BlockMask& mask = wan_layer();
+  const int ranks = static_cast<int>(state.range(0)), threads = static_cast<int>(state.range(1));
+  const bool replan = state.range(2) != 0;
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  dbsp::PlannerOptions options;
+  if (replan) options.reuse_threshold = 0;
+  dbsp::PlanCache cache(1, ranks, dbsp::Policy::dbsp, options);
+  cache.plan_for(0, mask);
+  const int before = cache.replans();
+  for (auto _ : state) benchmark::DoNotOptimize(cache.plan_for(0, mask).current_ratio);
+  omp_set_num_threads(saved);
+  if ((cache.replans() > before) != replan) state.SkipWithError("re-planned when it should not");
+  char label[48];
+  std::snprintf(label, sizeof(label), "dbsp P%d %d thr, %s", ranks, threads,
+                replan ? "re-plan" : "reuse");
+  state.SetLabel(label);
+}
+BENCHMARK(plan_for_threads)
+    ->ArgsProduct({{8, 16}, {1, 2}, {0, 1}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
 // The statistics alone (every layer call builds them, re-plan or not), by rank and thread count.
 void mask_statistics_threads(benchmark::State& state) {
   const dbsp::BlockMask& mask = wan_layer();

@@ -212,9 +212,7 @@ Partition dbsp_partition(const MaskStats::Data& stats, OursStart start,
   return std::move(p);
 }
 
-}  // namespace
-
-LayerPlan make_plan(const MaskStats& stats, Grid grid, Policy policy, const PlannerOptions& options,
+LayerPlan plan_grid(const MaskStats& stats, Grid grid, Policy policy, const PlannerOptions& options,
                     const CostModel& cost) {
   const MaskStats::Data& d = stats.data();
   require(grid.ranks() == d.ranks, "make_plan: grid ", grid.name(), " has ", grid.ranks(),
@@ -304,6 +302,16 @@ LayerPlan make_plan(const MaskStats& stats, Grid grid, Policy policy, const Plan
   return plan;
 }
 
+}  // namespace
+
+LayerPlan make_plan(const MaskStats& stats, Grid grid, Policy policy, const PlannerOptions& options,
+                    const CostModel& cost) {
+  LayerPlan plan;
+  plan::with_threads(mask_words(stats.data()) >= plan::kThreadedWords,
+                     [&] { plan = plan_grid(stats, grid, policy, options, cost); });
+  return plan;
+}
+
 StrategyChoice choose_strategy(const MaskStats& stats, Policy policy, const PlannerOptions& options,
                                const CostModel& cost) {
   // The grids' plans are independent and only read the statistics (nothing in them is cached or
@@ -334,22 +342,31 @@ PlanCache::PlanCache(int layers, int ranks, Policy policy, PlannerOptions option
 PlanCache::Lookup PlanCache::plan_for(int layer, const BlockMask& mask) {
   require(layer >= 0 && layer < static_cast<int>(plans_.size()), "PlanCache: layer ", layer,
           " outside [0, ", plans_.size(), ")");
-  MaskStats stats(mask, ranks_);
   std::optional<LayerPlan>& kept = plans_[layer];
-  if (kept && kept->partition.heads == mask.heads() &&
-      kept->partition.q_blocks == mask.q_blocks() && kept->partition.k_blocks == mask.k_blocks()) {
-    const double ratio = plan::evaluate(stats.data(), kept->partition).ratio;
-    // P_s is measured against what any plan could reach on this mask: when one head alone
-    // exceeds its group's share, re-planning cannot beat the head lower bound.
-    const double floor = head_lower_bound(stats.data(), kept->partition.grid.ulysses);
-    if (policy_ == Policy::static_split || ratio <= options_.reuse_threshold * floor) {
-      return {&*kept, false, ratio};
+  Lookup lookup{nullptr, false, 0.0};
+  // One team of threads for the statistics and the reuse check or the plans.
+  const size_t mask_words =
+      static_cast<size_t>(mask.heads()) * mask.q_blocks() * mask.words_per_row();
+  plan::with_threads(mask_words >= plan::kThreadedWords, [&] {
+    MaskStats stats(mask, ranks_);
+    if (kept && kept->partition.heads == mask.heads() &&
+        kept->partition.q_blocks == mask.q_blocks() &&
+        kept->partition.k_blocks == mask.k_blocks()) {
+      const double ratio = plan::evaluate(stats.data(), kept->partition).ratio;
+      // P_s is measured against what any plan could reach on this mask: when one head alone
+      // exceeds its group's share, re-planning cannot beat the head lower bound.
+      const double floor = head_lower_bound(stats.data(), kept->partition.grid.ulysses);
+      if (policy_ == Policy::static_split || ratio <= options_.reuse_threshold * floor) {
+        lookup = {&*kept, false, ratio};
+        return;
+      }
     }
-  }
-  kept = grid_ ? make_plan(stats, *grid_, policy_, options_, cost_)
-               : choose_strategy(stats, policy_, options_, cost_).best;
-  ++replans_;
-  return {&*kept, true, kept->imbalance_ratio};
+    kept = grid_ ? make_plan(stats, *grid_, policy_, options_, cost_)
+                 : choose_strategy(stats, policy_, options_, cost_).best;
+    lookup = {&*kept, true, kept->imbalance_ratio};
+  });
+  replans_ += lookup.replanned;
+  return lookup;
 }
 
 }  // namespace dbsp
