@@ -9,10 +9,16 @@
 
 namespace dbsp {
 
+namespace detail {
+struct FineMaskParts;  // dbsp's own producers of valid lists (src/mask/fine_mask_parts.hpp)
+}  // namespace detail
+
 class FineMask {
  public:
   FineMask() = default;
   // Row r = head * q_blocks + q_block; keys[row_offset[r] .. row_offset[r+1]) sorted, unique.
+  // Validates every row (in parallel over rows for large masks; the error names the first bad
+  // row, as a serial check would).
   FineMask(int heads, MaskGeometry geometry, std::vector<int64_t> row_offset,
            std::vector<int32_t> key_index);
 
@@ -30,15 +36,25 @@ class FineMask {
   // Every key of every kept block (a block mask is a fine mask with whole runs kept).
   static FineMask from_block(const BlockMask& mask);
   // Key blocks that hold at least one kept key (for block_k-granular kernels and planning).
-  BlockMask covering_blocks() const;
+  // Found by the constructor's validation pass, which reads every key anyway: the routing and
+  // planning of a layer read it at no cost, however often they ask.
+  const BlockMask& covering_blocks() const { return covering_; }
 
   bool operator==(const FineMask&) const = default;
 
  private:
+  friend struct detail::FineMaskParts;
+  struct Trusted {};
+  // Lists valid by construction and their covering blocks: shapes and offsets are checked, the
+  // keys only in debug builds.
+  FineMask(Trusted, int heads, MaskGeometry geometry, std::vector<int64_t> row_offset,
+           std::vector<int32_t> key_index, BlockMask covering);
+
   int heads_ = 0;
   MaskGeometry geometry_{};
   std::vector<int64_t> row_offset_{0};
   std::vector<int32_t> key_index_;
+  BlockMask covering_;
 };
 
 // A fine mask inside a block mask: in every kept block of every row, a seeded subset of about

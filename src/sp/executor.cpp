@@ -98,7 +98,7 @@ SpTelemetry SpExecutor::run_host(const SpProblem& problem, const Partition& part
   bool reused = false;
   sp::LayerSchedule& schedule =
       host_schedules_->slots.lookup(reuse, sp::schedule_key(reuse, problem), reused);
-  if (!reused) schedule = build_schedule();
+  if (!reused) build_schedule(schedule);
   telemetry.schedule_reused = reused;
   const sp::LayerRouting& route = schedule.route;
   const std::vector<int64_t>& step_kept = schedule.step_kept;
@@ -220,8 +220,8 @@ SpTelemetry SpExecutor::run(const SpProblem& problem, const BlockMask& mask,
   require(world_.memory() == MemorySpace::host, "SpExecutor::run takes host buffers; the ",
           world_.backend(), " communicator moves device memory (use run_device_bf16)");
   sp::check_layer(world_.size(), problem, mask, partition);
-  return run_host(problem, partition, q, k, v, out, reuse, [&] {
-    return sp::build_schedule(mask, partition, problem, world_.rank(), options_.mask_aware);
+  return run_host(problem, partition, q, k, v, out, reuse, [&](sp::LayerSchedule& schedule) {
+    schedule = sp::build_schedule(mask, partition, problem, world_.rank(), options_.mask_aware);
   });
 }
 
@@ -234,8 +234,9 @@ SpTelemetry SpExecutor::run(const SpProblem& problem, const FineMask& mask,
   sp::check_fine_layer(world_.size(), problem, mask, partition);
   // A fine schedule never answers for a block mask's key, nor the reverse.
   reuse.key ^= 0xf1e2d3c4b5a69788ull;
-  return run_host(problem, partition, q, k, v, out, reuse, [&] {
-    return sp::build_fine_schedule(mask, partition, problem, world_.rank(), options_.mask_aware);
+  // Into the slot's recycled schedule: the new step masks take over the old ones' memory.
+  return run_host(problem, partition, q, k, v, out, reuse, [&](sp::LayerSchedule& schedule) {
+    sp::build_fine_schedule(schedule, mask, partition, problem, world_.rank(), options_.mask_aware);
   });
 }
 

@@ -8,6 +8,8 @@
 
 #include "dbsp/block_layout.hpp"
 #include "dbsp/fine_mask.hpp"
+#include "mask/fine_mask_parts.hpp"
+#include "sp/routing.hpp"
 
 namespace dbsp::sp {
 
@@ -25,5 +27,15 @@ struct LocalFineMask {
 LocalFineMask local_fine_mask(const FineMask& mask, const std::vector<int>& heads,
                               const std::vector<int>& q_blocks, const std::vector<int>& key_blocks,
                               const BlockLayout& key_layout);
+
+// local_fine_mask of every step (its key_blocks and key_layout), in step order. The steps' key
+// blocks must be disjoint (a ring's steps visit distinct key shards): then each kept key of the
+// rows goes to at most one step, and two passes over the rows' keys serve all steps, where a
+// call per step would read them twice per step. `storage`, when given: lists of masks no longer
+// needed, step by step, whose memory the new masks take over (it is left empty).
+std::vector<LocalFineMask> local_fine_masks(const FineMask& mask, const std::vector<int>& heads,
+                                            const std::vector<int>& q_blocks,
+                                            const std::vector<RingStep>& steps,
+                                            std::vector<detail::FineMaskLists>* storage = nullptr);
 
 }  // namespace dbsp::sp

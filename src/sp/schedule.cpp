@@ -33,25 +33,38 @@ LayerSchedule build_schedule(const BlockMask& mask, const Partition& partition,
   return schedule;
 }
 
+void LayerSchedule::recycle() {
+  for (FineMask& local : fine_step_masks) {
+    spare_fine_lists.push_back(detail::FineMaskParts::release(std::move(local)));
+  }
+  std::vector<detail::FineMaskLists> spare = std::move(spare_fine_lists);
+  *this = LayerSchedule{};
+  spare_fine_lists = std::move(spare);
+}
+
 LayerSchedule build_fine_schedule(const FineMask& mask, const Partition& partition,
                                   const SpProblem& problem, int rank, bool mask_aware) {
   LayerSchedule schedule;
+  build_fine_schedule(schedule, mask, partition, problem, rank, mask_aware);
+  return schedule;
+}
+
+void build_fine_schedule(LayerSchedule& schedule, const FineMask& mask, const Partition& partition,
+                         const SpProblem& problem, int rank, bool mask_aware) {
+  schedule.recycle();
   schedule.route = build_routing(mask.covering_blocks(), partition, problem.q_layout(),
                                  problem.k_layout(), rank, mask_aware);
   const LayerRouting& route = schedule.route;
   const int R = partition.grid.ring;
   schedule.step_kept.assign(static_cast<size_t>(R), 0);
   schedule.fine_step_masks.reserve(static_cast<size_t>(R));
-  for (int t = 0; t < R; ++t) {
-    const RingStep& step = route.steps[t];
-    LocalFineMask local =
-        local_fine_mask(mask, route.heads, route.q_blocks, step.key_blocks, step.key_layout);
+  for (LocalFineMask& local : local_fine_masks(mask, route.heads, route.q_blocks, route.steps,
+                                               &schedule.spare_fine_lists)) {
     // Equal to the covering mask's local CSR count: a block counts iff a kept key lies in it.
-    schedule.step_kept[t] = local.blocks;
+    schedule.step_kept[schedule.fine_step_masks.size()] = local.blocks;
     if (local.blocks > 0) ++schedule.computing_steps;
     schedule.fine_step_masks.push_back(std::move(local.mask));
   }
-  return schedule;
 }
 
 void check_fine_layer(int ranks, const SpProblem& problem, const FineMask& mask,

@@ -11,6 +11,7 @@
 #include "dbsp/fine_mask.hpp"
 #include "dbsp/partition.hpp"
 #include "dbsp/sp_attention.hpp"
+#include "mask/fine_mask_parts.hpp"
 #include "sp/routing.hpp"
 
 namespace dbsp::sp {
@@ -23,7 +24,12 @@ struct LayerSchedule {
   // Fine masks only (build_fine_schedule): per ring step the kept keys of this rank's rows, as
   // tokens of the step's K/V buffer; step_masks then stay empty.
   std::vector<FineMask> fine_step_masks;
+  // A recycled schedule's fine step masks' lists: the memory the next fine build fills.
+  std::vector<detail::FineMaskLists> spare_fine_lists;
   bool fine() const { return !fine_step_masks.empty(); }
+  // Clears the schedule, keeping its fine masks' memory for the next build (ScheduleSlots hands
+  // back recycled entries; build_fine_schedule into one takes the memory over).
+  void recycle();
 };
 
 // host_indices false: the step masks carry counts and offsets only (the device builds kv_index).
@@ -32,10 +38,14 @@ LayerSchedule build_schedule(const BlockMask& mask, const Partition& partition,
                              bool host_indices = true);
 
 // A fine mask's schedule: routing and data movement from mask.covering_blocks() (a K/V block
-// moves iff some receiving query keeps a key of it), each step's local fine mask from
-// local_fine_mask.
+// moves iff some receiving query keeps a key of it; the mask found them when it was built), the
+// steps' local fine masks from local_fine_masks (two passes over this rank's rows' keys).
 LayerSchedule build_fine_schedule(const FineMask& mask, const Partition& partition,
                                   const SpProblem& problem, int rank, bool mask_aware);
+// The same into `schedule` (recycled first), reusing the memory of its fine step masks: at video
+// sizes touching fresh pages for the key lists costs more than the rest of the build.
+void build_fine_schedule(LayerSchedule& schedule, const FineMask& mask, const Partition& partition,
+                         const SpProblem& problem, int rank, bool mask_aware);
 
 // Throws unless the problem, the fine mask and the partition describe the same layer on `ranks`
 // ranks (a fine mask's keys are tokens, so its geometry must be the problem's exactly).

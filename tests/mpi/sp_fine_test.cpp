@@ -2,7 +2,8 @@
 // local fine mask equals a brute-force renumbering; every grid, partition and strategy equals the
 // fp64 fine reference on odd shapes (H = 5 and 3, short last blocks, empty rows, one-key rows,
 // random masks not derived from blocks); data movement is exactly the covering block mask's; a
-// fully kept mask gives the block-mask run's output; the plan-hash check sees the keys.
+// fully kept mask gives the block-mask run's output; the plan-hash check sees the keys; every
+// step's local mask at once and a schedule built into a kept one equal what they replace.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include "dbsp/sp_reference.hpp"
 #include "mpi_test_support.hpp"
 #include "sp/local_fine_mask.hpp"
+#include "sp/schedule.hpp"
 
 namespace dbsp {
 namespace {
@@ -137,6 +139,99 @@ TEST(LocalFineMask, EqualsTheBruteForceRenumberingOfEachRowsKeys) {
                Error);  // block 11 is short, the layout says 16 keys
   EXPECT_THROW(sp::local_fine_mask(mask, {5}, {0}, none, BlockLayout{}), Error);
   EXPECT_THROW(sp::local_fine_mask(mask, {0}, {8}, none, BlockLayout{}), Error);
+}
+
+// Every step at once (local_fine_masks, as the schedule builds them) equals a call per step, with
+// or without the memory of older masks to reuse; the local covering blocks handed over equal the
+// ones the public constructor finds in the keys.
+TEST(LocalFineMasks, EqualACallPerStepAndReuseTheMemoryTheyAreGiven) {
+  const MaskGeometry geometry{9 * 32 + 9, 97 * 16 + 5, 32, 16};  // short last blocks
+  const BlockLayout k_layout = BlockLayout::uniform(geometry.seq_k, geometry.block_k);
+  std::mt19937 rng(9);
+  std::vector<detail::FineMaskLists> storage;
+  for (int trial = 0; trial < 30; ++trial) {
+    // Odd trials: keys of every block count (random masks); even: thinned blocks.
+    const FineMask mask =
+        trial % 2 ? test::random_fine_mask(4, geometry, 0.2 + 0.02 * trial, 100 + trial)
+                  : thin_blocks(test::make_mask(test::MaskKind::random, 4, geometry, 0.4, trial),
+                                0.3, trial);
+    std::vector<int> heads, q_blocks;
+    for (int h = 0; h < mask.heads(); ++h) {
+      if (rng() % 3) heads.push_back(h);
+    }
+    for (int i = 0; i < mask.q_blocks(); ++i) {
+      if (rng() % 4) q_blocks.push_back(i);
+    }
+    // 1 to 4 steps; a key block goes to one step or (1 in 5) to none; runs of a step's blocks.
+    const int steps_count = 1 + static_cast<int>(rng() % 4);
+    std::vector<sp::RingStep> steps(static_cast<size_t>(steps_count));
+    int step = 0;
+    for (int j = 0; j < geometry.k_blocks(); ++j) {
+      if (rng() % 3 == 0) step = static_cast<int>(rng() % steps_count);
+      if (rng() % 5) steps[step].key_blocks.push_back(j);
+    }
+    for (sp::RingStep& s : steps) s.key_layout = BlockLayout::gather(k_layout, s.key_blocks);
+    const bool reuse = trial % 3 != 0;
+    const std::vector<sp::LocalFineMask> got =
+        sp::local_fine_masks(mask, heads, q_blocks, steps, reuse ? &storage : nullptr);
+    if (reuse) {
+      EXPECT_TRUE(storage.empty());
+    }
+    ASSERT_EQ(got.size(), steps.size());
+    for (size_t s = 0; s < steps.size(); ++s) {
+      const sp::LocalFineMask expected =
+          sp::local_fine_mask(mask, heads, q_blocks, steps[s].key_blocks, steps[s].key_layout);
+      EXPECT_EQ(got[s].mask, expected.mask) << "trial " << trial << " step " << s;
+      EXPECT_EQ(got[s].blocks, expected.blocks) << "trial " << trial << " step " << s;
+      EXPECT_EQ(got[s].blocks, got[s].mask.covering_blocks().kept());
+      const FineMask checked(expected.mask.heads(), expected.mask.geometry(),
+                             expected.mask.row_offset(), expected.mask.key_index());
+      EXPECT_EQ(checked, expected.mask) << "trial " << trial << " step " << s;
+    }
+    // The next trial reuses these masks' memory (of other sizes).
+    for (const sp::LocalFineMask& local : got) {
+      FineMask copy = local.mask;
+      storage.push_back(detail::FineMaskParts::release(std::move(copy)));
+      EXPECT_EQ(copy.kept(), 0);
+    }
+  }
+  // A key block in two steps is refused.
+  const FineMask mask = test::random_fine_mask(2, geometry, 0.3, 1);
+  std::vector<sp::RingStep> twice(2);
+  twice[0].key_blocks = {1, 2};
+  twice[1].key_blocks = {2, 3};
+  for (sp::RingStep& s : twice) s.key_layout = BlockLayout::gather(k_layout, s.key_blocks);
+  EXPECT_THROW(sp::local_fine_masks(mask, {0, 1}, {0, 1}, twice), Error);
+}
+
+// A schedule built into a kept one (SpExecutor's slots: the step masks reuse the old ones'
+// memory) equals one built from scratch, whatever the kept one held.
+TEST(FineSchedule, BuiltIntoAKeptScheduleEqualsAFreshOne) {
+  const MaskGeometry geometry{40 * 16 + 3, 40 * 16 + 3, 16, 16};
+  const SpProblem problem = make_problem(6, 8, geometry);
+  const int q_blocks = geometry.q_blocks(), k_blocks = geometry.k_blocks();
+  sp::LayerSchedule kept;
+  int calls = 0;
+  for (const Grid grid : {Grid{1, 4}, Grid{2, 2}, Grid{4, 1}, Grid{1, 8}, Grid{2, 4}}) {
+    for (const double density : {0.1, 0.5}) {
+      const FineMask mask = test::random_fine_mask(6, geometry, density, 7 + calls);
+      const Partition partition = Partition::contiguous(grid, 6, q_blocks, k_blocks);
+      for (const int rank : {0, grid.ranks() - 1}) {
+        const sp::LayerSchedule fresh =
+            sp::build_fine_schedule(mask, partition, problem, rank, /*mask_aware=*/true);
+        sp::build_fine_schedule(kept, mask, partition, problem, rank, /*mask_aware=*/true);
+        EXPECT_EQ(kept.fine_step_masks, fresh.fine_step_masks) << grid.name() << " rank " << rank;
+        EXPECT_EQ(kept.step_kept, fresh.step_kept) << grid.name() << " rank " << rank;
+        EXPECT_EQ(kept.computing_steps, fresh.computing_steps);
+        EXPECT_EQ(kept.route.q_blocks, fresh.route.q_blocks);
+        EXPECT_TRUE(kept.spare_fine_lists.empty());
+        ++calls;
+      }
+    }
+  }
+  kept.recycle();
+  EXPECT_FALSE(kept.fine());
+  EXPECT_TRUE(kept.route.steps.empty());
 }
 
 // The fine masks of a problem: thinned random blocks (F = 0.3), random keys, empty, full.

@@ -1,7 +1,10 @@
-// Fine masks: constructor validation, counts and density, the conversions to and from block
-// masks on odd sizes (short last key block, empty and full rows), and seeded thinning.
+// Fine masks: constructor validation (on threads for large masks), counts and density, the
+// covering blocks, the conversions to and from block masks on odd sizes (short last key block,
+// empty and full rows), and seeded thinning.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <random>
 #include <set>
@@ -126,6 +129,84 @@ TEST(FineMask, CoveringBlocksMarksEveryBlockHoldingAKeptKey) {
   EXPECT_EQ(fine.kept(), static_cast<int64_t>(keys.size()));
 }
 
+// The covering blocks come out of the constructor's validation pass: on every row, with block
+// sizes that are and are not powers of two, wider than 64 keys, and a short last block; and on
+// enough keys for the pass to run on threads.
+TEST(FineMask, CoveringBlocksAreFoundForAnyBlockSize) {
+  for (const int block_k : {1, 7, 16, 48, 64, 130}) {
+    const MaskGeometry geometry{5 * 16 + 3, 40 * block_k + block_k / 2 + 1, 16, block_k};
+    std::mt19937 rng(block_k);
+    std::vector<int64_t> offsets{0};
+    std::vector<int32_t> keys;
+    BlockMask expected(3, geometry);
+    for (int r = 0; r < 3 * geometry.q_blocks(); ++r) {
+      // Rows of every kind: empty, dense, sparse, a few runs.
+      const double keep = std::array{0.0, 0.9, 0.02, 0.3}[r % 4];
+      std::bernoulli_distribution take(keep);
+      for (int64_t k = 0; k < geometry.seq_k; ++k) {
+        if (!take(rng)) continue;
+        keys.push_back(static_cast<int32_t>(k));
+        expected.set(r / geometry.q_blocks(), r % geometry.q_blocks(),
+                     static_cast<int>(k / block_k));
+      }
+      offsets.push_back(static_cast<int64_t>(keys.size()));
+    }
+    const FineMask fine(3, geometry, offsets, keys);
+    EXPECT_EQ(fine.covering_blocks(), expected) << "block_k " << block_k;
+  }
+}
+
+// Large masks are validated on threads; the error still names the first bad row and its key.
+TEST(FineMask, ConstructorNamesTheFirstBadRowOfALargeMask) {
+  const MaskGeometry geometry{64 * 64, 4000, 64, 64};
+  std::vector<int64_t> offsets{0};
+  std::vector<int32_t> keys;
+  for (int r = 0; r < 4 * 64; ++r) {
+    for (int k = r % 3; k < 4000; k += 3) keys.push_back(k);  // > 2^16 keys in all
+    offsets.push_back(static_cast<int64_t>(keys.size()));
+  }
+  ASSERT_GT(keys.size(), size_t{1} << 16);
+  EXPECT_NO_THROW(FineMask(4, geometry, offsets, keys));
+  std::vector<int32_t> bad = keys;
+  bad[offsets[200] + 5] = bad[offsets[200] + 4];  // row 200: a duplicate
+  bad[offsets[77] + 9] = 4000;                    // row 77: outside [0, seq_k)
+  try {
+    FineMask(4, geometry, offsets, bad);
+    FAIL() << "bad keys accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("row 77 "), std::string::npos) << e.what();
+  }
+  bad = keys;
+  bad[offsets[200] + 5] = bad[offsets[200] + 4];
+  try {
+    FineMask(4, geometry, offsets, bad);
+    FAIL() << "a duplicate key accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("row 200 must be sorted"), std::string::npos) << e.what();
+  }
+}
+
+// from_block and thin_blocks hand their block mask over as the covering blocks instead of
+// finding them in the keys: the same mask as the public constructor builds from their lists.
+TEST(FineMask, ConvertedMasksEqualTheConstructorsOnTheirLists) {
+  const MaskGeometry geometry{7 * 32 + 5, 13 * 16 + 3, 32, 16};
+  BlockMask blocks(3, geometry);
+  std::mt19937 rng(5);
+  std::bernoulli_distribution keep(0.35);
+  for (int h = 0; h < 3; ++h) {
+    for (int i = 0; i < blocks.q_blocks(); ++i) {
+      for (int j = 0; j < blocks.k_blocks(); ++j) blocks.set(h, i, j, keep(rng));
+    }
+  }
+  for (const FineMask& converted :
+       {FineMask::from_block(blocks), thin_blocks(blocks, 0.3, 1), thin_blocks(blocks, 1e-6, 2)}) {
+    const FineMask rebuilt(converted.heads(), converted.geometry(), converted.row_offset(),
+                           converted.key_index());
+    EXPECT_EQ(rebuilt, converted);
+    EXPECT_EQ(rebuilt.covering_blocks(), blocks);
+  }
+}
+
 // A random block mask over a short last key block, with empty rows.
 BlockMask random_blocks(int heads, MaskGeometry geometry, double density, uint64_t seed) {
   std::mt19937_64 rng(seed);
@@ -203,6 +284,59 @@ TEST(ThinBlocks, IsDeterministicPerBlockAndChangesWithTheSeed) {
     }
   }
   EXPECT_GT(patterns.size(), 10u);
+}
+
+// thin_blocks as first written (a division per draw, a sort per block): the keys every release
+// since must keep, so that seeded runs stay comparable.
+FineMask thin_blocks_reference(const BlockMask& mask, double keep, uint64_t seed) {
+  auto splitmix = [](uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+  };
+  const MaskGeometry& geometry = mask.geometry();
+  const int64_t block_k = geometry.block_k;
+  std::vector<int64_t> offsets{0};
+  std::vector<int32_t> keys;
+  for (int h = 0; h < mask.heads(); ++h) {
+    for (int i = 0; i < mask.q_blocks(); ++i) {
+      for (int j = 0; j < mask.k_blocks(); ++j) {
+        if (!mask.get(h, i, j)) continue;
+        const int64_t size = std::min(geometry.seq_k, (j + 1) * block_k) - j * block_k;
+        const int64_t count =
+            std::clamp<int64_t>(std::llround(keep * static_cast<double>(size)), 1, size);
+        std::vector<int32_t> block(static_cast<size_t>(size));
+        for (int64_t n = 0; n < size; ++n) block[n] = static_cast<int32_t>(n);
+        uint64_t state = splitmix(seed ^ splitmix(static_cast<uint64_t>(h) ^
+                                                  splitmix(static_cast<uint64_t>(i) ^
+                                                           splitmix(static_cast<uint64_t>(j)))));
+        for (int64_t n = 0; n < count; ++n) {
+          state = splitmix(state);
+          std::swap(block[n], block[n + static_cast<int64_t>(state % uint64_t(size - n))]);
+        }
+        std::sort(block.begin(), block.begin() + count);
+        for (int64_t n = 0; n < count; ++n) {
+          keys.push_back(static_cast<int32_t>(j * block_k + block[n]));
+        }
+      }
+      offsets.push_back(static_cast<int64_t>(keys.size()));
+    }
+  }
+  return FineMask(mask.heads(), geometry, offsets, keys);
+}
+
+TEST(ThinBlocks, KeepsTheKeysOfTheFirstImplementation) {
+  for (const int block_k : {16, 64, 100, 200}) {
+    const MaskGeometry geometry{6 * 32 + 7, 11 * block_k + block_k / 3, 32, block_k};
+    const BlockMask blocks = random_blocks(3, geometry, 0.4, block_k);
+    for (double keep : {0.3, 0.77, 1e-6}) {
+      for (uint64_t seed : {uint64_t{1}, ~uint64_t{0} - 3}) {
+        EXPECT_EQ(thin_blocks(blocks, keep, seed), thin_blocks_reference(blocks, keep, seed))
+            << "block_k " << block_k << ", keep " << keep << ", seed " << seed;
+      }
+    }
+  }
 }
 
 TEST(ThinBlocks, KeepOneIsFromBlockAndBadSharesAreRejected) {
