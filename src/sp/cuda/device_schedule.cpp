@@ -262,7 +262,8 @@ void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, cons
                            const Partition& partition, int rank, int ranks,
                            const SpOptions& options, KernelCache& kernels,
                            std::vector<char>& host_table, PinnedMemory& pinned) {
-  sched.host = sp::build_fine_schedule(mask, partition, problem, rank, options.mask_aware);
+  // Into the kept host schedule: its step masks' memory serves again when recycle() keeps it.
+  sp::build_fine_schedule(sched.host, mask, partition, problem, rank, options.mask_aware);
   build_from_host_schedule(sched, problem, /*block_mask=*/nullptr, partition, rank, ranks, options,
                            kernels, host_table, pinned);
 }
