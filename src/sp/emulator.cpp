@@ -25,6 +25,9 @@ struct SpEmulator::Timer {
   std::unique_ptr<sp::StepTimer> impl;
   int64_t element_bytes;
   bool host_indices;  // the CPU executor lists key blocks on the host, the device path on the GPU
+  // Per virtual rank, the fine schedule that rank's executor keeps in its slot and rebuilds into
+  // (reusing the key lists' memory), so setup is charged as a running rank pays it.
+  std::vector<sp::LayerSchedule> fine_schedules;
 };
 
 SpEmulator::SpEmulator(int ranks, EmulationDevice device, LinkModel link, SpOptions options)
@@ -35,7 +38,8 @@ SpEmulator::SpEmulator(int ranks, EmulationDevice device, LinkModel link, SpOpti
           link.beside_slowdown, " slowdown beside a transfer");
   const bool cpu = device == EmulationDevice::cpu;
   timer_ = std::unique_ptr<Timer, void (*)(Timer*)>(
-      new Timer{cpu ? sp::make_cpu_step_timer() : sp::make_device_step_timer(), cpu ? 4 : 2, cpu},
+      new Timer{
+          cpu ? sp::make_cpu_step_timer() : sp::make_device_step_timer(), cpu ? 4 : 2, cpu, {}},
       [](Timer* timer) { delete timer; });
 }
 
@@ -110,7 +114,7 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
   for (int p = 0; p < P; ++p) {
     // The rank's host setup, as its executor builds it (routing and step masks), timed here.
     const sp::Stopwatch setup_clock;
-    const sp::LayerSchedule schedule = build_schedule(p);
+    const sp::LayerSchedule& schedule = build_schedule(p);  // a kept one or a temporary
     layer.setup_ms = std::max(layer.setup_ms, setup_clock.elapsed_ms());
     const sp::LayerRouting& route = schedule.route;
     const AllToAllRows whole = all_to_all_rows(route, p, P, [](int) { return true; });
@@ -256,8 +260,11 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const FineMask& mask,
   // the rank's local fine mask, as SpExecutor's fine run does.
   return emulate_layer(
       ranks_, link_, options_, timer.element_bytes, problem, partition,
-      [&](int p) {
-        return sp::build_fine_schedule(mask, partition, problem, p, options_.mask_aware);
+      [&](int p) -> const sp::LayerSchedule& {
+        timer.fine_schedules.resize(static_cast<size_t>(ranks_));
+        sp::LayerSchedule& kept = timer.fine_schedules[p];
+        sp::build_fine_schedule(kept, mask, partition, problem, p, options_.mask_aware);
+        return kept;
       },
       [&](const sp::LayerSchedule& schedule, int t, const AttentionProblem& local, bool merge,
           int reserved_sms, const std::vector<int>* chunk_heads) {
