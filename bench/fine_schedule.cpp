@@ -4,7 +4,9 @@
 // beside the block-mask schedule of the covering blocks (the peer: what a block layer pays).
 // Threads: OMP_NUM_THREADS. Each schedule is checked against the one built the reference way.
 #include <benchmark/benchmark.h>
+#include <omp.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -107,19 +109,101 @@ void covering_blocks(benchmark::State& state) {
 BENCHMARK(covering_blocks)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // What SpAttention's fine forward also reads every layer: the mask's hash (the cross-rank check)
-// and rho_s of its slices under the partition used.
-void mask_hash(benchmark::State& state) {
-  const Layer& layer = wan_layer();
-  for (auto _ : state) benchmark::DoNotOptimize(dbsp::mask_hash(layer.fine));
+// and rho_s of its slices under the partition used, on 1 or 2 OpenMP threads. The peers are the
+// previous serial versions: one multiply-xorshift chain over every offset and key pair, and one
+// fp64 add per key; the rho_s benchmarks check that their work tensors are equal bit for bit.
+void set_threads_label(benchmark::State& state, int threads, const char* what) {
+  state.SetLabel(std::string(what) + " " + std::to_string(threads) + " thr");
 }
-BENCHMARK(mask_hash)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+void mask_hash_threads(benchmark::State& state) {
+  const Layer& layer = wan_layer();
+  const int threads = static_cast<int>(state.range(0));
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  uint64_t hash = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(hash = dbsp::mask_hash(layer.fine));
+  omp_set_num_threads(saved);
+  if (hash != dbsp::mask_hash(layer.fine)) state.SkipWithError("hash depends on the threads");
+  set_threads_label(state, threads, "chunked");
+}
+BENCHMARK(mask_hash_threads)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+uint64_t one_chain_hash(const FineMask& mask) {
+  uint64_t hash = 0x9e3779b97f4a7c15ull;
+  auto mix = [&](uint64_t value) {
+    hash = (hash ^ value) * 0xbf58476d1ce4e5b9ull;
+    hash ^= hash >> 31;
+  };
+  for (int64_t offset : mask.row_offset()) mix(static_cast<uint64_t>(offset));
+  const std::vector<int32_t>& keys = mask.key_index();
+  for (size_t e = 0; e + 1 < keys.size(); e += 2) {
+    mix(static_cast<uint32_t>(keys[e]) | uint64_t{static_cast<uint32_t>(keys[e + 1])} << 32);
+  }
+  return hash;
+}
+
+void mask_hash_one_chain(benchmark::State& state) {
+  const Layer& layer = wan_layer();
+  for (auto _ : state) benchmark::DoNotOptimize(one_chain_hash(layer.fine));
+  state.SetLabel("previous, serial");
+}
+BENCHMARK(mask_hash_one_chain)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// One fp64 add per kept key (exact here: block_q 64 makes every slice cost a multiple of 1/64).
+dbsp::ImbalanceReport per_key_imbalance(const FineMask& mask, const Partition& partition) {
+  const dbsp::MaskGeometry& geo = mask.geometry();
+  std::vector<std::vector<std::vector<double>>> work(
+      partition.grid.ulysses, std::vector<std::vector<double>>(
+                                  partition.grid.ring, std::vector<double>(partition.grid.ring)));
+  for (int h = 0; h < mask.heads(); ++h) {
+    const int g = partition.head_group[h];
+    for (int i = 0; i < geo.q_blocks(); ++i) {
+      const double slice_cost =
+          double(std::min<int64_t>(geo.block_q, geo.seq_q - int64_t{i} * geo.block_q)) /
+          geo.block_q;
+      auto& out = work[g][partition.q_shard[g][i]];
+      for (int32_t key : mask.keys(h, i)) {
+        out[partition.k_shard[g][key / geo.block_k]] += slice_cost;
+      }
+    }
+  }
+  return dbsp::imbalance_from_work(partition.grid, std::move(work));
+}
+
+// Arguments: ring degree, policy (as partition_for), threads.
 void fine_imbalance_ratio(benchmark::State& state) {
   const Layer& layer = wan_layer();
-  const Partition& partition = partition_for(8, 1);
-  for (auto _ : state) benchmark::DoNotOptimize(dbsp::imbalance_ratio(layer.fine, partition));
+  const Partition& partition = partition_for(state.range(0), state.range(1));
+  const int threads = static_cast<int>(state.range(2));
+  const int saved = omp_get_max_threads();
+  omp_set_num_threads(threads);
+  dbsp::ImbalanceReport report;
+  for (auto _ : state)
+    benchmark::DoNotOptimize((report = dbsp::imbalance_report(layer.fine, partition)).ratio);
+  omp_set_num_threads(saved);
+  const dbsp::ImbalanceReport reference = per_key_imbalance(layer.fine, partition);
+  if (report.work != reference.work || report.ratio != reference.ratio) {
+    state.SkipWithError("rho_s differs from one add per key");
+  }
+  set_threads_label(state, threads, label(state).c_str());
+  state.counters["rho_s"] = report.ratio;
 }
-BENCHMARK(fine_imbalance_ratio)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(fine_imbalance_ratio)
+    ->ArgsProduct({{1, 8}, {0, 1}, {1, 2}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+
+void fine_imbalance_per_key(benchmark::State& state) {
+  const Layer& layer = wan_layer();
+  const Partition& partition = partition_for(state.range(0), state.range(1));
+  for (auto _ : state) benchmark::DoNotOptimize(per_key_imbalance(layer.fine, partition).ratio);
+  state.SetLabel(label(state) + " previous, serial");
+}
+BENCHMARK(fine_imbalance_per_key)
+    ->ArgsProduct({{1, 8}, {0, 1}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 #define PARTITIONS ArgsProduct({{1, 2, 8}, {0, 1}})->Unit(benchmark::kMillisecond)->UseRealTime()
 

@@ -5,6 +5,7 @@
 // fully kept mask gives the block-mask run's output; the plan-hash check sees the keys; every
 // step's local mask at once and a schedule built into a kept one equal what they replace.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -492,6 +493,69 @@ TEST(SpAttentionFine, RanksWithDifferentKeysInTheSameBlocksFailWithAPlanHashErro
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("rank 1 holds plan"), std::string::npos) << e.what();
   }
+}
+
+// The hash of a fine mask: chunks of rows hashed in parallel, then mixed in order.
+FineMask with_lists(const FineMask& mask, std::vector<int64_t> offsets, std::vector<int32_t> keys) {
+  return FineMask(mask.heads(), mask.geometry(), std::move(offsets), std::move(keys));
+}
+
+TEST(FineMaskHash, SeesEveryKeyAndRowEndButNotTheThreadCount) {
+  // > 2^16 keys (the parallel path) in many chunks of rows; odd key counts leave single keys.
+  const MaskGeometry geometry{5000, 3001, 64, 64};
+  const BlockMask blocks = test::make_mask(test::MaskKind::random, 3, geometry, 0.4, 11);
+  const FineMask mask = thin_blocks(blocks, 0.37, 3);
+  ASSERT_GT(mask.kept(), int64_t{1} << 16);
+  const uint64_t hash = mask_hash(mask);
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2, 3, 8}) {
+    omp_set_num_threads(threads);
+    EXPECT_EQ(mask_hash(mask), hash) << threads << " threads";
+  }
+  omp_set_num_threads(saved);
+  EXPECT_NE(hash, mask_hash(blocks));
+  EXPECT_NE(hash, mask_hash(FineMask::from_block(blocks)));
+
+  const std::vector<int64_t>& offsets = mask.row_offset();
+  const std::vector<int32_t>& keys = mask.key_index();
+  std::set<uint64_t> seen{hash};
+  int changes = 0;
+  for (size_t r = 0; r + 1 < offsets.size(); r += 3) {
+    const int64_t first = offsets[r], end = offsets[r + 1];
+    if (end - first < 2) continue;
+    // The row's last key one token later (where that keeps the row valid), and its first key one
+    // token earlier: one key differs, every offset is the same.
+    if (keys[end - 1] + 1 < geometry.seq_k) {
+      std::vector<int32_t> changed = keys;
+      ++changed[end - 1];
+      EXPECT_TRUE(seen.insert(mask_hash(with_lists(mask, offsets, changed))).second) << r;
+      ++changes;
+    }
+    if (keys[first] > 0) {
+      std::vector<int32_t> changed = keys;
+      --changed[first];
+      EXPECT_TRUE(seen.insert(mask_hash(with_lists(mask, offsets, changed))).second) << r;
+      ++changes;
+    }
+    // The last key moved to the next row when it sorts first there: the same keys in the same
+    // order, one row end differs.
+    if (r + 2 < offsets.size() && offsets[r + 2] > end && keys[end] > keys[end - 1]) {
+      std::vector<int64_t> moved = offsets;
+      --moved[r + 1];
+      EXPECT_TRUE(seen.insert(mask_hash(with_lists(mask, moved, keys))).second) << r;
+      ++changes;
+    }
+  }
+  EXPECT_GT(changes, 100);
+  // The very last key (a single key at the end of the last chunk when the count is odd).
+  std::vector<int32_t> changed = keys;
+  --changed.back();
+  if (offsets[offsets.size() - 2] < offsets.back() - 1 && changed.back() > keys[keys.size() - 2]) {
+    EXPECT_NE(mask_hash(with_lists(mask, offsets, changed)), hash);
+  }
+  // The same lists in another geometry (fewer queries in the last block).
+  const FineMask shorter(mask.heads(), MaskGeometry{4995, 3001, 64, 64}, offsets, keys);
+  EXPECT_NE(mask_hash(shorter), hash);
 }
 
 }  // namespace

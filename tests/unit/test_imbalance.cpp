@@ -1,7 +1,10 @@
 // rho_s on hand-computed cases and against a literal transcription of SPEC 3.
 #include <gtest/gtest.h>
+#include <omp.h>
 
 #include <algorithm>
+#include <bit>
+#include <random>
 
 #include "dbsp/block_layout.hpp"
 #include "dbsp/error.hpp"
@@ -101,6 +104,117 @@ TEST(ImbalanceRatio, FineMaskCountsSlicesPerKeyShard) {
   const double full = double(block.kept()) * 64;
   EXPECT_LT(slices, full);
   EXPECT_GT(slices, full * 0.8);
+}
+
+// Random sorted keys per row (not from blocks: blocks hold different key counts, some rows none).
+FineMask random_fine_mask(int heads, MaskGeometry geometry, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<int64_t> offsets{0};
+  std::vector<int32_t> keys;
+  for (int64_t r = 0; r < int64_t{heads} * geometry.q_blocks(); ++r) {
+    const double keep = (rng() % 5 == 0) ? 0.0 : double(rng() % 1000) / 1000;
+    for (int32_t key = 0; key < geometry.seq_k; ++key)
+      if (double(rng() % 1000) / 1000 < keep) keys.push_back(key);
+    offsets.push_back(static_cast<int64_t>(keys.size()));
+  }
+  return FineMask(heads, geometry, std::move(offsets), std::move(keys));
+}
+
+// Per cell the kept keys times the queries of their query block, in integers, then / block_q.
+std::vector<std::vector<std::vector<double>>> exact_fine_work(const FineMask& mask,
+                                                              const Partition& p) {
+  const MaskGeometry& geo = mask.geometry();
+  std::vector<std::vector<std::vector<int64_t>>> queries(
+      p.grid.ulysses,
+      std::vector<std::vector<int64_t>>(p.grid.ring, std::vector<int64_t>(p.grid.ring, 0)));
+  for (int h = 0; h < mask.heads(); ++h)
+    for (int i = 0; i < geo.q_blocks(); ++i)
+      for (int32_t key : mask.keys(h, i)) {
+        const int g = p.head_group[h];
+        queries[g][p.q_shard[g][i]][p.k_shard[g][key / geo.block_k]] +=
+            std::min<int64_t>(geo.block_q, geo.seq_q - int64_t{i} * geo.block_q);
+      }
+  std::vector<std::vector<std::vector<double>>> work(
+      p.grid.ulysses,
+      std::vector<std::vector<double>>(p.grid.ring, std::vector<double>(p.grid.ring)));
+  for (int g = 0; g < p.grid.ulysses; ++g)
+    for (int a = 0; a < p.grid.ring; ++a)
+      for (int b = 0; b < p.grid.ring; ++b) work[g][a][b] = double(queries[g][a][b]) / geo.block_q;
+  return work;
+}
+
+// The previous implementation: one fp64 add of the slice cost per kept key.
+ImbalanceReport per_key_fine_report(const FineMask& mask, const Partition& p) {
+  const MaskGeometry& geo = mask.geometry();
+  std::vector<std::vector<std::vector<double>>> work(
+      p.grid.ulysses,
+      std::vector<std::vector<double>>(p.grid.ring, std::vector<double>(p.grid.ring, 0.0)));
+  for (int h = 0; h < mask.heads(); ++h) {
+    const int g = p.head_group[h];
+    for (int i = 0; i < geo.q_blocks(); ++i) {
+      const double slice_cost =
+          double(std::min<int64_t>(geo.block_q, geo.seq_q - int64_t{i} * geo.block_q)) /
+          geo.block_q;
+      for (int32_t key : mask.keys(h, i)) {
+        work[g][p.q_shard[g][i]][p.k_shard[g][key / geo.block_k]] += slice_cost;
+      }
+    }
+  }
+  return imbalance_from_work(p.grid, std::move(work));
+}
+
+Partition scrambled(Partition p, int seed) {
+  for (int g = 0; g < p.grid.ulysses; ++g) {
+    for (int i = 0; i < p.q_blocks; ++i) p.q_shard[g][i] = (i * 7 + g + seed) % p.grid.ring;
+    for (int j = 0; j < p.k_blocks; ++j) p.k_shard[g][j] = (j * 5 + 3 * g + seed) % p.grid.ring;
+  }
+  for (int h = 0; h < p.heads; ++h) p.head_group[h] = (h * 3 + seed) % p.grid.ulysses;
+  return p;
+}
+
+TEST(ImbalanceRatio, FineMaskWorkIsTheExactQueryWeightedKeyCount) {
+  // Short last blocks on both sides, block sizes that are not powers of two, shards of runs of
+  // one block (scrambled) and of many (contiguous).
+  const MaskGeometry geometries[] = {{1000, 997, 64, 64}, {700, 1301, 48, 40}, {130, 77, 64, 16}};
+  int seed = 0;
+  for (const MaskGeometry& geometry : geometries) {
+    const FineMask mask = random_fine_mask(5, geometry, 300 + seed);
+    for (int ranks : {1, 2, 3, 4, 6, 8}) {
+      for (const Grid& grid : factorizations(ranks)) {
+        const Partition contiguous =
+            Partition::contiguous(grid, 5, geometry.q_blocks(), geometry.k_blocks());
+        for (const Partition& p : {contiguous, scrambled(contiguous, ++seed)}) {
+          const ImbalanceReport report = imbalance_report(mask, p);
+          EXPECT_EQ(report.work, exact_fine_work(mask, p)) << grid.name();
+          // Power-of-two query blocks: every slice cost is exact, so the per-key adds are too.
+          if (std::has_single_bit(unsigned(geometry.block_q))) {
+            const ImbalanceReport previous = per_key_fine_report(mask, p);
+            EXPECT_EQ(report.work, previous.work) << grid.name();
+            EXPECT_EQ(report.ratio, previous.ratio) << grid.name();
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST(ImbalanceRatio, FineMaskReportDoesNotDependOnTheThreadCount) {
+  // Enough keys (> 2^16) for the parallel path; unevenly filled blocks defeat the position
+  // guesses, which must only cost time.
+  const FineMask mask = random_fine_mask(3, MaskGeometry{2500, 3000, 64, 64}, 77);
+  ASSERT_GT(mask.kept(), int64_t{1} << 16);
+  const int saved = omp_get_max_threads();
+  for (const Grid& grid : {Grid{1, 8}, Grid{3, 2}, Grid{2, 4}}) {
+    const Partition p = scrambled(Partition::contiguous(grid, 3, 40, 47), 1);
+    const ImbalanceReport previous = per_key_fine_report(mask, p);
+    for (int threads : {1, 2, 4, 7}) {
+      omp_set_num_threads(threads);
+      const ImbalanceReport report = imbalance_report(mask, p);
+      EXPECT_EQ(report.work, previous.work) << grid.name() << " " << threads << " threads";
+      EXPECT_EQ(report.ratio, previous.ratio) << grid.name() << " " << threads << " threads";
+    }
+  }
+  omp_set_num_threads(saved);
 }
 
 TEST(ImbalanceRatio, RejectsMismatchedPartition) {
