@@ -40,6 +40,29 @@ struct HashMixer {
 
 }  // namespace
 
+namespace {
+
+// A block mask's words are hashed in chunks of a fixed size, in parallel, each over four lanes
+// (one lane is a chain of dependent multiplies; four keep the multiplier busy); the chunk hashes
+// are then mixed in order. Chunks depend on the mask alone, so the hash does not depend on the
+// thread count. At 720p (40 heads, 1182 x 1182 blocks) this is 0.9 M words per layer call.
+constexpr int64_t kHashChunkWords = int64_t{1} << 14;
+
+uint64_t words_hash(const uint64_t* words, int64_t count) {
+  HashMixer lane[4];
+  for (int l = 0; l < 4; ++l) lane[l].hash += static_cast<uint64_t>(l) * 0x94d049bb133111ebull;
+  int64_t w = 0;
+  for (; w + 4 <= count; w += 4) {
+    lane[0](words[w]), lane[1](words[w + 1]), lane[2](words[w + 2]), lane[3](words[w + 3]);
+  }
+  for (; w < count; ++w) lane[w & 3](words[w]);
+  HashMixer mix;
+  for (const HashMixer& l : lane) mix(l.hash);
+  return mix.hash;
+}
+
+}  // namespace
+
 uint64_t mask_hash(const BlockMask& mask) {
   HashMixer mix;
   const MaskGeometry& g = mask.geometry();
@@ -47,12 +70,18 @@ uint64_t mask_hash(const BlockMask& mask) {
                         int64_t{g.block_k}, int64_t{mask.q_blocks()}, int64_t{mask.k_blocks()}}) {
     mix(static_cast<uint64_t>(value));
   }
-  for (int h = 0; h < mask.heads(); ++h) {
-    for (int i = 0; i < mask.q_blocks(); ++i) {
-      const uint64_t* bits = mask.row_bits(h, i);
-      for (int w = 0; w < mask.words_per_row(); ++w) mix(bits[w]);
-    }
+  // Rows are stored back to back: the whole mask is one run of words.
+  const int64_t words = int64_t{mask.heads()} * mask.q_blocks() * mask.words_per_row();
+  if (words == 0) return mix.hash;
+  const uint64_t* bits = mask.row_bits(0, 0);
+  const int64_t chunks = (words + kHashChunkWords - 1) / kHashChunkWords;
+  std::vector<uint64_t> chunk(static_cast<size_t>(chunks));
+#pragma omp parallel for schedule(static) if (chunks > 1)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const int64_t first = c * kHashChunkWords;
+    chunk[c] = words_hash(bits + first, std::min(words, first + kHashChunkWords) - first);
   }
+  for (uint64_t value : chunk) mix(value);
   return mix.hash;
 }
 

@@ -495,6 +495,40 @@ TEST(SpAttentionFine, RanksWithDifferentKeysInTheSameBlocksFailWithAPlanHashErro
   }
 }
 
+// The hash of a block mask: chunks of words hashed in parallel over four lanes, then mixed in
+// order. Every bit counts (in every lane and chunk, the last partial chunk included), the thread
+// count does not.
+TEST(BlockMaskHash, SeesEveryBitAndTheGeometryButNotTheThreadCount) {
+  // 3 x 700 rows of 12 words: 25200 words, one full chunk of 2^14 and a partial one.
+  const MaskGeometry geometry{700 * 64, 750 * 64 - 5, 64, 64};
+  const BlockMask mask = test::make_mask(test::MaskKind::random, 3, geometry, 0.3, 5);
+  const uint64_t hash = mask_hash(mask);
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2, 3, 8}) {
+    omp_set_num_threads(threads);
+    EXPECT_EQ(mask_hash(mask), hash) << threads << " threads";
+  }
+  omp_set_num_threads(saved);
+  std::set<uint64_t> seen{hash};
+  for (int h = 0; h < mask.heads(); ++h) {
+    for (int i = 0; i < mask.q_blocks(); i += 37) {
+      for (int j : {0, 1, 2, 3, 63, 64, 65, 66, 300, mask.k_blocks() - 1}) {
+        BlockMask flipped = mask;
+        flipped.set(h, i, j, !mask.get(h, i, j));
+        EXPECT_TRUE(seen.insert(mask_hash(flipped)).second) << h << " " << i << " " << j;
+      }
+    }
+  }
+  // The very last word, and the same bits read as another geometry.
+  BlockMask last = mask;
+  last.set(2, last.q_blocks() - 1, last.k_blocks() - 1,
+           !mask.get(2, mask.q_blocks() - 1, mask.k_blocks() - 1));
+  EXPECT_TRUE(seen.insert(mask_hash(last)).second);
+  EXPECT_NE(mask_hash(BlockMask(3, MaskGeometry{geometry.seq_q - 1, geometry.seq_k, 64, 64})),
+            mask_hash(BlockMask(3, geometry)));
+  EXPECT_NE(mask_hash(BlockMask(2, geometry)), mask_hash(BlockMask(3, geometry)));
+}
+
 // The hash of a fine mask: chunks of rows hashed in parallel, then mixed in order.
 FineMask with_lists(const FineMask& mask, std::vector<int64_t> offsets, std::vector<int32_t> keys) {
   return FineMask(mask.heads(), mask.geometry(), std::move(offsets), std::move(keys));
