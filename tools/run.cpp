@@ -4,6 +4,7 @@
 // reference; rank 0 prints per-layer and per-rank compute, communication and idle time, measured
 // vs predicted imbalance, bytes moved.
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <chrono>
 #include <cmath>
@@ -57,6 +58,9 @@ struct RunOptions {
   // block's keys (thin_blocks; host and device paths).
   bool fine = false;
   double fine_keep = 1.0;
+  // The next layer call's host work (hash, plan, schedule) on a background thread while this one
+  // runs (SpAttention::plan_ahead); with --emulate, host work hidden behind the previous call.
+  bool plan_ahead = false;
   PlannerOptions planner;
   CostModel cost;
 };
@@ -430,6 +434,10 @@ int run_ranks(const RunOptions& o) {
                   o.estimate ? "   est_ms  density" : "", o.fine ? " blk_dens M1_dens" : "",
                   o.check ? " err/limit" : "");
     }
+    // --plan-ahead: the masks of this and the next layer call, at fixed addresses (plan_ahead
+    // keeps a pointer to the next one until its forward).
+    std::array<std::optional<BlockMask>, 2> ahead_masks;
+    double call_ms = 0;  // forward calls, host work included: per call the slowest rank, summed
     std::optional<BlockMask> expected_mask;  // --estimate --check, for the current inputs
     int64_t mask_differences = 0;            // --estimate --check, all layers
     double estimate_ms = 0;                  // --estimate: per layer the slowest rank's, summed
@@ -438,7 +446,20 @@ int run_ranks(const RunOptions& o) {
     for (int step = 0; step < steps; ++step) {
       for (int layer = 0; layer < layers; ++layer) {
         // With --estimate the source gives the layer's shape; the bits come from the estimate.
-        BlockMask mask = source.mask(step, layer);
+        const int call = step * layers + layer;
+        if (o.plan_ahead && call == 0) ahead_masks[0] = source.mask(step, layer);
+        BlockMask mask = o.plan_ahead ? *ahead_masks[call % 2] : source.mask(step, layer);
+        if (o.plan_ahead && call + 1 < steps * layers) {
+          const int next_step = (call + 1) / layers, next_layer = (call + 1) % layers;
+          BlockMask& next = ahead_masks[(call + 1) % 2].emplace(source.mask(next_step, next_layer));
+          const SpProblem next_problem = layer_problem(next, head_dim, o.batch);
+          if (device) {
+            attention.plan_ahead_device(next_layer, next_problem, next);
+          } else {
+            attention.plan_ahead(next_layer, next_problem, next);
+          }
+        }
+        const BlockMask& planned = o.plan_ahead ? *ahead_masks[call % 2] : mask;
         const SpProblem problem = layer_problem(mask, head_dim, o.batch);
         const EstimateOptions estimate = estimate_options(problem, o.tau);
         // --fine-keep: the same fine mask on every rank (seeded by the run's seed, step, layer).
@@ -461,6 +482,7 @@ int run_ranks(const RunOptions& o) {
         }
         std::vector<float> out(inputs.q.size());
         SpLayerReport report;
+        const auto call_start = std::chrono::steady_clock::now();
         if (device) {
           DeviceBf16 device_out(out.size());
           report =
@@ -475,7 +497,7 @@ int run_ranks(const RunOptions& o) {
                   return attention.forward_device_bf16(layer, problem, *fine, q, k, v,
                                                        device_out.data());
                 }
-                return attention.forward_device_bf16(layer, problem, mask, q, k, v,
+                return attention.forward_device_bf16(layer, problem, planned, q, k, v,
                                                      device_out.data());
               });
           if (o.check) out = device_out.to_host();
@@ -486,8 +508,15 @@ int run_ranks(const RunOptions& o) {
           report = attention.forward(layer, problem, *fine, inputs.q.data(), inputs.k.data(),
                                      inputs.v.data(), out.data());
         } else {
-          report = attention.forward(layer, problem, mask, inputs.q.data(), inputs.k.data(),
+          report = attention.forward(layer, problem, planned, inputs.q.data(), inputs.k.data(),
                                      inputs.v.data(), out.data());
+        }
+        {
+          const double mine = std::chrono::duration<double, std::milli>(
+                                  std::chrono::steady_clock::now() - call_start)
+                                  .count();
+          const std::vector<double> calls = world->all_gather(mine, "call time");
+          call_ms += *std::max_element(calls.begin(), calls.end());
         }
         double layer_estimate_ms = 0;
         int64_t layer_mask_differences = 0;
@@ -577,6 +606,10 @@ int run_ranks(const RunOptions& o) {
           wall_ms, entries, sum_compute > 0 ? max_compute / (sum_compute / ranks) : 1.0,
           measured_sum / entries, predicted_sum / entries, attention.replans());
       std::printf(
+          "forward calls: %.2f ms (per call the slowest rank's, with the hash, plan and "
+          "cross-rank checks%s)\n",
+          call_ms, o.plan_ahead ? "; host work of the next call started ahead" : "");
+      std::printf(
           "bytes sent %.3f MB; mask-aware communication saved %.3f MB (%.1f%% of sending "
           "every slab)\n",
           sent / kMB, saved / kMB, sent + saved > 0 ? 100.0 * saved / (sent + saved) : 0.0);
@@ -642,12 +675,11 @@ int run_emulated(const RunOptions& o) {
     strategies.push_back(parse_strategy(o.strategy, P));
   }
   const LinkModel link{o.cost.link_gbytes_per_s, o.cost.link_latency_us, o.beside_slowdown};
-  SpEmulator emulator(
-      P, o.backend == "cuda" ? EmulationDevice::cuda : EmulationDevice::cpu, link,
-      {.mask_aware = !o.send_all,
-       .measure_idle = false,
-       .ring_reserved_sms = o.ring_reserved_sms,
-       .head_chunks = o.head_chunks});
+  SpEmulator emulator(P, o.backend == "cuda" ? EmulationDevice::cuda : EmulationDevice::cpu, link,
+                      {.mask_aware = !o.send_all,
+                       .measure_idle = false,
+                       .ring_reserved_sms = o.ring_reserved_sms,
+                       .head_chunks = o.head_chunks});
   std::vector<PlanCache> caches;
   for (const Strategy& s : strategies) {
     caches.emplace_back(layers, P, s.policy, o.planner, o.cost, s.grid);
@@ -656,6 +688,9 @@ int run_emulated(const RunOptions& o) {
   // Host work: the slowest rank's schedule build (inside total_ms) and the planner (plan or reuse
   // check, every rank runs it; added to total_ms in the comparison).
   std::vector<double> setup_sum(strategies.size(), 0.0), plan_sum(strategies.size(), 0.0);
+  // --plan-ahead: a call's host work (plan and setup) runs beside the call before it, so only what
+  // outlasts that call is charged (the first call pays all of it).
+  std::vector<double> previous_call_ms(strategies.size(), 0.0);
   std::vector<double> predicted_sum(strategies.size(), 0.0), ring_ratio_sum(strategies.size(), 0.0);
   // The ceiling of any schedule of these kernels: per layer call, the lowest mean rank compute
   // over the strategies run (perfect balance, communication free), summed.
@@ -708,7 +743,13 @@ int run_emulated(const RunOptions& o) {
             *std::max_element(e.rank_compute_ms.begin(), e.rank_compute_ms.end());
         double sum = 0;
         for (double c : e.rank_compute_ms) sum += c;
-        total_ms[n] += e.total_ms;
+        double call_ms = e.total_ms;
+        if (o.plan_ahead) {
+          const double exposed = std::max(0.0, plan_ms + e.setup_ms - previous_call_ms[n]);
+          call_ms = e.total_ms - e.setup_ms + exposed;
+          previous_call_ms[n] = call_ms;
+        }
+        total_ms[n] += call_ms;
         setup_sum[n] += e.setup_ms;
         plan_sum[n] += plan_ms;
         compute_sum[n] += sum;
@@ -720,7 +761,7 @@ int run_emulated(const RunOptions& o) {
             "%9.2f\n",
             step, layer, strategies[n].name().c_str(), e.grid.name().c_str(), predicted,
             e.ring_ratio, e.measured_ratio, max_compute, sum / P, plan_ms, e.setup_ms,
-            e.all_to_all_ms, e.ring_ms, e.total_ms, e.bytes_moved / kMB);
+            e.all_to_all_ms, e.ring_ms, call_ms, e.bytes_moved / kMB);
       }
       ceiling_ms += lowest_mean_compute;
     }
@@ -730,7 +771,7 @@ int run_emulated(const RunOptions& o) {
   for (size_t n = 0; n < strategies.size(); ++n) {
     if (strategies[n].policy != Policy::static_split) continue;
     if (best_static == 0 || total_ms[n] < best_static) best_static = total_ms[n];
-    const double with_plan = total_ms[n] + plan_sum[n];
+    const double with_plan = total_ms[n] + (o.plan_ahead ? 0.0 : plan_sum[n]);
     if (best_static_with_plan == 0 || with_plan < best_static_with_plan) {
       best_static_with_plan = with_plan;
     }
@@ -746,13 +787,20 @@ int run_emulated(const RunOptions& o) {
                 predicted_sum[n] / entries, ring_ratio_sum[n] / entries);
     if (best_static > 0 && total_ms[n] > 0) {
       std::printf(" %14.3fx %14.3fx", best_static / total_ms[n],
-                  best_static_with_plan / (total_ms[n] + plan_sum[n]));
+                  best_static_with_plan / (total_ms[n] + (o.plan_ahead ? 0.0 : plan_sum[n])));
     }
     std::printf("\n");
   }
-  std::printf(
-      "total_ms: host setup (slowest rank's schedule, measured here) + all-to-all + ring; "
-      "\"with planning\" adds each strategy's planner time (plan or reuse check) to it\n");
+  if (o.plan_ahead) {
+    std::printf(
+        "total_ms (--plan-ahead): per call the host work (planner + slowest rank's schedule, "
+        "measured here) that outlasts the call before it + all-to-all + ring; planning is "
+        "inside it, so both columns agree\n");
+  } else {
+    std::printf(
+        "total_ms: host setup (slowest rank's schedule, measured here) + all-to-all + ring; "
+        "\"with planning\" adds each strategy's planner time (plan or reuse check) to it\n");
+  }
   if (o.fine) {
     std::printf(
         "fine masks: mean kept-slice (M x 1) density %.4f over %d layer calls (%.3g of each kept "
@@ -873,16 +921,25 @@ void register_run(CLI::App& app) {
       "reference (--backend cuda: relative L2 only, bf16 inputs); not with --estimate; "
       "--emulate (cpu or cuda) "
       "times the kernels on each rank's local fine masks");
+  command->add_flag(
+      "--plan-ahead", options->plan_ahead,
+      "start each layer call's host work (mask hash, plan, this rank's schedule) on a background "
+      "thread while the call before it runs (SpAttention::plan_ahead); block masks only, not "
+      "with --estimate or --fine-keep; --emulate charges each call only the host work (plan and "
+      "setup) that outlasts the call before it");
   add_cost_options(*command, options->cost);
   command->callback([options, fine_keep] {
     require(!(options->estimate && options->emulate > 0),
             "--estimate runs on ranks (mpirun), not with --emulate");
     options->fine = fine_keep->count() > 0;
+    require(!(options->plan_ahead && options->estimate),
+            "--plan-ahead needs the masks before the calls; it does not combine with --estimate");
     if (options->fine) {
       const double keep = options->fine_keep;
       require(keep > 0 && keep <= 1, "--fine-keep: expected a share in (0, 1], got ", keep);
       require(!options->estimate,
               "--fine-keep thins the source's block masks; it does not combine with --estimate");
+      require(!options->plan_ahead, "--plan-ahead takes block masks; not with --fine-keep");
     }
     const int code = options->emulate > 0 ? run_emulated(*options) : run_ranks(*options);
     if (code != 0) throw CLI::RuntimeError(code);

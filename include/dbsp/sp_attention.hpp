@@ -17,7 +17,9 @@
 #pragma once
 
 #include <cstdint>
+#include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -34,6 +36,10 @@
 #include "dbsp/planner.hpp"
 
 namespace dbsp {
+
+namespace sp {
+class PrebuiltSchedules;
+}
 
 // The tokens one rank holds in the input distribution.
 struct SequenceShard {
@@ -145,6 +151,14 @@ class SpExecutor {
                               const Partition& partition, const void* q, const void* k,
                               const void* v, void* out, ScheduleReuse reuse = {});
 
+  // Builds this rank's host schedule (routing and step masks) for a later run (device false) or
+  // run_device_bf16 (device true) of the same problem, mask, partition and reuse slot and key,
+  // which then skips that work. Meant for another thread while an earlier layer runs: it reads
+  // only its arguments and may run beside run and run_device_bf16 of other slots. Slot -1 builds
+  // nothing (such a schedule is never kept).
+  void prebuild_schedule(const SpProblem& problem, const BlockMask& mask,
+                         const Partition& partition, ScheduleReuse reuse, bool device);
+
   Communicator& world() { return world_; }
   const SpOptions& options() const { return options_; }
   // Builds the sub-communicators of these grids now (collective over world, same grids in the
@@ -160,6 +174,7 @@ class SpExecutor {
   std::vector<std::pair<Grid, std::unique_ptr<GridCommunicators>>> grids_;
   std::unique_ptr<Workspace> workspace_;
   std::unique_ptr<HostSchedules> host_schedules_;
+  std::unique_ptr<sp::PrebuiltSchedules> prebuilt_;
   std::unique_ptr<DeviceState, void (*)(DeviceState*)> device_{nullptr, nullptr};
   GridCommunicators& grid_communicators(Grid grid);
   // The host path's one body for block and fine masks: build_schedule() makes the layer's
@@ -220,6 +235,8 @@ struct SpLayerReport {
   // mask estimated (the same on every rank).
   double estimate_ms = 0;
   std::optional<BlockMask> estimated_mask;
+  // The hash, plan and schedule were prepared by plan_ahead / plan_ahead_device.
+  bool planned_ahead = false;
 };
 
 // One attention call per layer: picks or reuses the layer's plan (P_s rule), checks that every
@@ -255,20 +272,50 @@ class SpAttention {
   SpLayerReport forward_device_bf16(int layer, const SpProblem& problem,
                                     const EstimateOptions& estimate, const void* q, const void* k,
                                     const void* v, void* out);
+  // Host work of a layer started ahead of its forward, on a background thread, so that it runs
+  // while the GPU computes the layers before it: the mask's hash, the plan (or the P_s reuse
+  // check) and this rank's schedule (for forward, or with _device for forward_device_bf16). The
+  // next forward of `layer` with this very mask object (the same address; it must stay alive and
+  // unchanged until then) uses the result; any other forward of the layer first waits for the
+  // work and drops it, so the plan cache may then hold the plan of the mask given here. Every
+  // rank must make the same calls. Block masks only; a fine or estimated forward drops it too.
+  void plan_ahead(int layer, const SpProblem& problem, const BlockMask& mask);
+  void plan_ahead_device(int layer, const SpProblem& problem, const BlockMask& mask);
+
   int replans() const { return plans_.replans(); }
   const Strategy& strategy() const { return strategy_; }
   SpExecutor& executor() { return executor_; }
 
  private:
-  // Plans on `mask`, checks (plan hash, mask_fingerprint) across ranks, runs `run`.
-  template <class Run>
-  SpLayerReport forward_with(int layer, const BlockMask& mask, uint64_t mask_fingerprint,
-                             Run&& run);
+  // What plan_ahead prepares: the mask's fingerprint and the plan lookup.
+  struct Prepared {
+    uint64_t mask_fingerprint = 0;
+    PlanCache::Lookup lookup{nullptr, false, 1.0};
+  };
+  struct Ahead {
+    int layer = 0;
+    const BlockMask* mask = nullptr;
+    bool device = false;
+    std::future<Prepared> work;
+  };
+  void start_ahead(int layer, const SpProblem& problem, const BlockMask& mask, bool device);
+  // Waits for and removes the work started for `layer`; returns it when it was started for
+  // `mask` (null: none matches) on this path.
+  std::optional<Prepared> take_ahead(int layer, const BlockMask* mask, bool device);
+  PlanCache::Lookup plan_for(int layer, const BlockMask& mask);  // serialised with the workers
+  // Plans on `mask` (or takes what plan_ahead prepared for it when `ahead_mask` is it), checks
+  // (plan hash, mask fingerprint) across ranks, runs `run`. fingerprint() hashes the mask.
+  template <class Fingerprint, class Run>
+  SpLayerReport forward_with(int layer, const BlockMask& mask, const BlockMask* ahead_mask,
+                             bool device, Fingerprint&& fingerprint, Run&& run);
 
   SpExecutor executor_;
   Strategy strategy_;
   int layers_;
   PlanCache plans_;
+  std::mutex plans_mutex_;               // plans_ is shared with the plan_ahead workers
+  std::vector<uint64_t> schedule_keys_;  // per layer: the key of the schedule the executor keeps
+  std::vector<Ahead> ahead_;             // last: its workers use the members above
 };
 
 // ---- Emulation: P virtual ranks in one process (dbsp run --emulate P) ----
@@ -294,8 +341,8 @@ struct EmulatedLayer {
   Grid grid;
   std::vector<double> rank_compute_ms;  // measured, per virtual rank
   double measured_ratio = 1;            // max rank compute / mean rank compute
-  double ring_ratio = 1;     // measured rho_s: max_g sum_t max_r compute / mean rank compute
-  double setup_ms = 0;       // host schedule build (routing, step masks), slowest rank, measured
+  double ring_ratio = 1;  // measured rho_s: max_g sum_t max_r compute / mean rank compute
+  double setup_ms = 0;    // host schedule build (routing, step masks), slowest rank, measured
   // Charged, in plus out; with pipelined head chunks (SpOptions::head_chunks > 1, grids without a
   // ring) only the part the chunks' kernels leave exposed.
   double all_to_all_ms = 0;

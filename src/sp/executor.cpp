@@ -52,7 +52,8 @@ SpExecutor::SpExecutor(Communicator& world, SpOptions options)
     : world_(world),
       options_(options),
       workspace_(std::make_unique<Workspace>()),
-      host_schedules_(std::make_unique<HostSchedules>()) {}
+      host_schedules_(std::make_unique<HostSchedules>()),
+      prebuilt_(std::make_unique<sp::PrebuiltSchedules>()) {}
 
 SpExecutor::~SpExecutor() = default;
 
@@ -221,8 +222,22 @@ SpTelemetry SpExecutor::run(const SpProblem& problem, const BlockMask& mask,
           world_.backend(), " communicator moves device memory (use run_device_bf16)");
   sp::check_layer(world_.size(), problem, mask, partition);
   return run_host(problem, partition, q, k, v, out, reuse, [&](sp::LayerSchedule& schedule) {
-    schedule = sp::build_schedule(mask, partition, problem, world_.rank(), options_.mask_aware);
+    std::optional<sp::LayerSchedule> ready =
+        prebuilt_->take(reuse.slot, sp::schedule_key(reuse, problem), /*with_indices=*/true);
+    schedule =
+        ready ? std::move(*ready)
+              : sp::build_schedule(mask, partition, problem, world_.rank(), options_.mask_aware);
   });
+}
+
+void SpExecutor::prebuild_schedule(const SpProblem& problem, const BlockMask& mask,
+                                   const Partition& partition, ScheduleReuse reuse, bool device) {
+  if (reuse.slot < 0) return;
+  sp::check_layer(world_.size(), problem, mask, partition);
+  // The device path lists key blocks on the GPU; the host path needs them listed here.
+  prebuilt_->put(reuse.slot, sp::schedule_key(reuse, problem), !device,
+                 sp::build_schedule(mask, partition, problem, world_.rank(), options_.mask_aware,
+                                    /*host_indices=*/!device));
 }
 
 SpTelemetry SpExecutor::run(const SpProblem& problem, const FineMask& mask,

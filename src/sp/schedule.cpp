@@ -94,4 +94,22 @@ uint64_t schedule_key(const ScheduleReuse& reuse, const SpProblem& problem) {
   return key;
 }
 
+void PrebuiltSchedules::put(int slot, uint64_t key, bool with_indices, LayerSchedule schedule) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  std::erase_if(entries_, [&](const Entry& e) { return e.slot == slot; });
+  entries_.push_back({slot, key, with_indices, std::move(schedule)});
+}
+
+std::optional<LayerSchedule> PrebuiltSchedules::take(int slot, uint64_t key, bool with_indices) {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  std::optional<LayerSchedule> found;
+  for (Entry& e : entries_) {
+    if (e.slot == slot && e.key == key && e.with_indices == with_indices) {
+      found = std::move(e.schedule);
+    }
+  }
+  std::erase_if(entries_, [&](const Entry& e) { return e.slot == slot; });
+  return found;
+}
+
 }  // namespace dbsp::sp

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <vector>
 
 #include "dbsp/block_mask.hpp"
@@ -95,6 +97,27 @@ class ScheduleSlots {
   std::vector<std::unique_ptr<T>> slots_;
   std::vector<uint64_t> keys_;
   std::unique_ptr<T> scratch_;
+};
+
+// Host schedules built ahead of their layer (SpExecutor::prebuild_schedule, typically on another
+// thread while an earlier layer runs), each waiting for the run of its slot and key. Thread-safe.
+class PrebuiltSchedules {
+ public:
+  // Replaces whatever waited for `slot`.
+  void put(int slot, uint64_t key, bool with_indices, LayerSchedule schedule);
+  // The schedule put for (slot, key, with_indices), if any; the slot is emptied either way, so a
+  // stale schedule (another key) never outlives the run that did not use it.
+  std::optional<LayerSchedule> take(int slot, uint64_t key, bool with_indices);
+
+ private:
+  struct Entry {
+    int slot = -1;
+    uint64_t key = 0;
+    bool with_indices = false;
+    LayerSchedule schedule;
+  };
+  std::mutex mutex_;
+  std::vector<Entry> entries_;  // at most one per slot
 };
 
 }  // namespace dbsp::sp

@@ -165,24 +165,92 @@ SpAttention::SpAttention(Communicator& world, Strategy strategy, int layers, SpO
     : executor_(world, options),
       strategy_(strategy),
       layers_(layers),
-      plans_(layers, world.size(), strategy.policy, planner, cost, strategy.grid) {
+      plans_(layers, world.size(), strategy.policy, planner, cost, strategy.grid),
+      schedule_keys_(static_cast<size_t>(std::max(layers, 0)), 0) {
   // A fixed grid needs one set of sub-communicators; a per-layer choice may use any of them.
   const std::vector<Grid> grids =
       strategy.grid ? std::vector<Grid>{*strategy.grid} : factorizations(world.size());
   executor_.prepare(grids);
 }
 
-template <class Run>
-SpLayerReport SpAttention::forward_with(int layer, const BlockMask& mask, uint64_t mask_fingerprint,
-                                        Run&& run) {
+namespace {
+
+// The key under which the executor keeps a layer's schedule: plan and mask together.
+uint64_t reuse_key(uint64_t plan_hash, uint64_t mask_fingerprint) {
+  return plan_hash * 0x9e3779b97f4a7c15ull ^ mask_fingerprint;
+}
+
+}  // namespace
+
+PlanCache::Lookup SpAttention::plan_for(int layer, const BlockMask& mask) {
+  const std::lock_guard<std::mutex> lock(plans_mutex_);
+  return plans_.plan_for(layer, mask);
+}
+
+void SpAttention::start_ahead(int layer, const SpProblem& problem, const BlockMask& mask,
+                              bool device) {
+  require(layer >= 0 && layer < layers_, "SpAttention::plan_ahead: layer ", layer, " outside [0, ",
+          layers_, ")");
+  (void)take_ahead(layer, nullptr, device);  // an earlier call for this layer is dropped
+  // Only this worker touches the layer's plan and schedule key until take_ahead collects it.
+  auto work = [this, layer, problem, &mask, device] {
+    Prepared prepared;
+    prepared.mask_fingerprint = mask_hash(mask);
+    prepared.lookup = plan_for(layer, mask);
+    const ScheduleReuse reuse{
+        layer, reuse_key(prepared.lookup.plan->partition.hash(), prepared.mask_fingerprint)};
+    // A schedule the executor keeps for this key is reused as it is.
+    if (reuse.key != schedule_keys_[layer]) {
+      executor_.prebuild_schedule(problem, mask, prepared.lookup.plan->partition, reuse, device);
+    }
+    return prepared;
+  };
+  ahead_.push_back({layer, &mask, device, std::async(std::launch::async, work)});
+}
+
+void SpAttention::plan_ahead(int layer, const SpProblem& problem, const BlockMask& mask) {
+  start_ahead(layer, problem, mask, /*device=*/false);
+}
+
+void SpAttention::plan_ahead_device(int layer, const SpProblem& problem, const BlockMask& mask) {
+  start_ahead(layer, problem, mask, /*device=*/true);
+}
+
+std::optional<SpAttention::Prepared> SpAttention::take_ahead(int layer, const BlockMask* mask,
+                                                             bool device) {
+  std::optional<Prepared> taken;
+  for (auto it = ahead_.begin(); it != ahead_.end();) {
+    if (it->layer != layer) {
+      ++it;
+      continue;
+    }
+    if (mask != nullptr && it->mask == mask && it->device == device) {
+      taken = it->work.get();  // rethrows what the worker threw
+    } else {
+      // Dropped: only its completion matters (what it threw, the forward meets again itself).
+      try {
+        (void)it->work.get();
+      } catch (const std::exception&) {
+      }
+    }
+    it = ahead_.erase(it);
+  }
+  return taken;
+}
+
+template <class Fingerprint, class Run>
+SpLayerReport SpAttention::forward_with(int layer, const BlockMask& mask,
+                                        const BlockMask* ahead_mask, bool device,
+                                        Fingerprint&& fingerprint, Run&& run) {
   require(layer >= 0 && layer < layers_, "SpAttention: layer ", layer, " outside [0, ", layers_,
           ")");
   Communicator& world = executor_.world();
-  const PlanCache::Lookup lookup = plans_.plan_for(layer, mask);
+  const std::optional<Prepared> ready = take_ahead(layer, ahead_mask, device);
+  const PlanCache::Lookup lookup = ready ? ready->lookup : plan_for(layer, mask);
   const Partition& partition = lookup.plan->partition;
 
   // Every rank must run the same plan on the same mask, or the routing tables disagree.
-  const PlanFingerprint mine{partition.hash(), mask_fingerprint};
+  const PlanFingerprint mine{partition.hash(), ready ? ready->mask_fingerprint : fingerprint()};
   const std::vector<PlanFingerprint> all = world.all_gather(mine, "sp plan hash check");
   for (int p = 0; p < world.size(); ++p) {
     if (all[p] == all[0]) continue;
@@ -198,9 +266,12 @@ SpLayerReport SpAttention::forward_with(int layer, const BlockMask& mask, uint64
   report.replanned = lookup.replanned;
   report.predicted_ratio = lookup.current_ratio;
   report.predicted_ms = lookup.plan->predicted.total_ms;
+  report.planned_ahead = ready.has_value();
   // The executor keeps this layer's schedule while plan and mask stay the same.
-  const ScheduleReuse reuse{layer, mine.plan * 0x9e3779b97f4a7c15ull ^ mine.mask};
+  const ScheduleReuse reuse{layer, reuse_key(mine.plan, mine.mask)};
+  schedule_keys_[layer] = 0;  // unknown until the run has kept it
   report.telemetry = run(partition, reuse);
+  schedule_keys_[layer] = reuse.key;
   report.per_rank = world.all_gather(report.telemetry, "sp telemetry gather");
   double max_compute = 0, sum_compute = 0;
   for (const SpTelemetry& t : report.per_rank) {
@@ -240,13 +311,14 @@ SpLayerReport SpAttention::forward(int layer, const SpProblem& problem, const Bl
                                    const float* q, const float* k, const float* v, float* out) {
   Communicator& world = executor_.world();
   const ShardElements n(problem, world.rank(), world.size());
-  return forward_with(layer, mask, mask_hash(mask),
-                      [&](const Partition& partition, ScheduleReuse reuse) {
-                        return over_batch(problem, [&](int b) {
-                          return executor_.run(problem, mask, partition, q + b * n.q, k + b * n.k,
-                                               v + b * n.k, out + b * n.q, reuse);
-                        });
-                      });
+  return forward_with(
+      layer, mask, &mask, /*device=*/false, [&] { return mask_hash(mask); },
+      [&](const Partition& partition, ScheduleReuse reuse) {
+        return over_batch(problem, [&](int b) {
+          return executor_.run(problem, mask, partition, q + b * n.q, k + b * n.k, v + b * n.k,
+                               out + b * n.q, reuse);
+        });
+      });
 }
 
 SpLayerReport SpAttention::forward(int layer, const SpProblem& problem, const FineMask& mask,
@@ -254,15 +326,15 @@ SpLayerReport SpAttention::forward(int layer, const SpProblem& problem, const Fi
   Communicator& world = executor_.world();
   const ShardElements n(problem, world.rank(), world.size());
   const Partition* used = nullptr;
-  SpLayerReport report =
-      forward_with(layer, mask.covering_blocks(), mask_hash(mask),
-                   [&](const Partition& partition, ScheduleReuse reuse) {
-                     used = &partition;
-                     return over_batch(problem, [&](int b) {
-                       return executor_.run(problem, mask, partition, q + b * n.q, k + b * n.k,
-                                            v + b * n.k, out + b * n.q, reuse);
-                     });
-                   });
+  SpLayerReport report = forward_with(
+      layer, mask.covering_blocks(), nullptr, /*device=*/false, [&] { return mask_hash(mask); },
+      [&](const Partition& partition, ScheduleReuse reuse) {
+        used = &partition;
+        return over_batch(problem, [&](int b) {
+          return executor_.run(problem, mask, partition, q + b * n.q, k + b * n.k, v + b * n.k,
+                               out + b * n.q, reuse);
+        });
+      });
   report.predicted_ratio = imbalance_ratio(mask, *used);
   return report;
 }
@@ -275,7 +347,8 @@ SpLayerReport SpAttention::forward_device_bf16(int layer, const SpProblem& probl
   const int64_t q_bytes = 2 * n.q, k_bytes = 2 * n.k;  // bf16
   auto in = [](const void* p, int64_t offset) { return static_cast<const char*>(p) + offset; };
   return forward_with(
-      layer, mask, mask_hash(mask), [&](const Partition& partition, ScheduleReuse reuse) {
+      layer, mask, &mask, /*device=*/true, [&] { return mask_hash(mask); },
+      [&](const Partition& partition, ScheduleReuse reuse) {
         return over_batch(problem, [&](int b) {
           return executor_.run_device_bf16(problem, mask, partition, in(q, b * q_bytes),
                                            in(k, b * k_bytes), in(v, b * k_bytes),
@@ -292,16 +365,16 @@ SpLayerReport SpAttention::forward_device_bf16(int layer, const SpProblem& probl
   const int64_t q_bytes = 2 * n.q, k_bytes = 2 * n.k;  // bf16
   auto in = [](const void* p, int64_t offset) { return static_cast<const char*>(p) + offset; };
   const Partition* used = nullptr;
-  SpLayerReport report =
-      forward_with(layer, mask.covering_blocks(), mask_hash(mask),
-                   [&](const Partition& partition, ScheduleReuse reuse) {
-                     used = &partition;
-                     return over_batch(problem, [&](int b) {
-                       return executor_.run_device_bf16(
-                           problem, mask, partition, in(q, b * q_bytes), in(k, b * k_bytes),
-                           in(v, b * k_bytes), static_cast<char*>(out) + b * q_bytes, reuse);
-                     });
-                   });
+  SpLayerReport report = forward_with(
+      layer, mask.covering_blocks(), nullptr, /*device=*/true, [&] { return mask_hash(mask); },
+      [&](const Partition& partition, ScheduleReuse reuse) {
+        used = &partition;
+        return over_batch(problem, [&](int b) {
+          return executor_.run_device_bf16(problem, mask, partition, in(q, b * q_bytes),
+                                           in(k, b * k_bytes), in(v, b * k_bytes),
+                                           static_cast<char*>(out) + b * q_bytes, reuse);
+        });
+      });
   report.predicted_ratio = imbalance_ratio(mask, *used);
   return report;
 }

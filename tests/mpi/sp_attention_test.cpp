@@ -433,5 +433,59 @@ TEST(SpAttention, ReusesTheLayerScheduleOnlyWhileMaskAndPlanStayTheSame) {
   }
 }
 
+// plan_ahead: the next call's hash, plan and schedule built on a background thread give the same
+// outputs (bit for bit), plans and re-plans as forwards that do the work themselves; a forward
+// with another mask object drops what was prepared and still matches the reference.
+TEST(SpAttention, PlanAheadGivesTheSameOutputsAndPlansAsPlanningInTheCall) {
+  Communicator& world = test::world();
+  const SpProblem problem = make_problem(5, 8, 1000, 64);
+  constexpr int kLayers = 3, kSteps = 2;
+  std::vector<BlockMask> masks;
+  std::vector<RankData> inputs;
+  for (int call = 0; call < kLayers * kSteps; ++call) {
+    // Step 1 repeats layer 0's mask (plan and schedule kept) and changes the others.
+    const uint64_t seed = call == kLayers ? 500 : 500 + static_cast<uint64_t>(call);
+    masks.push_back(test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, seed));
+    inputs.emplace_back(problem, masks.back());
+  }
+  for (const char* name : {"dbsp", "usp", "ring"}) {
+    SpAttention plain(world, parse_strategy(name, world.size()), kLayers);
+    SpAttention ahead(world, parse_strategy(name, world.size()), kLayers);
+    for (int call = 0; call < kLayers * kSteps; ++call) {
+      const int layer = call % kLayers;
+      if (call + 1 < kLayers * kSteps) {
+        ahead.plan_ahead((call + 1) % kLayers, problem, masks[call + 1]);
+      }
+      const RankData& data = inputs[call];
+      std::vector<float> expected = poisoned(data.q.size()), out = poisoned(data.q.size());
+      const SpLayerReport want = plain.forward(layer, problem, masks[call], data.q.data(),
+                                               data.k.data(), data.v.data(), expected.data());
+      const SpLayerReport got = ahead.forward(layer, problem, masks[call], data.q.data(),
+                                              data.k.data(), data.v.data(), out.data());
+      const std::string what = std::string(name) + " call " + std::to_string(call);
+      EXPECT_EQ(got.planned_ahead, call > 0) << what;
+      EXPECT_FALSE(want.planned_ahead) << what;
+      EXPECT_EQ(got.plan_hash, want.plan_hash) << what;
+      EXPECT_EQ(got.replanned, want.replanned) << what;
+      EXPECT_EQ(got.telemetry.schedule_reused, want.telemetry.schedule_reused) << what;
+      EXPECT_EQ(std::memcmp(out.data(), expected.data(), out.size() * sizeof(float)), 0) << what;
+      expect_close(out, data.reference, what);
+    }
+    EXPECT_EQ(ahead.replans(), plain.replans()) << name;
+
+    // Prepared for a copy of the mask, run with the original: dropped, then planned in the call.
+    const BlockMask copy = masks[1];
+    ahead.plan_ahead(1, problem, copy);
+    std::vector<float> out = poisoned(inputs[1].q.size());
+    const SpLayerReport report = ahead.forward(1, problem, masks[1], inputs[1].q.data(),
+                                               inputs[1].k.data(), inputs[1].v.data(), out.data());
+    EXPECT_FALSE(report.planned_ahead) << name;
+    expect_close(out, inputs[1].reference, std::string(name) + " other mask object");
+  }
+  SpAttention attention(world, parse_strategy("dbsp", world.size()), kLayers);
+  EXPECT_THROW(attention.plan_ahead(kLayers, problem, masks[0]), Error);
+  EXPECT_THROW(attention.plan_ahead(-1, problem, masks[0]), Error);
+}
+
 }  // namespace
 }  // namespace dbsp

@@ -478,8 +478,10 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
       },
       [&](DeviceSchedule& sched, KernelCache& kernels, std::vector<char>& host_table,
           PinnedMemory& pinned) {
+        std::optional<sp::LayerSchedule> ready =
+            prebuilt_->take(reuse.slot, sp::schedule_key(reuse, problem), /*with_indices=*/false);
         build_device_schedule(sched, problem, mask, partition, world_.rank(), world_.size(),
-                              options_, kernels, host_table, pinned);
+                              options_, kernels, host_table, pinned, ready ? &*ready : nullptr);
       });
 }
 

@@ -207,10 +207,12 @@ class KernelCache {
 // every head chunk and ring step, the kernels (built now, so that no allocation lands between
 // queued transfers), device buffers for the table and key lists, and the table in `pinned`
 // (uploaded when the schedule is first used). `host_table` is scratch kept across layers.
+// `prebuilt`, when given, is the host schedule already built for this layer (taken over).
 void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, const BlockMask& mask,
                            const Partition& partition, int rank, int ranks,
                            const SpOptions& options, KernelCache& kernels,
-                           std::vector<char>& host_table, PinnedMemory& pinned);
+                           std::vector<char>& host_table, PinnedMemory& pinned,
+                           sp::LayerSchedule* prebuilt = nullptr);
 // The same for a fine (M x 1) mask: routing and copy tables from mask.covering_blocks()
 // (sp::build_fine_schedule), and per ring step with kept keys the local key lists in the table.
 void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, const FineMask& mask,
