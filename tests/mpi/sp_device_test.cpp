@@ -123,6 +123,37 @@ TEST_F(Nccl, DeviceStrategiesMatchReferenceAcrossLayers) {
   }
 }
 
+// plan_ahead_device: the schedule's host part built on a background thread gives the same
+// outputs, bit for bit, as forwards that build it in the call.
+TEST_F(Nccl, DevicePlanAheadEqualsPlanningInTheCallBitForBit) {
+  Communicator& comm = *nccl_;
+  const SpProblem problem = device_problem(5);
+  std::vector<DeviceCase> calls;
+  for (int call = 0; call < 4; ++call) {
+    calls.emplace_back(
+        problem, test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, 60 + call),
+        comm.rank(), comm.size());
+  }
+  for (const char* name : {"dbsp", "ring"}) {
+    SpAttention plain(comm, parse_strategy(name, comm.size()), 2);
+    SpAttention ahead(comm, parse_strategy(name, comm.size()), 2);
+    for (int call = 0; call < 4; ++call) {
+      DeviceCase& c = calls[call];
+      if (call + 1 < 4) ahead.plan_ahead_device((call + 1) % 2, problem, calls[call + 1].mask);
+      DeviceBf16 expected(c.q.size()), out(c.q.size());
+      plain.forward_device_bf16(call % 2, problem, c.mask, c.q.data(), c.k.data(), c.v.data(),
+                                expected.data());
+      const SpLayerReport report = ahead.forward_device_bf16(
+          call % 2, problem, c.mask, c.q.data(), c.k.data(), c.v.data(), out.data());
+      const std::vector<float> host = out.to_host(), want = expected.to_host();
+      const std::string what = std::string(name) + " call " + std::to_string(call);
+      EXPECT_EQ(report.planned_ahead, call > 0) << what;
+      EXPECT_EQ(0, std::memcmp(host.data(), want.data(), host.size() * sizeof(float))) << what;
+      c.expect_accurate(host, what);
+    }
+  }
+}
+
 TEST_F(Nccl, DeviceHeadChunksEqualTheWholeLayerBitForBit) {
   Communicator& comm = *nccl_;
   const SpProblem problem = device_problem(5);
