@@ -6,9 +6,11 @@
 # recorded in BENCHMARKS.md (193.9 GB/s + 68.1 us, 2 x H200) unless LINK_GBPS / LATENCY_US say
 # otherwise. Same carried binaries and environment as device_run.sh; logs go to $OUT.
 # CHUNKS lists the --head-chunks values to emulate (pipelined all-to-alls of grids without a ring);
-# SKIP_TESTS=1 leaves out the tests and checked runs.
+# SKIP_TESTS=1 leaves out the tests and checked runs; EMULATE_FLAGS are added to every emulation
+# (e.g. "--plan-ahead"); PLAN_AHEAD_REAL=1 adds P = 1 real runs at 720p with and without
+# --plan-ahead (the "forward calls" line: host work included).
 #   usage: [EMULATED="8 16 4"] [CHUNKS="1"] [FINE_EMULATED="8" (empty: none)] [SKIP_TESTS=1]
-#          bash bench/runtime/one_gpu_run.sh [emulated layers]
+#          [EMULATE_FLAGS=...] [PLAN_AHEAD_REAL=1] bash bench/runtime/one_gpu_run.sh [layers]
 set -uo pipefail
 # shellcheck source=bench/runtime/device_env.sh
 source "$(dirname "$0")/device_env.sh"
@@ -41,13 +43,22 @@ timeout 150 $mpirun -np 1 "$bin/dbsp" run --workload wan2.1-480p --backend cuda 
 echo "fine check exit $?: $(grep -E '^check:' "$out/runs.log" | tail -1)"
 fi
 
+if [ -n "${PLAN_AHEAD_REAL:-}" ]; then
+  stamp "== dbsp run --backend cuda, P = 1, Wan2.1-720p, $layers layers x 2 steps: plan ahead or not"
+  for flag in "" "--plan-ahead"; do
+    timeout 200 $mpirun -np 1 "$bin/dbsp" run --workload wan2.1-720p --backend cuda \
+      --strategy dbsp --layers "$layers" --steps 2 $flag >>"$out/runs.log" 2>&1
+    echo "plan ahead '$flag' exit $?: $(grep -E '^(summary|forward calls)' "$out/runs.log" | tail -2 | tr '\n' ' ')"
+  done
+fi
+
 stamp "== emulated, Wan2.1-720p, $layers layers, link $gbps GB/s + $lat us"
 for P in ${EMULATED:-8 16 4}; do
   for chunks in ${CHUNKS:-1}; do
     log="$out/emulate_${P}_chunks$chunks.log"
     timeout 240 "$bin/dbsp" run --emulate "$P" --workload wan2.1-720p --backend cuda \
       --strategy all --layers "$layers" --steps 1 --link-gbps "$gbps" --latency-us "$lat" \
-      --head-chunks "$chunks" >"$log" 2>&1
+      --head-chunks "$chunks" ${EMULATE_FLAGS:-} >"$log" 2>&1
     stamp "-- emulate $P, $chunks head chunks, exit $?"
     sed -n '/^summary/,$p' "$log"
   done
