@@ -435,8 +435,9 @@ int run_ranks(const RunOptions& o) {
                   o.check ? " err/limit" : "");
     }
     // --plan-ahead: the masks of this and the next layer call, at fixed addresses (plan_ahead
-    // keeps a pointer to the next one until its forward).
+    // keeps a pointer to the next one until its forward); otherwise the call's mask.
     std::array<std::optional<BlockMask>, 2> ahead_masks;
+    std::optional<BlockMask> call_mask;
     double call_ms = 0;  // forward calls, host work included: per call the slowest rank, summed
     std::optional<BlockMask> expected_mask;  // --estimate --check, for the current inputs
     int64_t mask_differences = 0;            // --estimate --check, all layers
@@ -448,7 +449,8 @@ int run_ranks(const RunOptions& o) {
         // With --estimate the source gives the layer's shape; the bits come from the estimate.
         const int call = step * layers + layer;
         if (o.plan_ahead && call == 0) ahead_masks[0] = source.mask(step, layer);
-        BlockMask mask = o.plan_ahead ? *ahead_masks[call % 2] : source.mask(step, layer);
+        BlockMask& mask =
+            o.plan_ahead ? *ahead_masks[call % 2] : call_mask.emplace(source.mask(step, layer));
         if (o.plan_ahead && call + 1 < steps * layers) {
           const int next_step = (call + 1) / layers, next_layer = (call + 1) % layers;
           BlockMask& next = ahead_masks[(call + 1) % 2].emplace(source.mask(next_step, next_layer));
@@ -459,7 +461,6 @@ int run_ranks(const RunOptions& o) {
             attention.plan_ahead(next_layer, next_problem, next);
           }
         }
-        const BlockMask& planned = o.plan_ahead ? *ahead_masks[call % 2] : mask;
         const SpProblem problem = layer_problem(mask, head_dim, o.batch);
         const EstimateOptions estimate = estimate_options(problem, o.tau);
         // --fine-keep: the same fine mask on every rank (seeded by the run's seed, step, layer).
@@ -497,7 +498,7 @@ int run_ranks(const RunOptions& o) {
                   return attention.forward_device_bf16(layer, problem, *fine, q, k, v,
                                                        device_out.data());
                 }
-                return attention.forward_device_bf16(layer, problem, planned, q, k, v,
+                return attention.forward_device_bf16(layer, problem, mask, q, k, v,
                                                      device_out.data());
               });
           if (o.check) out = device_out.to_host();
@@ -508,7 +509,7 @@ int run_ranks(const RunOptions& o) {
           report = attention.forward(layer, problem, *fine, inputs.q.data(), inputs.k.data(),
                                      inputs.v.data(), out.data());
         } else {
-          report = attention.forward(layer, problem, planned, inputs.q.data(), inputs.k.data(),
+          report = attention.forward(layer, problem, mask, inputs.q.data(), inputs.k.data(),
                                      inputs.v.data(), out.data());
         }
         {

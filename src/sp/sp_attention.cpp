@@ -38,26 +38,36 @@ struct HashMixer {
   }
 };
 
-}  // namespace
+// Four independent HashMixer lanes, each seeded apart: one lane is a chain of dependent
+// multiplies, four keep the multiplier busy (about twice as fast at 720p). Each round is a
+// bijection of a lane's state for a given word and of the word for a given state, so changing
+// any one word always changes the lane's result.
+struct FourLanes {
+  HashMixer lane[4];
+  FourLanes() {
+    for (int l = 0; l < 4; ++l) lane[l].hash += static_cast<uint64_t>(l) * 0x94d049bb133111ebull;
+  }
+  void mix_into(HashMixer& mix) const {
+    for (const HashMixer& l : lane) mix(l.hash);
+  }
+};
 
-namespace {
-
-// A block mask's words are hashed in chunks of a fixed size, in parallel, each over four lanes
-// (one lane is a chain of dependent multiplies; four keep the multiplier busy); the chunk hashes
-// are then mixed in order. Chunks depend on the mask alone, so the hash does not depend on the
-// thread count. At 720p (40 heads, 1182 x 1182 blocks) this is 0.9 M words per layer call.
+// A block mask's words are hashed in chunks of a fixed size, in parallel, each over four lanes;
+// the chunk hashes are then mixed in order. Chunks depend on the mask alone, so the hash does not
+// depend on the thread count. At 720p (40 heads, 1182 x 1182 blocks) this is 0.9 M words per
+// layer call.
 constexpr int64_t kHashChunkWords = int64_t{1} << 14;
 
 uint64_t words_hash(const uint64_t* words, int64_t count) {
-  HashMixer lane[4];
-  for (int l = 0; l < 4; ++l) lane[l].hash += static_cast<uint64_t>(l) * 0x94d049bb133111ebull;
+  FourLanes lanes;
+  HashMixer* lane = lanes.lane;
   int64_t w = 0;
   for (; w + 4 <= count; w += 4) {
     lane[0](words[w]), lane[1](words[w + 1]), lane[2](words[w + 2]), lane[3](words[w + 3]);
   }
   for (; w < count; ++w) lane[w & 3](words[w]);
   HashMixer mix;
-  for (const HashMixer& l : lane) mix(l.hash);
+  lanes.mix_into(mix);
   return mix.hash;
 }
 
@@ -92,11 +102,8 @@ namespace {
 // on the thread count.
 constexpr int64_t kHashChunkRows = 64;
 
-// One chunk: its rows' end offsets, then its keys, two per 64-bit word, dealt to four independent
-// multiply-xorshift lanes (one lane is a chain of dependent multiplies; four keep the multiplier
-// busy, about twice as fast at 720p). Each round is a bijection of a lane's state for a given word
-// and of the word for a given state, so changing any one key, or one row end inside a chunk,
-// always changes the chunk's hash.
+// One chunk: its rows' end offsets, then its keys, two per 64-bit word, dealt to FourLanes, so
+// changing any one key, or one row end inside a chunk, always changes the chunk's hash.
 uint64_t chunk_hash(const FineMask& mask, int64_t first_row, int64_t end_row) {
   const std::vector<int64_t>& offset = mask.row_offset();
   HashMixer mix;
@@ -111,15 +118,15 @@ uint64_t chunk_hash(const FineMask& mask, int64_t first_row, int64_t end_row) {
     }
     return static_cast<uint32_t>(keys[e]) | uint64_t{static_cast<uint32_t>(keys[e + 1])} << 32;
   };
-  HashMixer lane[4];
-  for (int l = 0; l < 4; ++l) lane[l].hash += static_cast<uint64_t>(l) * 0x94d049bb133111ebull;
+  FourLanes lanes;
+  HashMixer* lane = lanes.lane;
   int64_t e = begin;
   for (; e + 8 <= end; e += 8) {
     lane[0](word(e)), lane[1](word(e + 2)), lane[2](word(e + 4)), lane[3](word(e + 6));
   }
   for (; e + 2 <= end; e += 2) lane[0](word(e));
   if (e < end) lane[1](static_cast<uint32_t>(keys[e]));
-  for (const HashMixer& l : lane) mix(l.hash);
+  lanes.mix_into(mix);
   return mix.hash;
 }
 

@@ -55,6 +55,19 @@ SpProblem device_problem(int heads) {
   return problem;
 }
 
+// `count` cases of random masks (density 0.3, seeds first_seed, first_seed + 1, ...).
+std::vector<DeviceCase> random_cases(const SpProblem& problem, int count, uint64_t first_seed,
+                                     Communicator& comm) {
+  std::vector<DeviceCase> cases;
+  for (int n = 0; n < count; ++n) {
+    cases.emplace_back(problem,
+                       test::make_mask(test::MaskKind::random, problem.heads, problem.geometry, 0.3,
+                                       first_seed + static_cast<uint64_t>(n)),
+                       comm.rank(), comm.size());
+  }
+  return cases;
+}
+
 TEST_F(Nccl, DeviceExecutorMatchesReferenceForEveryGridPartitionAndMask) {
   Communicator& comm = *nccl_;
   const SpProblem problem = device_problem(5);
@@ -104,12 +117,7 @@ TEST_F(Nccl, DeviceMaskAwareRunEqualsSendEverythingBitForBit) {
 TEST_F(Nccl, DeviceStrategiesMatchReferenceAcrossLayers) {
   Communicator& comm = *nccl_;
   const SpProblem problem = device_problem(5);
-  std::vector<DeviceCase> layers;
-  for (int layer = 0; layer < 2; ++layer) {
-    layers.emplace_back(
-        problem, test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, 20 + layer),
-        comm.rank(), comm.size());
-  }
+  std::vector<DeviceCase> layers = random_cases(problem, 2, 20, comm);
   for (const char* name : {"ulysses", "ring", "dbsp", "dbsp-paper"}) {
     SpAttention attention(comm, parse_strategy(name, comm.size()), 2);
     for (int layer = 0; layer < 2; ++layer) {
@@ -128,12 +136,7 @@ TEST_F(Nccl, DeviceStrategiesMatchReferenceAcrossLayers) {
 TEST_F(Nccl, DevicePlanAheadEqualsPlanningInTheCallBitForBit) {
   Communicator& comm = *nccl_;
   const SpProblem problem = device_problem(5);
-  std::vector<DeviceCase> calls;
-  for (int call = 0; call < 4; ++call) {
-    calls.emplace_back(
-        problem, test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, 60 + call),
-        comm.rank(), comm.size());
-  }
+  std::vector<DeviceCase> calls = random_cases(problem, 4, 60, comm);
   for (const char* name : {"dbsp", "ring"}) {
     SpAttention plain(comm, parse_strategy(name, comm.size()), 2);
     SpAttention ahead(comm, parse_strategy(name, comm.size()), 2);
@@ -143,8 +146,8 @@ TEST_F(Nccl, DevicePlanAheadEqualsPlanningInTheCallBitForBit) {
       DeviceBf16 expected(c.q.size()), out(c.q.size());
       plain.forward_device_bf16(call % 2, problem, c.mask, c.q.data(), c.k.data(), c.v.data(),
                                 expected.data());
-      const SpLayerReport report = ahead.forward_device_bf16(
-          call % 2, problem, c.mask, c.q.data(), c.k.data(), c.v.data(), out.data());
+      const SpLayerReport report = ahead.forward_device_bf16(call % 2, problem, c.mask, c.q.data(),
+                                                             c.k.data(), c.v.data(), out.data());
       const std::vector<float> host = out.to_host(), want = expected.to_host();
       const std::string what = std::string(name) + " call " + std::to_string(call);
       EXPECT_EQ(report.planned_ahead, call > 0) << what;

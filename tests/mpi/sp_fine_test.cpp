@@ -495,6 +495,17 @@ TEST(SpAttentionFine, RanksWithDifferentKeysInTheSameBlocksFailWithAPlanHashErro
   }
 }
 
+// mask_hash(mask) is `hash` on 1, 2, 3 and 8 OpenMP threads.
+template <class Mask>
+void expect_hash_at_every_thread_count(const Mask& mask, uint64_t hash) {
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 2, 3, 8}) {
+    omp_set_num_threads(threads);
+    EXPECT_EQ(mask_hash(mask), hash) << threads << " threads";
+  }
+  omp_set_num_threads(saved);
+}
+
 // The hash of a block mask: chunks of words hashed in parallel over four lanes, then mixed in
 // order. Every bit counts (in every lane and chunk, the last partial chunk included), the thread
 // count does not.
@@ -503,12 +514,7 @@ TEST(BlockMaskHash, SeesEveryBitAndTheGeometryButNotTheThreadCount) {
   const MaskGeometry geometry{700 * 64, 750 * 64 - 5, 64, 64};
   const BlockMask mask = test::make_mask(test::MaskKind::random, 3, geometry, 0.3, 5);
   const uint64_t hash = mask_hash(mask);
-  const int saved = omp_get_max_threads();
-  for (int threads : {1, 2, 3, 8}) {
-    omp_set_num_threads(threads);
-    EXPECT_EQ(mask_hash(mask), hash) << threads << " threads";
-  }
-  omp_set_num_threads(saved);
+  expect_hash_at_every_thread_count(mask, hash);
   std::set<uint64_t> seen{hash};
   for (int h = 0; h < mask.heads(); ++h) {
     for (int i = 0; i < mask.q_blocks(); i += 37) {
@@ -541,12 +547,7 @@ TEST(FineMaskHash, SeesEveryKeyAndRowEndButNotTheThreadCount) {
   const FineMask mask = thin_blocks(blocks, 0.37, 3);
   ASSERT_GT(mask.kept(), int64_t{1} << 16);
   const uint64_t hash = mask_hash(mask);
-  const int saved = omp_get_max_threads();
-  for (int threads : {1, 2, 3, 8}) {
-    omp_set_num_threads(threads);
-    EXPECT_EQ(mask_hash(mask), hash) << threads << " threads";
-  }
-  omp_set_num_threads(saved);
+  expect_hash_at_every_thread_count(mask, hash);
   EXPECT_NE(hash, mask_hash(blocks));
   EXPECT_NE(hash, mask_hash(FineMask::from_block(blocks)));
 
