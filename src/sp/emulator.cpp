@@ -87,7 +87,7 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
   const int64_t row_bytes = problem.head_dim * element_bytes;
   // Head chunks, as the device executor cuts them (grids without a ring only): chunk c of a group
   // holds its heads [head_chunk_begin(c), head_chunk_begin(c + 1)) in the group's order.
-  const int chunks = R == 1 ? std::max(1, options.head_chunks) : 1;
+  const int chunks = sp::layer_head_chunks(grid.ulysses, R, options.head_chunks);
   std::vector<int> chunk_of(static_cast<size_t>(problem.heads), 0);
   if (chunks > 1) {
     for (int g = 0; g < grid.ulysses; ++g) {

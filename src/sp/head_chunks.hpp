@@ -22,4 +22,11 @@ inline int head_chunk_begin(int c, int heads, int chunks) {
   return static_cast<int>((int64_t{heads} * before + total / 2) / total);
 }
 
+// Chunks a layer on a U x R grid is cut into: `requested` (SpOptions::head_chunks) for grids
+// without a ring whose all-to-all moves something (U > 1), else one. With U = 1 there is no
+// all-to-all to hide, and one chunk lets a rank whose local tensors are its inputs skip copies.
+inline int layer_head_chunks(int ulysses, int ring, int requested) {
+  return ring == 1 && ulysses > 1 && requested > 1 ? requested : 1;
+}
+
 }  // namespace dbsp::sp

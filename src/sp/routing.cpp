@@ -208,7 +208,7 @@ LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
   // (my ring and my receives), and for the other heads the words of my own key blocks (my sends).
   std::vector<std::vector<Bits>> need(static_cast<size_t>(R));
   std::vector<Bits> needed(static_cast<size_t>(partition.heads));
-  if (mask_aware) {
+  if (mask_aware && ranks > 1) {  // one rank sends nothing, so the mask decides nothing
     const int my_heads = static_cast<int>(route.heads.size());
     if (R > 1) {
       std::vector<std::vector<int>> queries(static_cast<size_t>(R));
@@ -244,8 +244,14 @@ LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
       }
     }
   }
-  auto q_needed = [&](int h, int i) { return !mask_aware || row_nonempty(mask, h, i); };
-  auto kv_needed = [&](int h, int j) { return !mask_aware || test_bit(needed[h], j); };
+  // Slabs that stay on this rank are kept whatever the mask says: leaving them out saves no
+  // transfer, only a local copy, and deciding it would read the mask (at P = 1, all of it).
+  auto q_needed = [&](int h, int i, int peer) {
+    return !mask_aware || peer == rank || row_nonempty(mask, h, i);
+  };
+  auto kv_needed = [&](int h, int j, int peer) {
+    return !mask_aware || peer == rank || test_bit(needed[h], j);
+  };
   const std::vector<int> q_home = home_shards_of(nq, ranks), k_home = home_shards_of(nk, ranks);
 
   route.send_q.resize(ranks);
@@ -274,13 +280,13 @@ LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
       route.baseline_rows_sent += leaving_rows * static_cast<int64_t>(group_heads[g].size());
       for (int h : group_heads[g]) {
         for (int i = q_first; i < q_end; ++i) {
-          if (q_needed(h, i)) {
+          if (q_needed(h, i, q_dest[i - q_first])) {
             send_q.add(q_dest[i - q_first], {q_layout.start[i] - route.q_input.first_token, h,
                                              static_cast<int32_t>(q_layout.size(i))});
           }
         }
         for (int j = k_first; j < k_end; ++j) {
-          if (kv_needed(h, j)) {
+          if (kv_needed(h, j, k_dest[j - k_first])) {
             send_kv.add(k_dest[j - k_first], {k_layout.start[j] - route.k_input.first_token, h,
                                               static_cast<int32_t>(k_layout.size(j))});
           }
@@ -295,14 +301,14 @@ LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
       const int h = route.heads[hl];
       for (size_t n = 0; n < route.q_blocks.size(); ++n) {
         const int i = route.q_blocks[n];
-        if (q_needed(h, i)) {
+        if (q_needed(h, i, q_home[i])) {
           recv_q.add(q_home[i], {route.q_local.start[n], static_cast<int32_t>(hl),
                                  static_cast<int32_t>(q_layout.size(i))});
         }
       }
       for (size_t n = 0; n < route.k_blocks.size(); ++n) {
         const int j = route.k_blocks[n];
-        if (kv_needed(h, j)) {
+        if (kv_needed(h, j, k_home[j])) {
           recv_kv.add(k_home[j], {route.k_local.start[n], static_cast<int32_t>(hl),
                                   static_cast<int32_t>(k_layout.size(j))});
         }

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include "dbsp/block_layout.hpp"
@@ -31,5 +32,9 @@ std::vector<float> rounded_to_bf16(std::vector<float> values);
 // The seeded tensor `which` (0 Q, 1 K, 2 V) of a rank's shard, rounded to bf16.
 std::vector<float> bf16_shard(uint64_t seed, int which, const SequenceShard& shard,
                               const SpProblem& problem);
+// `elements` NaNs: an output buffer whose rows fail every check unless the run writes them.
+inline std::vector<float> poisoned(size_t elements) {
+  return std::vector<float>(elements, std::numeric_limits<float>::quiet_NaN());
+}
 
 }  // namespace dbsp::test

@@ -1,11 +1,12 @@
 // Exact routing: inputs whose every element encodes (tensor, token, head, dim) go through the
 // runtime's all-to-all-v, ring steps and output return; each received element is checked against
 // an oracle written from the definitions (mask.get, partition tables), and slabs that no query
-// needs must stay poisoned (they were never sent).
+// needs must stay poisoned (they were never sent), unless they stay on their rank.
 #include "sp/routing.hpp"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -76,7 +77,9 @@ class RoutingCheck {
       const int i = route.q_blocks[n];
       for (int hl = 0; hl < Hg; ++hl) {
         const int h = route.heads[hl];
-        const bool needed = !aware_ || mask_.row_kept(h, i) > 0;
+        // A slab that stays on its rank is kept whatever the mask says (no transfer to save).
+        const bool local = home_shard(i, mask_.q_blocks(), world.size()) == me;
+        const bool needed = !aware_ || local || mask_.row_kept(h, i) > 0;
         for (int64_t x = 0; x < q_layout.size(i); ++x) {
           check_row(q_local, (route.q_local.start[n] + x) * Hg + hl, needed, 0,
                     q_layout.start[i] + x, h, "Q in");
@@ -87,7 +90,8 @@ class RoutingCheck {
       const int j = route.k_blocks[n];
       for (int hl = 0; hl < Hg; ++hl) {
         const int h = route.heads[hl];
-        const bool needed = !aware_ || column_needed(h, j, all_q_blocks());
+        const bool local = home_shard(j, mask_.k_blocks(), world.size()) == me;
+        const bool needed = !aware_ || local || column_needed(h, j, all_q_blocks());
         for (int64_t x = 0; x < k_layout.size(j); ++x) {
           const int64_t row = (route.k_local.start[n] + x) * Hg + hl;
           check_row(k_local, row, needed, 1, k_layout.start[j] + x, h, "K in");
@@ -134,7 +138,8 @@ class RoutingCheck {
     sp::start_output_exchange(world, route, H, D, q_local.data(), out.data(), staging).finish();
     for (int i = qs.first_block; i < qs.end_block; ++i) {
       for (int h = 0; h < H; ++h) {
-        const bool needed = !aware_ || mask_.row_kept(h, i) > 0;
+        const int holder = grid_rank(group_of(h), partition_.q_shard[group_of(h)][i], grid);
+        const bool needed = !aware_ || holder == me || mask_.row_kept(h, i) > 0;
         for (int64_t x = 0; x < q_layout.size(i); ++x) {
           const int64_t token = q_layout.start[i] + x;
           check_row(out, (token - qs.first_token) * H + h, needed, 0, token, h, "O out");
@@ -148,6 +153,13 @@ class RoutingCheck {
     std::vector<int> all(static_cast<size_t>(mask_.q_blocks()));
     for (int i = 0; i < mask_.q_blocks(); ++i) all[i] = i;
     return all;
+  }
+  int group_of(int h) const {
+    for (int g = 0; g < partition_.grid.ulysses; ++g) {
+      const std::vector<int> heads = partition_.heads_of(g);
+      if (std::find(heads.begin(), heads.end(), h) != heads.end()) return g;
+    }
+    return -1;
   }
   bool column_needed(int h, int j, const std::vector<int>& q_blocks) const {
     for (int i : q_blocks) {

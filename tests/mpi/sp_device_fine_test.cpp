@@ -25,10 +25,6 @@ namespace {
 
 constexpr uint64_t kSeed = 5151;
 
-std::vector<float> poisoned(size_t elements) {
-  return std::vector<float>(elements, std::numeric_limits<float>::quiet_NaN());
-}
-
 SpProblem fine_problem(int heads) {
   SpProblem problem;
   problem.heads = heads;
@@ -104,14 +100,14 @@ TEST_F(Nccl, DeviceFineMatchesReferenceAndHostPathForEveryGridAndPartition) {
                      : Partition::contiguous(grid, problem.heads, nq, nk);
         const std::string what =
             name + ", " + grid.name() + (permuted ? " permuted" : " contiguous");
-        DeviceBf16 out(poisoned(c.q.size()));
+        DeviceBf16 out(test::poisoned(c.q.size()));
         const SpTelemetry t = executor.run_device_bf16(problem, c.mask, partition, c.dq.data(),
                                                        c.dk.data(), c.dv.data(), out.data());
         const std::vector<float> host_out = out.to_host();
         c.expect_accurate(host_out, what);
         // The host fine path (MPI world, fp32) on the same rounded inputs: the same output within
         // bf16 tolerance, the same routing (covering blocks counted, rows moved).
-        std::vector<float> host_path = poisoned(c.q.size());
+        std::vector<float> host_path = test::poisoned(c.q.size());
         const SpTelemetry h = host.run(problem, c.mask, partition, c.q.data(), c.k.data(),
                                        c.v.data(), host_path.data());
         EXPECT_LE(relative_l2(host_out, widened(host_path)), 1e-2) << what << " vs the host path";
@@ -137,7 +133,7 @@ TEST_F(Nccl, DeviceFineEveryStrategyMatchesReferenceAcrossLayers) {
     for (int round = 0; round < 2; ++round) {  // the second round reuses plans and schedules
       for (size_t layer = 0; layer < layers.size(); ++layer) {
         const FineCase& c = layers[layer];
-        DeviceBf16 out(poisoned(c.q.size()));
+        DeviceBf16 out(test::poisoned(c.q.size()));
         const SpLayerReport report =
             attention.forward_device_bf16(static_cast<int>(layer), problem, c.mask, c.dq.data(),
                                           c.dk.data(), c.dv.data(), out.data());
@@ -162,14 +158,14 @@ TEST_F(Nccl, DeviceFineHeadChunksEqualTheWholeLayerBitForBit) {
   for (auto& [name, mask] : fine_masks(problem)) {
     const FineCase c(problem, mask, comm.rank(), comm.size());
     const Partition partition = test::random_partition(grid, problem.heads, nq, nk, kSeed + 9);
-    DeviceBf16 expected_out(poisoned(c.q.size()));
+    DeviceBf16 expected_out(test::poisoned(c.q.size()));
     const SpTelemetry expected_t = whole.run_device_bf16(
         problem, c.mask, partition, c.dq.data(), c.dk.data(), c.dv.data(), expected_out.data());
     const std::vector<float> expected = expected_out.to_host();
     c.expect_accurate(expected, name + " whole layer");
     for (int chunks : {2, 3, 7}) {
       SpExecutor chunked(comm, {.head_chunks = chunks});
-      DeviceBf16 out(poisoned(c.q.size()));
+      DeviceBf16 out(test::poisoned(c.q.size()));
       const SpTelemetry t = chunked.run_device_bf16(problem, c.mask, partition, c.dq.data(),
                                                     c.dk.data(), c.dv.data(), out.data());
       const std::vector<float> host = out.to_host();
@@ -190,7 +186,7 @@ TEST_F(Nccl, DeviceFineWithWholeBlocksGivesTheBlockPathsOutput) {
   SpExecutor executor(comm);
   for (Grid grid : factorizations(comm.size())) {
     const Partition partition = test::random_partition(grid, problem.heads, nq, nk, kSeed + 5);
-    DeviceBf16 fine_out(poisoned(c.q.size())), block_out(poisoned(c.q.size()));
+    DeviceBf16 fine_out(test::poisoned(c.q.size())), block_out(test::poisoned(c.q.size()));
     const SpTelemetry f = executor.run_device_bf16(problem, c.mask, partition, c.dq.data(),
                                                    c.dk.data(), c.dv.data(), fine_out.data());
     const SpTelemetry b = executor.run_device_bf16(problem, blocks, partition, c.dq.data(),

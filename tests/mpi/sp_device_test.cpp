@@ -1,6 +1,8 @@
 // The device executor over NCCL (label gpu; mpirun -np 2 on two GPUs): every grid, contiguous and
 // permuted partitions, random/empty/full masks, against the fp64 reference of the bf16-rounded
-// inputs; mask-aware communication changes no bit; the strategies through SpAttention.
+// inputs, into poisoned (NaN) outputs; mask-aware communication changes no bit; the strategies
+// through SpAttention. A rank whose local tensors are its inputs (P = 1, contiguous ring grids)
+// computes in the caller's buffers, so every row of O must be written there.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -81,7 +83,7 @@ TEST_F(Nccl, DeviceExecutorMatchesReferenceForEveryGridPartitionAndMask) {
           Partition::contiguous(grid, 5, c.mask.q_blocks(), c.mask.k_blocks()),
           test::random_partition(grid, 5, c.mask.q_blocks(), c.mask.k_blocks(), kSeed + 3)};
       for (const Partition& partition : partitions) {
-        DeviceBf16 out(c.q.size());
+        DeviceBf16 out(test::poisoned(c.q.size()));
         executor.run_device_bf16(problem, c.mask, partition, c.q.data(), c.k.data(), c.v.data(),
                                  out.data());
         c.expect_accurate(out.to_host(),
@@ -101,7 +103,7 @@ TEST_F(Nccl, DeviceMaskAwareRunEqualsSendEverythingBitForBit) {
   for (Grid grid : factorizations(comm.size())) {
     const Partition partition =
         test::random_partition(grid, 6, c.mask.q_blocks(), c.mask.k_blocks(), 5);
-    DeviceBf16 out_a(c.q.size()), out_b(c.q.size());
+    DeviceBf16 out_a(test::poisoned(c.q.size())), out_b(test::poisoned(c.q.size()));
     const SpTelemetry a = aware.run_device_bf16(problem, c.mask, partition, c.q.data(), c.k.data(),
                                                 c.v.data(), out_a.data());
     const SpTelemetry b = send_all.run_device_bf16(problem, c.mask, partition, c.q.data(),
@@ -122,7 +124,7 @@ TEST_F(Nccl, DeviceStrategiesMatchReferenceAcrossLayers) {
     SpAttention attention(comm, parse_strategy(name, comm.size()), 2);
     for (int layer = 0; layer < 2; ++layer) {
       DeviceCase& c = layers[layer];
-      DeviceBf16 out(c.q.size());
+      DeviceBf16 out(test::poisoned(c.q.size()));
       const SpLayerReport report = attention.forward_device_bf16(
           layer, problem, c.mask, c.q.data(), c.k.data(), c.v.data(), out.data());
       c.expect_accurate(out.to_host(), name);
@@ -143,7 +145,7 @@ TEST_F(Nccl, DevicePlanAheadEqualsPlanningInTheCallBitForBit) {
     for (int call = 0; call < 4; ++call) {
       DeviceCase& c = calls[call];
       if (call + 1 < 4) ahead.plan_ahead_device((call + 1) % 2, problem, calls[call + 1].mask);
-      DeviceBf16 expected(c.q.size()), out(c.q.size());
+      DeviceBf16 expected(test::poisoned(c.q.size())), out(test::poisoned(c.q.size()));
       plain.forward_device_bf16(call % 2, problem, c.mask, c.q.data(), c.k.data(), c.v.data(),
                                 expected.data());
       const SpLayerReport report = ahead.forward_device_bf16(call % 2, problem, c.mask, c.q.data(),
@@ -170,14 +172,14 @@ TEST_F(Nccl, DeviceHeadChunksEqualTheWholeLayerBitForBit) {
         Partition::contiguous(grid, 5, c.mask.q_blocks(), c.mask.k_blocks()),
         test::random_partition(grid, 5, c.mask.q_blocks(), c.mask.k_blocks(), kSeed + 4)};
     for (const Partition& partition : partitions) {
-      DeviceBf16 reference_out(c.q.size());
+      DeviceBf16 reference_out(test::poisoned(c.q.size()));
       whole.run_device_bf16(problem, c.mask, partition, c.q.data(), c.k.data(), c.v.data(),
                             reference_out.data());
       const std::vector<float> expected = reference_out.to_host();
       // 2 and 3 chunks; 7 leaves some chunks without heads (at most 5 heads per group).
       for (int chunks : {2, 3, 7}) {
         SpExecutor chunked(comm, {.head_chunks = chunks});
-        DeviceBf16 out(c.q.size());
+        DeviceBf16 out(test::poisoned(c.q.size()));
         const SpTelemetry t = chunked.run_device_bf16(problem, c.mask, partition, c.q.data(),
                                                       c.k.data(), c.v.data(), out.data());
         const std::vector<float> host = out.to_host();
@@ -209,7 +211,7 @@ TEST_F(Nccl, DeviceBatchElementsEachMatchTheirReference) {
   const DeviceBf16 dq(q), dk(k), dv(v);
   for (const char* name : {"ulysses", "ring", "dbsp"}) {
     SpAttention attention(comm, parse_strategy(name, comm.size()), 1);
-    DeviceBf16 out(q.size());
+    DeviceBf16 out(test::poisoned(q.size()));
     attention.forward_device_bf16(0, problem, mask, dq.data(), dk.data(), dv.data(), out.data());
     const std::vector<float> host = out.to_host();
     const size_t per_element = q.size() / problem.batch;

@@ -40,8 +40,7 @@ struct SpExecutor::DeviceState {
   cudaStream_t compute = nullptr;
   DeviceMemory q, k, v, step_k[2], step_v[2], out_local, accumulator, lse, part, part_lse;
   DeviceMemory all_to_all_send, all_to_all_recv, ring_send, ring_recv;
-  PinnedMemory pinned_table;
-  std::vector<char> host_table;  // UploadTable's buffer, kept across layers
+  PinnedMemory pinned_table;  // the schedule's table as built (sp::device::UploadTable)
   Event start, inputs_done, ring_done, finished;
   sp::ScheduleSlots<DeviceSchedule> schedules;
   // Per ring step (or per head chunk): its K/V arrived; its compute began and ended. Per head
@@ -158,7 +157,7 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
   // (built before any transfer is queued, so that no allocation lands between them).
   bool reused = false;
   DeviceSchedule& sched = ds.schedules.lookup(reuse, sp::schedule_key(reuse, problem), reused);
-  if (!reused) build_schedule(sched, ds.kernels, ds.host_table, ds.pinned_table);
+  if (!reused) build_schedule(sched, ds.kernels, ds.pinned_table);
   telemetry.schedule_reused = reused;
   ds.ensure_events(std::max<int>(R, static_cast<int>(sched.chunks.size())));
   const sp::LayerRouting& route = sched.host.route;
@@ -176,10 +175,17 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
   at[kUserK] = address(k);
   at[kUserV] = address(v);
   at[kUserOut] = address(out);
-  char* q_local = ds.q.ensure(std::max<int64_t>(1, tq * Hg * row_bytes));
-  char* k_local = ds.k.ensure(std::max<int64_t>(1, tk * Hg * row_bytes));
-  char* v_local = ds.v.ensure(std::max<int64_t>(1, tk * Hg * row_bytes));
-  char* out_local = ds.out_local.ensure(std::max<int64_t>(1, tq * Hg * row_bytes));
+  // A rank whose local tensors are its inputs computes on the caller's buffers (read-only for Q,
+  // K, V; the kernels write O in place), and copies nothing in or out.
+  const bool in_place = sched.local_is_input;
+  auto writable = [](const void* pointer) {
+    return const_cast<char*>(static_cast<const char*>(pointer));
+  };
+  char* q_local = in_place ? writable(q) : ds.q.ensure(std::max<int64_t>(1, tq * Hg * row_bytes));
+  char* k_local = in_place ? writable(k) : ds.k.ensure(std::max<int64_t>(1, tk * Hg * row_bytes));
+  char* v_local = in_place ? writable(v) : ds.v.ensure(std::max<int64_t>(1, tk * Hg * row_bytes));
+  char* out_local = in_place ? static_cast<char*>(out)
+                             : ds.out_local.ensure(std::max<int64_t>(1, tq * Hg * row_bytes));
   at[kQLocal] = address(q_local);
   at[kKLocal] = address(k_local);
   at[kVLocal] = address(v_local);
@@ -257,14 +263,14 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
     }
     sched.uploaded = true;
   }
-  if (options_.mask_aware && tq * Hg > 0) {
+  if (options_.mask_aware && !in_place && tq * Hg > 0) {
     DBSP_CUDA_RT_CHECK(cudaMemsetAsync(q_local, 0, tq * Hg * row_bytes, world_stream));
   }
   const int chunks = static_cast<int>(sched.chunks.size());
   const bool pipelined = chunks > 1;
   for (int c = 0; c < chunks; ++c) {
     const ChunkPhases& chunk = sched.chunks[c];
-    chunk.in_local.launch(device_table, bases, row_bytes, world_stream);
+    if (!in_place) chunk.in_local.launch(device_table, bases, row_bytes, world_stream);
     chunk.in_pack.launch(device_table, bases, row_bytes, world_stream);
     in_flight.push_back(post(*world, a2a_send, chunk.in_sends, a2a_recv, chunk.in_recvs,
                              "sp all_to_all_v (Q, K, V in)"));
@@ -386,12 +392,16 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
   }
 
   // (c) On the world stream: O back to the input distribution, chunk by chunk as each is done.
+  // Rows whose O does not come back (no kept key anywhere) read as zeros. In place, the kernels
+  // (or the empty layer's memset) wrote every row already.
   const int64_t out_bytes = route.q_input.tokens() * H * row_bytes;
-  if (out_bytes > 0) DBSP_CUDA_RT_CHECK(cudaMemsetAsync(out, 0, out_bytes, world_stream));
+  if (out_bytes > 0 && !in_place) {
+    DBSP_CUDA_RT_CHECK(cudaMemsetAsync(out, 0, out_bytes, world_stream));
+  }
   for (int c = 0; c < chunks; ++c) {
     const ChunkPhases& chunk = sched.chunks[c];
     wait(world_stream, pipelined ? *ds.compute_end[c] : ds.ring_done);
-    chunk.out_local.launch(device_table, bases, row_bytes, world_stream);
+    if (!in_place) chunk.out_local.launch(device_table, bases, row_bytes, world_stream);
     chunk.out_pack.launch(device_table, bases, row_bytes, world_stream);
     in_flight.push_back(post(*world, a2a_send, chunk.out_sends, a2a_recv, chunk.out_recvs,
                              "sp all_to_all_v (O out)"));
@@ -476,12 +486,11 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
         sp::check_layer(world_.size(), problem, mask, partition);
         require_kernel_support(problem, /*fine=*/false);
       },
-      [&](DeviceSchedule& sched, KernelCache& kernels, std::vector<char>& host_table,
-          PinnedMemory& pinned) {
+      [&](DeviceSchedule& sched, KernelCache& kernels, PinnedMemory& pinned) {
         std::optional<sp::LayerSchedule> ready =
             prebuilt_->take(reuse.slot, sp::schedule_key(reuse, problem), /*with_indices=*/false);
         build_device_schedule(sched, problem, mask, partition, world_.rank(), world_.size(),
-                              options_, kernels, host_table, pinned, ready ? &*ready : nullptr);
+                              options_, kernels, pinned, ready ? &*ready : nullptr);
       });
 }
 
@@ -496,10 +505,9 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const FineMask
         sp::check_fine_layer(world_.size(), problem, mask, partition);
         require_kernel_support(problem, /*fine=*/true);
       },
-      [&](DeviceSchedule& sched, KernelCache& kernels, std::vector<char>& host_table,
-          PinnedMemory& pinned) {
+      [&](DeviceSchedule& sched, KernelCache& kernels, PinnedMemory& pinned) {
         build_device_schedule(sched, problem, mask, partition, world_.rank(), world_.size(),
-                              options_, kernels, host_table, pinned);
+                              options_, kernels, pinned);
       });
 }
 

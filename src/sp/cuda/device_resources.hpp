@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstring>
 
 #include "comm/nccl/nccl_check.hpp"
 
@@ -48,17 +49,21 @@ class PinnedMemory {
   }
   PinnedMemory(const PinnedMemory&) = delete;
   PinnedMemory& operator=(const PinnedMemory&) = delete;
-  char* ensure(int64_t bytes) {
+  char* ensure(int64_t bytes) { return grow(bytes, 0); }
+  // The same, keeping the first `keep` bytes when the buffer moves.
+  char* grow(int64_t bytes, int64_t keep) {
     if (bytes > bytes_) {
-      if (data_) DBSP_CUDA_RT_CHECK(cudaFreeHost(data_));
-      data_ = nullptr;
-      bytes_ = 0;
+      void* larger = nullptr;
       DBSP_CUDA_RT_CHECK(
-          cudaHostAlloc(&data_, static_cast<size_t>(with_headroom(bytes)), cudaHostAllocDefault));
+          cudaHostAlloc(&larger, static_cast<size_t>(with_headroom(bytes)), cudaHostAllocDefault));
+      if (data_ && keep > 0) std::memcpy(larger, data_, static_cast<size_t>(keep));
+      if (data_) DBSP_CUDA_RT_CHECK(cudaFreeHost(data_));
+      data_ = larger;
       bytes_ = with_headroom(bytes);
     }
     return static_cast<char*>(data_);
   }
+  char* get() const { return static_cast<char*>(data_); }
 
  private:
   void* data_ = nullptr;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstring>
 
 #include "dbsp/block_layout.hpp"
 #include "dbsp/error.hpp"
@@ -39,7 +40,7 @@ int64_t fine_covering_blocks(const FineMask& local, int64_t first_row, int64_t e
 void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
                               const BlockMask* block_mask, const Partition& partition, int rank,
                               int ranks, const SpOptions& options, KernelCache& kernels,
-                              std::vector<char>& host_table, PinnedMemory& pinned) {
+                              PinnedMemory& pinned) {
   const int R = partition.grid.ring;
   const int64_t D = problem.head_dim;
   const int64_t H = problem.heads;
@@ -51,7 +52,7 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
   const int me = rank;
   // Head chunks (pure Ulysses grids only: ring steps address the whole local layout). Every
   // rank cuts every group the same way, so sender and receiver agree on each slab's chunk.
-  const int chunks = R == 1 ? std::max(1, options.head_chunks) : 1;
+  const int chunks = layer_head_chunks(partition.grid.ulysses, R, options.head_chunks);
   std::vector<int> chunk_of(static_cast<size_t>(H), 0);  // by global head, in its group
   if (chunks > 1) {
     for (int g = 0; g < partition.grid.ulysses; ++g) {
@@ -86,6 +87,15 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
     }
     return std::span<const Slab>(kept);
   };
+  auto is_shard = [](const std::vector<int>& blocks, const SequenceShard& shard) {
+    if (static_cast<int>(blocks.size()) != shard.end_block - shard.first_block) return false;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      if (blocks[i] != shard.first_block + static_cast<int>(i)) return false;
+    }
+    return true;
+  };
+  sched.local_is_input = chunks == 1 && Hg == H && is_shard(route.q_blocks, route.q_input) &&
+                         is_shard(route.k_blocks, route.k_input);
   std::vector<Slab> send_q_kept, send_kv_kept, recv_q_kept, recv_kv_kept;
   const int64_t tk = route.k_local.tokens();
   sched.chunks.assign(static_cast<size_t>(chunks), ChunkPhases{});
@@ -191,7 +201,7 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
     sched.ring_recv_bytes = std::max(sched.ring_recv_bytes, ring_recv_at);
   }
 
-  UploadTable table(host_table);
+  UploadTable table(pinned);
   for (ChunkPhases& chunk : sched.chunks) {
     for (CopyList* list : {&chunk.in_pack, &chunk.in_unpack, &chunk.out_pack, &chunk.out_unpack,
                            &chunk.in_local, &chunk.out_local}) {
@@ -201,15 +211,22 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
   const int words = fine ? 0 : block_mask->words_per_row();
   sched.row_words = words;
   if (!fine && sched.host.computing_steps > 0) {
-    std::vector<uint64_t> row_bits;
-    row_bits.reserve(route.heads.size() * route.q_blocks.size() * static_cast<size_t>(words));
+    // The rank's mask rows, straight into the table: one copy per run of consecutive query
+    // blocks (a whole head's rows at once when the rank holds its shard as it is).
+    const auto& rows = route.q_blocks;
+    sched.row_bits_offset = table.reserve<uint64_t>(static_cast<int64_t>(route.heads.size()) *
+                                                    static_cast<int64_t>(rows.size()) * words);
+    auto* into = reinterpret_cast<uint64_t*>(table.data() + sched.row_bits_offset);
     for (int h : route.heads) {
-      for (int i : route.q_blocks) {
-        const uint64_t* bits = block_mask->row_bits(h, i);
-        row_bits.insert(row_bits.end(), bits, bits + words);
+      for (size_t i = 0; i < rows.size();) {
+        size_t end = i + 1;
+        while (end < rows.size() && rows[end] == rows[end - 1] + 1) ++end;
+        const size_t words_in_run = (end - i) * static_cast<size_t>(words);
+        std::memcpy(into, block_mask->row_bits(h, rows[i]), words_in_run * sizeof(uint64_t));
+        into += words_in_run;
+        i = end;
       }
     }
-    sched.row_bits_offset = table.add(std::span<const uint64_t>(row_bits));
   }
   int64_t index_count = 0;
   for (int t = 0; t < R; ++t) {
@@ -243,31 +260,28 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
   sched.indices.ensure(std::max<int64_t>(1, index_count) * 4);
   sched.table_bytes = std::max<int64_t>(16, table.size());
   sched.table.ensure(sched.table_bytes);
-  std::memcpy(pinned.ensure(sched.table_bytes), table.data(), static_cast<size_t>(table.size()));
+  pinned.grow(sched.table_bytes, table.size());
 }
 
 }  // namespace
 
 void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, const BlockMask& mask,
                            const Partition& partition, int rank, int ranks,
-                           const SpOptions& options, KernelCache& kernels,
-                           std::vector<char>& host_table, PinnedMemory& pinned,
+                           const SpOptions& options, KernelCache& kernels, PinnedMemory& pinned,
                            sp::LayerSchedule* prebuilt) {
   sched.host = prebuilt ? std::move(*prebuilt)
                         : sp::build_schedule(mask, partition, problem, rank, options.mask_aware,
                                              /*host_indices=*/false);
-  build_from_host_schedule(sched, problem, &mask, partition, rank, ranks, options, kernels,
-                           host_table, pinned);
+  build_from_host_schedule(sched, problem, &mask, partition, rank, ranks, options, kernels, pinned);
 }
 
 void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, const FineMask& mask,
                            const Partition& partition, int rank, int ranks,
-                           const SpOptions& options, KernelCache& kernels,
-                           std::vector<char>& host_table, PinnedMemory& pinned) {
+                           const SpOptions& options, KernelCache& kernels, PinnedMemory& pinned) {
   // Into the kept host schedule: its step masks' memory serves again when recycle() keeps it.
   sp::build_fine_schedule(sched.host, mask, partition, problem, rank, options.mask_aware);
   build_from_host_schedule(sched, problem, /*block_mask=*/nullptr, partition, rank, ranks, options,
-                           kernels, host_table, pinned);
+                           kernels, pinned);
 }
 
 }  // namespace dbsp::sp::device

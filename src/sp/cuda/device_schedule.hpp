@@ -3,6 +3,7 @@
 // routing, row-copy lists, per-peer byte ranges, the kernels and the table uploaded in one copy.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -25,24 +26,34 @@ namespace dbsp::sp::device {
 
 constexpr int64_t kBf16Bytes = 2;
 
-// Everything the layer uploads, laid out in one host buffer; sections are 16-byte aligned. The
-// buffer is the caller's and is reused across layers: a fresh megabyte-sized allocation each
-// layer would be page-faulted in again every time.
+// Everything the layer uploads, laid out in one pinned host buffer, uploaded from there as it
+// is; sections are 16-byte aligned. The buffer is the caller's and is reused across layers: a
+// fresh megabyte-sized allocation each layer would be page-faulted (and pinned) again every time.
 class UploadTable {
  public:
-  explicit UploadTable(std::vector<char>& bytes) : bytes_(bytes) { bytes_.clear(); }
+  explicit UploadTable(PinnedMemory& bytes) : bytes_(bytes) {}
   template <class T>
   int64_t add(std::span<const T> items) {
-    const int64_t offset = (static_cast<int64_t>(bytes_.size()) + 15) / 16 * 16;
-    bytes_.resize(static_cast<size_t>(offset) + items.size_bytes());
-    if (!items.empty()) std::memcpy(bytes_.data() + offset, items.data(), items.size_bytes());
+    const int64_t offset = reserve<T>(static_cast<int64_t>(items.size()));
+    if (!items.empty()) std::memcpy(bytes_.get() + offset, items.data(), items.size_bytes());
     return offset;
   }
-  int64_t size() const { return static_cast<int64_t>(bytes_.size()); }
-  const char* data() const { return bytes_.data(); }
+  // A section of `count` items for the caller to fill in place (at data() + offset, valid until
+  // the next add or reserve).
+  template <class T>
+  int64_t reserve(int64_t count) {
+    const int64_t offset = (size_ + 15) / 16 * 16;
+    const int64_t end = offset + count * static_cast<int64_t>(sizeof(T));
+    bytes_.grow(std::max<int64_t>(end, 16), size_);
+    size_ = end;
+    return offset;
+  }
+  char* data() { return bytes_.get(); }
+  int64_t size() const { return size_; }
 
  private:
-  std::vector<char>& bytes_;
+  PinnedMemory& bytes_;
+  int64_t size_ = 0;
 };
 
 // The buffers the copy tables refer to (indices into CopyBases).
@@ -172,6 +183,10 @@ struct DeviceScheduleData {
   int64_t table_bytes = 0;
   int64_t row_bits_offset = 0;  // the local mask rows (heads x query blocks x words) in the table
   int row_words = 0;            // 64-bit words per mask row (block layers; 0 for fine ones)
+  // The rank's local Q and K/V are its input shards as they are (every head in order, its own
+  // blocks in order, one chunk): the kernels read the caller's tensors and write its output, and
+  // no local copy is made (P = 1, and ring grids whose plan moves no block).
+  bool local_is_input = false;
   bool uploaded = false;
 };
 
@@ -206,18 +221,16 @@ class KernelCache {
 // Fills a cleared `sched` for `rank` of `ranks`: the host schedule, copy lists and peer ranges of
 // every head chunk and ring step, the kernels (built now, so that no allocation lands between
 // queued transfers), device buffers for the table and key lists, and the table in `pinned`
-// (uploaded when the schedule is first used). `host_table` is scratch kept across layers.
+// (uploaded when the schedule is first used).
 // `prebuilt`, when given, is the host schedule already built for this layer (taken over).
 void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, const BlockMask& mask,
                            const Partition& partition, int rank, int ranks,
-                           const SpOptions& options, KernelCache& kernels,
-                           std::vector<char>& host_table, PinnedMemory& pinned,
+                           const SpOptions& options, KernelCache& kernels, PinnedMemory& pinned,
                            sp::LayerSchedule* prebuilt = nullptr);
 // The same for a fine (M x 1) mask: routing and copy tables from mask.covering_blocks()
 // (sp::build_fine_schedule), and per ring step with kept keys the local key lists in the table.
 void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, const FineMask& mask,
                            const Partition& partition, int rank, int ranks,
-                           const SpOptions& options, KernelCache& kernels,
-                           std::vector<char>& host_table, PinnedMemory& pinned);
+                           const SpOptions& options, KernelCache& kernels, PinnedMemory& pinned);
 
 }  // namespace dbsp::sp::device
