@@ -40,6 +40,7 @@ namespace dbsp {
 namespace sp {
 class PrebuiltSchedules;
 }
+struct EstimateWorkspace;  // sp_estimate.hpp
 
 // The tokens one rank holds in the input distribution.
 struct SequenceShard {
@@ -315,7 +316,8 @@ class SpAttention {
   PlanCache plans_;
   std::mutex plans_mutex_;               // plans_ is shared with the plan_ahead workers
   std::vector<uint64_t> schedule_keys_;  // per layer: the key of the schedule the executor keeps
-  std::vector<Ahead> ahead_;             // last: its workers use the members above
+  std::shared_ptr<EstimateWorkspace> estimate_workspace_;  // the device estimator's, once used
+  std::vector<Ahead> ahead_;  // last: its workers use the members above
 };
 
 // ---- Emulation: P virtual ranks in one process (dbsp run --emulate P) ----

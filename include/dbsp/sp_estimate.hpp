@@ -11,6 +11,8 @@
 // rank scores more than its own query rows, and only pooled blocks and bits travel.
 #pragma once
 
+#include <memory>
+
 #include "dbsp/block_mask.hpp"
 #include "dbsp/communicator.hpp"
 #include "dbsp/estimate.hpp"
@@ -28,15 +30,23 @@ namespace dbsp {
 BlockMask estimate_mask_sharded(Communicator& world, const SpProblem& problem, const float* q,
                                 const float* k, const EstimateOptions& options);
 
+// What the device path keeps between calls: its device scratch (grow-only) and a pinned buffer
+// the mask is downloaded into, so that calls after the first allocate nothing on the device and
+// the download is queued with the rest. Opaque; SpAttention keeps one. One thread at a time.
+struct EstimateWorkspace;
+std::shared_ptr<EstimateWorkspace> make_estimate_workspace();
+
 // Device path (NCCL communicator; dbsp built with CUDA and NCCL): q, k bf16 on the communicator's
 // GPU, read after the work already queued on the legacy default stream. Equal, bit for bit, to
 // cuda::MaskEstimator on the whole Q and K. Same contract as the host path, except that the
 // problem and options are not compared across ranks (a mismatch ends in the timeout error), and
 // a NaN or Inf is found in the block means and reported after the call's one host wait (every
-// rank throws, naming the rank). head_dim 64 or 128, at most 8 sink blocks.
+// rank throws, naming the rank). head_dim 64 or 128, at most 8 sink blocks. Without a workspace
+// the call allocates its buffers and frees them on return; a workspace must stay on one GPU.
 // Throws without a CUDA build.
 BlockMask estimate_mask_sharded_device_bf16(Communicator& world, const SpProblem& problem,
                                             const void* q, const void* k,
-                                            const EstimateOptions& options);
+                                            const EstimateOptions& options,
+                                            EstimateWorkspace* workspace = nullptr);
 
 }  // namespace dbsp

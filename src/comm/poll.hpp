@@ -7,9 +7,15 @@
 
 namespace dbsp::comm {
 
+// The longest pause between polls of GPU work (an event of queued kernels and transfers): the
+// call returns at most this late, and the next layer's work is queued only then. Host waits (MPI
+// peers, files) back off to a millisecond.
+inline constexpr std::chrono::microseconds kDevicePollPause{40};
+
 // Calls `done()` until it returns true (then returns true) or `timeout_seconds` pass (false).
 template <class Done>
-bool poll_until(double timeout_seconds, Done&& done) {
+bool poll_until(double timeout_seconds, Done&& done,
+                std::chrono::microseconds max_pause = std::chrono::microseconds(1000)) {
   using Clock = std::chrono::steady_clock;
   const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                            std::chrono::duration<double>(timeout_seconds));
@@ -20,8 +26,7 @@ bool poll_until(double timeout_seconds, Done&& done) {
     if (polls < 200) {
       std::this_thread::yield();
     } else {
-      pause = std::min(std::chrono::microseconds(1000),
-                       std::max(std::chrono::microseconds(20), pause * 2));
+      pause = std::min(max_pause, std::max(std::chrono::microseconds(20), pause * 2));
       std::this_thread::sleep_for(pause);
     }
   }

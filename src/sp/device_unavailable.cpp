@@ -37,8 +37,13 @@ DeviceBf16& DeviceBf16::operator=(DeviceBf16&& other) noexcept {
 }
 std::vector<float> DeviceBf16::to_host() const { no_device_path(); }
 
+struct EstimateWorkspace {};
+std::shared_ptr<EstimateWorkspace> make_estimate_workspace() {
+  return std::make_shared<EstimateWorkspace>();
+}
 BlockMask estimate_mask_sharded_device_bf16(Communicator&, const SpProblem&, const void*,
-                                            const void*, const EstimateOptions&) {
+                                            const void*, const EstimateOptions&,
+                                            EstimateWorkspace*) {
   no_device_path();
 }
 

@@ -414,7 +414,11 @@ SpLayerReport SpAttention::forward_device_bf16(int layer, const SpProblem& probl
                                                const EstimateOptions& estimate, const void* q,
                                                const void* k, const void* v, void* out) {
   return estimate_then_forward(
-      [&] { return estimate_mask_sharded_device_bf16(executor_.world(), problem, q, k, estimate); },
+      [&] {
+        if (!estimate_workspace_) estimate_workspace_ = make_estimate_workspace();
+        return estimate_mask_sharded_device_bf16(executor_.world(), problem, q, k, estimate,
+                                                 estimate_workspace_.get());
+      },
       [&](const BlockMask& mask) {
         return forward_device_bf16(layer, problem, mask, q, k, v, out);
       });

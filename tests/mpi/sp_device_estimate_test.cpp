@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <limits>
+#include <memory>
 #include <span>
 #include <sstream>
 #include <string>
@@ -175,18 +176,24 @@ TEST_F(Nccl, ShardedDeviceEstimateEqualsMaskEstimatorOnTheWholeSequence) {
     cases.push_back({s, options_of(p, 0.9, {0, 3})});
   }
 
+  // One kept workspace serves every case (its buffers grow and are reused at other shapes).
+  const std::shared_ptr<EstimateWorkspace> workspace = make_estimate_workspace();
   for (const auto& [s, options] : cases) {
     const SpProblem problem = problem_of(5, s.head_dim, s.seq_q, s.seq_k, s.block_q, s.block_k);
     const Inputs in(problem, comm.rank(), P);
     const BlockMask expected = whole_sequence_mask(problem, in.whole_q, in.whole_k, options);
     const BlockMask sharded = estimate_mask_sharded_device_bf16(comm, problem, in.shard_q.data(),
                                                                 in.shard_k.data(), options);
+    const BlockMask kept = estimate_mask_sharded_device_bf16(
+        comm, problem, in.shard_q.data(), in.shard_k.data(), options, workspace.get());
     std::ostringstream what;
     what << "rank " << comm.rank() << " of " << P << ", head_dim " << s.head_dim << ", seq "
          << s.seq_q << " x " << s.seq_k << ", blocks " << s.block_q << " x " << s.block_k
          << ", tau " << options.tau << ", " << options.sink_blocks.size() << " sinks, density "
          << expected.density();
     EXPECT_TRUE(sharded == expected) << what.str() << ": " << first_difference(sharded, expected);
+    EXPECT_TRUE(kept == expected) << what.str()
+                                  << ", kept workspace: " << first_difference(kept, expected);
     // The inputs are built so that top-p keeps a real subset (not every block).
     if (expected.k_blocks() >= 8) {
       EXPECT_LT(expected.density(), 1.0) << what.str();
@@ -202,6 +209,7 @@ TEST_F(Nccl, ShardedDeviceEstimateFailsOnEveryRankForNonFiniteInput) {
   const SequenceShard q_shard = sequence_shard(problem.q_layout(), comm.rank(), P);
   const SequenceShard k_shard = sequence_shard(problem.k_layout(), comm.rank(), P);
   const Inputs in(problem, comm.rank(), P);
+  const std::shared_ptr<EstimateWorkspace> workspace = make_estimate_workspace();
   const float poison[] = {std::numeric_limits<float>::quiet_NaN(),
                           std::numeric_limits<float>::infinity()};
   for (int c = 0; c < 2; ++c) {
@@ -213,17 +221,19 @@ TEST_F(Nccl, ShardedDeviceEstimateFailsOnEveryRankForNonFiniteInput) {
     std::vector<float>& poisoned = c == 0 ? q : k;
     if (comm.rank() == bad_rank) poisoned[poisoned.size() / 2 + 5] = poison[c];
     const DeviceBf16 dq(q), dk(k);
-    const std::string message = error_of(
-        [&] { estimate_mask_sharded_device_bf16(comm, problem, dq.data(), dk.data(), options); });
+    const std::string message = error_of([&] {
+      estimate_mask_sharded_device_bf16(comm, problem, dq.data(), dk.data(), options,
+                                        workspace.get());
+    });
     const std::string named =
         std::string(c == 0 ? "Q" : "K") + " on rank " + std::to_string(bad_rank);
     EXPECT_NE(message.find("NaN or Inf"), std::string::npos) << message;
     EXPECT_NE(message.find(named), std::string::npos) << message;
   }
-  // Nothing was left half-done: the communicator still serves a good call.
+  // Nothing was left half-done: the communicator and the workspace still serve a good call.
   const BlockMask expected = whole_sequence_mask(problem, in.whole_q, in.whole_k, options);
   EXPECT_TRUE(estimate_mask_sharded_device_bf16(comm, problem, in.shard_q.data(), in.shard_k.data(),
-                                                options) == expected);
+                                                options, workspace.get()) == expected);
 }
 
 TEST_F(Nccl, ShardedDeviceEstimateRejectsBadArgumentsOnEveryRank) {

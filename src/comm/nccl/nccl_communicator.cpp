@@ -23,10 +23,14 @@ ncclConfig_t non_blocking_config() {
 // Waits for a communicator that is still initialising or splitting.
 ncclResult_t settle(ncclComm_t comm, double timeout_seconds) {
   ncclResult_t state = ncclInProgress;
-  comm::poll_until(timeout_seconds, [&] {
-    if (ncclCommGetAsyncError(comm, &state) != ncclSuccess) state = ncclInternalError;
-    return state != ncclInProgress;
-  });
+  // Exchanges settle here before the layer's work is queued behind them: poll as for GPU work.
+  comm::poll_until(
+      timeout_seconds,
+      [&] {
+        if (ncclCommGetAsyncError(comm, &state) != ncclSuccess) state = ncclInternalError;
+        return state != ncclInProgress;
+      },
+      comm::kDevicePollPause);
   return state;
 }
 
@@ -157,11 +161,14 @@ void NcclCommunicator::wait_event(cudaEvent_t event, std::string_view operation,
   require_usable(operation);
   cudaError_t status = cudaErrorNotReady;
   ncclResult_t async = ncclSuccess;
-  comm::poll_until(timeout_seconds(), [&] {
-    status = cudaEventQuery(event);
-    if (ncclCommGetAsyncError(comm_, &async) != ncclSuccess) async = ncclInternalError;
-    return status != cudaErrorNotReady || (async != ncclSuccess && async != ncclInProgress);
-  });
+  comm::poll_until(
+      timeout_seconds(),
+      [&] {
+        status = cudaEventQuery(event);
+        if (ncclCommGetAsyncError(comm_, &async) != ncclSuccess) async = ncclInternalError;
+        return status != cudaErrorNotReady || (async != ncclSuccess && async != ncclInProgress);
+      },
+      comm::kDevicePollPause);
   if (status == cudaSuccess) return;
   std::ostringstream out;
   out << "nccl: " << operation << " on rank " << rank_ << " of " << size_;

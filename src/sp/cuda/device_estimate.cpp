@@ -33,22 +33,6 @@ constexpr const char* kName = "estimate_mask_sharded_device_bf16";
 constexpr uint64_t kQNotFinite = 1;
 constexpr uint64_t kKNotFinite = 2;
 
-// The call's device arrays, one allocation. Freed on return, except after a failure with work
-// still queued: freeing waits for all of the device's work, which a dead peer may never let
-// finish, so the memory is then left to the process's end (as SpExecutor does with its buffers).
-struct Scratch {
-  void* device = nullptr;
-  bool in_flight = false;  // queued work may still use the buffer
-
-  Scratch() = default;
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  ~Scratch() {
-    if (in_flight) return;
-    if (device) cudaFree(device);
-  }
-};
-
 // Byte offsets of arrays inside one allocation, each 256-byte aligned.
 class Arena {
  public:
@@ -105,9 +89,27 @@ std::string non_finite_ranks(const std::vector<uint64_t>& status) {
 
 }  // namespace
 
+// The device arrays of a call, in one grow-only allocation, and the pinned buffer the mask rows
+// are downloaded into. After a failure with work still queued the workspace is abandoned: freeing
+// device memory waits for all of the device's work, which a dead peer may never let finish, so
+// the memory is left to the process's end (as SpExecutor does with its buffers).
+struct EstimateWorkspace {
+  int device = -1;
+  sp::device::DeviceMemory scratch;
+  sp::device::PinnedMemory download;
+  bool abandoned = false;
+};
+
+std::shared_ptr<EstimateWorkspace> make_estimate_workspace() {
+  return std::shared_ptr<EstimateWorkspace>(new EstimateWorkspace, [](EstimateWorkspace* w) {
+    if (!w->abandoned) delete w;
+  });
+}
+
 BlockMask estimate_mask_sharded_device_bf16(Communicator& world_base, const SpProblem& problem,
                                             const void* q, const void* k,
-                                            const EstimateOptions& options) {
+                                            const EstimateOptions& options,
+                                            EstimateWorkspace* workspace) {
   auto* world = dynamic_cast<comm::NcclCommunicator*>(&world_base);
   require(world != nullptr, kName, " needs an NCCL communicator; got ", world_base.backend());
   world->require_usable("sharded mask estimation");
@@ -158,9 +160,19 @@ BlockMask estimate_mask_sharded_device_bf16(Communicator& world_base, const SpPr
   const int64_t bit_slots_at = arena.take(all_bits * 8);
 
   DBSP_CUDA_RT_CHECK(cudaSetDevice(world->device()));
-  Scratch scratch;
-  DBSP_CUDA_RT_CHECK(cudaMalloc(&scratch.device, static_cast<size_t>(arena.bytes())));
-  char* base = static_cast<char*>(scratch.device);
+  std::shared_ptr<EstimateWorkspace> call_workspace;  // the call's own, without a kept one
+  if (workspace == nullptr) {
+    call_workspace = make_estimate_workspace();
+    workspace = call_workspace.get();
+  }
+  require(workspace->device < 0 || workspace->device == world->device(), kName,
+          ": the workspace holds buffers of GPU ", workspace->device,
+          ", the communicator uses GPU ", world->device());
+  require(!workspace->abandoned, kName,
+          ": the workspace was abandoned by an earlier call that failed with work still queued");
+  workspace->device = world->device();
+  char* base = workspace->scratch.ensure(arena.bytes());
+  auto* host = reinterpret_cast<uint64_t*>(workspace->download.ensure(all_bits * 8));
   auto* pooled_q = reinterpret_cast<float*>(base + pooled_q_at);
   auto* key_slots = reinterpret_cast<float*>(base + key_slots_at);
   auto* pooled_k = reinterpret_cast<float*>(base + pooled_k_at);
@@ -176,7 +188,7 @@ BlockMask estimate_mask_sharded_device_bf16(Communicator& world_base, const SpPr
   // the one the exchanges run on, so every step below is ordered by the stream alone.
   const cudaStream_t stream = world->stream();
   std::vector<std::unique_ptr<PendingExchange>> in_flight;
-  scratch.in_flight = true;
+  workspace->abandoned = true;  // until the host wait below sees the queued work done
 
   // (1) Pool this rank's blocks (q and k point at the shard's first token, which starts a block:
   // block b of the shard is block first_block + b of the sequence, its tokens summed in the same
@@ -256,21 +268,27 @@ BlockMask estimate_mask_sharded_device_bf16(Communicator& world_base, const SpPr
     in_flight.push_back(
         world->start_exchange(sends, recvs, "sharded mask estimation (mask rows all-gather)"));
   }
+  // (5) The whole mask (every rank's status word and rows) down into the pinned buffer.
+  DBSP_CUDA_RT_CHECK(cudaMemcpyAsync(host, bit_slots, static_cast<size_t>(all_bits) * 8,
+                                     cudaMemcpyDeviceToHost, stream));
   finished.record(stream);
 
   // The one host wait, bounded by the timeout; the stuck all-gather is named.
   cudaError_t device_status = cudaErrorNotReady;
   bool comm_failed = false;
-  comm::poll_until(world->timeout_seconds(), [&] {
-    device_status = cudaEventQuery(finished.get());
-    if (device_status != cudaErrorNotReady) return true;
-    ncclResult_t state = ncclSuccess;
-    if (ncclCommGetAsyncError(world->handle(), &state) != ncclSuccess ||
-        (state != ncclSuccess && state != ncclInProgress)) {
-      comm_failed = true;
-    }
-    return comm_failed;
-  });
+  comm::poll_until(
+      world->timeout_seconds(),
+      [&] {
+        device_status = cudaEventQuery(finished.get());
+        if (device_status != cudaErrorNotReady) return true;
+        ncclResult_t state = ncclSuccess;
+        if (ncclCommGetAsyncError(world->handle(), &state) != ncclSuccess ||
+            (state != ncclSuccess && state != ncclInProgress)) {
+          comm_failed = true;
+        }
+        return comm_failed;
+      },
+      comm::kDevicePollPause);
   if (device_status != cudaSuccess) {
     std::ostringstream what;
     what << "nccl: sharded mask estimation on rank " << rank << " of " << ranks;
@@ -287,14 +305,7 @@ BlockMask estimate_mask_sharded_device_bf16(Communicator& world_base, const SpPr
     fail(what.str());
   }
   in_flight.clear();
-  scratch.in_flight = false;
-
-  // One download. The stream is idle now, so this local copy cannot wait for a peer (a pinned
-  // buffer for an asynchronous copy before the wait would cost more to allocate than it saves).
-  std::vector<uint64_t> host(static_cast<size_t>(all_bits));
-  DBSP_CUDA_RT_CHECK(cudaMemcpyAsync(host.data(), bit_slots, host.size() * sizeof(uint64_t),
-                                     cudaMemcpyDeviceToHost, stream));
-  DBSP_CUDA_RT_CHECK(cudaStreamSynchronize(stream));
+  workspace->abandoned = false;
 
   // Every rank holds every status word, so a bad input anywhere fails on every rank alike.
   std::vector<uint64_t> status(static_cast<size_t>(ranks));
@@ -305,7 +316,7 @@ BlockMask estimate_mask_sharded_device_bf16(Communicator& world_base, const SpPr
 
   for (int r = 0; r < ranks; ++r) {
     const int blocks = q_shards[r].end_block - q_shards[r].first_block;
-    const uint64_t* bits = host.data() + bit_slot(r) + 1;
+    const uint64_t* bits = host + bit_slot(r) + 1;
     for (int h = 0; h < problem.heads; ++h) {
       for (int i = 0; i < blocks; ++i) {
         std::memcpy(mask.row_bits(h, q_shards[r].first_block + i),

@@ -411,17 +411,20 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
 
   // The one host wait of the layer, bounded by the timeout; a stuck phase is named.
   bool comm_failed = false;
-  const bool done = comm::poll_until(world_.timeout_seconds(), [&] {
-    if (ds.finished.done()) return true;
-    for (comm::NcclCommunicator* c : {world, ring}) {
-      ncclResult_t state = ncclSuccess;
-      if (ncclCommGetAsyncError(c->handle(), &state) != ncclSuccess ||
-          (state != ncclSuccess && state != ncclInProgress)) {
-        comm_failed = true;
-      }
-    }
-    return comm_failed;
-  });
+  const bool done = comm::poll_until(
+      world_.timeout_seconds(),
+      [&] {
+        if (ds.finished.done()) return true;
+        for (comm::NcclCommunicator* c : {world, ring}) {
+          ncclResult_t state = ncclSuccess;
+          if (ncclCommGetAsyncError(c->handle(), &state) != ncclSuccess ||
+              (state != ncclSuccess && state != ncclInProgress)) {
+            comm_failed = true;
+          }
+        }
+        return comm_failed;
+      },
+      comm::kDevicePollPause);
   if (!done || comm_failed) {
     std::ostringstream what;
     what << "nccl: sp layer on rank " << world_.rank() << " of " << ranks
