@@ -436,11 +436,15 @@ int run_ranks(const RunOptions& o) {
                   o.estimate ? "   est_ms  density" : "", o.fine ? " blk_dens M1_dens" : "",
                   o.check ? " err/limit" : "");
     }
-    // --plan-ahead: the masks of this and the next layer call, at fixed addresses (plan_ahead
-    // keeps a pointer to the next one until its forward); otherwise the call's mask.
+    // --plan-ahead: the masks of this and the next layer call (and with --fine-keep their fine
+    // masks), at fixed addresses (plan_ahead keeps a pointer to the next one until its forward);
+    // otherwise the call's mask.
     std::array<std::optional<BlockMask>, 2> ahead_masks;
+    std::array<std::optional<FineMask>, 2> ahead_fine;
     std::optional<BlockMask> call_mask;
+    std::optional<FineMask> call_fine;
     double call_ms = 0;  // forward calls, host work included: per call the slowest rank, summed
+    int planned_ahead_calls = 0;  // calls that found their hash, plan and schedule prepared
     std::optional<BlockMask> expected_mask;  // --estimate --check, for the current inputs
     int64_t mask_differences = 0;            // --estimate --check, all layers
     double estimate_ms = 0;                  // --estimate: per layer the slowest rank's, summed
@@ -455,14 +459,32 @@ int run_ranks(const RunOptions& o) {
       for (int layer = 0; layer < layers; ++layer) {
         // With --estimate the source gives the layer's shape; the bits come from the estimate.
         const int call = step * layers + layer;
-        if (o.plan_ahead && call == 0) ahead_masks[0] = source.mask(step, layer);
+        // --fine-keep: the same fine mask on every rank (seeded by the run's seed, step, layer).
+        if (o.plan_ahead && call == 0) {
+          ahead_masks[0] = source.mask(step, layer);
+          if (o.fine) ahead_fine[0] = layer_fine_mask(o, *ahead_masks[0], step, layer);
+        }
         BlockMask& mask =
             o.plan_ahead ? *ahead_masks[call % 2] : call_mask.emplace(source.mask(step, layer));
+        const FineMask* fine = nullptr;
+        if (o.fine) {
+          fine = o.plan_ahead ? &*ahead_fine[call % 2]
+                              : &call_fine.emplace(layer_fine_mask(o, mask, step, layer));
+          fine_density_sum += fine->density();
+        }
         if (o.plan_ahead && call + 1 < steps * layers) {
           const int next_step = (call + 1) / layers, next_layer = (call + 1) % layers;
           BlockMask& next = ahead_masks[(call + 1) % 2].emplace(source.mask(next_step, next_layer));
           const SpProblem next_problem = layer_problem(next, head_dim, o.batch);
-          if (device) {
+          if (o.fine) {
+            const FineMask& next_fine =
+                ahead_fine[(call + 1) % 2].emplace(layer_fine_mask(o, next, next_step, next_layer));
+            if (device) {
+              attention.plan_ahead_device(next_layer, next_problem, next_fine);
+            } else {
+              attention.plan_ahead(next_layer, next_problem, next_fine);
+            }
+          } else if (device) {
             attention.plan_ahead_device(next_layer, next_problem, next);
           } else {
             attention.plan_ahead(next_layer, next_problem, next);
@@ -470,12 +492,6 @@ int run_ranks(const RunOptions& o) {
         }
         const SpProblem problem = layer_problem(mask, head_dim, o.batch);
         const EstimateOptions estimate = estimate_options(problem, o.tau);
-        // --fine-keep: the same fine mask on every rank (seeded by the run's seed, step, layer).
-        std::optional<FineMask> fine;
-        if (o.fine) {
-          fine = layer_fine_mask(o, mask, step, layer);
-          fine_density_sum += fine->density();
-        }
         // Seeded inputs depend on the seed only (not on the layer), so each rank generates them
         // once; the workload's Q and K change with every (step, layer).
         const InputSource input_source{.seed = o.source.seed * 1000003u + 1u,
@@ -529,6 +545,7 @@ int run_ranks(const RunOptions& o) {
                                   .count();
           const std::vector<double> calls = world->all_gather(mine, "call time");
           call_ms += *std::max_element(calls.begin(), calls.end());
+          if (report.planned_ahead) ++planned_ahead_calls;
         }
         double layer_estimate_ms = 0;
         int64_t layer_mask_differences = 0;
@@ -621,6 +638,10 @@ int run_ranks(const RunOptions& o) {
           "forward calls: %.2f ms (per call the slowest rank's, with the hash, plan and "
           "cross-rank checks%s)\n",
           call_ms, o.plan_ahead ? "; host work of the next call started ahead" : "");
+      if (o.plan_ahead) {
+        std::printf("planned ahead: %d of %d calls found their host work prepared\n",
+                    planned_ahead_calls, entries);
+      }
       std::printf(
           "bytes sent %.3f MB; mask-aware communication saved %.3f MB (%.1f%% of sending "
           "every slab)\n",
@@ -936,9 +957,9 @@ void register_run(CLI::App& app) {
   command->add_flag(
       "--plan-ahead", options->plan_ahead,
       "start each layer call's host work (mask hash, plan, this rank's schedule) on a background "
-      "thread while the call before it runs (SpAttention::plan_ahead); block masks only, not "
-      "with --estimate or --fine-keep; --emulate charges each call only the host work (plan and "
-      "setup) that outlasts the call before it");
+      "thread while the call before it runs (SpAttention::plan_ahead); block or fine "
+      "(--fine-keep) masks, not with --estimate; --emulate charges each call only the host work "
+      "(plan and setup) that outlasts the call before it");
   add_cost_options(*command, options->cost);
   command->callback([options, fine_keep] {
     require(!(options->estimate && options->emulate > 0),
@@ -951,7 +972,6 @@ void register_run(CLI::App& app) {
       require(keep > 0 && keep <= 1, "--fine-keep: expected a share in (0, 1], got ", keep);
       require(!options->estimate,
               "--fine-keep thins the source's block masks; it does not combine with --estimate");
-      require(!options->plan_ahead, "--plan-ahead takes block masks; not with --fine-keep");
     }
     const int code = options->emulate > 0 ? run_emulated(*options) : run_ranks(*options);
     if (code != 0) throw CLI::RuntimeError(code);

@@ -146,8 +146,7 @@ class SpExecutor {
                               const void* v, void* out, ScheduleReuse reuse = {});
   // The device path with a fine mask: routing and data movement as the host fine run (covering
   // blocks), each ring step's kernel on the step's key lists (block_q must be a multiple of 64,
-  // block_k may be any size: it only shapes the routing). Device path compiled, first GPU run
-  // pending.
+  // block_k may be any size: it only shapes the routing). Run on one GPU; P = 2 not yet run.
   SpTelemetry run_device_bf16(const SpProblem& problem, const FineMask& mask,
                               const Partition& partition, const void* q, const void* k,
                               const void* v, void* out, ScheduleReuse reuse = {});
@@ -159,6 +158,9 @@ class SpExecutor {
   // nothing (such a schedule is never kept).
   void prebuild_schedule(const SpProblem& problem, const BlockMask& mask,
                          const Partition& partition, ScheduleReuse reuse, bool device);
+  // The same for a fine mask (the next run or run_device_bf16 with this FineMask and key).
+  void prebuild_schedule(const SpProblem& problem, const FineMask& mask, const Partition& partition,
+                         ScheduleReuse reuse);
 
   Communicator& world() { return world_; }
   const SpOptions& options() const { return options_; }
@@ -279,36 +281,50 @@ class SpAttention {
   // next forward of `layer` with this very mask object (the same address; it must stay alive and
   // unchanged until then) uses the result; any other forward of the layer first waits for the
   // work and drops it, so the plan cache may then hold the plan of the mask given here. Every
-  // rank must make the same calls. Block masks only; a fine or estimated forward drops it too.
+  // rank must make the same calls. An estimated forward drops it too (its mask comes from the
+  // call's Q and K).
   void plan_ahead(int layer, const SpProblem& problem, const BlockMask& mask);
   void plan_ahead_device(int layer, const SpProblem& problem, const BlockMask& mask);
+  // The same for a fine mask: its hash, the plan on its covering blocks, its rho_s under that plan
+  // (the report's predicted_ratio) and this rank's fine schedule, whose key lists are the largest
+  // host work of a fine layer. Host and device forwards use the same schedule.
+  void plan_ahead(int layer, const SpProblem& problem, const FineMask& mask);
+  void plan_ahead_device(int layer, const SpProblem& problem, const FineMask& mask);
 
   int replans() const { return plans_.replans(); }
   const Strategy& strategy() const { return strategy_; }
   SpExecutor& executor() { return executor_; }
 
  private:
-  // What plan_ahead prepares: the mask's fingerprint and the plan lookup.
+  // What plan_ahead prepares: the mask's fingerprint and the plan lookup (and for a fine mask its
+  // rho_s under the plan).
   struct Prepared {
     uint64_t mask_fingerprint = 0;
     PlanCache::Lookup lookup{nullptr, false, 1.0};
+    double fine_ratio = 0;
   };
   struct Ahead {
     int layer = 0;
-    const BlockMask* mask = nullptr;
+    const BlockMask* mask = nullptr;  // planned on (a fine mask's covering blocks)
     bool device = false;
+    bool fine = false;
     std::future<Prepared> work;
   };
-  void start_ahead(int layer, const SpProblem& problem, const BlockMask& mask, bool device);
+  // Starts `work` (which returns the Prepared) for `layer` on a background thread.
+  template <class Work>
+  void start_ahead(int layer, const BlockMask& planned_on, bool device, bool fine, Work&& work);
+  void start_block_ahead(int layer, const SpProblem& problem, const BlockMask& mask, bool device);
+  void start_fine_ahead(int layer, const SpProblem& problem, const FineMask& mask, bool device);
   // Waits for and removes the work started for `layer`; returns it when it was started for
-  // `mask` (null: none matches) on this path.
-  std::optional<Prepared> take_ahead(int layer, const BlockMask* mask, bool device);
+  // `mask` (null: none matches) on this path and kind of mask.
+  std::optional<Prepared> take_ahead(int layer, const BlockMask* mask, bool device, bool fine);
   PlanCache::Lookup plan_for(int layer, const BlockMask& mask);  // serialised with the workers
   // Plans on `mask` (or takes what plan_ahead prepared for it when `ahead_mask` is it), checks
   // (plan hash, mask fingerprint) across ranks, runs `run`. fingerprint() hashes the mask.
+  // For a fine mask `mask` is its covering blocks, and a report planned ahead carries its rho_s.
   template <class Fingerprint, class Run>
   SpLayerReport forward_with(int layer, const BlockMask& mask, const BlockMask* ahead_mask,
-                             bool device, Fingerprint&& fingerprint, Run&& run);
+                             bool device, bool fine, Fingerprint&& fingerprint, Run&& run);
 
   SpExecutor executor_;
   Strategy strategy_;

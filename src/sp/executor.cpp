@@ -247,12 +247,30 @@ SpTelemetry SpExecutor::run(const SpProblem& problem, const FineMask& mask,
           "SpExecutor::run with a fine mask takes host buffers; the ", world_.backend(),
           " communicator moves device memory (fine masks run on the host path only)");
   sp::check_fine_layer(world_.size(), problem, mask, partition);
-  // A fine schedule never answers for a block mask's key, nor the reverse.
-  reuse.key ^= 0xf1e2d3c4b5a69788ull;
-  // Into the slot's recycled schedule: the new step masks take over the old ones' memory.
+  reuse = sp::fine_reuse(reuse);
   return run_host(problem, partition, q, k, v, out, reuse, [&](sp::LayerSchedule& schedule) {
+    std::optional<sp::LayerSchedule> ready =
+        prebuilt_->take(reuse.slot, sp::schedule_key(reuse, problem), /*with_indices=*/false);
+    if (ready) {
+      prebuilt_->keep_spare(std::move(schedule));  // its memory serves the next build ahead
+      schedule = std::move(*ready);
+      return;
+    }
+    // Into the slot's recycled schedule: the new step masks take over the old ones' memory.
     sp::build_fine_schedule(schedule, mask, partition, problem, world_.rank(), options_.mask_aware);
   });
+}
+
+void SpExecutor::prebuild_schedule(const SpProblem& problem, const FineMask& mask,
+                                   const Partition& partition, ScheduleReuse reuse) {
+  if (reuse.slot < 0) return;
+  sp::check_fine_layer(world_.size(), problem, mask, partition);
+  reuse = sp::fine_reuse(reuse);
+  // Host and device runs use the same fine schedule (key lists, no block lists).
+  sp::LayerSchedule schedule = prebuilt_->spare();
+  sp::build_fine_schedule(schedule, mask, partition, problem, world_.rank(), options_.mask_aware);
+  prebuilt_->put(reuse.slot, sp::schedule_key(reuse, problem), /*with_indices=*/false,
+                 std::move(schedule));
 }
 
 }  // namespace dbsp

@@ -100,6 +100,23 @@ void PrebuiltSchedules::put(int slot, uint64_t key, bool with_indices, LayerSche
   entries_.push_back({slot, key, with_indices, std::move(schedule)});
 }
 
+void PrebuiltSchedules::keep_spare(LayerSchedule spent) {
+  // Two are enough: one being filled ahead while the other waits for its run.
+  constexpr size_t kMostSpares = 2;
+  if (spent.fine_step_masks.empty() && spent.spare_fine_lists.empty()) return;
+  spent.recycle();
+  const std::lock_guard<std::mutex> lock(mutex_);
+  if (spares_.size() < kMostSpares) spares_.push_back(std::move(spent));
+}
+
+LayerSchedule PrebuiltSchedules::spare() {
+  const std::lock_guard<std::mutex> lock(mutex_);
+  if (spares_.empty()) return {};
+  LayerSchedule spare = std::move(spares_.back());
+  spares_.pop_back();
+  return spare;
+}
+
 std::optional<LayerSchedule> PrebuiltSchedules::take(int slot, uint64_t key, bool with_indices) {
   const std::lock_guard<std::mutex> lock(mutex_);
   std::optional<LayerSchedule> found;

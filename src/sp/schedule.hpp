@@ -57,6 +57,12 @@ void check_fine_layer(int ranks, const SpProblem& problem, const FineMask& mask,
 // The key under which a schedule is kept: the caller's key mixed with what the caller's
 // fingerprint does not cover (head_dim and scale shape the buffers, not the routing).
 uint64_t schedule_key(const ScheduleReuse& reuse, const SpProblem& problem);
+// A fine mask's run keeps its schedule under another key than a block mask's run with the same
+// reuse, so that neither ever answers for the other.
+inline ScheduleReuse fine_reuse(ScheduleReuse reuse) {
+  reuse.key ^= 0xf1e2d3c4b5a69788ull;
+  return reuse;
+}
 
 // Per-slot cache of T (a schedule, or a schedule with its device tables). A slot whose key
 // changed is handed back cleared by T::recycle() when T has one (device buffers then survive the
@@ -108,6 +114,11 @@ class PrebuiltSchedules {
   // The schedule put for (slot, key, with_indices), if any; the slot is emptied either way, so a
   // stale schedule (another key) never outlives the run that did not use it.
   std::optional<LayerSchedule> take(int slot, uint64_t key, bool with_indices);
+  // Fine schedules' memory goes round: a run that takes a prebuilt schedule hands back the one its
+  // slot held (keep_spare recycles it), and the next build ahead fills it (spare) instead of
+  // touching fresh pages for its key lists. A few are kept; spare() without one gives an empty one.
+  void keep_spare(LayerSchedule spent);
+  LayerSchedule spare();
 
  private:
   struct Entry {
@@ -117,7 +128,8 @@ class PrebuiltSchedules {
     LayerSchedule schedule;
   };
   std::mutex mutex_;
-  std::vector<Entry> entries_;  // at most one per slot
+  std::vector<Entry> entries_;         // at most one per slot
+  std::vector<LayerSchedule> spares_;  // recycled, holding only their fine lists' memory
 };
 
 }  // namespace dbsp::sp

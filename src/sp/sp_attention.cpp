@@ -194,13 +194,20 @@ PlanCache::Lookup SpAttention::plan_for(int layer, const BlockMask& mask) {
   return plans_.plan_for(layer, mask);
 }
 
-void SpAttention::start_ahead(int layer, const SpProblem& problem, const BlockMask& mask,
-                              bool device) {
+template <class Work>
+void SpAttention::start_ahead(int layer, const BlockMask& planned_on, bool device, bool fine,
+                              Work&& work) {
   require(layer >= 0 && layer < layers_, "SpAttention::plan_ahead: layer ", layer, " outside [0, ",
           layers_, ")");
-  (void)take_ahead(layer, nullptr, device);  // an earlier call for this layer is dropped
+  (void)take_ahead(layer, nullptr, device, fine);  // an earlier call for this layer is dropped
   // Only this worker touches the layer's plan and schedule key until take_ahead collects it.
-  auto work = [this, layer, problem, &mask, device] {
+  ahead_.push_back(
+      {layer, &planned_on, device, fine, std::async(std::launch::async, std::move(work))});
+}
+
+void SpAttention::start_block_ahead(int layer, const SpProblem& problem, const BlockMask& mask,
+                                    bool device) {
+  start_ahead(layer, mask, device, /*fine=*/false, [this, layer, problem, &mask, device] {
     Prepared prepared;
     prepared.mask_fingerprint = mask_hash(mask);
     prepared.lookup = plan_for(layer, mask);
@@ -211,27 +218,51 @@ void SpAttention::start_ahead(int layer, const SpProblem& problem, const BlockMa
       executor_.prebuild_schedule(problem, mask, prepared.lookup.plan->partition, reuse, device);
     }
     return prepared;
-  };
-  ahead_.push_back({layer, &mask, device, std::async(std::launch::async, work)});
+  });
+}
+
+void SpAttention::start_fine_ahead(int layer, const SpProblem& problem, const FineMask& mask,
+                                   bool device) {
+  const BlockMask& covering = mask.covering_blocks();
+  start_ahead(layer, covering, device, /*fine=*/true, [this, layer, problem, &mask, &covering] {
+    Prepared prepared;
+    prepared.mask_fingerprint = mask_hash(mask);
+    prepared.lookup = plan_for(layer, covering);
+    const Partition& partition = prepared.lookup.plan->partition;
+    prepared.fine_ratio = imbalance_ratio(mask, partition);
+    const ScheduleReuse reuse{layer, reuse_key(partition.hash(), prepared.mask_fingerprint)};
+    if (reuse.key != schedule_keys_[layer]) {
+      executor_.prebuild_schedule(problem, mask, partition, reuse);
+    }
+    return prepared;
+  });
 }
 
 void SpAttention::plan_ahead(int layer, const SpProblem& problem, const BlockMask& mask) {
-  start_ahead(layer, problem, mask, /*device=*/false);
+  start_block_ahead(layer, problem, mask, /*device=*/false);
 }
 
 void SpAttention::plan_ahead_device(int layer, const SpProblem& problem, const BlockMask& mask) {
-  start_ahead(layer, problem, mask, /*device=*/true);
+  start_block_ahead(layer, problem, mask, /*device=*/true);
+}
+
+void SpAttention::plan_ahead(int layer, const SpProblem& problem, const FineMask& mask) {
+  start_fine_ahead(layer, problem, mask, /*device=*/false);
+}
+
+void SpAttention::plan_ahead_device(int layer, const SpProblem& problem, const FineMask& mask) {
+  start_fine_ahead(layer, problem, mask, /*device=*/true);
 }
 
 std::optional<SpAttention::Prepared> SpAttention::take_ahead(int layer, const BlockMask* mask,
-                                                             bool device) {
+                                                             bool device, bool fine) {
   std::optional<Prepared> taken;
   for (auto it = ahead_.begin(); it != ahead_.end();) {
     if (it->layer != layer) {
       ++it;
       continue;
     }
-    if (mask != nullptr && it->mask == mask && it->device == device) {
+    if (mask != nullptr && it->mask == mask && it->device == device && it->fine == fine) {
       taken = it->work.get();  // rethrows what the worker threw
     } else {
       // Dropped: only its completion matters (what it threw, the forward meets again itself).
@@ -247,12 +278,12 @@ std::optional<SpAttention::Prepared> SpAttention::take_ahead(int layer, const Bl
 
 template <class Fingerprint, class Run>
 SpLayerReport SpAttention::forward_with(int layer, const BlockMask& mask,
-                                        const BlockMask* ahead_mask, bool device,
+                                        const BlockMask* ahead_mask, bool device, bool fine,
                                         Fingerprint&& fingerprint, Run&& run) {
   require(layer >= 0 && layer < layers_, "SpAttention: layer ", layer, " outside [0, ", layers_,
           ")");
   Communicator& world = executor_.world();
-  const std::optional<Prepared> ready = take_ahead(layer, ahead_mask, device);
+  const std::optional<Prepared> ready = take_ahead(layer, ahead_mask, device, fine);
   const PlanCache::Lookup lookup = ready ? ready->lookup : plan_for(layer, mask);
   const Partition& partition = lookup.plan->partition;
 
@@ -274,6 +305,7 @@ SpLayerReport SpAttention::forward_with(int layer, const BlockMask& mask,
   report.predicted_ratio = lookup.current_ratio;
   report.predicted_ms = lookup.plan->predicted.total_ms;
   report.planned_ahead = ready.has_value();
+  if (ready && fine) report.predicted_ratio = ready->fine_ratio;
   // The executor keeps this layer's schedule while plan and mask stay the same.
   const ScheduleReuse reuse{layer, reuse_key(mine.plan, mine.mask)};
   schedule_keys_[layer] = 0;  // unknown until the run has kept it
@@ -319,7 +351,7 @@ SpLayerReport SpAttention::forward(int layer, const SpProblem& problem, const Bl
   Communicator& world = executor_.world();
   const ShardElements n(problem, world.rank(), world.size());
   return forward_with(
-      layer, mask, &mask, /*device=*/false, [&] { return mask_hash(mask); },
+      layer, mask, &mask, /*device=*/false, /*fine=*/false, [&] { return mask_hash(mask); },
       [&](const Partition& partition, ScheduleReuse reuse) {
         return over_batch(problem, [&](int b) {
           return executor_.run(problem, mask, partition, q + b * n.q, k + b * n.k, v + b * n.k,
@@ -334,7 +366,8 @@ SpLayerReport SpAttention::forward(int layer, const SpProblem& problem, const Fi
   const ShardElements n(problem, world.rank(), world.size());
   const Partition* used = nullptr;
   SpLayerReport report = forward_with(
-      layer, mask.covering_blocks(), nullptr, /*device=*/false, [&] { return mask_hash(mask); },
+      layer, mask.covering_blocks(), &mask.covering_blocks(), /*device=*/false, /*fine=*/true,
+      [&] { return mask_hash(mask); },
       [&](const Partition& partition, ScheduleReuse reuse) {
         used = &partition;
         return over_batch(problem, [&](int b) {
@@ -342,7 +375,7 @@ SpLayerReport SpAttention::forward(int layer, const SpProblem& problem, const Fi
                                out + b * n.q, reuse);
         });
       });
-  report.predicted_ratio = imbalance_ratio(mask, *used);
+  if (!report.planned_ahead) report.predicted_ratio = imbalance_ratio(mask, *used);
   return report;
 }
 
@@ -354,7 +387,7 @@ SpLayerReport SpAttention::forward_device_bf16(int layer, const SpProblem& probl
   const int64_t q_bytes = 2 * n.q, k_bytes = 2 * n.k;  // bf16
   auto in = [](const void* p, int64_t offset) { return static_cast<const char*>(p) + offset; };
   return forward_with(
-      layer, mask, &mask, /*device=*/true, [&] { return mask_hash(mask); },
+      layer, mask, &mask, /*device=*/true, /*fine=*/false, [&] { return mask_hash(mask); },
       [&](const Partition& partition, ScheduleReuse reuse) {
         return over_batch(problem, [&](int b) {
           return executor_.run_device_bf16(problem, mask, partition, in(q, b * q_bytes),
@@ -373,7 +406,8 @@ SpLayerReport SpAttention::forward_device_bf16(int layer, const SpProblem& probl
   auto in = [](const void* p, int64_t offset) { return static_cast<const char*>(p) + offset; };
   const Partition* used = nullptr;
   SpLayerReport report = forward_with(
-      layer, mask.covering_blocks(), nullptr, /*device=*/true, [&] { return mask_hash(mask); },
+      layer, mask.covering_blocks(), &mask.covering_blocks(), /*device=*/true, /*fine=*/true,
+      [&] { return mask_hash(mask); },
       [&](const Partition& partition, ScheduleReuse reuse) {
         used = &partition;
         return over_batch(problem, [&](int b) {
@@ -382,7 +416,7 @@ SpLayerReport SpAttention::forward_device_bf16(int layer, const SpProblem& probl
                                            static_cast<char*>(out) + b * q_bytes, reuse);
         });
       });
-  report.predicted_ratio = imbalance_ratio(mask, *used);
+  if (!report.planned_ahead) report.predicted_ratio = imbalance_ratio(mask, *used);
   return report;
 }
 

@@ -196,8 +196,7 @@ std::vector<double> reference_rows(const SpProblem& problem, const FineMask& mas
 }
 
 std::vector<double> reference_rows(const SpProblem& problem, const FineMask& mask, uint64_t seed,
-                                   int first_q_block, int end_q_block,
-                                   bool round_inputs_to_bf16) {
+                                   int first_q_block, int end_q_block, bool round_inputs_to_bf16) {
   return reference_rows(problem, mask, InputSource{.seed = seed}, first_q_block, end_q_block,
                         round_inputs_to_bf16);
 }

@@ -44,10 +44,6 @@ struct RankData {
   }
 };
 
-std::vector<float> poisoned(size_t elements) {
-  return std::vector<float>(elements, std::numeric_limits<float>::quiet_NaN());
-}
-
 void expect_close(const std::vector<float>& out, const std::vector<double>& reference,
                   const std::string& what) {
   ASSERT_EQ(out.size(), reference.size());
@@ -68,7 +64,7 @@ void expect_close(const std::vector<float>& out, const std::vector<double>& refe
 SpTelemetry run_and_check(SpExecutor& executor, const SpProblem& problem, const BlockMask& mask,
                           const Partition& partition, const RankData& data,
                           const std::string& what) {
-  std::vector<float> out = poisoned(data.q.size());
+  std::vector<float> out = test::poisoned(data.q.size());
   const SpTelemetry telemetry = executor.run(problem, mask, partition, data.q.data(), data.k.data(),
                                              data.v.data(), out.data());
   expect_close(out, data.reference, what);
@@ -111,7 +107,8 @@ TEST(SpExecutor, MaskAwareRunEqualsSendEverythingRunBitForBitAndAccountsSavings)
   for (Grid grid : factorizations(world.size())) {
     const Partition partition =
         test::random_partition(grid, 5, mask.q_blocks(), mask.k_blocks(), 9);
-    std::vector<float> out_aware = poisoned(data.q.size()), out_all = poisoned(data.q.size());
+    std::vector<float> out_aware = test::poisoned(data.q.size()),
+                       out_all = test::poisoned(data.q.size());
     const SpTelemetry a = aware.run(problem, mask, partition, data.q.data(), data.k.data(),
                                     data.v.data(), out_aware.data());
     const SpTelemetry b = send_all.run(problem, mask, partition, data.q.data(), data.k.data(),
@@ -135,7 +132,7 @@ TEST(SpExecutor, EmptyMaskMovesNoBytesComputesNothingAndReturnsZeros) {
   const RankData data(problem, mask);
   SpExecutor executor(world);
   for (Grid grid : factorizations(world.size())) {
-    std::vector<float> out = poisoned(data.q.size());
+    std::vector<float> out = test::poisoned(data.q.size());
     const SpTelemetry t = executor.run(problem, mask, Partition::contiguous(grid, 5, 16, 16),
                                        data.q.data(), data.k.data(), data.v.data(), out.data());
     EXPECT_EQ(t.bytes_sent, 0);
@@ -209,7 +206,7 @@ TEST(SpAttention, EveryStrategyMatchesReferenceAcrossLayersAndSteps) {
       for (int layer = 0; layer < 2; ++layer) {
         const BlockMask& mask = masks[2 * step + layer];
         const RankData& data = inputs[2 * step + layer];
-        std::vector<float> out = poisoned(data.q.size());
+        std::vector<float> out = test::poisoned(data.q.size());
         const SpLayerReport report = attention.forward(layer, problem, mask, data.q.data(),
                                                        data.k.data(), data.v.data(), out.data());
         expect_close(out, data.reference, name + " layer " + std::to_string(layer));
@@ -287,7 +284,7 @@ TEST(SpAttention, BatchElementsShareThePlanAndEachMatchesItsOwnReference) {
   }
   for (const std::string name : {"ulysses", "ring", "dbsp"}) {
     SpAttention attention(world, parse_strategy(name, world.size()), /*layers=*/1);
-    std::vector<float> out = poisoned(q.size());
+    std::vector<float> out = test::poisoned(q.size());
     const SpLayerReport report =
         attention.forward(0, problem, mask, q.data(), k.data(), v.data(), out.data());
     const size_t per_element = elements[0].q.size();
@@ -418,7 +415,7 @@ TEST(SpAttention, ReusesTheLayerScheduleOnlyWhileMaskAndPlanStayTheSame) {
     const RankData* data[] = {&first_data, &first_data, &second_data, &second_data, &first_data};
     const bool expect_reuse[] = {false, true, false, true, false};
     for (int call = 0; call < 5; ++call) {
-      std::vector<float> out = poisoned(data[call]->q.size());
+      std::vector<float> out = test::poisoned(data[call]->q.size());
       const SpLayerReport report =
           attention.forward(0, problem, *masks[call], data[call]->q.data(), data[call]->k.data(),
                             data[call]->v.data(), out.data());
@@ -457,7 +454,8 @@ TEST(SpAttention, PlanAheadGivesTheSameOutputsAndPlansAsPlanningInTheCall) {
         ahead.plan_ahead((call + 1) % kLayers, problem, masks[call + 1]);
       }
       const RankData& data = inputs[call];
-      std::vector<float> expected = poisoned(data.q.size()), out = poisoned(data.q.size());
+      std::vector<float> expected = test::poisoned(data.q.size()),
+                         out = test::poisoned(data.q.size());
       const SpLayerReport want = plain.forward(layer, problem, masks[call], data.q.data(),
                                                data.k.data(), data.v.data(), expected.data());
       const SpLayerReport got = ahead.forward(layer, problem, masks[call], data.q.data(),
@@ -476,7 +474,7 @@ TEST(SpAttention, PlanAheadGivesTheSameOutputsAndPlansAsPlanningInTheCall) {
     // Prepared for a copy of the mask, run with the original: dropped, then planned in the call.
     const BlockMask copy = masks[1];
     ahead.plan_ahead(1, problem, copy);
-    std::vector<float> out = poisoned(inputs[1].q.size());
+    std::vector<float> out = test::poisoned(inputs[1].q.size());
     const SpLayerReport report = ahead.forward(1, problem, masks[1], inputs[1].q.data(),
                                                inputs[1].k.data(), inputs[1].v.data(), out.data());
     EXPECT_FALSE(report.planned_ahead) << name;

@@ -149,6 +149,44 @@ TEST_F(Nccl, DeviceFineEveryStrategyMatchesReferenceAcrossLayers) {
   }
 }
 
+// plan_ahead_device with fine masks: the fine schedule built on a background thread (into the
+// memory of a schedule handed back by an earlier run) gives the same outputs, bit for bit, and
+// the same rho_s as forwards that build it in the call.
+TEST_F(Nccl, DeviceFinePlanAheadEqualsPlanningInTheCallBitForBit) {
+  Communicator& comm = *nccl_;
+  const SpProblem problem = fine_problem(5);
+  std::vector<FineCase> calls;
+  for (int call = 0; call < 4; ++call) {
+    const uint64_t seed = kSeed + 10 + static_cast<uint64_t>(call);
+    FineMask mask = call % 2 == 0
+                        ? thin_blocks(test::make_mask(test::MaskKind::random, problem.heads,
+                                                      problem.geometry, 0.35, seed),
+                                      0.3, seed)
+                        : test::random_fine_mask(problem.heads, problem.geometry, 0.1, seed);
+    calls.emplace_back(problem, std::move(mask), comm.rank(), comm.size());
+  }
+  for (const char* name : {"dbsp", "ring"}) {
+    SpAttention plain(comm, parse_strategy(name, comm.size()), 2);
+    SpAttention ahead(comm, parse_strategy(name, comm.size()), 2);
+    for (int call = 0; call < 4; ++call) {
+      const FineCase& c = calls[call];
+      if (call + 1 < 4) ahead.plan_ahead_device((call + 1) % 2, problem, calls[call + 1].mask);
+      DeviceBf16 expected(test::poisoned(c.q.size())), out(test::poisoned(c.q.size()));
+      const SpLayerReport want = plain.forward_device_bf16(
+          call % 2, problem, c.mask, c.dq.data(), c.dk.data(), c.dv.data(), expected.data());
+      const SpLayerReport got = ahead.forward_device_bf16(call % 2, problem, c.mask, c.dq.data(),
+                                                          c.dk.data(), c.dv.data(), out.data());
+      const std::vector<float> host = out.to_host(), reference = expected.to_host();
+      const std::string what = std::string(name) + " call " + std::to_string(call);
+      EXPECT_EQ(got.planned_ahead, call > 0) << what;
+      EXPECT_EQ(got.plan_hash, want.plan_hash) << what;
+      EXPECT_EQ(got.predicted_ratio, want.predicted_ratio) << what;
+      EXPECT_EQ(0, std::memcmp(host.data(), reference.data(), host.size() * sizeof(float))) << what;
+      c.expect_accurate(host, what);
+    }
+  }
+}
+
 TEST_F(Nccl, DeviceFineHeadChunksEqualTheWholeLayerBitForBit) {
   Communicator& comm = *nccl_;
   const SpProblem problem = fine_problem(5);

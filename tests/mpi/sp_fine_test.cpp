@@ -37,10 +37,6 @@ SpProblem make_problem(int heads, int head_dim, MaskGeometry geometry) {
   return problem;
 }
 
-std::vector<float> poisoned(size_t elements) {
-  return std::vector<float>(elements, std::numeric_limits<float>::quiet_NaN());
-}
-
 // fp32 against the fp64 reference, norm-wise (as dbsp run --check on cpu): relative L2 error and
 // the largest error over the largest reference element, both <= 1e-4; NaN fails.
 void expect_close(const std::vector<float>& out, const std::vector<double>& reference,
@@ -258,7 +254,7 @@ void check_every_grid(const SpProblem& problem) {
         const Partition partition =
             permuted ? test::random_partition(grid, problem.heads, nq, nk, kSeed + grid.ring)
                      : Partition::contiguous(grid, problem.heads, nq, nk);
-        std::vector<float> out = poisoned(data.q.size());
+        std::vector<float> out = test::poisoned(data.q.size());
         executor.run(problem, mask, partition, data.q.data(), data.k.data(), data.v.data(),
                      out.data());
         expect_close(out, data.reference,
@@ -289,7 +285,8 @@ TEST(SpExecutorFine, MovesAndComputesExactlyWhatTheCoveringBlockMaskDoes) {
     SpExecutor executor(world, {.mask_aware = mask_aware});
     for (Grid grid : factorizations(world.size())) {
       const Partition partition = test::random_partition(grid, 5, 16, 16, 7);
-      std::vector<float> out = poisoned(data.q.size()), block_out = poisoned(data.q.size());
+      std::vector<float> out = test::poisoned(data.q.size()),
+                         block_out = test::poisoned(data.q.size());
       const SpTelemetry f = executor.run(problem, fine, partition, data.q.data(), data.k.data(),
                                          data.v.data(), out.data());
       const SpTelemetry b = executor.run(problem, covering, partition, data.q.data(), data.k.data(),
@@ -325,7 +322,7 @@ TEST(SpEmulatorFine, ChargesExactlyTheBytesThatTheRealRanksSend) {
         const std::string what =
             name + ", " + grid.name() + (mask_aware ? " mask-aware" : " send-all");
         const Partition partition = test::random_partition(grid, 5, 16, 16, 21);
-        std::vector<float> out = poisoned(data.q.size());
+        std::vector<float> out = test::poisoned(data.q.size());
         const SpTelemetry t = executor.run(problem, fine, partition, data.q.data(), data.k.data(),
                                            data.v.data(), out.data());
         expect_close(out, data.reference, what);
@@ -375,7 +372,8 @@ TEST(SpExecutorFine, FullyKeptBlocksGiveTheBlockMaskRunsOutput) {
   SpExecutor executor(world);
   for (Grid grid : factorizations(world.size())) {
     const Partition partition = test::random_partition(grid, 5, 16, 16, 11);
-    std::vector<float> out = poisoned(data.q.size()), block_out = poisoned(data.q.size());
+    std::vector<float> out = test::poisoned(data.q.size()),
+                       block_out = test::poisoned(data.q.size());
     executor.run(problem, fine, partition, data.q.data(), data.k.data(), data.v.data(), out.data());
     executor.run(problem, blocks, partition, data.q.data(), data.k.data(), data.v.data(),
                  block_out.data());
@@ -431,7 +429,7 @@ TEST(SpAttentionFine, EveryStrategyMatchesTheFineReferenceAcrossLayersAndSteps) 
       for (int layer = 0; layer < 2; ++layer) {
         const FineMask& mask = masks[2 * step + layer];
         const RankData& data = inputs[2 * step + layer];
-        std::vector<float> out = poisoned(data.q.size());
+        std::vector<float> out = test::poisoned(data.q.size());
         const SpLayerReport report = attention.forward(layer, problem, mask, data.q.data(),
                                                        data.k.data(), data.v.data(), out.data());
         const std::string what =
@@ -460,7 +458,7 @@ TEST(SpAttentionFine, ReusesTheScheduleForTheSameFineMaskOnly) {
   const RankData fine_data(problem, fine), other_data(problem, other);
   SpAttention attention(world, parse_strategy("ulysses", world.size()), /*layers=*/1);
   auto call = [&](const FineMask& mask, const RankData& data) {
-    std::vector<float> out = poisoned(data.q.size());
+    std::vector<float> out = test::poisoned(data.q.size());
     const SpLayerReport report = attention.forward(0, problem, mask, data.q.data(), data.k.data(),
                                                    data.v.data(), out.data());
     expect_close(out, data.reference, "reuse");
@@ -469,11 +467,79 @@ TEST(SpAttentionFine, ReusesTheScheduleForTheSameFineMaskOnly) {
   EXPECT_FALSE(call(fine, fine_data));
   EXPECT_TRUE(call(fine, fine_data));
   EXPECT_FALSE(call(other, other_data));
-  std::vector<float> out = poisoned(fine_data.q.size());
+  std::vector<float> out = test::poisoned(fine_data.q.size());
   const SpLayerReport block = attention.forward(0, problem, blocks, fine_data.q.data(),
                                                 fine_data.k.data(), fine_data.v.data(), out.data());
   EXPECT_FALSE(block.telemetry.schedule_reused);
   EXPECT_FALSE(call(other, other_data));
+}
+
+// plan_ahead with fine masks: the hash, plan, rho_s and fine schedule built on a background thread
+// give the same plans, reuse decisions, predicted ratios and outputs, bit for bit, as the same
+// work done in the call; work prepared for another kind of mask is dropped.
+TEST(SpAttentionFine, PlanAheadGivesTheSameOutputsPlansAndRatiosAsPlanningInTheCall) {
+  Communicator& world = test::world();
+  const SpProblem problem = make_problem(5, 8, MaskGeometry{1000, 1000, 64, 64});
+  constexpr int kLayers = 3, kSteps = 2;
+  std::vector<FineMask> masks;
+  std::vector<RankData> inputs;
+  for (int call = 0; call < kLayers * kSteps; ++call) {
+    // Step 1 repeats layer 0's mask (plan and schedule kept) and changes the others.
+    const uint64_t seed = call == kLayers ? 700 : 700 + static_cast<uint64_t>(call);
+    if (call % 2 == 0) {
+      masks.push_back(thin_blocks(
+          test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, seed), 0.3, seed));
+    } else {
+      masks.push_back(test::random_fine_mask(5, problem.geometry, 0.1, seed));
+    }
+    inputs.emplace_back(problem, masks.back());
+  }
+  for (const char* name : {"dbsp", "usp", "ring"}) {
+    SpAttention plain(world, parse_strategy(name, world.size()), kLayers);
+    SpAttention ahead(world, parse_strategy(name, world.size()), kLayers);
+    for (int call = 0; call < kLayers * kSteps; ++call) {
+      const int layer = call % kLayers;
+      if (call + 1 < kLayers * kSteps) {
+        ahead.plan_ahead((call + 1) % kLayers, problem, masks[call + 1]);
+      }
+      const RankData& data = inputs[call];
+      std::vector<float> expected = test::poisoned(data.q.size());
+      std::vector<float> out = test::poisoned(data.q.size());
+      const SpLayerReport want = plain.forward(layer, problem, masks[call], data.q.data(),
+                                               data.k.data(), data.v.data(), expected.data());
+      const SpLayerReport got = ahead.forward(layer, problem, masks[call], data.q.data(),
+                                              data.k.data(), data.v.data(), out.data());
+      const std::string what = std::string(name) + " call " + std::to_string(call);
+      EXPECT_EQ(got.planned_ahead, call > 0) << what;
+      EXPECT_FALSE(want.planned_ahead) << what;
+      EXPECT_EQ(got.plan_hash, want.plan_hash) << what;
+      EXPECT_EQ(got.replanned, want.replanned) << what;
+      EXPECT_EQ(got.predicted_ratio, want.predicted_ratio) << what;
+      EXPECT_EQ(got.telemetry.schedule_reused, want.telemetry.schedule_reused) << what;
+      EXPECT_EQ(std::memcmp(out.data(), expected.data(), out.size() * sizeof(float)), 0) << what;
+      expect_close(out, data.reference, what);
+    }
+    EXPECT_EQ(ahead.replans(), plain.replans()) << name;
+
+    // Prepared for the fine mask, run with its covering blocks (and the reverse): dropped, then
+    // planned in the call.
+    const FineMask& fine = masks[1];
+    const BlockMask& covering = fine.covering_blocks();
+    const RankData covering_data(problem, FineMask::from_block(covering));
+    ahead.plan_ahead(1, problem, fine);
+    std::vector<float> out = test::poisoned(covering_data.q.size());
+    SpLayerReport report =
+        ahead.forward(1, problem, covering, covering_data.q.data(), covering_data.k.data(),
+                      covering_data.v.data(), out.data());
+    EXPECT_FALSE(report.planned_ahead) << name;
+    expect_close(out, covering_data.reference, std::string(name) + " block after fine ahead");
+    ahead.plan_ahead(1, problem, covering);
+    out = test::poisoned(inputs[1].q.size());
+    report = ahead.forward(1, problem, fine, inputs[1].q.data(), inputs[1].k.data(),
+                           inputs[1].v.data(), out.data());
+    EXPECT_FALSE(report.planned_ahead) << name;
+    expect_close(out, inputs[1].reference, std::string(name) + " fine after block ahead");
+  }
 }
 
 TEST(SpAttentionFine, RanksWithDifferentKeysInTheSameBlocksFailWithAPlanHashError) {

@@ -500,8 +500,7 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
 SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const FineMask& mask,
                                         const Partition& partition, const void* q, const void* k,
                                         const void* v, void* out, ScheduleReuse reuse) {
-  // A fine schedule never answers for a block mask's key, nor the reverse (as on the host path).
-  reuse.key ^= 0xf1e2d3c4b5a69788ull;
+  reuse = sp::fine_reuse(reuse);  // as on the host path
   return run_device(
       problem, partition, q, k, v, out, reuse,
       [&] {
@@ -509,8 +508,11 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const FineMask
         require_kernel_support(problem, /*fine=*/true);
       },
       [&](DeviceSchedule& sched, KernelCache& kernels, PinnedMemory& pinned) {
+        std::optional<sp::LayerSchedule> ready =
+            prebuilt_->take(reuse.slot, sp::schedule_key(reuse, problem), /*with_indices=*/false);
+        if (ready) prebuilt_->keep_spare(std::exchange(sched.host, std::move(*ready)));
         build_device_schedule(sched, problem, mask, partition, world_.rank(), world_.size(),
-                              options_, kernels, pinned);
+                              options_, kernels, pinned, /*prebuilt=*/ready.has_value());
       });
 }
 

@@ -277,9 +277,12 @@ void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, cons
 
 void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, const FineMask& mask,
                            const Partition& partition, int rank, int ranks,
-                           const SpOptions& options, KernelCache& kernels, PinnedMemory& pinned) {
+                           const SpOptions& options, KernelCache& kernels, PinnedMemory& pinned,
+                           bool host_prebuilt) {
   // Into the kept host schedule: its step masks' memory serves again when recycle() keeps it.
-  sp::build_fine_schedule(sched.host, mask, partition, problem, rank, options.mask_aware);
+  if (!host_prebuilt) {
+    sp::build_fine_schedule(sched.host, mask, partition, problem, rank, options.mask_aware);
+  }
   build_from_host_schedule(sched, problem, /*block_mask=*/nullptr, partition, rank, ranks, options,
                            kernels, pinned);
 }

@@ -194,7 +194,14 @@ struct DeviceSchedule : DeviceScheduleData {
   DeviceMemory table;    // the uploaded table (grow-only, kept when the schedule is rebuilt)
   DeviceMemory indices;  // every step's kv_index (likewise)
 
-  void recycle() { static_cast<DeviceScheduleData&>(*this) = DeviceScheduleData{}; }
+  // Clears everything but the buffers and the host schedule's fine key lists (LayerSchedule::
+  // recycle), whose memory the next fine build fills.
+  void recycle() {
+    sp::LayerSchedule kept = std::move(host);
+    kept.recycle();
+    static_cast<DeviceScheduleData&>(*this) = DeviceScheduleData{};
+    host = std::move(kept);
+  }
 };
 
 // One kernel object per local shape, kept across layers (its workspace is allocated once).
@@ -229,8 +236,10 @@ void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, cons
                            sp::LayerSchedule* prebuilt = nullptr);
 // The same for a fine (M x 1) mask: routing and copy tables from mask.covering_blocks()
 // (sp::build_fine_schedule), and per ring step with kept keys the local key lists in the table.
+// With `host_prebuilt`, sched.host already holds this layer's host schedule (built ahead).
 void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, const FineMask& mask,
                            const Partition& partition, int rank, int ranks,
-                           const SpOptions& options, KernelCache& kernels, PinnedMemory& pinned);
+                           const SpOptions& options, KernelCache& kernels, PinnedMemory& pinned,
+                           bool host_prebuilt = false);
 
 }  // namespace dbsp::sp::device
