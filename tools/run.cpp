@@ -769,8 +769,8 @@ int run_emulated(const RunOptions& o) {
             std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - plan_start)
                 .count();
         const Partition& partition = lookup.plan->partition;
-        const EmulatedLayer e =
-            fine ? emulator.run(problem, *fine, partition) : emulator.run(problem, mask, partition);
+        const EmulatedLayer e = fine ? emulator.run(problem, *fine, partition, static_cast<int>(n))
+                                     : emulator.run(problem, mask, partition);
         const double predicted = fine ? imbalance_ratio(*fine, partition) : lookup.current_ratio;
         const double max_compute =
             *std::max_element(e.rank_compute_ms.begin(), e.rank_compute_ms.end());

@@ -378,8 +378,12 @@ class SpEmulator {
   ~SpEmulator();
   EmulatedLayer run(const SpProblem& problem, const BlockMask& mask, const Partition& partition);
   // A fine (M x 1) mask, as SpExecutor's fine run moves and computes it: routing and bytes from
-  // the covering blocks, each ring step's kernel timed on the rank's local fine mask.
-  EmulatedLayer run(const SpProblem& problem, const FineMask& mask, const Partition& partition);
+  // the covering blocks, each ring step's kernel timed on the rank's local fine mask. Each virtual
+  // rank builds its schedule into the memory it kept from its previous run of the same `run_slot`,
+  // as a real rank does: strategies emulated side by side pass one slot each, so that none pays
+  // for growing lists another strategy's layout left too small.
+  EmulatedLayer run(const SpProblem& problem, const FineMask& mask, const Partition& partition,
+                    int run_slot = 0);
   int ranks() const { return ranks_; }
 
  private:

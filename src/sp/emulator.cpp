@@ -25,9 +25,9 @@ struct SpEmulator::Timer {
   std::unique_ptr<sp::StepTimer> impl;
   int64_t element_bytes;
   bool host_indices;  // the CPU executor lists key blocks on the host, the device path on the GPU
-  // Per virtual rank, the fine schedule that rank's executor keeps in its slot and rebuilds into
-  // (reusing the key lists' memory), so setup is charged as a running rank pays it.
-  std::vector<sp::LayerSchedule> fine_schedules;
+  // Per run slot and virtual rank, the fine schedule that rank's executor keeps in its slot and
+  // rebuilds into (reusing the key lists' memory), so setup is charged as a running rank pays it.
+  std::vector<std::vector<sp::LayerSchedule>> fine_schedules;
 };
 
 SpEmulator::SpEmulator(int ranks, EmulationDevice device, LinkModel link, SpOptions options)
@@ -253,16 +253,21 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
 }
 
 EmulatedLayer SpEmulator::run(const SpProblem& problem, const FineMask& mask,
-                              const Partition& partition) {
+                              const Partition& partition, int run_slot) {
   sp::check_fine_layer(ranks_, problem, mask, partition);
+  require(run_slot >= 0, "SpEmulator::run: run slot must be >= 0, got ", run_slot);
   Timer& timer = *timer_;
+  if (static_cast<int>(timer.fine_schedules.size()) <= run_slot) {
+    timer.fine_schedules.resize(static_cast<size_t>(run_slot) + 1);
+  }
+  std::vector<sp::LayerSchedule>& kept_by_rank = timer.fine_schedules[run_slot];
+  kept_by_rank.resize(static_cast<size_t>(ranks_));
   // Routing and bytes follow the covering blocks (build_fine_schedule); each step's kernel runs
   // the rank's local fine mask, as SpExecutor's fine run does.
   return emulate_layer(
       ranks_, link_, options_, timer.element_bytes, problem, partition,
       [&](int p) -> const sp::LayerSchedule& {
-        timer.fine_schedules.resize(static_cast<size_t>(ranks_));
-        sp::LayerSchedule& kept = timer.fine_schedules[p];
+        sp::LayerSchedule& kept = kept_by_rank[p];
         sp::build_fine_schedule(kept, mask, partition, problem, p, options_.mask_aware);
         return kept;
       },
