@@ -93,6 +93,23 @@ TEST_F(Nccl, DeviceExecutorMatchesReferenceForEveryGridPartitionAndMask) {
   }
 }
 
+// O written over Q (the same buffer): the in-place path would overwrite queries the kernels still
+// read, so the executor copies instead; the output is the reference's either way.
+TEST_F(Nccl, DeviceOutputOverItsOwnQueriesMatchesReference) {
+  Communicator& comm = *nccl_;
+  const SpProblem problem = device_problem(5);
+  SpExecutor executor(comm);
+  DeviceCase c(problem, test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, kSeed),
+               comm.rank(), comm.size());
+  for (Grid grid : factorizations(comm.size())) {
+    DeviceBf16 q_then_out(c.q.to_host());
+    executor.run_device_bf16(problem, c.mask,
+                             Partition::contiguous(grid, 5, c.mask.q_blocks(), c.mask.k_blocks()),
+                             q_then_out.data(), c.k.data(), c.v.data(), q_then_out.data());
+    c.expect_accurate(q_then_out.to_host(), grid.name() + " output over Q");
+  }
+}
+
 TEST_F(Nccl, DeviceMaskAwareRunEqualsSendEverythingBitForBit) {
   Communicator& comm = *nccl_;
   const SpProblem problem = device_problem(6);

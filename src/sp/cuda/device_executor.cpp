@@ -176,8 +176,15 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
   at[kUserV] = address(v);
   at[kUserOut] = address(out);
   // A rank whose local tensors are its inputs computes on the caller's buffers (read-only for Q,
-  // K, V; the kernels write O in place), and copies nothing in or out.
-  const bool in_place = sched.local_is_input;
+  // K, V; the kernels write O in place), and copies nothing in or out. Not when O shares memory
+  // with an input (a caller writing O over Q): the kernels would overwrite what they still read.
+  auto overlaps = [](const void* a, int64_t a_bytes, const void* b, int64_t b_bytes) {
+    const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
+    return x < y + static_cast<uintptr_t>(b_bytes) && y < x + static_cast<uintptr_t>(a_bytes);
+  };
+  const int64_t q_bytes = tq * H * row_bytes, k_bytes = tk * H * row_bytes;
+  const bool in_place = sched.local_is_input && !overlaps(out, q_bytes, q, q_bytes) &&
+                        !overlaps(out, q_bytes, k, k_bytes) && !overlaps(out, q_bytes, v, k_bytes);
   auto writable = [](const void* pointer) {
     return const_cast<char*>(static_cast<const char*>(pointer));
   };
