@@ -1,6 +1,9 @@
 // Implementation of the multi-rank test helpers.
 #include "mpi_test_support.hpp"
 
+#include <gtest/gtest.h>
+
+#include <cstring>
 #include <memory>
 #include <random>
 
@@ -92,6 +95,19 @@ std::vector<float> bf16_shard(uint64_t seed, int which, const SequenceShard& sha
                               const SpProblem& problem) {
   return rounded_to_bf16(seeded_tensor(seed, which, shard.first_token, shard.end_token,
                                        problem.heads, problem.head_dim));
+}
+
+void expect_same_forward(const SpLayerReport& got, const std::vector<float>& out,
+                         const SpLayerReport& want, const std::vector<float>& expected, bool ahead,
+                         const std::string& what) {
+  EXPECT_EQ(got.planned_ahead, ahead) << what;
+  EXPECT_FALSE(want.planned_ahead) << what;
+  EXPECT_EQ(got.plan_hash, want.plan_hash) << what;
+  EXPECT_EQ(got.replanned, want.replanned) << what;
+  EXPECT_EQ(got.predicted_ratio, want.predicted_ratio) << what;
+  EXPECT_EQ(got.telemetry.schedule_reused, want.telemetry.schedule_reused) << what;
+  ASSERT_EQ(out.size(), expected.size()) << what;
+  EXPECT_EQ(std::memcmp(out.data(), expected.data(), out.size() * sizeof(float)), 0) << what;
 }
 
 }  // namespace dbsp::test

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "dbsp/block_layout.hpp"
@@ -32,6 +33,12 @@ std::vector<float> rounded_to_bf16(std::vector<float> values);
 // The seeded tensor `which` (0 Q, 1 K, 2 V) of a rank's shard, rounded to bf16.
 std::vector<float> bf16_shard(uint64_t seed, int which, const SequenceShard& shard,
                               const SpProblem& problem);
+// A forward whose host work was prepared by plan_ahead (`got`, its output `out`) against the same
+// forward planned in the call (`want`, `expected`): the same plan, re-plan decision, predicted
+// ratio, schedule reuse and output bits; `got` found its work prepared exactly when `ahead`.
+void expect_same_forward(const SpLayerReport& got, const std::vector<float>& out,
+                         const SpLayerReport& want, const std::vector<float>& expected, bool ahead,
+                         const std::string& what);
 // `elements` NaNs: an output buffer whose rows fail every check unless the run writes them.
 inline std::vector<float> poisoned(size_t elements) {
   return std::vector<float>(elements, std::numeric_limits<float>::quiet_NaN());
