@@ -173,10 +173,21 @@ struct LayerInputs {
                           static_cast<size_t>(p.heads) * static_cast<size_t>(p.head_dim);
     for (int b = 0; b < p.batch; ++b) {
       const InputSource element = element_source(s, b);
+      if (b == 0 && element.workload != nullptr) {
+        // The workload writes Q and K together: one pass instead of one per tensor.
+        element.workload->qk_tokens(element.step, element.layer, q_shard.first_token,
+                                    q_shard.end_token, q, k);
+        if (k_shard.first_token != q_shard.first_token || k_shard.end_token != q_shard.end_token) {
+          std::vector<float> unused_q;
+          element.workload->qk_tokens(element.step, element.layer, k_shard.first_token,
+                                      k_shard.end_token, unused_q, k);
+        }
+      }
       for (auto [which, tensor, shard, part_size] :
            {std::tuple{0, &q, q_shard, q_part}, std::tuple{1, &k, k_shard, k_part},
             std::tuple{2, &v, k_shard, k_part}}) {
-        if (b > 0 && element.workload != nullptr && which != 2) {
+        if (element.workload != nullptr && which != 2) {
+          if (b == 0) continue;  // written above
           // The workload's Q and K do not depend on the seed: element 0's, not generated again
           // (copied first: insert may not read from the vector it grows).
           const std::vector<float> first(tensor->begin(),

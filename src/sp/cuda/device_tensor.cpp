@@ -28,7 +28,10 @@ float from_bf16_bits(uint16_t half) {
 
 DeviceBf16::DeviceBf16(std::span<const float> values) : size_(values.size()) {
   std::vector<uint16_t> bits(values.size());
-  for (size_t i = 0; i < values.size(); ++i) bits[i] = to_bf16_bits(values[i]);
+  // Video-sized tensors hold hundreds of millions of values; each rounds on its own.
+  const auto count = static_cast<int64_t>(values.size());
+#pragma omp parallel for schedule(static) if (count > (int64_t{1} << 20))
+  for (int64_t i = 0; i < count; ++i) bits[i] = to_bf16_bits(values[i]);
   if (size_ == 0) return;
   DBSP_CUDA_RT_CHECK(cudaMalloc(&data_, size_ * sizeof(uint16_t)));
   DBSP_CUDA_RT_CHECK(
@@ -61,7 +64,9 @@ std::vector<float> DeviceBf16::to_host() const {
         cudaMemcpy(bits.data(), data_, size_ * sizeof(uint16_t), cudaMemcpyDeviceToHost));
   }
   std::vector<float> values(size_);
-  for (size_t i = 0; i < size_; ++i) values[i] = from_bf16_bits(bits[i]);
+  const auto count = static_cast<int64_t>(size_);
+#pragma omp parallel for schedule(static) if (count > (int64_t{1} << 20))
+  for (int64_t i = 0; i < count; ++i) values[i] = from_bf16_bits(bits[i]);
   return values;
 }
 
