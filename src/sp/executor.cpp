@@ -3,6 +3,7 @@
 // kernel differs). Routing comes from sp/routing.cpp.
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <optional>
 
@@ -112,12 +113,27 @@ SpTelemetry SpExecutor::run_host(const SpProblem& problem, const Partition& part
   telemetry.setup_ms = clock.lap_ms();
 
   Workspace& ws = *workspace_;
-  resize_at_least(ws.q, tq * Hg * D);
-  resize_at_least(ws.k, tk * Hg * D);
-  resize_at_least(ws.v, tk * Hg * D);
-  resize_at_least(ws.out, tq * Hg * D);
+  // A rank whose local tensors are its inputs computes on the caller's buffers: it has no slab to
+  // send or receive in the all-to-alls (sp::local_is_input), so it takes part in them without its
+  // local slabs, and O accumulates in place. Not when O shares memory with Q, K or V.
+  auto overlaps = [](const float* a, int64_t a_size, const float* b, int64_t b_size) {
+    return std::less<>{}(a, b + b_size) && std::less<>{}(b, a + a_size);
+  };
+  const bool in_place =
+      sp::local_is_input(route, static_cast<int>(H)) && !overlaps(out, tq * H * D, q, tq * H * D) &&
+      !overlaps(out, tq * H * D, k, tk * H * D) && !overlaps(out, tq * H * D, v, tk * H * D);
+  if (!in_place) {
+    resize_at_least(ws.q, tq * Hg * D);
+    resize_at_least(ws.k, tk * Hg * D);
+    resize_at_least(ws.v, tk * Hg * D);
+    resize_at_least(ws.out, tq * Hg * D);
+    if (options_.mask_aware) std::fill_n(ws.q.begin(), tq * Hg * D, 0.0f);
+  }
   resize_at_least(ws.lse, tq * Hg);
-  if (options_.mask_aware) std::fill_n(ws.q.begin(), tq * Hg * D, 0.0f);
+  const float* q_local = in_place ? q : ws.q.data();
+  const float* k_local = in_place ? k : ws.k.data();
+  const float* v_local = in_place ? v : ws.v.data();
+  float* out_local = in_place ? out : ws.out.data();
 
   double comm_ms = 0, wait_ms = 0;
   auto account = [&](const sp::SlabExchange& exchange) {
@@ -128,8 +144,9 @@ SpTelemetry SpExecutor::run_host(const SpProblem& problem, const Partition& part
   // (a) Q, K, V to the ranks the partition assigns.
   clock.lap_ms();
   {
-    sp::SlabExchange in = sp::start_input_exchange(world_, route, H, D, q, k, v, ws.q.data(),
-                                                   ws.k.data(), ws.v.data(), ws.all_to_all);
+    sp::SlabExchange in =
+        sp::start_input_exchange(world_, route, H, D, q, k, v, ws.q.data(), ws.k.data(),
+                                 ws.v.data(), ws.all_to_all, /*local_slabs=*/!in_place);
     in.finish();
     account(in);
   }
@@ -141,7 +158,7 @@ SpTelemetry SpExecutor::run_host(const SpProblem& problem, const Partition& part
   }
   resize_at_least(ws.step_k, step_tokens * Hg * D);
   resize_at_least(ws.step_v, step_tokens * Hg * D);
-  std::fill_n(ws.out.begin(), tq * Hg * D, 0.0f);
+  std::fill_n(out_local, tq * Hg * D, 0.0f);
   std::fill_n(ws.lse.begin(), tq * Hg, -std::numeric_limits<float>::infinity());
   if (R > 1) {
     resize_at_least(ws.part_out, tq * Hg * D);
@@ -153,7 +170,7 @@ SpTelemetry SpExecutor::run_host(const SpProblem& problem, const Partition& part
   for (int t = 0; t < R; ++t) {
     std::optional<sp::SlabExchange> next;
     if (t + 1 < R) {
-      next.emplace(sp::start_ring_exchange(*comms.ring, route, t + 1, D, ws.k.data(), ws.v.data(),
+      next.emplace(sp::start_ring_exchange(*comms.ring, route, t + 1, D, k_local, v_local,
                                            ws.step_k.data(), ws.step_v.data(), ws.ring));
     }
     clock.lap_ms();
@@ -165,15 +182,15 @@ SpTelemetry SpExecutor::run_host(const SpProblem& problem, const Partition& part
       local.q_layout = route.q_local;
       local.k_layout = route.steps[t].key_layout;
       local.scale = problem.scale;
-      const float* step_k = t == 0 ? ws.k.data() : ws.step_k.data();
-      const float* step_v = t == 0 ? ws.v.data() : ws.step_v.data();
+      const float* step_k = t == 0 ? k_local : ws.step_k.data();
+      const float* step_v = t == 0 ? v_local : ws.step_v.data();
       if (!have_partial) {
-        attend_step(schedule, t, local, ws.q.data(), step_k, step_v, ws.out.data(), ws.lse.data());
+        attend_step(schedule, t, local, q_local, step_k, step_v, out_local, ws.lse.data());
         have_partial = true;
       } else {
-        attend_step(schedule, t, local, ws.q.data(), step_k, step_v, ws.part_out.data(),
+        attend_step(schedule, t, local, q_local, step_k, step_v, ws.part_out.data(),
                     ws.part_lse.data());
-        merge_partial<float>(1, tq, Hg, D, ws.out.data(), ws.lse.data(), ws.part_out.data(),
+        merge_partial<float>(1, tq, Hg, D, out_local, ws.lse.data(), ws.part_out.data(),
                              ws.part_lse.data());
       }
       ++telemetry.ring_steps_computed;
@@ -189,12 +206,13 @@ SpTelemetry SpExecutor::run_host(const SpProblem& problem, const Partition& part
     clock.lap_ms();
   }
 
-  // (c) O back to the input shards; rows that no key reaches stay zero.
+  // (c) O back to the input shards; rows that no key reaches stay zero (in place: every row was
+  // zeroed before the ring and holds its result now).
   const int64_t out_elements = route.q_input.tokens() * H * D;
-  if (out_elements > 0) std::fill_n(out, out_elements, 0.0f);
+  if (out_elements > 0 && !in_place) std::fill_n(out, out_elements, 0.0f);
   {
-    sp::SlabExchange back =
-        sp::start_output_exchange(world_, route, H, D, ws.out.data(), out, ws.all_to_all);
+    sp::SlabExchange back = sp::start_output_exchange(world_, route, H, D, out_local, out,
+                                                      ws.all_to_all, /*local_slabs=*/!in_place);
     back.finish();
     account(back);
   }

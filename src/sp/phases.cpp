@@ -7,12 +7,13 @@ namespace dbsp::sp {
 
 SlabExchange start_input_exchange(Communicator& world, const LayerRouting& route, int64_t heads,
                                   int64_t head_dim, const float* q, const float* k, const float* v,
-                                  float* q_local, float* k_local, float* v_local,
-                                  Staging& staging) {
+                                  float* q_local, float* k_local, float* v_local, Staging& staging,
+                                  bool local_slabs) {
   const int64_t local_heads = static_cast<int64_t>(route.heads.size());
   std::vector<PeerSends> sends;
   std::vector<PeerRecvs> recvs;
   for (int p = 0; p < world.size(); ++p) {
+    if (p == world.rank() && !local_slabs) continue;
     sends.push_back({p,
                      {{q, heads, route.send_q[p]},
                       {k, heads, route.send_kv[p]},
@@ -43,11 +44,12 @@ SlabExchange start_ring_exchange(Communicator& ring, const LayerRouting& route, 
 
 SlabExchange start_output_exchange(Communicator& world, const LayerRouting& route, int64_t heads,
                                    int64_t head_dim, const float* out_local, float* out,
-                                   Staging& staging) {
+                                   Staging& staging, bool local_slabs) {
   const int64_t local_heads = static_cast<int64_t>(route.heads.size());
   std::vector<PeerSends> sends;
   std::vector<PeerRecvs> recvs;
   for (int p = 0; p < world.size(); ++p) {
+    if (p == world.rank() && !local_slabs) continue;
     // O travels the Q slabs backwards.
     sends.push_back({p, {{out_local, local_heads, route.recv_q[p]}}});
     recvs.push_back({p, {{out, heads, route.send_q[p]}}});

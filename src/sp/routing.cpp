@@ -167,6 +167,19 @@ void check_layer(int ranks, const SpProblem& problem, const BlockMask& mask,
   partition.validate();
 }
 
+bool local_is_input(const LayerRouting& route, int heads) {
+  auto is_shard = [](const std::vector<int>& blocks, const SequenceShard& shard) {
+    if (static_cast<int>(blocks.size()) != shard.end_block - shard.first_block) return false;
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      if (blocks[i] != shard.first_block + static_cast<int>(i)) return false;
+    }
+    return true;
+  };
+  // route.heads is ascending, so holding `heads` of them is holding all of them in order.
+  return static_cast<int>(route.heads.size()) == heads && is_shard(route.q_blocks, route.q_input) &&
+         is_shard(route.k_blocks, route.k_input);
+}
+
 LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
                            const BlockLayout& q_layout, const BlockLayout& k_layout, int rank,
                            bool mask_aware) {

@@ -44,6 +44,12 @@ struct LayerRouting {
   int64_t baseline_rows_sent = 0;
 };
 
+// Whether this rank's local tensors are its input shards as they are: every one of the `heads`
+// heads, and its own query and key blocks in order (P = 1, and ring grids whose plan moves no
+// block). Such a rank neither sends nor receives in the all-to-alls, and its executor may compute
+// on the caller's buffers.
+bool local_is_input(const LayerRouting& route, int heads);
+
 // The local mask of one ring step: rows (heads[h], q_blocks[i]) restricted to `key_blocks`
 // (ascending), with key indices local to that list. Equal to
 // mask.slice(heads, q_blocks, key_blocks).to_csr(), but walks only the kept bits.

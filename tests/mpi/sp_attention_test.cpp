@@ -97,6 +97,27 @@ TEST(SpExecutor, EveryGridAndPartitionMatchesReferenceWithTwelveHeads) {
   check_every_grid(make_problem(12, 4, 333, 32), 0.25);
 }
 
+// A rank whose local tensors are its inputs (P = 1, ring grids with contiguous shards) computes in
+// the caller's buffers; written over its own Q, O must still be the reference's, so the executor
+// copies then. Every grid, and both ways on the same inputs.
+TEST(SpExecutor, OutputInPlaceAndOverItsOwnQueriesMatchesReference) {
+  Communicator& world = test::world();
+  const SpProblem problem = make_problem(5, 8, 1000, 64);
+  const BlockMask mask = test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, 31);
+  const RankData data(problem, mask);
+  SpExecutor executor(world);
+  for (Grid grid : factorizations(world.size())) {
+    const Partition partition = Partition::contiguous(grid, 5, mask.q_blocks(), mask.k_blocks());
+    std::vector<float> out = test::poisoned(data.q.size());
+    executor.run(problem, mask, partition, data.q.data(), data.k.data(), data.v.data(), out.data());
+    expect_close(out, data.reference, grid.name() + " separate output");
+    std::vector<float> q_then_out = data.q;
+    executor.run(problem, mask, partition, q_then_out.data(), data.k.data(), data.v.data(),
+                 q_then_out.data());
+    expect_close(q_then_out, data.reference, grid.name() + " output over Q");
+  }
+}
+
 TEST(SpExecutor, MaskAwareRunEqualsSendEverythingRunBitForBitAndAccountsSavings) {
   Communicator& world = test::world();
   const SpProblem problem = make_problem(5, 8, 1000, 64);

@@ -87,15 +87,7 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
     }
     return std::span<const Slab>(kept);
   };
-  auto is_shard = [](const std::vector<int>& blocks, const SequenceShard& shard) {
-    if (static_cast<int>(blocks.size()) != shard.end_block - shard.first_block) return false;
-    for (size_t i = 0; i < blocks.size(); ++i) {
-      if (blocks[i] != shard.first_block + static_cast<int>(i)) return false;
-    }
-    return true;
-  };
-  sched.local_is_input = chunks == 1 && Hg == H && is_shard(route.q_blocks, route.q_input) &&
-                         is_shard(route.k_blocks, route.k_input);
+  sched.local_is_input = chunks == 1 && local_is_input(route, static_cast<int>(H));
   std::vector<Slab> send_q_kept, send_kv_kept, recv_q_kept, recv_kv_kept;
   const int64_t tk = route.k_local.tokens();
   sched.chunks.assign(static_cast<size_t>(chunks), ChunkPhases{});
