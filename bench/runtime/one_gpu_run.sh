@@ -8,7 +8,8 @@
 # CHUNKS lists the --head-chunks values to emulate (pipelined all-to-alls of grids without a ring);
 # SKIP_TESTS=1 leaves out the tests and checked runs; EMULATE_FLAGS are added to every emulation
 # (e.g. "--plan-ahead"); PLAN_AHEAD_REAL=1 adds P = 1 real runs at 720p with and without
-# --plan-ahead (the "forward calls" line: host work included).
+# --plan-ahead (the "forward calls" line: host work included), and the same at 480p with fine
+# masks (--fine-keep 0.3).
 #   usage: [EMULATED="8 16 4"] [CHUNKS="1"] [FINE_EMULATED="8" (empty: none)] [SKIP_TESTS=1]
 #          [EMULATE_FLAGS=...] [PLAN_AHEAD_REAL=1] bash bench/runtime/one_gpu_run.sh [layers]
 set -uo pipefail
@@ -49,6 +50,11 @@ if [ -n "${PLAN_AHEAD_REAL:-}" ]; then
     timeout 200 $mpirun -np 1 "$bin/dbsp" run --workload wan2.1-720p --backend cuda \
       --strategy dbsp --layers "$layers" --steps 2 $flag >>"$out/runs.log" 2>&1
     echo "plan ahead '$flag' exit $?: $(grep -E '^(summary|forward calls)' "$out/runs.log" | tail -2 | tr '\n' ' ')"
+  done
+  for flag in "" "--plan-ahead"; do
+    timeout 200 $mpirun -np 1 "$bin/dbsp" run --workload wan2.1-480p --backend cuda \
+      --strategy dbsp --fine-keep 0.3 --layers "$layers" --steps 2 $flag >>"$out/runs.log" 2>&1
+    echo "fine 480p, plan ahead '$flag' exit $?: $(grep -E '^forward calls' "$out/runs.log" | tail -1)"
   done
 fi
 
