@@ -3,7 +3,6 @@
 // kernel differs). Routing comes from sp/routing.cpp.
 #include <algorithm>
 #include <cmath>
-#include <functional>
 #include <limits>
 #include <optional>
 
@@ -116,12 +115,10 @@ SpTelemetry SpExecutor::run_host(const SpProblem& problem, const Partition& part
   // A rank whose local tensors are its inputs computes on the caller's buffers: it has no slab to
   // send or receive in the all-to-alls (sp::local_is_input), so it takes part in them without its
   // local slabs, and O accumulates in place. Not when O shares memory with Q, K or V.
-  auto overlaps = [](const float* a, int64_t a_size, const float* b, int64_t b_size) {
-    return std::less<>{}(a, b + b_size) && std::less<>{}(b, a + a_size);
-  };
   const bool in_place =
-      sp::local_is_input(route, static_cast<int>(H)) && !overlaps(out, tq * H * D, q, tq * H * D) &&
-      !overlaps(out, tq * H * D, k, tk * H * D) && !overlaps(out, tq * H * D, v, tk * H * D);
+      sp::local_is_input(route, static_cast<int>(H)) &&
+      sp::output_apart_from_inputs(route, static_cast<int>(H),
+                                   D * static_cast<int64_t>(sizeof(float)), q, k, v, out);
   if (!in_place) {
     resize_at_least(ws.q, tq * Hg * D);
     resize_at_least(ws.k, tk * Hg * D);

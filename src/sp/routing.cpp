@@ -180,6 +180,17 @@ bool local_is_input(const LayerRouting& route, int heads) {
          is_shard(route.k_blocks, route.k_input);
 }
 
+bool output_apart_from_inputs(const LayerRouting& route, int heads, int64_t row_bytes,
+                              const void* q, const void* k, const void* v, const void* out) {
+  const int64_t q_bytes = route.q_input.tokens() * heads * row_bytes;
+  const int64_t k_bytes = route.k_input.tokens() * heads * row_bytes;
+  auto apart = [&](const void* input, int64_t input_bytes) {
+    const auto o = reinterpret_cast<uintptr_t>(out), i = reinterpret_cast<uintptr_t>(input);
+    return o + static_cast<uintptr_t>(q_bytes) <= i || i + static_cast<uintptr_t>(input_bytes) <= o;
+  };
+  return apart(q, q_bytes) && apart(k, k_bytes) && apart(v, k_bytes);
+}
+
 LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
                            const BlockLayout& q_layout, const BlockLayout& k_layout, int rank,
                            bool mask_aware) {

@@ -49,6 +49,11 @@ struct LayerRouting {
 // block). Such a rank neither sends nor receives in the all-to-alls, and its executor may compute
 // on the caller's buffers.
 bool local_is_input(const LayerRouting& route, int heads);
+// Whether this rank's output shard shares no memory with its Q, K or V shards (`row_bytes`: one
+// token's row of one head). A rank computing in place writes O while its kernels still read
+// Q, K and V, so it does so only then (a caller may write O over Q).
+bool output_apart_from_inputs(const LayerRouting& route, int heads, int64_t row_bytes,
+                              const void* q, const void* k, const void* v, const void* out);
 
 // The local mask of one ring step: rows (heads[h], q_blocks[i]) restricted to `key_blocks`
 // (ascending), with key indices local to that list. Equal to

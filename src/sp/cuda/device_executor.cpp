@@ -178,13 +178,9 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
   // A rank whose local tensors are its inputs computes on the caller's buffers (read-only for Q,
   // K, V; the kernels write O in place), and copies nothing in or out. Not when O shares memory
   // with an input (a caller writing O over Q): the kernels would overwrite what they still read.
-  auto overlaps = [](const void* a, int64_t a_bytes, const void* b, int64_t b_bytes) {
-    const auto x = reinterpret_cast<uintptr_t>(a), y = reinterpret_cast<uintptr_t>(b);
-    return x < y + static_cast<uintptr_t>(b_bytes) && y < x + static_cast<uintptr_t>(a_bytes);
-  };
-  const int64_t q_bytes = tq * H * row_bytes, k_bytes = tk * H * row_bytes;
-  const bool in_place = sched.local_is_input && !overlaps(out, q_bytes, q, q_bytes) &&
-                        !overlaps(out, q_bytes, k, k_bytes) && !overlaps(out, q_bytes, v, k_bytes);
+  const bool in_place =
+      sched.local_is_input &&
+      sp::output_apart_from_inputs(route, static_cast<int>(H), row_bytes, q, k, v, out);
   auto writable = [](const void* pointer) {
     return const_cast<char*>(static_cast<const char*>(pointer));
   };
@@ -499,8 +495,9 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const BlockMas
       [&](DeviceSchedule& sched, KernelCache& kernels, PinnedMemory& pinned) {
         std::optional<sp::LayerSchedule> ready =
             prebuilt_->take(reuse.slot, sp::schedule_key(reuse, problem), /*with_indices=*/false);
+        if (ready) sched.host = std::move(*ready);
         build_device_schedule(sched, problem, mask, partition, world_.rank(), world_.size(),
-                              options_, kernels, pinned, ready ? &*ready : nullptr);
+                              options_, kernels, pinned, /*host_prebuilt=*/ready.has_value());
       });
 }
 
@@ -519,7 +516,7 @@ SpTelemetry SpExecutor::run_device_bf16(const SpProblem& problem, const FineMask
             prebuilt_->take(reuse.slot, sp::schedule_key(reuse, problem), /*with_indices=*/false);
         if (ready) prebuilt_->keep_spare(std::exchange(sched.host, std::move(*ready)));
         build_device_schedule(sched, problem, mask, partition, world_.rank(), world_.size(),
-                              options_, kernels, pinned, /*prebuilt=*/ready.has_value());
+                              options_, kernels, pinned, /*host_prebuilt=*/ready.has_value());
       });
 }
 

@@ -260,10 +260,11 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
 void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, const BlockMask& mask,
                            const Partition& partition, int rank, int ranks,
                            const SpOptions& options, KernelCache& kernels, PinnedMemory& pinned,
-                           sp::LayerSchedule* prebuilt) {
-  sched.host = prebuilt ? std::move(*prebuilt)
-                        : sp::build_schedule(mask, partition, problem, rank, options.mask_aware,
-                                             /*host_indices=*/false);
+                           bool host_prebuilt) {
+  if (!host_prebuilt) {
+    sched.host = sp::build_schedule(mask, partition, problem, rank, options.mask_aware,
+                                    /*host_indices=*/false);
+  }
   build_from_host_schedule(sched, problem, &mask, partition, rank, ranks, options, kernels, pinned);
 }
 

@@ -228,15 +228,14 @@ class KernelCache {
 // Fills a cleared `sched` for `rank` of `ranks`: the host schedule, copy lists and peer ranges of
 // every head chunk and ring step, the kernels (built now, so that no allocation lands between
 // queued transfers), device buffers for the table and key lists, and the table in `pinned`
-// (uploaded when the schedule is first used).
-// `prebuilt`, when given, is the host schedule already built for this layer (taken over).
+// (uploaded when the schedule is first used). With `host_prebuilt`, sched.host already holds this
+// layer's host schedule (built ahead, SpExecutor::prebuild_schedule).
 void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, const BlockMask& mask,
                            const Partition& partition, int rank, int ranks,
                            const SpOptions& options, KernelCache& kernels, PinnedMemory& pinned,
-                           sp::LayerSchedule* prebuilt = nullptr);
+                           bool host_prebuilt = false);
 // The same for a fine (M x 1) mask: routing and copy tables from mask.covering_blocks()
 // (sp::build_fine_schedule), and per ring step with kept keys the local key lists in the table.
-// With `host_prebuilt`, sched.host already holds this layer's host schedule (built ahead).
 void build_device_schedule(DeviceSchedule& sched, const SpProblem& problem, const FineMask& mask,
                            const Partition& partition, int rank, int ranks,
                            const SpOptions& options, KernelCache& kernels, PinnedMemory& pinned,
