@@ -466,36 +466,20 @@ TEST(SpAttention, PlanAheadGivesTheSameOutputsAndPlansAsPlanningInTheCall) {
     masks.push_back(test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.3, seed));
     inputs.emplace_back(problem, masks.back());
   }
-  for (const char* name : {"dbsp", "usp", "ring"}) {
-    SpAttention plain(world, parse_strategy(name, world.size()), kLayers);
-    SpAttention ahead(world, parse_strategy(name, world.size()), kLayers);
-    for (int call = 0; call < kLayers * kSteps; ++call) {
-      const int layer = call % kLayers;
-      if (call + 1 < kLayers * kSteps) {
-        ahead.plan_ahead((call + 1) % kLayers, problem, masks[call + 1]);
-      }
-      const RankData& data = inputs[call];
-      std::vector<float> expected = test::poisoned(data.q.size()),
-                         out = test::poisoned(data.q.size());
-      const SpLayerReport want = plain.forward(layer, problem, masks[call], data.q.data(),
-                                               data.k.data(), data.v.data(), expected.data());
-      const SpLayerReport got = ahead.forward(layer, problem, masks[call], data.q.data(),
-                                              data.k.data(), data.v.data(), out.data());
-      const std::string what = std::string(name) + " call " + std::to_string(call);
-      test::expect_same_forward(got, out, want, expected, /*ahead=*/call > 0, what);
-      expect_close(out, data.reference, what);
-    }
-    EXPECT_EQ(ahead.replans(), plain.replans()) << name;
-
-    // Prepared for a copy of the mask, run with the original: dropped, then planned in the call.
-    const BlockMask copy = masks[1];
-    ahead.plan_ahead(1, problem, copy);
-    std::vector<float> out = test::poisoned(inputs[1].q.size());
-    const SpLayerReport report = ahead.forward(1, problem, masks[1], inputs[1].q.data(),
-                                               inputs[1].k.data(), inputs[1].v.data(), out.data());
-    EXPECT_FALSE(report.planned_ahead) << name;
-    expect_close(out, inputs[1].reference, std::string(name) + " other mask object");
-  }
+  test::expect_plan_ahead_equals_planning_in_the_call(
+      world, problem, kLayers, masks, inputs, expect_close,
+      [&](const std::string& name, SpAttention& ahead) {
+        // Prepared for a copy of the mask, run with the original: dropped, then planned in the
+        // call.
+        const BlockMask copy = masks[1];
+        ahead.plan_ahead(1, problem, copy);
+        std::vector<float> out = test::poisoned(inputs[1].q.size());
+        const SpLayerReport report =
+            ahead.forward(1, problem, masks[1], inputs[1].q.data(), inputs[1].k.data(),
+                          inputs[1].v.data(), out.data());
+        EXPECT_FALSE(report.planned_ahead) << name;
+        expect_close(out, inputs[1].reference, std::string(name) + " other mask object");
+      });
   SpAttention attention(world, parse_strategy("dbsp", world.size()), kLayers);
   EXPECT_THROW(attention.plan_ahead(kLayers, problem, masks[0]), Error);
   EXPECT_THROW(attention.plan_ahead(-1, problem, masks[0]), Error);

@@ -494,46 +494,28 @@ TEST(SpAttentionFine, PlanAheadGivesTheSameOutputsPlansAndRatiosAsPlanningInTheC
     }
     inputs.emplace_back(problem, masks.back());
   }
-  for (const char* name : {"dbsp", "usp", "ring"}) {
-    SpAttention plain(world, parse_strategy(name, world.size()), kLayers);
-    SpAttention ahead(world, parse_strategy(name, world.size()), kLayers);
-    for (int call = 0; call < kLayers * kSteps; ++call) {
-      const int layer = call % kLayers;
-      if (call + 1 < kLayers * kSteps) {
-        ahead.plan_ahead((call + 1) % kLayers, problem, masks[call + 1]);
-      }
-      const RankData& data = inputs[call];
-      std::vector<float> expected = test::poisoned(data.q.size());
-      std::vector<float> out = test::poisoned(data.q.size());
-      const SpLayerReport want = plain.forward(layer, problem, masks[call], data.q.data(),
-                                               data.k.data(), data.v.data(), expected.data());
-      const SpLayerReport got = ahead.forward(layer, problem, masks[call], data.q.data(),
-                                              data.k.data(), data.v.data(), out.data());
-      const std::string what = std::string(name) + " call " + std::to_string(call);
-      test::expect_same_forward(got, out, want, expected, /*ahead=*/call > 0, what);
-      expect_close(out, data.reference, what);
-    }
-    EXPECT_EQ(ahead.replans(), plain.replans()) << name;
-
-    // Prepared for the fine mask, run with its covering blocks (and the reverse): dropped, then
-    // planned in the call.
-    const FineMask& fine = masks[1];
-    const BlockMask& covering = fine.covering_blocks();
-    const RankData covering_data(problem, FineMask::from_block(covering));
-    ahead.plan_ahead(1, problem, fine);
-    std::vector<float> out = test::poisoned(covering_data.q.size());
-    SpLayerReport report =
-        ahead.forward(1, problem, covering, covering_data.q.data(), covering_data.k.data(),
-                      covering_data.v.data(), out.data());
-    EXPECT_FALSE(report.planned_ahead) << name;
-    expect_close(out, covering_data.reference, std::string(name) + " block after fine ahead");
-    ahead.plan_ahead(1, problem, covering);
-    out = test::poisoned(inputs[1].q.size());
-    report = ahead.forward(1, problem, fine, inputs[1].q.data(), inputs[1].k.data(),
-                           inputs[1].v.data(), out.data());
-    EXPECT_FALSE(report.planned_ahead) << name;
-    expect_close(out, inputs[1].reference, std::string(name) + " fine after block ahead");
-  }
+  test::expect_plan_ahead_equals_planning_in_the_call(
+      world, problem, kLayers, masks, inputs, expect_close,
+      [&](const std::string& name, SpAttention& ahead) {
+        // Prepared for the fine mask, run with its covering blocks (and the reverse): dropped, then
+        // planned in the call.
+        const FineMask& fine = masks[1];
+        const BlockMask& covering = fine.covering_blocks();
+        const RankData covering_data(problem, FineMask::from_block(covering));
+        ahead.plan_ahead(1, problem, fine);
+        std::vector<float> out = test::poisoned(covering_data.q.size());
+        SpLayerReport report =
+            ahead.forward(1, problem, covering, covering_data.q.data(), covering_data.k.data(),
+                          covering_data.v.data(), out.data());
+        EXPECT_FALSE(report.planned_ahead) << name;
+        expect_close(out, covering_data.reference, std::string(name) + " block after fine ahead");
+        ahead.plan_ahead(1, problem, covering);
+        out = test::poisoned(inputs[1].q.size());
+        report = ahead.forward(1, problem, fine, inputs[1].q.data(), inputs[1].k.data(),
+                               inputs[1].v.data(), out.data());
+        EXPECT_FALSE(report.planned_ahead) << name;
+        expect_close(out, inputs[1].reference, std::string(name) + " fine after block ahead");
+      });
 }
 
 TEST(SpAttentionFine, RanksWithDifferentKeysInTheSameBlocksFailWithAPlanHashError) {
