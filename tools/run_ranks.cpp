@@ -16,6 +16,7 @@
 #include <span>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "commands.hpp"
@@ -77,11 +78,13 @@ int checked_end_block(const SequenceShard& shard, int blocks) {
 }
 
 // How far `out` is from the fp64 single-rank result for the first `blocks` query blocks of this
-// rank's shard (all when 0), as a fraction of what is allowed (<= 1 passes; NaN gives +inf). fp32
-// host path: fp32_score. bf16 device path (the reference then sees the inputs rounded as the
-// device does): the rule of accuracy.hpp, relative L2 over `tolerance` and the largest error
-// over twice the naive bf16 path's.
-double check_score(const SpProblem& problem, const BlockMask& mask, const InputSource& source,
+// rank's shard (all when 0), as a fraction of what is allowed (<= 1 passes; NaN gives +inf), for a
+// block or a fine mask. fp32 host path: fp32_score. bf16 device path (the reference then sees the
+// inputs rounded as the device does): for a block mask the rule of accuracy.hpp, relative L2 over
+// `tolerance` and the largest error over twice the naive bf16 path's; for a fine mask relative L2
+// over `tolerance` only, since there is no naive bf16 fine path to bound the largest error by.
+template <class Mask>
+double check_score(const SpProblem& problem, const Mask& mask, const InputSource& source,
                    const SequenceShard& shard, const std::vector<float>& out, int blocks,
                    bool bf16_inputs, double tolerance) {
   const int end_block = checked_end_block(shard, blocks);
@@ -89,7 +92,11 @@ double check_score(const SpProblem& problem, const BlockMask& mask, const InputS
   const std::vector<double> reference =
       reference_rows(problem, mask, source, shard.first_block, end_block, bf16_inputs);
   const std::span<const float> checked(out.data(), reference.size());
-  if (bf16_inputs) {
+  if (!bf16_inputs) return fp32_score(checked, reference, tolerance);
+  if constexpr (std::is_same_v<Mask, FineMask>) {
+    const OutputErrors errors = output_errors(checked, reference);
+    return errors.finite ? errors.relative_l2 / tolerance : INFINITY;
+  } else {
     const std::vector<float> naive =
         naive_bf16_rows(problem, mask, source, shard.first_block, end_block);
     const AccuracyReport report = compare_with_reference(checked, reference, naive);
@@ -97,25 +104,6 @@ double check_score(const SpProblem& problem, const BlockMask& mask, const InputS
     return std::max(report.relative_l2 / tolerance,
                     report.max_error / (2.0 * report.naive_max_error + 1e-6));
   }
-  return fp32_score(checked, reference, tolerance);
-}
-
-// The same for a fine mask: against the fp64 fine reference. fp32 host path: fp32_score. bf16
-// device path (reference on the rounded inputs): relative L2 over `tolerance` only, since there
-// is no naive bf16 fine path to bound the largest error by.
-double check_score(const SpProblem& problem, const FineMask& mask, const InputSource& source,
-                   const SequenceShard& shard, const std::vector<float>& out, int blocks,
-                   bool bf16_inputs, double tolerance) {
-  const int end_block = checked_end_block(shard, blocks);
-  if (end_block <= shard.first_block) return 0;
-  const std::vector<double> reference =
-      reference_rows(problem, mask, source, shard.first_block, end_block, bf16_inputs);
-  const std::span<const float> checked(out.data(), reference.size());
-  if (bf16_inputs) {
-    const OutputErrors errors = output_errors(checked, reference);
-    return errors.finite ? errors.relative_l2 / tolerance : INFINITY;
-  }
-  return fp32_score(checked, reference, tolerance);
 }
 
 // --check's tolerance unless given: relative L2 (and, on cpu, the largest error relative to the
