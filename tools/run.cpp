@@ -104,6 +104,13 @@ void register_run(CLI::App& app) {
                    "transfer (0.07 measured on 2 x H200; 0: no contention)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  command
+      ->add_option("--copy-gbps", options->copy_gbytes_per_s,
+                   "--emulate: GB/s of a rank's staging copies (packing before a transfer, "
+                   "unpacking after, rows kept on the rank); 0: timed in the run on the "
+                   "executor's own copy (the GPU copy kernel on --backend cuda)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   CLI::Option* fine_keep = command->add_option(
       "--fine-keep", options->fine_keep,
       "fine (FG-Attn, M x 1) masks: keep a seeded share F in (0, 1] of every kept block's keys "

@@ -36,7 +36,8 @@ int run_emulated(const RunOptions& o) {
   } else {
     strategies.push_back(parse_strategy(o.strategy, P));
   }
-  const LinkModel link{o.cost.link_gbytes_per_s, o.cost.link_latency_us, o.beside_slowdown};
+  const LinkModel link{o.cost.link_gbytes_per_s, o.cost.link_latency_us, o.beside_slowdown,
+                       o.copy_gbytes_per_s};
   SpEmulator emulator(P, o.backend == "cuda" ? EmulationDevice::cuda : EmulationDevice::cpu, link,
                       {.mask_aware = !o.send_all,
                        .measure_idle = false,
@@ -59,9 +60,11 @@ int run_emulated(const RunOptions& o) {
   double ceiling_ms = 0;
   std::printf(
       "dbsp run --emulate %d: %s, %d layers x %d steps, kernels on %s, link %.1f GB/s "
-      "+ %.1f us, ring kernels beside a transfer +%.0f%%%s\n",
+      "+ %.1f us, ring kernels beside a transfer +%.0f%%, staging copies %s%s\n",
       P, source.name().c_str(), layers, steps, o.backend.c_str(), link.gbytes_per_s,
       link.latency_us, 100 * link.beside_slowdown,
+      link.copy_gbytes_per_s > 0 ? (std::to_string(link.copy_gbytes_per_s) + " GB/s").c_str()
+                                 : "timed",
       o.send_all ? ", mask-aware communication off" : "");
   if (o.head_chunks > 1) {
     std::printf(
@@ -76,6 +79,7 @@ int run_emulated(const RunOptions& o) {
         o.fine_keep);
   }
   double fine_density_sum = 0;  // --fine-keep: kept slices' densities, summed
+  double staging_rate = 0;      // GB/s the staging copies are charged at
   std::printf("%4s %5s %-16s %6s %8s %8s %8s %11s %11s %8s %8s %9s %9s %9s %9s\n", "step", "layer",
               "strategy", "grid", "rho_pred", "rho_meas", "max/mean", "compute_max", "compute_avg",
               "plan_ms", "setup_ms", "a2a_ms", "ring_ms", "total_ms", "moved_MB");
@@ -83,6 +87,7 @@ int run_emulated(const RunOptions& o) {
     for (int layer = 0; layer < layers; ++layer) {
       const BlockMask mask = source.mask(step, layer);
       const SpProblem problem = layer_problem(mask, head_dim);
+      if (staging_rate == 0) staging_rate = emulator.staging_gbytes_per_s(problem);
       std::optional<FineMask> fine;
       std::optional<BlockMask> covering;  // what the strategies plan on for a fine mask
       if (o.fine) {
@@ -163,6 +168,10 @@ int run_emulated(const RunOptions& o) {
         "total_ms: host setup (slowest rank's schedule, measured here) + all-to-all + ring; "
         "\"with planning\" adds each strategy's planner time (plan or reuse check) to it\n");
   }
+  std::printf(
+      "a2a_ms and the ring's transfers include the ranks' staging copies (pack, unpack, rows "
+      "kept on the rank) at %.1f GB/s (%s)\n",
+      staging_rate, link.copy_gbytes_per_s > 0 ? "--copy-gbps" : "timed on the executor's copy");
   if (o.fine) {
     std::printf(
         "fine masks: mean kept-slice (M x 1) density %.4f over %d layer calls (%.3g of each kept "

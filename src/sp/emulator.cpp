@@ -28,18 +28,34 @@ struct SpEmulator::Timer {
   // Per run slot and virtual rank, the fine schedule that rank's executor keeps in its slot and
   // rebuilds into (reusing the key lists' memory), so setup is charged as a running rank pays it.
   std::vector<std::vector<sp::LayerSchedule>> fine_schedules;
+  double copy_gbytes_per_s = 0;  // LinkModel::copy_gbytes_per_s
+  // Staging copies of `rows` rows of one head of the problem.
+  auto copy_time(const SpProblem& problem) {
+    const int64_t row_bytes = problem.head_dim * element_bytes;
+    return [this, row_bytes](int64_t rows) {
+      if (copy_gbytes_per_s > 0) {
+        return static_cast<double>(rows * row_bytes) / (copy_gbytes_per_s * 1e6);
+      }
+      return impl->copy_ms(rows, row_bytes);
+    };
+  }
 };
 
 SpEmulator::SpEmulator(int ranks, EmulationDevice device, LinkModel link, SpOptions options)
     : ranks_(ranks), link_(link), options_(options) {
   require(ranks >= 1, "SpEmulator: rank count must be >= 1, got ", ranks);
-  require(link.gbytes_per_s > 0 && link.latency_us >= 0 && link.beside_slowdown >= 0,
-          "SpEmulator: link of ", link.gbytes_per_s, " GB/s, ", link.latency_us, " us latency and ",
-          link.beside_slowdown, " slowdown beside a transfer");
+  require(link.gbytes_per_s > 0 && link.latency_us >= 0 && link.beside_slowdown >= 0 &&
+              link.copy_gbytes_per_s >= 0,
+          "SpEmulator: link of ", link.gbytes_per_s, " GB/s, ", link.latency_us, " us latency, ",
+          link.beside_slowdown, " slowdown beside a transfer and staging copies at ",
+          link.copy_gbytes_per_s, " GB/s");
   const bool cpu = device == EmulationDevice::cpu;
   timer_ = std::unique_ptr<Timer, void (*)(Timer*)>(
-      new Timer{
-          cpu ? sp::make_cpu_step_timer() : sp::make_device_step_timer(), cpu ? 4 : 2, cpu, {}},
+      new Timer{cpu ? sp::make_cpu_step_timer() : sp::make_device_step_timer(),
+                cpu ? 4 : 2,
+                cpu,
+                {},
+                link.copy_gbytes_per_s},
       [](Timer* timer) { delete timer; });
 }
 
@@ -47,10 +63,11 @@ SpEmulator::~SpEmulator() = default;
 
 namespace {
 
-// Rows of the all-to-all in (Q, K, V) and out (O) of rank p, as sent and as received, counting
-// only the slabs whose global head passes `take`.
+// Rows of the all-to-all in (Q, K, V) and out (O) of rank p, as sent, as received and as kept on
+// the rank (copied from one of its tensors to the other, never sent), counting only the slabs
+// whose global head passes `take`.
 struct AllToAllRows {
-  int64_t in = 0, out = 0;  // the larger of sent and received, in each direction of the layer
+  int64_t in_send = 0, in_recv = 0, in_local = 0, out_send = 0, out_recv = 0, out_local = 0;
 };
 
 template <class TakeHead>
@@ -62,26 +79,44 @@ AllToAllRows all_to_all_rows(const sp::LayerRouting& route, int p, int P, TakeHe
     }
     return n;
   };
-  int64_t in_send = 0, in_recv = 0, out_send = 0, out_recv = 0;
+  AllToAllRows n;
   for (int peer = 0; peer < P; ++peer) {
-    if (peer == p) continue;
-    in_send += rows(route.send_q[peer], true) + 2 * rows(route.send_kv[peer], true);
-    in_recv += rows(route.recv_q[peer], false) + 2 * rows(route.recv_kv[peer], false);
-    out_send += rows(route.recv_q[peer], false);
-    out_recv += rows(route.send_q[peer], true);
+    const int64_t q_sent = rows(route.send_q[peer], true);
+    const int64_t kv_sent = rows(route.send_kv[peer], true);
+    if (peer == p) {
+      n.in_local = q_sent + 2 * kv_sent;
+      n.out_local = q_sent;
+      continue;
+    }
+    n.in_send += q_sent + 2 * kv_sent;
+    n.in_recv += rows(route.recv_q[peer], false) + 2 * rows(route.recv_kv[peer], false);
+    n.out_send += rows(route.recv_q[peer], false);
+    n.out_recv += q_sent;
   }
-  return {std::max(in_send, in_recv), std::max(out_send, out_recv)};
+  return n;
+}
+
+// One all-to-all as the device executor runs it on its stream: the rank's kept rows copied and
+// its sent rows packed, the exchange (the larger of sent and received on the link), the received
+// rows unpacked. `cleared` rows are zero-filled first (a fill writes once where a copy reads and
+// writes, so it is charged as half a copy).
+template <class CopyMs>
+double exchange_ms(const LinkModel& link, CopyMs&& copy_ms, int64_t row_bytes, int64_t local,
+                   int64_t sent, int64_t received, int64_t cleared) {
+  return copy_ms(local + sent + cleared / 2) +
+         link.transfer_ms(std::max(sent, received) * row_bytes) + copy_ms(received);
 }
 
 // The synchronous timeline of one layer on `ranks` virtual ranks, for block and fine masks alike:
 // only the rank's schedule (build_schedule(p), timed as host setup) and the timing of a ring step
 // that launches a kernel (time_step(schedule, t, local, merge, reserved_sms, chunk_heads), where
-// chunk_heads, when not null, names the global heads of one head chunk) differ.
-template <class BuildSchedule, class TimeStep>
+// chunk_heads, when not null, names the global heads of one head chunk) differ. Staging copies
+// are charged by copy_ms(rows) (the executor's copy kernel, timed by the step timer).
+template <class BuildSchedule, class TimeStep, class CopyMs>
 EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& options,
                             int64_t element_bytes, const SpProblem& problem,
                             const Partition& partition, BuildSchedule&& build_schedule,
-                            TimeStep&& time_step) {
+                            TimeStep&& time_step, CopyMs&& copy_ms) {
   const Grid grid = partition.grid;
   const int P = ranks, R = grid.ring;
   const int64_t row_bytes = problem.head_dim * element_bytes;
@@ -117,9 +152,17 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
     const sp::LayerSchedule& schedule = build_schedule(p);  // a kept one or a temporary
     layer.setup_ms = std::max(layer.setup_ms, setup_clock.elapsed_ms());
     const sp::LayerRouting& route = schedule.route;
+    // A rank whose local tensors are its inputs computes in place: it copies no local rows and
+    // clears nothing (sp::local_is_input, as both executors decide).
+    const bool in_place = chunks == 1 && sp::local_is_input(route, problem.heads);
     const AllToAllRows whole = all_to_all_rows(route, p, P, [](int) { return true; });
-    in_ms = std::max(in_ms, link.transfer_ms(whole.in * row_bytes));
-    out_ms = std::max(out_ms, link.transfer_ms(whole.out * row_bytes));
+    const int64_t q_rows = route.q_local.tokens() * static_cast<int64_t>(route.heads.size());
+    const int64_t out_rows = route.q_input.tokens() * problem.heads;
+    in_ms = std::max(
+        in_ms, exchange_ms(link, copy_ms, row_bytes, in_place ? 0 : whole.in_local, whole.in_send,
+                           whole.in_recv, options.mask_aware && !in_place ? q_rows : 0));
+    out_ms = std::max(out_ms, exchange_ms(link, copy_ms, row_bytes, in_place ? 0 : whole.out_local,
+                                          whole.out_send, whole.out_recv, in_place ? 0 : out_rows));
     layer.bytes_moved += route.rows_sent * row_bytes;
     layer.bytes_saved += (route.baseline_rows_sent - route.rows_sent) * row_bytes;
 
@@ -127,8 +170,9 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
     for (int t = 0; t < R; ++t) {
       const sp::RingStep& step = route.steps[t];
       if (t > 0) {
-        transfer[p][t] = link.transfer_ms(
-            2 * std::max(sp::slab_rows(step.send), sp::slab_rows(step.recv)) * row_bytes);
+        const int64_t sent = 2 * sp::slab_rows(step.send);
+        const int64_t received = 2 * sp::slab_rows(step.recv);
+        transfer[p][t] = exchange_ms(link, copy_ms, row_bytes, 0, sent, received, 0);
       }
       if (route.heads.empty() || route.q_blocks.empty() || step.key_blocks.empty()) continue;
       if (schedule.step_kept[t] == 0) continue;  // no kernel for an empty step
@@ -164,10 +208,16 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
     }
     layer.rank_compute_ms[p] = std::accumulate(compute[p].begin(), compute[p].end(), 0.0);
     for (int c = 0; c < chunks && chunks > 1; ++c) {
+      // Chunked layers never run in place; the executor clears the local Q and the output once,
+      // before the first chunk's exchange of each direction.
       const AllToAllRows part =
           all_to_all_rows(route, p, P, [&](int head) { return chunk_of[head] == c; });
-      chunk_in_ms[c] = std::max(chunk_in_ms[c], link.transfer_ms(part.in * row_bytes));
-      chunk_out_ms[c] = std::max(chunk_out_ms[c], link.transfer_ms(part.out * row_bytes));
+      chunk_in_ms[c] = std::max(
+          chunk_in_ms[c], exchange_ms(link, copy_ms, row_bytes, part.in_local, part.in_send,
+                                      part.in_recv, c == 0 && options.mask_aware ? q_rows : 0));
+      chunk_out_ms[c] = std::max(
+          chunk_out_ms[c], exchange_ms(link, copy_ms, row_bytes, part.out_local, part.out_send,
+                                       part.out_recv, c == 0 ? out_rows : 0));
     }
   }
 
@@ -227,6 +277,13 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
 
 }  // namespace
 
+double SpEmulator::staging_gbytes_per_s(const SpProblem& problem) {
+  constexpr int64_t kRows = int64_t{1} << 16;
+  const double ms = timer_->copy_time(problem)(kRows);
+  return ms > 0 ? static_cast<double>(kRows * problem.head_dim * timer_->element_bytes) / (ms * 1e6)
+                : 0.0;
+}
+
 EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
                               const Partition& partition) {
   sp::check_layer(ranks_, problem, mask, partition);
@@ -249,7 +306,8 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
         const BlockCsr listed = sp::local_block_csr(mask, chunk_heads ? *chunk_heads : route.heads,
                                                     route.q_blocks, route.steps[t].key_blocks);
         return timer.impl->step_ms(local, listed, block_q, block_k, merge, reserved_sms);
-      });
+      },
+      timer.copy_time(problem));
 }
 
 EmulatedLayer SpEmulator::run(const SpProblem& problem, const FineMask& mask,
@@ -281,7 +339,8 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const FineMask& mask,
             sp::local_fine_mask(mask, *chunk_heads, route.q_blocks, route.steps[t].key_blocks,
                                 route.steps[t].key_layout);
         return timer.impl->fine_step_ms(local, chunk.mask, merge, reserved_sms);
-      });
+      },
+      timer.copy_time(problem));
 }
 
 }  // namespace dbsp

@@ -3,6 +3,7 @@
 // shape.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 
 #include "dbsp/attention.hpp"
@@ -23,6 +24,10 @@ class StepTimer {
   // local.q_layout (attention_fine on the CPU, the kernels' key lists on the GPU).
   virtual double fine_step_ms(const AttentionProblem& local, const FineMask& mask, bool merge,
                               int reserved_sms) = 0;
+  // Milliseconds the executor spends staging `rows` rows of row_bytes bytes (packing slabs into a
+  // transfer buffer, unpacking them, or copying rows that stay on the rank), from a strided row
+  // copy of the executor's kind timed once per row size, then scaled by the row count.
+  virtual double copy_ms(int64_t rows, int64_t row_bytes) = 0;
 };
 
 std::unique_ptr<StepTimer> make_cpu_step_timer();

@@ -383,6 +383,46 @@ TEST(SpEmulator, ChargesExactlyTheBytesThatTheRealRanksSend) {
   }
 }
 
+// The executor stages what it sends (pack, exchange, unpack, and rows kept on the rank copied
+// directly): the emulator charges those copies beside each transfer. A rank computing in place
+// (contiguous shards at P = 1, ring grids) copies nothing, so slower copies change nothing there.
+TEST(SpEmulator, StagingCopiesAreChargedBesideEachTransfer) {
+  const int P = test::world().size();
+  const SpProblem problem = make_problem(5, 8, 1000, 64);
+  const BlockMask mask = test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.4, 7);
+  const LinkModel fast{.gbytes_per_s = 100.0, .latency_us = 10.0, .copy_gbytes_per_s = 1e9};
+  const LinkModel slow{.gbytes_per_s = 100.0, .latency_us = 10.0, .copy_gbytes_per_s = 0.5};
+  SpEmulator free_copies(P, EmulationDevice::cpu, fast);
+  SpEmulator slow_copies(P, EmulationDevice::cpu, slow);
+  SpEmulator timed_copies(P, EmulationDevice::cpu, LinkModel{100.0, 10.0});
+  const int64_t row_bytes = problem.head_dim * 4;  // fp32 on the CPU path
+  for (Grid grid : factorizations(P)) {
+    for (bool contiguous : {true, false}) {
+      const std::string what = grid.name() + (contiguous ? " contiguous" : " random");
+      const Partition partition =
+          contiguous ? Partition::contiguous(grid, 5, mask.q_blocks(), mask.k_blocks())
+                     : test::random_partition(grid, 5, mask.q_blocks(), mask.k_blocks(), 5);
+      const EmulatedLayer a = free_copies.run(problem, mask, partition);
+      const EmulatedLayer b = slow_copies.run(problem, mask, partition);
+      const EmulatedLayer c = timed_copies.run(problem, mask, partition);
+      EXPECT_EQ(a.bytes_moved, b.bytes_moved) << what;
+      EXPECT_GE(c.all_to_all_ms, a.all_to_all_ms) << what;
+      if (grid.ulysses == 1 && contiguous) {
+        EXPECT_EQ(a.all_to_all_ms, 0.0) << what;  // in place: no exchange, nothing copied
+        EXPECT_EQ(b.all_to_all_ms, 0.0) << what;
+        continue;
+      }
+      if (grid.ulysses == 1) continue;  // a moved block's exchange: no bound written here
+      // Every rank copies at least the rows it keeps (or clears) and at most every row of the
+      // layer's Q, K, V and O, cleared ones included, plus the output once more.
+      const double rows_in_layer = static_cast<double>(mask.q_blocks()) * 64 * 5 * 6;
+      const double copy_ms_per_row = static_cast<double>(row_bytes) / (0.5 * 1e6);
+      EXPECT_GT(b.all_to_all_ms, a.all_to_all_ms + copy_ms_per_row) << what;
+      EXPECT_LE(b.all_to_all_ms, a.all_to_all_ms + rows_in_layer * copy_ms_per_row) << what;
+    }
+  }
+}
+
 // Head chunks pipeline the all-to-alls of grids without a ring behind the chunks' kernels: the
 // same bytes move, the exposed part never exceeds the unpipelined charge of every chunk's
 // transfers, and grids with a ring are emulated exactly as without the option.
@@ -390,7 +430,8 @@ TEST(SpEmulator, HeadChunksOverlapTheAllToAllOfGridsWithoutARingOnly) {
   const int P = test::world().size();
   const SpProblem problem = make_problem(5, 8, 1000, 64);
   const BlockMask mask = test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.4, 7);
-  const LinkModel link{100.0, 10.0};
+  // Staging copies at a given rate, so that both emulators charge the same bytes the same.
+  const LinkModel link{.gbytes_per_s = 100.0, .latency_us = 10.0, .copy_gbytes_per_s = 5.0};
   SpEmulator whole(P, EmulationDevice::cpu, link);
   SpEmulator chunked(P, EmulationDevice::cpu, link, SpOptions{.head_chunks = 3});
   for (Grid grid : factorizations(P)) {

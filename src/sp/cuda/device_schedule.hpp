@@ -35,7 +35,7 @@ class UploadTable {
   template <class T>
   int64_t add(std::span<const T> items) {
     const int64_t offset = reserve<T>(static_cast<int64_t>(items.size()));
-    if (!items.empty()) std::memcpy(bytes_.get() + offset, items.data(), items.size_bytes());
+    copy_bytes(bytes_.get() + offset, items.data(), items.size_bytes());
     return offset;
   }
   // A section of `count` items for the caller to fill in place (at data() + offset, valid until
@@ -52,6 +52,20 @@ class UploadTable {
   int64_t size() const { return size_; }
 
  private:
+  // A fine layer's key lists are hundreds of megabytes at video sizes, and one thread writes
+  // pinned memory at a few GB/s: 51 ms per call at 480p (BENCHMARKS.md, session 8), eight times
+  // the kernels. Large sections are copied by every core, in pieces of a few megabytes.
+  static void copy_bytes(char* into, const void* from, size_t bytes) {
+    constexpr size_t kPiece = size_t{4} << 20;
+    const auto* source = static_cast<const char*>(from);
+    const auto pieces = static_cast<int64_t>((bytes + kPiece - 1) / kPiece);
+#pragma omp parallel for schedule(static) if (pieces > 2)
+    for (int64_t i = 0; i < pieces; ++i) {
+      const size_t at = static_cast<size_t>(i) * kPiece;
+      std::memcpy(into + at, source + at, std::min(kPiece, bytes - at));
+    }
+  }
+
   PinnedMemory& bytes_;
   int64_t size_ = 0;
 };

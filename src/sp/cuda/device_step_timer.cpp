@@ -3,12 +3,14 @@
 // warm run.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <map>
 #include <tuple>
 
 #include "comm/nccl/nccl_check.hpp"
 #include "dbsp/cuda_attention.hpp"
 #include "dbsp/error.hpp"
+#include "sp/cuda/device_copy.hpp"
 #include "sp/step_timer.hpp"
 
 namespace dbsp::sp {
@@ -87,6 +89,44 @@ class DeviceStepTimer final : public StepTimer {
     return timed(local, dm, merge, reserved_sms);
   }
 
+  // The executor's copy kernel (copy_rows) over slabs of 1024 rows read 8 rows apart, as a rank
+  // packs [tokens, heads, dim] tensors head by head; 16 MiB per timed run, the second of two.
+  double copy_ms(int64_t rows, int64_t row_bytes) override {
+    if (rows <= 0) return 0;
+    auto rate = ms_per_row_.find(row_bytes);
+    if (rate == ms_per_row_.end()) {
+      const int64_t total_rows = std::max<int64_t>(1024, (int64_t{16} << 20) / row_bytes);
+      constexpr int64_t kSlabRows = 1024, kStride = 8;
+      std::vector<device::RowCopy> copies;
+      for (int64_t first = 0; first < total_rows; first += kSlabRows) {
+        device::RowCopy copy;
+        copy.src_base = 0;
+        copy.dst_base = 1;
+        copy.src_offset = first * kStride * row_bytes;
+        copy.dst_offset = first * row_bytes;
+        copy.src_stride = kStride * row_bytes;
+        copy.dst_stride = row_bytes;
+        copy.rows = std::min(kSlabRows, total_rows - first);
+        copies.push_back(copy);
+      }
+      const auto* table = upload(copy_table_, copies);
+      device::CopyBases bases;
+      bases.address[0] = reinterpret_cast<uint64_t>(k_.ensure(total_rows * kStride * row_bytes));
+      bases.address[1] = reinterpret_cast<uint64_t>(out_.ensure(total_rows * row_bytes));
+      float ms = 0;
+      for (int run = 0; run < 2; ++run) {
+        DBSP_CUDA_RT_CHECK(cudaEventRecord(begin_, stream_));
+        device::copy_rows(table, static_cast<int64_t>(copies.size()), bases, row_bytes, kSlabRows,
+                          stream_);
+        DBSP_CUDA_RT_CHECK(cudaEventRecord(end_, stream_));
+        DBSP_CUDA_RT_CHECK(cudaEventSynchronize(end_));
+        DBSP_CUDA_RT_CHECK(cudaEventElapsedTime(&ms, begin_, end_));
+      }
+      rate = ms_per_row_.emplace(row_bytes, ms / static_cast<double>(total_rows)).first;
+    }
+    return static_cast<double>(rows) * rate->second;
+  }
+
  private:
   // The kernel over `dm` (and the merge when asked) on placeholder inputs, timed on a second run.
   double timed(const AttentionProblem& local, const cuda::DeviceMask& dm, bool merge,
@@ -140,7 +180,8 @@ class DeviceStepTimer final : public StepTimer {
   cudaStream_t stream_ = nullptr;
   cudaEvent_t begin_ = nullptr, end_ = nullptr;
   DeviceArena q_, k_, out_, part_, accumulator_, lse_, part_lse_;
-  DeviceArena counts_, offsets_, indices_, q_starts_, k_starts_;
+  DeviceArena counts_, offsets_, indices_, q_starts_, k_starts_, copy_table_;
+  std::map<int64_t, double> ms_per_row_;  // copy_rows, by row bytes
   std::map<std::tuple<int64_t, int64_t, int, int, int, int, double>,
            std::unique_ptr<cuda::SparseAttention>>
       kernels_;
