@@ -22,6 +22,12 @@ inline void add_cost_options(CLI::App& command, CostModel& cost) {
       ->capture_default_str();
   command.add_option("--latency-us", cost.link_latency_us, "link latency (us)")
       ->capture_default_str();
+  command
+      .add_option("--copy-gbps", cost.copy_gbytes_per_s,
+                  "bytes per second a rank's staging copies move (packing before a transfer, "
+                  "unpacking after, rows kept on the rank; GB/s; 0: free)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
 }
 
 }  // namespace dbsp::cli

@@ -104,13 +104,6 @@ void register_run(CLI::App& app) {
                    "transfer (0.07 measured on 2 x H200; 0: no contention)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  command
-      ->add_option("--copy-gbps", options->copy_gbytes_per_s,
-                   "--emulate: GB/s of a rank's staging copies (packing before a transfer, "
-                   "unpacking after, rows kept on the rank); 0: timed in the run on the "
-                   "executor's own copy (the GPU copy kernel on --backend cuda)")
-      ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
   CLI::Option* fine_keep = command->add_option(
       "--fine-keep", options->fine_keep,
       "fine (FG-Attn, M x 1) masks: keep a seeded share F in (0, 1] of every kept block's keys "
@@ -125,7 +118,11 @@ void register_run(CLI::App& app) {
       "(--fine-keep) masks, not with --estimate; --emulate charges each call only the host work "
       "(plan and setup) that outlasts the call before it");
   add_cost_options(*command, options->cost);
-  command->callback([options, fine_keep] {
+  // The emulator times the executor's staging copies unless a rate is given (the planner's cost
+  // model takes the option either way).
+  const CLI::Option* copy_rate = command->get_option("--copy-gbps");
+  command->callback([options, fine_keep, copy_rate] {
+    options->copy_rate_given = copy_rate->count() > 0;
     require(!(options->estimate && options->emulate > 0),
             "--estimate runs on ranks (mpirun), not with --emulate");
     options->fine = fine_keep->count() > 0;

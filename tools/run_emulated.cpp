@@ -37,7 +37,7 @@ int run_emulated(const RunOptions& o) {
     strategies.push_back(parse_strategy(o.strategy, P));
   }
   const LinkModel link{o.cost.link_gbytes_per_s, o.cost.link_latency_us, o.beside_slowdown,
-                       o.copy_gbytes_per_s};
+                       o.copy_rate_given ? std::optional(o.cost.copy_gbytes_per_s) : std::nullopt};
   SpEmulator emulator(P, o.backend == "cuda" ? EmulationDevice::cuda : EmulationDevice::cpu, link,
                       {.mask_aware = !o.send_all,
                        .measure_idle = false,
@@ -63,8 +63,8 @@ int run_emulated(const RunOptions& o) {
       "+ %.1f us, ring kernels beside a transfer +%.0f%%, staging copies %s%s\n",
       P, source.name().c_str(), layers, steps, o.backend.c_str(), link.gbytes_per_s,
       link.latency_us, 100 * link.beside_slowdown,
-      link.copy_gbytes_per_s > 0 ? (std::to_string(link.copy_gbytes_per_s) + " GB/s").c_str()
-                                 : "timed",
+      link.copy_gbytes_per_s ? (std::to_string(*link.copy_gbytes_per_s) + " GB/s").c_str()
+                             : "timed",
       o.send_all ? ", mask-aware communication off" : "");
   if (o.head_chunks > 1) {
     std::printf(
@@ -171,7 +171,7 @@ int run_emulated(const RunOptions& o) {
   std::printf(
       "a2a_ms and the ring's transfers include the ranks' staging copies (pack, unpack, rows "
       "kept on the rank) at %.1f GB/s (%s)\n",
-      staging_rate, link.copy_gbytes_per_s > 0 ? "--copy-gbps" : "timed on the executor's copy");
+      staging_rate, link.copy_gbytes_per_s ? "--copy-gbps" : "timed on the executor's copy");
   if (o.fine) {
     std::printf(
         "fine masks: mean kept-slice (M x 1) density %.4f over %d layer calls (%.3g of each kept "

@@ -36,7 +36,7 @@ struct RunOptions {
   int batch = 1;    // batch elements per layer call, each with its own inputs
   int emulate = 0;  // > 0: this many virtual ranks in one process, no MPI
   double beside_slowdown = LinkModel{}.beside_slowdown;  // --emulate: kernels beside a transfer
-  double copy_gbytes_per_s = 0;  // --emulate: staging copies (0: timed in the run)
+  bool copy_rate_given = false;  // --copy-gbps on the command line: --emulate charges it too
   int warmup = 1;         // untimed calls per grid before the run (connections, kernel loading)
   bool estimate = false;  // masks estimated from the run's Q and K (the source gives the shapes)
   bool uniform_inputs = false;  // --estimate on a workload: seeded Q and K, not the workload's

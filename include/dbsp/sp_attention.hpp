@@ -351,9 +351,9 @@ struct LinkModel {
   // ring, compute with and without the transfer beside (--no-ring-overlap, BENCHMARKS.md).
   double beside_slowdown = 0.07;
   // Bytes per second a rank's staging copies move (packing slabs before a transfer, unpacking
-  // them after, copying rows that stay on the rank); 0: timed in the run on the executor's own
-  // copy (the device path's copy kernel, or memcpy on the CPU).
-  double copy_gbytes_per_s = 0;
+  // them after, copying rows that stay on the rank; 0: free); empty: timed in the run on the
+  // executor's own copy (the device path's copy kernel, or memcpy on the CPU).
+  std::optional<double> copy_gbytes_per_s = std::nullopt;
   double transfer_ms(int64_t bytes) const;
 };
 
@@ -389,8 +389,9 @@ class SpEmulator {
   EmulatedLayer run(const SpProblem& problem, const FineMask& mask, const Partition& partition,
                     int run_slot = 0);
   int ranks() const { return ranks_; }
-  // The rate staging copies of the problem's rows are charged at: LinkModel::copy_gbytes_per_s
-  // when given, else the one timed on the executor's copy.
+  // The rate staging copies of the problem's rows are charged at (per byte, beyond a launch's
+  // fixed cost): LinkModel::copy_gbytes_per_s when given, else the one timed on the executor's
+  // copy.
   double staging_gbytes_per_s(const SpProblem& problem);
 
  private:

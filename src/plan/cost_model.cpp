@@ -8,13 +8,17 @@ namespace dbsp {
 
 namespace {
 
-// Bytes of one token of one head in the all-to-all (Q, K, V in and O out) on a rank of grid,
-// over what an even head split sends: the four tensors of its ring shard, less its own slice.
+// Milliseconds one head of a rank's group costs in the all-to-all (Q, K, V in and O out): the
+// four tensors of its ring shard, less its own slice, on the link; and staged, every byte sent
+// packed and every byte received unpacked, the kept slice copied across.
 double all_to_all_head_ms(Grid grid, int64_t tokens, const CostModel& c) {
   const double U = grid.ulysses, R = grid.ring;
   if (U <= 1) return 0.0;
-  const double head_token_bytes = double(c.head_dim) * c.bytes_per_element;
-  return 4.0 * (double(tokens) / R) * head_token_bytes * (U - 1) / U / (c.link_gbytes_per_s * 1e6);
+  const double shard_bytes = 4.0 * (double(tokens) / R) * double(c.head_dim) * c.bytes_per_element;
+  const double link_ms = shard_bytes * (U - 1) / U / (c.link_gbytes_per_s * 1e6);
+  const double staging_ms =
+      c.copy_gbytes_per_s > 0 ? shard_bytes * (2.0 - 1.0 / U) / (c.copy_gbytes_per_s * 1e6) : 0.0;
+  return link_ms + staging_ms;
 }
 
 }  // namespace
@@ -34,11 +38,12 @@ CostModel::Breakdown CostModel::predict(Grid grid, double imbalance_ratio, int64
   const double q_blocks = std::ceil(double(tokens) / block_size);
   b.compute_ms = double(kept_blocks) * us_per_block * 1e-3 * (head_dim / 128.0) / P / R +
                  group_heads * q_blocks / R * us_per_row_step * 1e-3;
-  // K and V of one ring shard for this rank's heads.
-  b.p2p_ms =
-      R > 1 ? 2.0 * (tokens / R) * (group_heads * head_dim * bytes_per_element) / bytes_per_ms +
-                  latency_ms
-            : 0.0;
+  // K and V of one ring shard for this rank's heads, packed, sent and unpacked.
+  const double shard_kv_bytes =
+      2.0 * (double(tokens) / R) * group_heads * head_dim * bytes_per_element;
+  const double staging_ms =
+      copy_gbytes_per_s > 0 ? 2.0 * shard_kv_bytes / (copy_gbytes_per_s * 1e6) : 0.0;
+  b.p2p_ms = R > 1 ? shard_kv_bytes / bytes_per_ms + staging_ms + latency_ms : 0.0;
   // Q, K, V in and O out of the largest group's heads, each rank keeping 1/U of what it holds.
   b.all_to_all_ms =
       U > 1 ? group_heads * all_to_all_head_ms(grid, tokens, *this) + 2 * latency_ms : 0.0;

@@ -2,6 +2,7 @@
 // time, transfers charged from the link model, and the synchronous schedule that combines them.
 #include <algorithm>
 #include <numeric>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -28,15 +29,14 @@ struct SpEmulator::Timer {
   // Per run slot and virtual rank, the fine schedule that rank's executor keeps in its slot and
   // rebuilds into (reusing the key lists' memory), so setup is charged as a running rank pays it.
   std::vector<std::vector<sp::LayerSchedule>> fine_schedules;
-  double copy_gbytes_per_s = 0;  // LinkModel::copy_gbytes_per_s
+  std::optional<double> copy_gbytes_per_s;  // LinkModel::copy_gbytes_per_s
   // Staging copies of `rows` rows of one head of the problem.
   auto copy_time(const SpProblem& problem) {
     const int64_t row_bytes = problem.head_dim * element_bytes;
     return [this, row_bytes](int64_t rows) {
-      if (copy_gbytes_per_s > 0) {
-        return static_cast<double>(rows * row_bytes) / (copy_gbytes_per_s * 1e6);
-      }
-      return impl->copy_ms(rows, row_bytes);
+      if (!copy_gbytes_per_s) return impl->copy_ms(rows, row_bytes);
+      if (*copy_gbytes_per_s == 0) return 0.0;
+      return static_cast<double>(rows * row_bytes) / (*copy_gbytes_per_s * 1e6);
     };
   }
 };
@@ -45,10 +45,10 @@ SpEmulator::SpEmulator(int ranks, EmulationDevice device, LinkModel link, SpOpti
     : ranks_(ranks), link_(link), options_(options) {
   require(ranks >= 1, "SpEmulator: rank count must be >= 1, got ", ranks);
   require(link.gbytes_per_s > 0 && link.latency_us >= 0 && link.beside_slowdown >= 0 &&
-              link.copy_gbytes_per_s >= 0,
+              link.copy_gbytes_per_s.value_or(0) >= 0,
           "SpEmulator: link of ", link.gbytes_per_s, " GB/s, ", link.latency_us, " us latency, ",
           link.beside_slowdown, " slowdown beside a transfer and staging copies at ",
-          link.copy_gbytes_per_s, " GB/s");
+          link.copy_gbytes_per_s.value_or(0), " GB/s");
   const bool cpu = device == EmulationDevice::cpu;
   timer_ = std::unique_ptr<Timer, void (*)(Timer*)>(
       new Timer{cpu ? sp::make_cpu_step_timer() : sp::make_device_step_timer(),
@@ -278,7 +278,7 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
 }  // namespace
 
 double SpEmulator::staging_gbytes_per_s(const SpProblem& problem) {
-  constexpr int64_t kRows = int64_t{1} << 16;
+  constexpr int64_t kRows = int64_t{1} << 22;  // large enough for a launch's fixed cost to vanish
   const double ms = timer_->copy_time(problem)(kRows);
   return ms > 0 ? static_cast<double>(kRows * problem.head_dim * timer_->element_bytes) / (ms * 1e6)
                 : 0.0;
