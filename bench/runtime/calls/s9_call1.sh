@@ -3,13 +3,8 @@
 # fine masks at P = 1 with the session-8 binary (dbsp_before) beside this one (the pinned table
 # filled by every core), and the whole model emulated at P = 8 with staging copies charged.
 set -uo pipefail
-source bench/runtime/device_env.sh
-out=${OUT:-/tmp/out}; mkdir -p "$out"
-stamp() { echo "[$(date +%T)] $*"; }
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/device.txt"
-stamp "nccl tests np1"
-timeout 200 $mpirun -np 1 "$bin/dbsp_nccl_tests" --gtest_brief=1 >"$out/nccl_tests.log" 2>&1
-echo "np1 exit $?"; grep -E "PASSED|FAILED|SKIPPED|Failure" "$out/nccl_tests.log" | sort | uniq -c | head -30
+source bench/runtime/calls/call_env.sh
+nccl_tests_np1
 stamp "fine 480p"
 {
   timeout 120 $mpirun -np 1 "$bin/dbsp" run --workload wan2.1-480p --backend cuda --strategy dbsp \
@@ -28,10 +23,5 @@ stamp "fine 480p"
   done
 } >"$out/fine_480.log" 2>&1
 cat "$out/fine_480.log"
-stamp "emulated P = 8, whole model"
-log="$out/emulate_8_chunks2_40.log"
-timeout 240 "$bin/dbsp" run --emulate 8 --workload wan2.1-720p --backend cuda --strategy all \
-  --layers 40 --steps 1 --link-gbps 193.9 --latency-us 68.1 --head-chunks 2 --plan-ahead >"$log" 2>&1
-stamp "emulate 8 exit $?"
-sed -n '/^summary/,$p' "$log"
+emulate_whole_model 8 2
 stamp done

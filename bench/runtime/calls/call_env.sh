@@ -1,0 +1,27 @@
+# Sourced by the session-9 call scripts (s9_call*.sh): the carried binaries and environment
+# (device_env.sh), the output folder, a time stamp, the device line, and the two runs most calls
+# make: the NCCL tests at P = 1, and the whole model (Wan2.1-720p, 40 layers, --plan-ahead)
+# emulated at P virtual ranks with every strategy.
+source bench/runtime/device_env.sh
+out=${OUT:-/tmp/out}; mkdir -p "$out"
+stamp() { echo "[$(date +%T)] $*"; }
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/device.txt"
+
+nccl_tests_np1() {
+  stamp "nccl tests np1"
+  timeout 200 $mpirun -np 1 "$bin/dbsp_nccl_tests" --gtest_brief=1 >"$out/nccl_tests.log" 2>&1
+  echo "np1 exit $?"
+  grep -E "PASSED|FAILED|SKIPPED|Failure" "$out/nccl_tests.log" | sort | uniq -c | head -30
+}
+
+# emulate_whole_model P CHUNKS [extra dbsp run flags]: the summary, and dbsp's grid per layer.
+emulate_whole_model() {
+  local log="$out/emulate_$1_chunks$2${3:+_extra}.log"
+  timeout 240 "$bin/dbsp" run --emulate "$1" --workload wan2.1-720p --backend cuda --strategy all \
+    --layers 40 --steps 1 --link-gbps 193.9 --latency-us 68.1 --head-chunks "$2" --plan-ahead \
+    ${3:-} >"$log" 2>&1
+  stamp "emulate $1 chunks $2 '${3:-}' exit $?"
+  sed -n '/^summary/,$p' "$log"
+  awk '$3 == "dbsp" {print $4}' "$log" | sort | uniq -c | tr '\n' ' '
+  echo "(dbsp's grids over the layers)"
+}
