@@ -31,9 +31,9 @@ struct CostModel {
   // measured on 2 x H200 at ~20 GB/s effective (BENCHMARKS.md, runtime), a tenth of the link.
   double move_gbytes_per_s = 20.0;
   // The device executor stages what it exchanges: a rank packs what it sends into one buffer,
-  // unpacks what it receives, and copies the rows it keeps (sp::device::copy_rows; bytes copied
-  // per second, measured on an H200 by dbsp run --emulate, BENCHMARKS.md).
-  double copy_gbytes_per_s = 1500.0;
+  // unpacks what it receives, and copies the rows it keeps (sp::device::copy_rows: 1080-1100 GB/s
+  // of rows copied on an H200, timed by dbsp run --emulate, BENCHMARKS.md session 9).
+  double copy_gbytes_per_s = 1100.0;
   double link_latency_us = 15.0;  // per collective or ring step
   int head_dim = 128;
   int bytes_per_element = 2;

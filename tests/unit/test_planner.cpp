@@ -133,6 +133,29 @@ TEST(CostModel, FollowsThePaperFormula) {
   EXPECT_NEAR(ulysses.ring_ms, ulysses.compute_ms, 1e-12);
 }
 
+// Staging: every byte a rank sends is packed and every byte it receives unpacked, and the slice
+// it keeps is copied across (2 - 1/U of its four tensors in the all-to-all; K and V twice in the
+// ring); a grid that moves nothing copies nothing.
+TEST(CostModel, ChargesTheStagingCopiesOfEveryExchange) {
+  CostModel free_copies;
+  free_copies.copy_gbytes_per_s = 0;
+  CostModel copies = free_copies;
+  copies.copy_gbytes_per_s = 500;
+  const int64_t tokens = 75600;
+  const double head_bytes = 128.0 * 2;  // one token of one head, bf16
+  for (Grid grid : {Grid{8, 1}, Grid{2, 4}, Grid{1, 8}, Grid{1, 1}}) {
+    const auto a = free_copies.predict(grid, 1.0, 1'000'000, 40, tokens, 0);
+    const auto b = copies.predict(grid, 1.0, 1'000'000, 40, tokens, 0);
+    const double U = grid.ulysses, R = grid.ring;
+    const double shard = tokens / R * head_bytes * (40 / U);  // one tensor of the group's heads
+    const double a2a_copies = U > 1 ? 4 * shard * (2 - 1 / U) / 500e6 : 0.0;
+    const double ring_copies = R > 1 ? 2 * 2 * shard / 500e6 : 0.0;
+    EXPECT_NEAR(b.all_to_all_ms - a.all_to_all_ms, a2a_copies, 1e-9) << grid.name();
+    EXPECT_NEAR(b.p2p_ms - a.p2p_ms, ring_copies, 1e-9) << grid.name();
+    EXPECT_EQ(b.compute_ms, a.compute_ms) << grid.name();
+  }
+}
+
 TEST(PlanCache, ReusesWhileTheMaskStaysSimilarAndReplansWhenItDrifts) {
   BlockMask mask = testing::family_mask(8, 64, 64, 21);
   PlanCache cache(2, 4, Policy::dbsp);
