@@ -52,6 +52,8 @@ class CpuStepTimer final : public StepTimer {
     return static_cast<double>(rows) * rate->second;
   }
 
+  double upload_ms(int64_t) override { return 0; }
+
  private:
   // Sizes the placeholders for `local`, then times attend() and the merge that follows it.
   template <class Attend>

@@ -111,12 +111,14 @@ double exchange_ms(const LinkModel& link, CopyMs&& copy_ms, int64_t row_bytes, i
 // only the rank's schedule (build_schedule(p), timed as host setup) and the timing of a ring step
 // that launches a kernel (time_step(schedule, t, local, merge, reserved_sms, chunk_heads), where
 // chunk_heads, when not null, names the global heads of one head chunk) differ. Staging copies
-// are charged by copy_ms(rows) (the executor's copy kernel, timed by the step timer).
-template <class BuildSchedule, class TimeStep, class CopyMs>
+// are charged by copy_ms(rows) (the executor's copy kernel, timed by the step timer), and the
+// schedule table's upload, which the world stream runs before the first exchange, by
+// upload_ms(schedule).
+template <class BuildSchedule, class TimeStep, class CopyMs, class UploadMs>
 EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& options,
                             int64_t element_bytes, const SpProblem& problem,
                             const Partition& partition, BuildSchedule&& build_schedule,
-                            TimeStep&& time_step, CopyMs&& copy_ms) {
+                            TimeStep&& time_step, CopyMs&& copy_ms, UploadMs&& upload_ms) {
   const Grid grid = partition.grid;
   const int P = ranks, R = grid.ring;
   const int64_t row_bytes = problem.head_dim * element_bytes;
@@ -158,9 +160,11 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
     const AllToAllRows whole = all_to_all_rows(route, p, P, [](int) { return true; });
     const int64_t q_rows = route.q_local.tokens() * static_cast<int64_t>(route.heads.size());
     const int64_t out_rows = route.q_input.tokens() * problem.heads;
+    const double upload = upload_ms(schedule);
     in_ms = std::max(
-        in_ms, exchange_ms(link, copy_ms, row_bytes, in_place ? 0 : whole.in_local, whole.in_send,
-                           whole.in_recv, options.mask_aware && !in_place ? q_rows : 0));
+        in_ms,
+        upload + exchange_ms(link, copy_ms, row_bytes, in_place ? 0 : whole.in_local, whole.in_send,
+                             whole.in_recv, options.mask_aware && !in_place ? q_rows : 0));
     out_ms = std::max(out_ms, exchange_ms(link, copy_ms, row_bytes, in_place ? 0 : whole.out_local,
                                           whole.out_send, whole.out_recv, in_place ? 0 : out_rows));
     layer.bytes_moved += route.rows_sent * row_bytes;
@@ -213,8 +217,9 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
       const AllToAllRows part =
           all_to_all_rows(route, p, P, [&](int head) { return chunk_of[head] == c; });
       chunk_in_ms[c] = std::max(
-          chunk_in_ms[c], exchange_ms(link, copy_ms, row_bytes, part.in_local, part.in_send,
-                                      part.in_recv, c == 0 && options.mask_aware ? q_rows : 0));
+          chunk_in_ms[c], (c == 0 ? upload : 0.0) +
+                              exchange_ms(link, copy_ms, row_bytes, part.in_local, part.in_send,
+                                          part.in_recv, c == 0 && options.mask_aware ? q_rows : 0));
       chunk_out_ms[c] = std::max(
           chunk_out_ms[c], exchange_ms(link, copy_ms, row_bytes, part.out_local, part.out_send,
                                        part.out_recv, c == 0 ? out_rows : 0));
@@ -307,7 +312,15 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
                                                     route.q_blocks, route.steps[t].key_blocks);
         return timer.impl->step_ms(local, listed, block_q, block_k, merge, reserved_sms);
       },
-      timer.copy_time(problem));
+      timer.copy_time(problem),
+      [&](const sp::LayerSchedule& schedule) {
+        // Most of a block layer's table: the rank's mask rows, from which the GPU lists blocks.
+        if (schedule.computing_steps == 0) return 0.0;
+        const sp::LayerRouting& route = schedule.route;
+        return timer.impl->upload_ms(
+            static_cast<int64_t>(route.heads.size() * route.q_blocks.size()) *
+            mask.words_per_row() * 8);
+      });
 }
 
 EmulatedLayer SpEmulator::run(const SpProblem& problem, const FineMask& mask,
@@ -340,7 +353,18 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const FineMask& mask,
                                 route.steps[t].key_layout);
         return timer.impl->fine_step_ms(local, chunk.mask, merge, reserved_sms);
       },
-      timer.copy_time(problem));
+      timer.copy_time(problem),
+      [&](const sp::LayerSchedule& schedule) {
+        // Most of a fine layer's table: every computing step's key lists, uploaded as they are.
+        int64_t bytes = 0;
+        for (size_t t = 0; t < schedule.fine_step_masks.size(); ++t) {
+          if (schedule.step_kept[t] == 0) continue;
+          const FineMask& local = schedule.fine_step_masks[t];
+          bytes += static_cast<int64_t>(local.key_index().size() * sizeof(int32_t) +
+                                        local.row_offset().size() * sizeof(int64_t));
+        }
+        return timer.impl->upload_ms(bytes);
+      });
 }
 
 }  // namespace dbsp

@@ -28,6 +28,10 @@ class StepTimer {
   // transfer buffer, unpacking them, or copying rows that stay on the rank), from a strided row
   // copy of the executor's kind timed once per row size, then scaled by the row count.
   virtual double copy_ms(int64_t rows, int64_t row_bytes) = 0;
+  // Milliseconds the executor's upload of a layer's schedule table of `bytes` bytes takes (pinned
+  // host memory to the device, timed once at two sizes); 0 on the CPU, whose executor uploads
+  // nothing.
+  virtual double upload_ms(int64_t bytes) = 0;
 };
 
 std::unique_ptr<StepTimer> make_cpu_step_timer();
