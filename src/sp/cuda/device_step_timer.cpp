@@ -102,12 +102,9 @@ class DeviceStepTimer final : public StepTimer {
       const int64_t large = 16 * small;
       const double small_ms = time_copy(small, row_bytes);
       const double large_ms = time_copy(large, row_bytes);
-      const double per_row =
-          std::max(0.0, (large_ms - small_ms) / static_cast<double>(large - small));
-      const double fixed = std::max(0.0, small_ms - per_row * static_cast<double>(small));
-      cost = copy_costs_.emplace(row_bytes, CopyCost{fixed, per_row}).first;
+      cost = copy_costs_.emplace(row_bytes, CopyCost::fit(small, small_ms, large, large_ms)).first;
     }
-    return cost->second.fixed_ms + static_cast<double>(rows) * cost->second.ms_per_unit;
+    return cost->second.ms(rows);
   }
 
   // cudaMemcpyAsync from pinned memory, as the executor uploads its table: timed on 4 and 64 MiB
@@ -121,25 +118,16 @@ class DeviceStepTimer final : public StepTimer {
       std::memset(pinned, 0, kLarge);
       char* device = out_.ensure(kLarge);
       auto time = [&](int64_t size) {
-        float best = 0;
-        for (int run = 0; run < 4; ++run) {  // the first run warms the path
-          DBSP_CUDA_RT_CHECK(cudaEventRecord(begin_, stream_));
+        return best_ms([&] {
           DBSP_CUDA_RT_CHECK(cudaMemcpyAsync(device, pinned, static_cast<size_t>(size),
                                              cudaMemcpyHostToDevice, stream_));
-          DBSP_CUDA_RT_CHECK(cudaEventRecord(end_, stream_));
-          DBSP_CUDA_RT_CHECK(cudaEventSynchronize(end_));
-          float ms = 0;
-          DBSP_CUDA_RT_CHECK(cudaEventElapsedTime(&ms, begin_, end_));
-          if (run == 1 || (run > 1 && ms < best)) best = ms;
-        }
-        return static_cast<double>(best);
+        });
       };
       const double small_ms = time(kSmall), large_ms = time(kLarge);
       DBSP_CUDA_RT_CHECK(cudaFreeHost(pinned));
-      const double per_byte = std::max(0.0, (large_ms - small_ms) / double(kLarge - kSmall));
-      upload_cost_ = CopyCost{std::max(0.0, small_ms - per_byte * double(kSmall)), per_byte};
+      upload_cost_ = CopyCost::fit(kSmall, small_ms, kLarge, large_ms);
     }
-    return upload_cost_->fixed_ms + static_cast<double>(bytes) * upload_cost_->ms_per_unit;
+    return upload_cost_->ms(bytes);
   }
 
  private:
@@ -199,11 +187,19 @@ class DeviceStepTimer final : public StepTimer {
     device::CopyBases bases;
     bases.address[0] = reinterpret_cast<uint64_t>(k_.ensure(rows * kStride * row_bytes));
     bases.address[1] = reinterpret_cast<uint64_t>(out_.ensure(rows * row_bytes));
-    float best = 0;
-    for (int run = 0; run < 4; ++run) {  // the first run warms the launch path
-      DBSP_CUDA_RT_CHECK(cudaEventRecord(begin_, stream_));
+    return best_ms([&] {
       device::copy_rows(table, static_cast<int64_t>(copies.size()), bases, row_bytes, kSlabRows,
                         stream_);
+    });
+  }
+
+  // The best of three timed runs of launch() on the stream, after one that warms the path.
+  template <class Launch>
+  double best_ms(Launch&& launch) {
+    float best = 0;
+    for (int run = 0; run < 4; ++run) {
+      DBSP_CUDA_RT_CHECK(cudaEventRecord(begin_, stream_));
+      launch();
       DBSP_CUDA_RT_CHECK(cudaEventRecord(end_, stream_));
       DBSP_CUDA_RT_CHECK(cudaEventSynchronize(end_));
       float ms = 0;
@@ -230,6 +226,13 @@ class DeviceStepTimer final : public StepTimer {
   DeviceArena counts_, offsets_, indices_, q_starts_, k_starts_, copy_table_;
   struct CopyCost {  // a launch's fixed cost, and the cost per row (copies) or byte (upload)
     double fixed_ms = 0, ms_per_unit = 0;
+    double ms(int64_t units) const { return fixed_ms + static_cast<double>(units) * ms_per_unit; }
+    // The line through two timed sizes (neither part below zero).
+    static CopyCost fit(int64_t small, double small_ms, int64_t large, double large_ms) {
+      const double per_unit =
+          std::max(0.0, (large_ms - small_ms) / static_cast<double>(large - small));
+      return {std::max(0.0, small_ms - per_unit * static_cast<double>(small)), per_unit};
+    }
   };
   std::map<int64_t, CopyCost> copy_costs_;  // copy_rows, by row bytes
   std::optional<CopyCost> upload_cost_;     // the table upload, per byte
