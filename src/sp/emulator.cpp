@@ -122,30 +122,19 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
   const Grid grid = partition.grid;
   const int P = ranks, R = grid.ring;
   const int64_t row_bytes = problem.head_dim * element_bytes;
-  // Head chunks, as the device executor cuts them (grids without a ring only): chunk c of a group
-  // holds its heads [head_chunk_begin(c), head_chunk_begin(c + 1)) in the group's order.
+  // Head chunks, as the device executor cuts them (grids without a ring only): the input chunk
+  // of each head (which exchange brings it, which kernel computes it) and its output chunk.
   const int chunks = sp::layer_head_chunks(grid.ulysses, R, options.head_chunks);
-  std::vector<int> chunk_of(static_cast<size_t>(problem.heads), 0);
-  if (chunks > 1) {
-    for (int g = 0; g < grid.ulysses; ++g) {
-      const std::vector<int> heads = partition.heads_of(g);
-      const int n = static_cast<int>(heads.size());
-      for (int c = 0; c < chunks; ++c) {
-        for (int l = sp::head_chunk_begin(c, n, chunks); l < sp::head_chunk_begin(c + 1, n, chunks);
-             ++l) {
-          chunk_of[heads[l]] = c;
-        }
-      }
-    }
-  }
+  const sp::HeadChunks head_chunks(partition, chunks);
   EmulatedLayer layer;
   layer.grid = grid;
   layer.rank_compute_ms.assign(P, 0.0);
   std::vector<std::vector<double>> compute(P, std::vector<double>(R, 0.0));
   std::vector<std::vector<double>> transfer(P, std::vector<double>(R, 0.0));  // brings step t
-  // Pipelined head chunks: per rank and chunk the kernel's time; per chunk the slowest rank's
-  // all-to-all in and out.
+  // Pipelined head chunks: per rank and input chunk the kernel's time, and per output chunk the
+  // input chunk its all-to-all waits for; per chunk the slowest rank's all-to-all in and out.
   std::vector<std::vector<double>> chunk_compute(P, std::vector<double>(chunks, 0.0));
+  std::vector<std::vector<int>> out_waits_for(P, std::vector<int>(chunks, -1));
   std::vector<double> chunk_in_ms(chunks, 0.0), chunk_out_ms(chunks, 0.0);
   double in_ms = 0, out_ms = 0;
   for (int p = 0; p < P; ++p) {
@@ -191,7 +180,7 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
         for (int c = 0; c < chunks; ++c) {
           std::vector<int> heads;
           for (int h : route.heads) {
-            if (chunk_of[h] == c) heads.push_back(h);
+            if (head_chunks.in[h] == c) heads.push_back(h);
           }
           if (heads.empty()) continue;
           local.heads = static_cast<int64_t>(heads.size());
@@ -214,15 +203,20 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
     for (int c = 0; c < chunks && chunks > 1; ++c) {
       // Chunked layers never run in place; the executor clears the local Q and the output once,
       // before the first chunk's exchange of each direction.
-      const AllToAllRows part =
-          all_to_all_rows(route, p, P, [&](int head) { return chunk_of[head] == c; });
-      chunk_in_ms[c] = std::max(
-          chunk_in_ms[c], (c == 0 ? upload : 0.0) +
-                              exchange_ms(link, copy_ms, row_bytes, part.in_local, part.in_send,
-                                          part.in_recv, c == 0 && options.mask_aware ? q_rows : 0));
-      chunk_out_ms[c] = std::max(
-          chunk_out_ms[c], exchange_ms(link, copy_ms, row_bytes, part.out_local, part.out_send,
-                                       part.out_recv, c == 0 ? out_rows : 0));
+      const AllToAllRows in_part =
+          all_to_all_rows(route, p, P, [&](int head) { return head_chunks.in[head] == c; });
+      const AllToAllRows out_part =
+          all_to_all_rows(route, p, P, [&](int head) { return head_chunks.out[head] == c; });
+      chunk_in_ms[c] =
+          std::max(chunk_in_ms[c],
+                   (c == 0 ? upload : 0.0) +
+                       exchange_ms(link, copy_ms, row_bytes, in_part.in_local, in_part.in_send,
+                                   in_part.in_recv, c == 0 && options.mask_aware ? q_rows : 0));
+      chunk_out_ms[c] =
+          std::max(chunk_out_ms[c],
+                   exchange_ms(link, copy_ms, row_bytes, out_part.out_local, out_part.out_send,
+                               out_part.out_recv, c == 0 ? out_rows : 0));
+      out_waits_for[p][c] = head_chunks.out_waits_for(route.heads, c);
     }
   }
 
@@ -254,24 +248,27 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
   layer.ring_ratio = mean > 0 ? ring_compute_max / mean : 1.0;
   layer.all_to_all_ms = in_ms + out_ms;
   if (chunks > 1) {
-    // The executor posts every chunk's input exchange in turn on one stream, then each chunk's
-    // output as soon as that chunk is computed everywhere; a rank computes chunk c once its
-    // inputs have arrived and its chunk c - 1 is done.
-    std::vector<double> rank_done(P, 0.0);
+    // The executor posts every chunk's input exchange in turn on one stream, then each output
+    // chunk's as soon as every rank has computed the input chunk it waits for; a rank computes
+    // input chunk c once its inputs have arrived and its chunk c - 1 is done.
+    std::vector<std::vector<double>> done_at(P, std::vector<double>(chunks, 0.0));
     double arrived = 0, computed = 0;
-    std::vector<double> computed_at(chunks, 0.0);
     for (int c = 0; c < chunks; ++c) {
       arrived += chunk_in_ms[c];
-      computed = 0;
       for (int p = 0; p < P; ++p) {
-        rank_done[p] = std::max(rank_done[p], arrived) + chunk_compute[p][c];
-        computed = std::max(computed, rank_done[p]);
+        const double before = c > 0 ? done_at[p][c - 1] : 0.0;
+        done_at[p][c] = std::max(before, arrived) + chunk_compute[p][c];
+        computed = std::max(computed, done_at[p][c]);
       }
-      computed_at[c] = computed;
     }
     double returned = arrived;  // outputs queue behind every input exchange
-    for (int c = 0; c < chunks; ++c)
-      returned = std::max(returned, computed_at[c]) + chunk_out_ms[c];
+    for (int c = 0; c < chunks; ++c) {
+      for (int p = 0; p < P; ++p) {
+        const int after = out_waits_for[p][c];
+        if (after >= 0) returned = std::max(returned, done_at[p][after]);
+      }
+      returned += chunk_out_ms[c];
+    }
     // Reported as the compute path (ring_ms) and the all-to-all left exposed beside it.
     layer.ring_ms = max_compute;
     layer.all_to_all_ms = std::max(returned, computed) - max_compute;

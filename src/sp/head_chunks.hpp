@@ -1,25 +1,40 @@
 // How a head group is cut into pipelined chunks (SpOptions::head_chunks, grids without a ring).
 // The device executor and the emulator cut the same way, and every rank cuts every group alike so
 // that sender and receiver agree on each slab's chunk.
+//
+// A head has two chunks. Its input chunk says which all-to-all brings its Q, K and V and which
+// kernel computes it; its output chunk says which all-to-all returns its O. They differ only for
+// the heads a rank computes last (see HeadChunks).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <vector>
+
+#include "dbsp/partition.hpp"
 
 namespace dbsp::sp {
 
-// First of the group's `heads` (in its order) that chunk `c` of `chunks` holds; c == chunks gives
-// `heads`. With three chunks or more, the first and the last chunk take half a middle chunk's
-// share: the first chunk's inputs arrive with no kernel to hide them and the last chunk's output
-// returns with none, so smaller ends expose less of the all-to-all (at 720p, 5 heads per rank:
-// 1 + 3 + 1 instead of 2 + 2 + 1). Two chunks split evenly.
+// First of the group's `heads` (in its order) that input chunk `c` of `chunks` holds; c == chunks
+// gives `heads`. With three chunks or more, the first and the last chunk take half a middle
+// chunk's share: the first chunk's inputs arrive with no kernel to hide them and the last chunk's
+// output returns with none, so smaller ends expose less of the all-to-all (at 720p, 5 heads per
+// rank: 1 + 3 + 1 instead of 2 + 2 + 1). Two chunks split evenly. A group with heads never leaves
+// the first chunk empty: its rank would wait for the second chunk's inputs before computing
+// anything (a heavy head alone on its rank is the slowest rank's whole work).
 inline int head_chunk_begin(int c, int heads, int chunks) {
-  if (chunks <= 2) return static_cast<int>(int64_t{c} * heads / chunks);
   if (c <= 0) return 0;
   if (c >= chunks) return heads;
-  // Shares in halves: 1 for the first chunk, 2 for each middle one, 1 for the last.
-  const int64_t total = 2 * int64_t{chunks - 1};
-  const int64_t before = 1 + 2 * int64_t{c - 1};
-  return static_cast<int>((int64_t{heads} * before + total / 2) / total);
+  int64_t begin = 0;
+  if (chunks <= 2) {
+    begin = int64_t{c} * heads / chunks;
+  } else {
+    // Shares in halves: 1 for the first chunk, 2 for each middle one, 1 for the last.
+    const int64_t total = 2 * int64_t{chunks - 1};
+    const int64_t before = 1 + 2 * int64_t{c - 1};
+    begin = (int64_t{heads} * before + total / 2) / total;
+  }
+  return static_cast<int>(std::max<int64_t>(begin, std::min(heads, 1)));
 }
 
 // Chunks a layer on a U x R grid is cut into: `requested` (SpOptions::head_chunks) for grids
@@ -28,5 +43,46 @@ inline int head_chunk_begin(int c, int heads, int chunks) {
 inline int layer_head_chunks(int ulysses, int ring, int requested) {
   return ring == 1 && ulysses > 1 && requested > 1 ? requested : 1;
 }
+
+// Every head's input and output chunk, by global head.
+//
+// Output chunk c is one all-to-all of every rank, so it leaves once every rank has computed the
+// heads it carries, and output chunks leave in order. The last one is exposed: nothing computes
+// beside it. Hence a group's last computed heads (its last non-empty input chunk) return in the
+// last output chunk, whatever their input chunk: a rank whose one heavy head is in input chunk 0
+// would otherwise hold output chunk 0 until the end of the layer, and every later output chunk
+// behind it. The other heads return in their input chunk's output, beside later kernels.
+struct HeadChunks {
+  int chunks = 1;
+  std::vector<int> in, out;  // by global head
+
+  HeadChunks(const Partition& partition, int chunks_)
+      : chunks(chunks_),
+        in(static_cast<size_t>(partition.heads), 0),
+        out(static_cast<size_t>(partition.heads), 0) {
+    if (chunks <= 1) return;
+    for (int g = 0; g < partition.grid.ulysses; ++g) {
+      const std::vector<int> heads = partition.heads_of(g);
+      const int n = static_cast<int>(heads.size());
+      for (int c = 0; c < chunks; ++c) {
+        for (int l = head_chunk_begin(c, n, chunks); l < head_chunk_begin(c + 1, n, chunks); ++l) {
+          in[heads[l]] = c;
+        }
+      }
+      const int last = n > 0 ? in[heads[n - 1]] : 0;
+      for (int h : heads) out[h] = in[h] == last ? chunks - 1 : in[h];
+    }
+  }
+
+  // The last input chunk among `heads` (one rank's) whose output leaves in output chunk `c`: that
+  // chunk's all-to-all waits for its kernel. -1 when none does.
+  int out_waits_for(const std::vector<int>& heads, int c) const {
+    int after = -1;
+    for (int h : heads) {
+      if (out[h] == c) after = std::max(after, in[h]);
+    }
+    return after;
+  }
+};
 
 }  // namespace dbsp::sp

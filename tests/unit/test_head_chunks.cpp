@@ -1,4 +1,5 @@
-// head_chunk_begin: how the executor and the emulator cut a head group into pipelined chunks.
+// head_chunk_begin and HeadChunks: how the executor and the emulator cut a head group into
+// pipelined chunks, and which output chunk returns each head.
 #include <gtest/gtest.h>
 
 #include <vector>
@@ -35,6 +36,32 @@ TEST(HeadChunks, CoverTheGroupInOrderWithSmallerEnds) {
   EXPECT_EQ(sizes(5, 2), (std::vector<int>{2, 3}));     // two chunks split evenly
   EXPECT_EQ(sizes(10, 4), (std::vector<int>{2, 3, 3, 2}));
   EXPECT_EQ(sizes(3, 3), (std::vector<int>{1, 1, 1}));
+  // A group with heads starts computing with the first chunk.
+  EXPECT_EQ(sizes(1, 3), (std::vector<int>{1, 0, 0}));
+  EXPECT_EQ(sizes(1, 2), (std::vector<int>{1, 0}));
+  EXPECT_EQ(sizes(2, 3), (std::vector<int>{1, 1, 0}));
+  EXPECT_EQ(sizes(2, 4), (std::vector<int>{1, 0, 1, 0}));
+}
+
+TEST(HeadChunks, EachGroupsLastComputedHeadsReturnInTheLastOutputChunk) {
+  // Groups of 1, 2, 3 and 5 heads, as db-SP deals them at 16 ranks (a heavy head alone).
+  Partition partition = Partition::contiguous(Grid{4, 1}, 11, 1, 1);
+  partition.head_group = {0, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3};
+  const HeadChunks chunks(partition, 3);
+  EXPECT_EQ(chunks.in, (std::vector<int>{0, 0, 1, 0, 1, 2, 0, 1, 1, 1, 2}));
+  EXPECT_EQ(chunks.out, (std::vector<int>{2, 0, 2, 0, 1, 2, 0, 1, 1, 1, 2}));
+  // The lone head computes first and returns last: output chunks 0 and 1 wait for none of its
+  // group's kernels, the last one for its first.
+  EXPECT_EQ(chunks.out_waits_for({0}, 0), -1);
+  EXPECT_EQ(chunks.out_waits_for({0}, 1), -1);
+  EXPECT_EQ(chunks.out_waits_for({0}, 2), 0);
+  EXPECT_EQ(chunks.out_waits_for({1, 2}, 0), 0);
+  EXPECT_EQ(chunks.out_waits_for({1, 2}, 2), 1);
+  EXPECT_EQ(chunks.out_waits_for({6, 7, 8, 9, 10}, 1), 1);
+  // One chunk: every head in chunk 0 both ways.
+  const HeadChunks one(partition, 1);
+  EXPECT_EQ(one.in, std::vector<int>(11, 0));
+  EXPECT_EQ(one.out, std::vector<int>(11, 0));
 }
 
 }  // namespace

@@ -1,4 +1,4 @@
-# Sourced by the session-9 call scripts (s9_call*.sh): the carried binaries and environment
+# Sourced by the call scripts of session 9 on (s9_call*.sh, s10_call*.sh): the carried binaries and environment
 # (device_env.sh), the output folder, a time stamp, the device line, and the two runs most calls
 # make: the NCCL tests at P = 1, and the whole model (Wan2.1-720p, 40 layers, --plan-ahead)
 # emulated at P virtual ranks with every strategy.
@@ -15,12 +15,14 @@ nccl_tests_np1() {
 }
 
 # emulate_whole_model P CHUNKS [extra dbsp run flags]: the summary, and dbsp's grid per layer.
+# DBSP=dbsp_before runs the carried binary of the commit before (its log named after it).
 emulate_whole_model() {
-  local log="$out/emulate_$1_chunks$2${3:+_extra}.log"
-  timeout 240 "$bin/dbsp" run --emulate "$1" --workload wan2.1-720p --backend cuda --strategy all \
+  local binary=${DBSP:-dbsp}
+  local log="$out/emulate_$1_chunks$2${3:+_extra}${DBSP:+_$DBSP}.log"
+  timeout 240 "$bin/$binary" run --emulate "$1" --workload wan2.1-720p --backend cuda --strategy all \
     --layers 40 --steps 1 --link-gbps 193.9 --latency-us 68.1 --head-chunks "$2" --plan-ahead \
     ${3:-} >"$log" 2>&1
-  stamp "emulate $1 chunks $2 '${3:-}' exit $?"
+  stamp "$binary: emulate $1 chunks $2 '${3:-}' exit $?"
   sed -n '/^summary/,$p' "$log"
   awk '$3 == "dbsp" {print $4}' "$log" | sort | uniq -c | tr '\n' ' '
   echo "(dbsp's grids over the layers)"

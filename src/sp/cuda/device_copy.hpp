@@ -6,26 +6,9 @@
 
 #include <cstdint>
 
+#include "sp/row_copy.hpp"
+
 namespace dbsp::sp::device {
-
-// The buffers a copy table refers to, by index: tables hold offsets, not addresses, so a table
-// built for one layer stays valid when buffers move (grown workspace, other user tensors).
-constexpr int kMaxCopyBases = 16;
-struct CopyBases {
-  uint64_t address[kMaxCopyBases] = {};
-};
-
-// Copies `rows` rows of row_bytes bytes from base[src_base] + src_offset (rows src_stride bytes
-// apart) to base[dst_base] + dst_offset (rows dst_stride bytes apart).
-struct RowCopy {
-  int64_t src_offset = 0;
-  int64_t dst_offset = 0;
-  int64_t src_stride = 0;
-  int64_t dst_stride = 0;
-  int64_t rows = 0;
-  int32_t src_base = 0;
-  int32_t dst_base = 0;
-};
 
 // Runs `count` copies from a device table; row_bytes must be a multiple of 16 and every address
 // and stride 16-byte aligned.

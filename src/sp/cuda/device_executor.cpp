@@ -273,11 +273,11 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
   const bool pipelined = chunks > 1;
   for (int c = 0; c < chunks; ++c) {
     const ChunkPhases& chunk = sched.chunks[c];
-    if (!in_place) chunk.in_local.launch(device_table, bases, row_bytes, world_stream);
-    chunk.in_pack.launch(device_table, bases, row_bytes, world_stream);
+    if (!in_place) launch(chunk.in_local, device_table, bases, row_bytes, world_stream);
+    launch(chunk.in_pack, device_table, bases, row_bytes, world_stream);
     in_flight.push_back(post(*world, a2a_send, chunk.in_sends, a2a_recv, chunk.in_recvs,
                              "sp all_to_all_v (Q, K, V in)"));
-    chunk.in_unpack.launch(device_table, bases, row_bytes, world_stream);
+    launch(chunk.in_unpack, device_table, bases, row_bytes, world_stream);
     ds.chunk_arrived[c]->record(world_stream);
   }
   ds.inputs_done.record(world_stream);
@@ -354,10 +354,10 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
         const DeviceStep& next = sched.steps[t + 1];
         // The unpack overwrites the buffer that step t - 1 computed on.
         if (t >= 1) wait(ring_stream, *ds.compute_end[t - 1]);
-        next.pack.launch(device_table, bases, row_bytes, ring_stream);
+        launch(next.pack, device_table, bases, row_bytes, ring_stream);
         in_flight.push_back(
             post(*ring, ring_send, next.sends, ring_recv, next.recvs, "sp ring step (K, V)"));
-        next.unpack.launch(device_table, bases, row_bytes, ring_stream);
+        launch(next.unpack, device_table, bases, row_bytes, ring_stream);
         ds.ring_arrived[t + 1]->record(ring_stream);
       }
       if (t > 0) wait(compute, *ds.ring_arrived[t]);
@@ -403,12 +403,17 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
   }
   for (int c = 0; c < chunks; ++c) {
     const ChunkPhases& chunk = sched.chunks[c];
-    wait(world_stream, pipelined ? *ds.compute_end[c] : ds.ring_done);
-    if (!in_place) chunk.out_local.launch(device_table, bases, row_bytes, world_stream);
-    chunk.out_pack.launch(device_table, bases, row_bytes, world_stream);
+    // A pipelined output chunk waits for the last of this rank's kernels whose heads it returns.
+    if (!pipelined) {
+      wait(world_stream, ds.ring_done);
+    } else if (chunk.out_after >= 0) {
+      wait(world_stream, *ds.compute_end[chunk.out_after]);
+    }
+    if (!in_place) launch(chunk.out_local, device_table, bases, row_bytes, world_stream);
+    launch(chunk.out_pack, device_table, bases, row_bytes, world_stream);
     in_flight.push_back(post(*world, a2a_send, chunk.out_sends, a2a_recv, chunk.out_recvs,
                              "sp all_to_all_v (O out)"));
-    chunk.out_unpack.launch(device_table, bases, row_bytes, world_stream);
+    launch(chunk.out_unpack, device_table, bases, row_bytes, world_stream);
   }
   ds.finished.record(world_stream);
 

@@ -44,104 +44,25 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
   const int R = partition.grid.ring;
   const int64_t D = problem.head_dim;
   const int64_t H = problem.heads;
-  const int64_t row_bytes = D * kBf16Bytes;
   const bool fine = block_mask == nullptr;
   const sp::LayerRouting& route = sched.host.route;
   const int64_t Hg = static_cast<int64_t>(route.heads.size());
-  const int64_t tq = route.q_local.tokens();
-  const int me = rank;
-  // Head chunks (pure Ulysses grids only: ring steps address the whole local layout). Every
-  // rank cuts every group the same way, so sender and receiver agree on each slab's chunk.
+  const int64_t tq = route.q_local.tokens(), tk = route.k_local.tokens();
+  // Head chunks (pure Ulysses grids only: ring steps address the whole local layout).
   const int chunks = layer_head_chunks(partition.grid.ulysses, R, options.head_chunks);
-  std::vector<int> chunk_of(static_cast<size_t>(H), 0);  // by global head, in its group
-  if (chunks > 1) {
-    for (int g = 0; g < partition.grid.ulysses; ++g) {
-      const std::vector<int> heads = partition.heads_of(g);
-      const int n = static_cast<int>(heads.size());
-      for (int c = 0; c < chunks; ++c) {
-        for (int l = head_chunk_begin(c, n, chunks); l < head_chunk_begin(c + 1, n, chunks); ++l) {
-          chunk_of[heads[l]] = c;
-        }
-      }
-    }
-  }
-  // The slabs of chunk c: all of them when the layer is one chunk, else a filtered copy in
-  // `kept` (global heads) or, for local heads, renumbered from the chunk's first head.
-  auto global_in = [&](std::span<const Slab> slabs, int c, std::vector<Slab>& kept) {
-    if (chunks == 1) return slabs;
-    kept.clear();
-    for (const Slab& slab : slabs) {
-      if (chunk_of[slab.head] == c) kept.push_back(slab);
-    }
-    return std::span<const Slab>(kept);
-  };
-  auto local_in = [&](std::span<const Slab> slabs, int first_head, int heads,
-                      std::vector<Slab>& kept) {
-    if (chunks == 1) return slabs;
-    kept.clear();
-    for (const Slab& slab : slabs) {
-      if (slab.head >= first_head && slab.head < first_head + heads) {
-        kept.push_back(slab);
-        kept.back().head -= first_head;
-      }
-    }
-    return std::span<const Slab>(kept);
-  };
   sched.local_is_input = chunks == 1 && local_is_input(route, static_cast<int>(H));
-  std::vector<Slab> send_q_kept, send_kv_kept, recv_q_kept, recv_kv_kept;
-  const int64_t tk = route.k_local.tokens();
+  std::vector<ChunkCopies> copies = build_chunk_copies(route, partition, rank, ranks, chunks, H, D);
   sched.chunks.assign(static_cast<size_t>(chunks), ChunkPhases{});
   for (int c = 0; c < chunks; ++c) {
     ChunkPhases& chunk = sched.chunks[c];
-    chunk.first_head = head_chunk_begin(c, static_cast<int>(Hg), chunks);
-    chunk.heads = head_chunk_begin(c + 1, static_cast<int>(Hg), chunks) - chunk.first_head;
-    const int64_t Hc = chunk.heads;
-    // The chunk's tensors inside the local buffers: [tokens, Hc, D] from its first head on.
-    const int64_t q_at = tq * chunk.first_head * row_bytes;
-    const int64_t k_at = tk * chunk.first_head * row_bytes;
-    {
-      const auto send_q = global_in(route.send_q[me], c, send_q_kept);
-      const auto send_kv = global_in(route.send_kv[me], c, send_kv_kept);
-      const auto recv_q = local_in(route.recv_q[me], chunk.first_head, chunk.heads, recv_q_kept);
-      const auto recv_kv = local_in(route.recv_kv[me], chunk.first_head, chunk.heads, recv_kv_kept);
-      chunk.in_local.add_direct(kUserQ, H, send_q, kQLocal, Hc, recv_q, D, 0, q_at);
-      chunk.in_local.add_direct(kUserK, H, send_kv, kKLocal, Hc, recv_kv, D, 0, k_at);
-      chunk.in_local.add_direct(kUserV, H, send_kv, kVLocal, Hc, recv_kv, D, 0, k_at);
-      chunk.out_local.add_direct(kOutLocal, Hc, recv_q, kUserOut, H, send_q, D, q_at, 0);
-    }
-    // Staging restarts at 0 for every chunk: the chunks' exchanges run one after another on
-    // the world stream, so each reuses the buffers after the previous one is unpacked.
-    int64_t send_at = 0, recv_at = 0, out_send_at = 0, out_recv_at = 0;
-    for (int p = 0; p < ranks; ++p) {
-      if (p == me) continue;
-      const auto send_q = global_in(route.send_q[p], c, send_q_kept);
-      const auto send_kv = global_in(route.send_kv[p], c, send_kv_kept);
-      const auto recv_q = local_in(route.recv_q[p], chunk.first_head, chunk.heads, recv_q_kept);
-      const auto recv_kv = local_in(route.recv_kv[p], chunk.first_head, chunk.heads, recv_kv_kept);
-      const int64_t send_begin = send_at, recv_begin = recv_at;
-      chunk.in_pack.add(kUserQ, H, D, send_q, kAllToAllSend, send_at, true);
-      chunk.in_pack.add(kUserK, H, D, send_kv, kAllToAllSend, send_at, true);
-      chunk.in_pack.add(kUserV, H, D, send_kv, kAllToAllSend, send_at, true);
-      chunk.in_unpack.add(kQLocal, Hc, D, recv_q, kAllToAllRecv, recv_at, false, q_at);
-      chunk.in_unpack.add(kKLocal, Hc, D, recv_kv, kAllToAllRecv, recv_at, false, k_at);
-      chunk.in_unpack.add(kVLocal, Hc, D, recv_kv, kAllToAllRecv, recv_at, false, k_at);
-      if (send_at > send_begin) chunk.in_sends.push_back({p, send_begin, send_at - send_begin});
-      if (recv_at > recv_begin) chunk.in_recvs.push_back({p, recv_begin, recv_at - recv_begin});
-      // O travels the Q slabs backwards.
-      const int64_t out_send_begin = out_send_at, out_recv_begin = out_recv_at;
-      chunk.out_pack.add(kOutLocal, Hc, D, recv_q, kAllToAllSend, out_send_at, true, q_at);
-      chunk.out_unpack.add(kUserOut, H, D, send_q, kAllToAllRecv, out_recv_at, false);
-      if (out_send_at > out_send_begin) {
-        chunk.out_sends.push_back({p, out_send_begin, out_send_at - out_send_begin});
-      }
-      if (out_recv_at > out_recv_begin) {
-        chunk.out_recvs.push_back({p, out_recv_begin, out_recv_at - out_recv_begin});
-      }
-    }
-    sched.in_send_bytes = std::max(sched.in_send_bytes, send_at);
-    sched.in_recv_bytes = std::max(sched.in_recv_bytes, recv_at);
-    sched.out_send_bytes = std::max(sched.out_send_bytes, out_send_at);
-    sched.out_recv_bytes = std::max(sched.out_recv_bytes, out_recv_at);
+    static_cast<ChunkCopies&>(chunk) = std::move(copies[c]);
+    auto bytes = [](const std::vector<PeerRange>& ranges) {
+      return ranges.empty() ? int64_t{0} : ranges.back().offset + ranges.back().bytes;
+    };
+    sched.in_send_bytes = std::max(sched.in_send_bytes, bytes(chunk.in_sends));
+    sched.in_recv_bytes = std::max(sched.in_recv_bytes, bytes(chunk.in_recvs));
+    sched.out_send_bytes = std::max(sched.out_send_bytes, bytes(chunk.out_sends));
+    sched.out_recv_bytes = std::max(sched.out_recv_bytes, bytes(chunk.out_recvs));
     if (chunks > 1 && sched.host.step_kept[0] > 0) {
       // The chunk's rows of the step mask are contiguous (head-major rows).
       const size_t rows_per_head = route.q_blocks.size();

@@ -17,14 +17,13 @@
 #include "dbsp/fine_mask.hpp"
 #include "dbsp/partition.hpp"
 #include "dbsp/sp_attention.hpp"
+#include "sp/copy_plan.hpp"
 #include "sp/cuda/device_copy.hpp"
 #include "sp/cuda/device_resources.hpp"
 #include "sp/schedule.hpp"
 #include "sp/slab.hpp"
 
 namespace dbsp::sp::device {
-
-constexpr int64_t kBf16Bytes = 2;
 
 // Everything the layer uploads, laid out in one pinned host buffer, uploaded from there as it
 // is; sections are 16-byte aligned. The buffer is the caller's and is reused across layers: a
@@ -70,96 +69,12 @@ class UploadTable {
   int64_t size_ = 0;
 };
 
-// The buffers the copy tables refer to (indices into CopyBases).
-enum Base : int32_t {
-  kUserQ,
-  kUserK,
-  kUserV,
-  kUserOut,
-  kQLocal,
-  kKLocal,
-  kVLocal,
-  kOutLocal,
-  kStepK0,
-  kStepK1,
-  kStepV0,
-  kStepV1,
-  kAllToAllSend,
-  kAllToAllRecv,
-  kRingSend,
-  kRingRecv,
-};
-static_assert(kRingRecv < sp::device::kMaxCopyBases);
-
-// Descriptors that pack slabs of tensors into a staging buffer (or unpack from it).
-struct CopyList {
-  std::vector<RowCopy> copies;
-  int64_t max_rows = 0;
-  int64_t table_offset = 0;  // where the list sits in the uploaded table
-
-  // tensor_offset: bytes from the tensor's base to the (sub)tensor the slabs index.
-  void add(Base tensor, int64_t heads, int64_t head_dim, std::span<const Slab> slabs, Base staging,
-           int64_t& staging_offset, bool pack, int64_t tensor_offset = 0) {
-    const int64_t row_bytes = head_dim * kBf16Bytes;
-    for (const Slab& s : slabs) {
-      const int64_t tensor_at = tensor_offset + (s.row * heads + s.head) * row_bytes;
-      RowCopy copy;
-      copy.src_base = pack ? tensor : staging;
-      copy.dst_base = pack ? staging : tensor;
-      copy.src_offset = pack ? tensor_at : staging_offset;
-      copy.dst_offset = pack ? staging_offset : tensor_at;
-      copy.src_stride = pack ? heads * row_bytes : row_bytes;
-      copy.dst_stride = pack ? row_bytes : heads * row_bytes;
-      copy.rows = s.rows;
-      copies.push_back(copy);
-      max_rows = std::max<int64_t>(max_rows, s.rows);
-      staging_offset += s.rows * row_bytes;
-    }
-  }
-  // Rows that stay on this rank go straight from one tensor to the other: both slab lists
-  // enumerate the same rows in the same order (sp/routing.hpp), but may merge them into slabs
-  // differently, so the lists are walked together and cut where either slab ends.
-  void add_direct(Base from, int64_t from_heads, std::span<const Slab> from_slabs, Base to,
-                  int64_t to_heads, std::span<const Slab> to_slabs, int64_t head_dim,
-                  int64_t from_offset = 0, int64_t to_offset = 0) {
-    const int64_t row_bytes = head_dim * kBf16Bytes;
-    size_t a = 0, b = 0;
-    int64_t a_done = 0, b_done = 0;
-    while (a < from_slabs.size() && b < to_slabs.size()) {
-      const Slab& src = from_slabs[a];
-      const Slab& dst = to_slabs[b];
-      const int64_t rows = std::min<int64_t>(src.rows - a_done, dst.rows - b_done);
-      RowCopy copy;
-      copy.src_base = from;
-      copy.dst_base = to;
-      copy.src_offset = from_offset + ((src.row + a_done) * from_heads + src.head) * row_bytes;
-      copy.dst_offset = to_offset + ((dst.row + b_done) * to_heads + dst.head) * row_bytes;
-      copy.src_stride = from_heads * row_bytes;
-      copy.dst_stride = to_heads * row_bytes;
-      copy.rows = rows;
-      copies.push_back(copy);
-      max_rows = std::max(max_rows, rows);
-      a_done += rows;
-      b_done += rows;
-      if (a_done == src.rows) ++a, a_done = 0;
-      if (b_done == dst.rows) ++b, b_done = 0;
-    }
-    require(a == from_slabs.size() && b == to_slabs.size(),
-            "device schedule: the local slab lists hold different row counts");
-  }
-  void launch(const char* table, const sp::device::CopyBases& bases, int64_t row_bytes,
-              cudaStream_t stream) const {
-    sp::device::copy_rows(reinterpret_cast<const RowCopy*>(table + table_offset),
-                          static_cast<int64_t>(copies.size()), bases, row_bytes, max_rows, stream);
-  }
-};
-
-// One side of a slab exchange: per peer, a byte range of the staging buffer.
-struct PeerRange {
-  int peer;
-  int64_t offset;
-  int64_t bytes;
-};
+// Runs a copy list from the uploaded table (at `table`) on `stream`.
+inline void launch(const CopyList& list, const char* table, const CopyBases& bases,
+                   int64_t row_bytes, cudaStream_t stream) {
+  copy_rows(reinterpret_cast<const RowCopy*>(table + list.table_offset),
+            static_cast<int64_t>(list.copies.size()), bases, row_bytes, list.max_rows, stream);
+}
 
 struct DeviceStep {
   int64_t count_offset = 0, row_offset_offset = 0, q_start_offset = 0, k_start_offset = 0;
@@ -174,14 +89,8 @@ struct DeviceStep {
   std::vector<PeerRange> sends, recvs;
 };
 
-// The all-to-all phases of one head chunk: heads [first_head, first_head + heads) of this rank's
-// group, held as their own [tokens, heads, head_dim] tensors inside the local buffers. One chunk
-// holds every head unless the layer is pipelined by head chunks (SpOptions::head_chunks).
-struct ChunkPhases {
-  int first_head = 0, heads = 0;
-  CopyList in_pack, in_unpack, out_pack, out_unpack;
-  CopyList in_local, out_local;  // rows this rank keeps: copied directly, never staged or sent
-  std::vector<PeerRange> in_sends, in_recvs, out_sends, out_recvs;
+// A head chunk's all-to-all phases (ChunkCopies) and, in pipelined layers, its kernel.
+struct ChunkPhases : ChunkCopies {
   int64_t kept = 0;                         // kept blocks of the chunk (pipelined layers)
   cuda::SparseAttention* kernel = nullptr;  // the chunk's kernel (pipelined layers)
 };
