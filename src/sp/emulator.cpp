@@ -8,6 +8,7 @@
 
 #include "dbsp/error.hpp"
 #include "dbsp/sp_attention.hpp"
+#include "sp/copy_plan.hpp"
 #include "sp/head_chunks.hpp"
 #include "sp/local_fine_mask.hpp"
 #include "sp/routing.hpp"
@@ -107,18 +108,53 @@ double exchange_ms(const LinkModel& link, CopyMs&& copy_ms, int64_t row_bytes, i
          link.transfer_ms(std::max(sent, received) * row_bytes) + copy_ms(received);
 }
 
+// The schedule table of a rank's device executor: the host builds its copy lists and fills it
+// into pinned memory (part of the rank's setup), the world stream uploads it.
+struct TableTimes {
+  double fill_ms = 0;    // charged on top of the setup clock, which times the copy lists' build
+  double upload_ms = 0;  // before the rank's first exchange
+};
+
+// The device executor's table for `schedule` (rank p of P): its copy lists are built here, so the
+// setup clock times them, and the table (`data_bytes` of mask rows or key lists, and the copy
+// lists) is charged its fill and upload at the step timer's rates. Nothing on the CPU, whose
+// executor exchanges slabs without a table.
+TableTimes device_table(sp::StepTimer& timer, bool cpu, const sp::LayerSchedule& schedule,
+                        const Partition& partition, const SpProblem& problem,
+                        const SpOptions& options, int p, int P, int64_t data_bytes) {
+  if (cpu) return {};
+  const int chunks =
+      sp::layer_head_chunks(partition.grid.ulysses, partition.grid.ring, options.head_chunks);
+  const std::vector<sp::device::ChunkCopies> copies = sp::device::build_chunk_copies(
+      schedule.route, partition, p, P, chunks, problem.heads, problem.head_dim);
+  int64_t copy_entries = 0;
+  for (const sp::device::ChunkCopies& chunk : copies) {
+    for (const sp::device::CopyList* list :
+         {&chunk.in_pack, &chunk.in_unpack, &chunk.out_pack, &chunk.out_unpack, &chunk.in_local,
+          &chunk.out_local}) {
+      copy_entries += static_cast<int64_t>(list->copies.size());
+    }
+  }
+  for (const sp::RingStep& step : schedule.route.steps) {
+    copy_entries += 2 * static_cast<int64_t>(step.send.size() + step.recv.size());  // K and V
+  }
+  const int64_t bytes =
+      data_bytes + copy_entries * static_cast<int64_t>(sizeof(sp::device::RowCopy));
+  return {timer.table_fill_ms(bytes), timer.upload_ms(bytes)};
+}
+
 // The synchronous timeline of one layer on `ranks` virtual ranks, for block and fine masks alike:
 // only the rank's schedule (build_schedule(p), timed as host setup) and the timing of a ring step
 // that launches a kernel (time_step(schedule, t, local, merge, reserved_sms, chunk_heads), where
 // chunk_heads, when not null, names the global heads of one head chunk) differ. Staging copies
 // are charged by copy_ms(rows) (the executor's copy kernel, timed by the step timer), and the
-// schedule table's upload, which the world stream runs before the first exchange, by
-// upload_ms(schedule).
-template <class BuildSchedule, class TimeStep, class CopyMs, class UploadMs>
+// schedule table by table(schedule, p) (TableTimes: the host's part joins the rank's setup, the
+// upload runs on the world stream before the first exchange).
+template <class BuildSchedule, class TimeStep, class CopyMs, class Table>
 EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& options,
                             int64_t element_bytes, const SpProblem& problem,
                             const Partition& partition, BuildSchedule&& build_schedule,
-                            TimeStep&& time_step, CopyMs&& copy_ms, UploadMs&& upload_ms) {
+                            TimeStep&& time_step, CopyMs&& copy_ms, Table&& table) {
   const Grid grid = partition.grid;
   const int P = ranks, R = grid.ring;
   const int64_t row_bytes = problem.head_dim * element_bytes;
@@ -141,7 +177,8 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
     // The rank's host setup, as its executor builds it (routing and step masks), timed here.
     const sp::Stopwatch setup_clock;
     const sp::LayerSchedule& schedule = build_schedule(p);  // a kept one or a temporary
-    layer.setup_ms = std::max(layer.setup_ms, setup_clock.elapsed_ms());
+    const TableTimes table_times = table(schedule, p);
+    layer.setup_ms = std::max(layer.setup_ms, setup_clock.elapsed_ms() + table_times.fill_ms);
     const sp::LayerRouting& route = schedule.route;
     // A rank whose local tensors are its inputs computes in place: it copies no local rows and
     // clears nothing (sp::local_is_input, as both executors decide).
@@ -149,7 +186,7 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
     const AllToAllRows whole = all_to_all_rows(route, p, P, [](int) { return true; });
     const int64_t q_rows = route.q_local.tokens() * static_cast<int64_t>(route.heads.size());
     const int64_t out_rows = route.q_input.tokens() * problem.heads;
-    const double upload = upload_ms(schedule);
+    const double upload = table_times.upload_ms;
     in_ms = std::max(
         in_ms,
         upload + exchange_ms(link, copy_ms, row_bytes, in_place ? 0 : whole.in_local, whole.in_send,
@@ -310,13 +347,14 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
         return timer.impl->step_ms(local, listed, block_q, block_k, merge, reserved_sms);
       },
       timer.copy_time(problem),
-      [&](const sp::LayerSchedule& schedule) {
+      [&](const sp::LayerSchedule& schedule, int p) {
         // Most of a block layer's table: the rank's mask rows, from which the GPU lists blocks.
-        if (schedule.computing_steps == 0) return 0.0;
         const sp::LayerRouting& route = schedule.route;
-        return timer.impl->upload_ms(
-            static_cast<int64_t>(route.heads.size() * route.q_blocks.size()) *
-            mask.words_per_row() * 8);
+        const int64_t rows = schedule.computing_steps == 0
+                                 ? 0
+                                 : static_cast<int64_t>(route.heads.size() * route.q_blocks.size());
+        return device_table(*timer.impl, timer.host_indices, schedule, partition, problem, options_,
+                            p, ranks_, rows * mask.words_per_row() * 8);
       });
 }
 
@@ -351,7 +389,7 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const FineMask& mask,
         return timer.impl->fine_step_ms(local, chunk.mask, merge, reserved_sms);
       },
       timer.copy_time(problem),
-      [&](const sp::LayerSchedule& schedule) {
+      [&](const sp::LayerSchedule& schedule, int p) {
         // Most of a fine layer's table: every computing step's key lists, uploaded as they are.
         int64_t bytes = 0;
         for (size_t t = 0; t < schedule.fine_step_masks.size(); ++t) {
@@ -360,7 +398,8 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const FineMask& mask,
           bytes += static_cast<int64_t>(local.key_index().size() * sizeof(int32_t) +
                                         local.row_offset().size() * sizeof(int64_t));
         }
-        return timer.impl->upload_ms(bytes);
+        return device_table(*timer.impl, timer.host_indices, schedule, partition, problem, options_,
+                            p, ranks_, bytes);
       });
 }
 

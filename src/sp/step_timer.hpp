@@ -32,6 +32,10 @@ class StepTimer {
   // host memory to the device, timed once at two sizes); 0 on the CPU, whose executor uploads
   // nothing.
   virtual double upload_ms(int64_t bytes) = 0;
+  // Milliseconds the executor's host takes to write a schedule table of `bytes` bytes into its
+  // pinned buffer (sp::copy_in_pieces, timed once at two sizes); 0 on the CPU, whose executor
+  // builds no table.
+  virtual double table_fill_ms(int64_t bytes) = 0;
 };
 
 std::unique_ptr<StepTimer> make_cpu_step_timer();

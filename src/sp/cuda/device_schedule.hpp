@@ -20,6 +20,7 @@
 #include "sp/copy_plan.hpp"
 #include "sp/cuda/device_copy.hpp"
 #include "sp/cuda/device_resources.hpp"
+#include "sp/parallel_copy.hpp"
 #include "sp/schedule.hpp"
 #include "sp/slab.hpp"
 
@@ -51,18 +52,10 @@ class UploadTable {
   int64_t size() const { return size_; }
 
  private:
-  // A fine layer's key lists are hundreds of megabytes at video sizes, and one thread writes
-  // pinned memory at a few GB/s: 51 ms per call at 480p (BENCHMARKS.md, session 8), eight times
-  // the kernels. Large sections are copied by every core, in pieces of a few megabytes.
+  // A fine layer's key lists are hundreds of megabytes at video sizes: one thread filling the
+  // pinned table took 51 ms per call at 480p (BENCHMARKS.md, session 8), eight times the kernels.
   static void copy_bytes(char* into, const void* from, size_t bytes) {
-    constexpr size_t kPiece = size_t{4} << 20;
-    const auto* source = static_cast<const char*>(from);
-    const auto pieces = static_cast<int64_t>((bytes + kPiece - 1) / kPiece);
-#pragma omp parallel for schedule(static) if (pieces > 2)
-    for (int64_t i = 0; i < pieces; ++i) {
-      const size_t at = static_cast<size_t>(i) * kPiece;
-      std::memcpy(into + at, source + at, std::min(kPiece, bytes - at));
-    }
+    copy_in_pieces(into, from, bytes);
   }
 
   PinnedMemory& bytes_;

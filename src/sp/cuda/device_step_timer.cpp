@@ -8,12 +8,16 @@
 #include <map>
 #include <optional>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include "comm/nccl/nccl_check.hpp"
 #include "dbsp/cuda_attention.hpp"
 #include "dbsp/error.hpp"
 #include "sp/cuda/device_copy.hpp"
+#include "sp/parallel_copy.hpp"
 #include "sp/step_timer.hpp"
+#include "sp/stopwatch.hpp"
 
 namespace dbsp::sp {
 namespace {
@@ -130,6 +134,33 @@ class DeviceStepTimer final : public StepTimer {
     return upload_cost_->ms(bytes);
   }
 
+  // copy_in_pieces from pageable into pinned memory, as the executor fills its table: timed on
+  // 4 MiB (one thread) and 64 MiB (every core), the best of three runs each after one that
+  // faults the pages in; a table up to 8 MiB is charged the first rate, a larger one the second.
+  double table_fill_ms(int64_t bytes) override {
+    if (bytes <= 0) return 0;
+    constexpr int64_t kSmall = int64_t{4} << 20, kLarge = int64_t{64} << 20;
+    if (!fill_ms_per_byte_) {
+      void* pinned = nullptr;
+      DBSP_CUDA_RT_CHECK(cudaHostAlloc(&pinned, kLarge, cudaHostAllocDefault));
+      const std::vector<char> source(static_cast<size_t>(kLarge), 1);
+      auto time = [&](int64_t size) {
+        double best = 0;
+        for (int run = 0; run < 4; ++run) {
+          const Stopwatch clock;
+          copy_in_pieces(pinned, source.data(), static_cast<size_t>(size));
+          const double ms = clock.elapsed_ms();
+          if (run == 1 || (run > 1 && ms < best)) best = ms;
+        }
+        return best / static_cast<double>(size);
+      };
+      fill_ms_per_byte_ = std::pair{time(kSmall), time(kLarge)};
+      DBSP_CUDA_RT_CHECK(cudaFreeHost(pinned));
+    }
+    const auto [small, large] = *fill_ms_per_byte_;
+    return static_cast<double>(bytes) * (bytes <= 2 * kSmall ? small : large);
+  }
+
  private:
   // The kernel over `dm` (and the merge when asked) on placeholder inputs, timed on a second run.
   double timed(const AttentionProblem& local, const cuda::DeviceMask& dm, bool merge,
@@ -234,8 +265,9 @@ class DeviceStepTimer final : public StepTimer {
       return {std::max(0.0, small_ms - per_unit * static_cast<double>(small)), per_unit};
     }
   };
-  std::map<int64_t, CopyCost> copy_costs_;  // copy_rows, by row bytes
-  std::optional<CopyCost> upload_cost_;     // the table upload, per byte
+  std::map<int64_t, CopyCost> copy_costs_;                     // copy_rows, by row bytes
+  std::optional<CopyCost> upload_cost_;                        // the table upload, per byte
+  std::optional<std::pair<double, double>> fill_ms_per_byte_;  // table fill: one thread, every core
   std::map<std::tuple<int64_t, int64_t, int, int, int, int, double>,
            std::unique_ptr<cuda::SparseAttention>>
       kernels_;
