@@ -111,18 +111,19 @@ double exchange_ms(const LinkModel& link, CopyMs&& copy_ms, int64_t row_bytes, i
 // The schedule table of a rank's device executor: the host builds its copy lists and fills it
 // into pinned memory (part of the rank's setup), the world stream uploads it.
 struct TableTimes {
-  double fill_ms = 0;    // charged on top of the setup clock, which times the copy lists' build
+  double host_ms = 0;    // the copy lists' build (timed) and the pinned fill (charged)
   double upload_ms = 0;  // before the rank's first exchange
 };
 
-// The device executor's table for `schedule` (rank p of P): its copy lists are built here, so the
-// setup clock times them, and the table (`data_bytes` of mask rows or key lists, and the copy
-// lists) is charged its fill and upload at the step timer's rates. Nothing on the CPU, whose
-// executor exchanges slabs without a table.
+// The device executor's table for `schedule` (rank p of P): its copy lists are built here and
+// timed, and the table (`data_bytes` of mask rows or key lists, and the copy lists) is charged its
+// fill and upload at the step timer's rates (measured on first use, outside any clock). Nothing
+// on the CPU, whose executor exchanges slabs without a table.
 TableTimes device_table(sp::StepTimer& timer, bool cpu, const sp::LayerSchedule& schedule,
                         const Partition& partition, const SpProblem& problem,
                         const SpOptions& options, int p, int P, int64_t data_bytes) {
   if (cpu) return {};
+  const sp::Stopwatch build_clock;
   const int chunks =
       sp::layer_head_chunks(partition.grid.ulysses, partition.grid.ring, options.head_chunks);
   const std::vector<sp::device::ChunkCopies> copies = sp::device::build_chunk_copies(
@@ -140,7 +141,8 @@ TableTimes device_table(sp::StepTimer& timer, bool cpu, const sp::LayerSchedule&
   }
   const int64_t bytes =
       data_bytes + copy_entries * static_cast<int64_t>(sizeof(sp::device::RowCopy));
-  return {timer.table_fill_ms(bytes), timer.upload_ms(bytes)};
+  const double build_ms = build_clock.elapsed_ms();
+  return {build_ms + timer.table_fill_ms(bytes), timer.upload_ms(bytes)};
 }
 
 // The synchronous timeline of one layer on `ranks` virtual ranks, for block and fine masks alike:
@@ -177,8 +179,9 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
     // The rank's host setup, as its executor builds it (routing and step masks), timed here.
     const sp::Stopwatch setup_clock;
     const sp::LayerSchedule& schedule = build_schedule(p);  // a kept one or a temporary
+    const double schedule_ms = setup_clock.elapsed_ms();
     const TableTimes table_times = table(schedule, p);
-    layer.setup_ms = std::max(layer.setup_ms, setup_clock.elapsed_ms() + table_times.fill_ms);
+    layer.setup_ms = std::max(layer.setup_ms, schedule_ms + table_times.host_ms);
     const sp::LayerRouting& route = schedule.route;
     // A rank whose local tensors are its inputs computes in place: it copies no local rows and
     // clears nothing (sp::local_is_input, as both executors decide).
