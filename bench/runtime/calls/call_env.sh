@@ -27,3 +27,17 @@ emulate_whole_model() {
   awk '$3 == "dbsp" {print $4}' "$log" | sort | uniq -c | tr '\n' ' '
   echo "(dbsp's grids over the layers)"
 }
+
+# emulate_fine P: fine masks (720p, 8 layers, --fine-keep 0.3, two head chunks) emulated at P
+# virtual ranks with every strategy; the summary, then dbsp's and ring's layers.
+emulate_fine() {
+  local binary=${DBSP:-dbsp}
+  local log="$out/emulate_fine_$1${DBSP:+_$DBSP}.log"
+  timeout 200 "$bin/$binary" run --emulate "$1" --workload wan2.1-720p --backend cuda \
+    --strategy all --fine-keep 0.3 --layers 8 --steps 1 --link-gbps 193.9 --latency-us 68.1 \
+    --head-chunks 2 --plan-ahead >"$log" 2>&1
+  stamp "$binary: emulate fine $1 exit $?"
+  sed -n '/^summary/,$p' "$log"
+  awk '$3 == "dbsp" || $3 == "ring" {print $2, $3, $11, $12, $13, $14}' "$log" | tr '\n' '|'
+  echo "(layer strategy setup a2a ring total)"
+}

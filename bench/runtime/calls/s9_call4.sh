@@ -6,11 +6,5 @@ set -uo pipefail
 source bench/runtime/calls/call_env.sh
 emulate_whole_model 8 2
 emulate_whole_model 16 3
-log="$out/emulate_fine_8.log"
-timeout 200 "$bin/dbsp" run --emulate 8 --workload wan2.1-720p --backend cuda --strategy all \
-  --fine-keep 0.3 --layers 8 --steps 1 --link-gbps 193.9 --latency-us 68.1 --head-chunks 2 \
-  --plan-ahead >"$log" 2>&1
-stamp "emulate fine 8 exit $?"
-sed -n '/^summary/,$p' "$log"
-awk '$3 == "dbsp" {print $2, $4, $11, $12, $13, $14}' "$log" | tr '\n' '|'; echo "(dbsp: layer grid setup a2a ring total)"
+emulate_fine 8
 stamp done
