@@ -8,6 +8,7 @@
 
 #include "dbsp/error.hpp"
 #include "dbsp/sp_attention.hpp"
+#include "sp/chunk_timeline.hpp"
 #include "sp/copy_plan.hpp"
 #include "sp/head_chunks.hpp"
 #include "sp/local_fine_mask.hpp"
@@ -288,30 +289,11 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
   layer.ring_ratio = mean > 0 ? ring_compute_max / mean : 1.0;
   layer.all_to_all_ms = in_ms + out_ms;
   if (chunks > 1) {
-    // The executor posts every chunk's input exchange in turn on one stream, then each output
-    // chunk's as soon as every rank has computed the input chunk it waits for; a rank computes
-    // input chunk c once its inputs have arrived and its chunk c - 1 is done.
-    std::vector<std::vector<double>> done_at(P, std::vector<double>(chunks, 0.0));
-    double arrived = 0, computed = 0;
-    for (int c = 0; c < chunks; ++c) {
-      arrived += chunk_in_ms[c];
-      for (int p = 0; p < P; ++p) {
-        const double before = c > 0 ? done_at[p][c - 1] : 0.0;
-        done_at[p][c] = std::max(before, arrived) + chunk_compute[p][c];
-        computed = std::max(computed, done_at[p][c]);
-      }
-    }
-    double returned = arrived;  // outputs queue behind every input exchange
-    for (int c = 0; c < chunks; ++c) {
-      for (int p = 0; p < P; ++p) {
-        const int after = out_waits_for[p][c];
-        if (after >= 0) returned = std::max(returned, done_at[p][after]);
-      }
-      returned += chunk_out_ms[c];
-    }
+    const sp::ChunkTimeline timeline =
+        sp::chunk_timeline(chunk_in_ms, chunk_out_ms, chunk_compute, out_waits_for);
     // Reported as the compute path (ring_ms) and the all-to-all left exposed beside it.
     layer.ring_ms = max_compute;
-    layer.all_to_all_ms = std::max(returned, computed) - max_compute;
+    layer.all_to_all_ms = timeline.finished - max_compute;
   }
   layer.total_ms = layer.setup_ms + layer.all_to_all_ms + layer.ring_ms;
   return layer;
