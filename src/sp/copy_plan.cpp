@@ -127,4 +127,22 @@ std::vector<ChunkCopies> build_chunk_copies(const LayerRouting& route, const Par
   return out;
 }
 
+std::vector<StepCopies> build_step_copies(const LayerRouting& route, int64_t head_dim) {
+  const int64_t Hg = static_cast<int64_t>(route.heads.size()), D = head_dim;
+  std::vector<StepCopies> out(route.steps.size());
+  for (size_t t = 1; t < route.steps.size(); ++t) {
+    const RingStep& rs = route.steps[t];
+    StepCopies& step = out[t];
+    const Base step_k = t % 2 ? kStepK1 : kStepK0, step_v = t % 2 ? kStepV1 : kStepV0;
+    int64_t send_at = 0, recv_at = 0;
+    step.pack.add(kKLocal, Hg, D, rs.send, kRingSend, send_at, true);
+    step.pack.add(kVLocal, Hg, D, rs.send, kRingSend, send_at, true);
+    step.unpack.add(step_k, Hg, D, rs.recv, kRingRecv, recv_at, false);
+    step.unpack.add(step_v, Hg, D, rs.recv, kRingRecv, recv_at, false);
+    if (send_at > 0) step.sends.push_back({rs.dest, 0, send_at});
+    if (recv_at > 0) step.recvs.push_back({rs.origin, 0, recv_at});
+  }
+  return out;
+}
+
 }  // namespace dbsp::sp::device

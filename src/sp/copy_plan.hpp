@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -105,6 +106,11 @@ struct PeerRange {
   int64_t bytes;
 };
 
+// Bytes of the staging buffer that `ranges` (one exchange's, laid out back to back) span.
+inline int64_t staging_bytes(const std::vector<PeerRange>& ranges) {
+  return ranges.empty() ? 0 : ranges.back().offset + ranges.back().bytes;
+}
+
 // The all-to-all phases of one head chunk (sp/head_chunks.hpp): input chunk c brings heads
 // [first_head, first_head + heads) of this rank's group, held as their own [tokens, heads,
 // head_dim] tensors inside the local buffers, and output chunk c returns the O of the heads whose
@@ -117,7 +123,26 @@ struct ChunkCopies {
   CopyList in_pack, in_unpack, out_pack, out_unpack;
   CopyList in_local, out_local;  // rows this rank keeps: copied directly, never staged or sent
   std::vector<PeerRange> in_sends, in_recvs, out_sends, out_recvs;
+
+  // Every copy list of the chunk, in the order the table holds them.
+  std::array<const CopyList*, 6> lists() const {
+    return {&in_pack, &in_unpack, &out_pack, &out_unpack, &in_local, &out_local};
+  }
+  std::array<CopyList*, 6> lists() {
+    return {&in_pack, &in_unpack, &out_pack, &out_unpack, &in_local, &out_local};
+  }
 };
+
+// The ring transfer that brings step t's K/V (t >= 1; step 0 computes on the rank's own): this
+// rank's K and V slabs packed for route.steps[t].dest, and the step buffers (kStepK/V0 or 1, by
+// the step's parity) unpacked from route.steps[t].origin.
+struct StepCopies {
+  CopyList pack, unpack;
+  std::vector<PeerRange> sends, recvs;
+};
+
+// Every ring step's copies of a layer routed as `route` (head_dim, bf16), step 0's empty.
+std::vector<StepCopies> build_step_copies(const LayerRouting& route, int64_t head_dim);
 
 // The chunks' copy lists and peer ranges of rank `rank` of `ranks` for a layer routed as `route`
 // (heads x head_dim, bf16), cut into `chunks` head chunks (sp::layer_head_chunks). Staging

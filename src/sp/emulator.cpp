@@ -116,10 +116,11 @@ struct TableTimes {
   double upload_ms = 0;  // before the rank's first exchange
 };
 
-// The device executor's table for `schedule` (rank p of P): its copy lists are built here and
-// timed, and the table (`data_bytes` of mask rows or key lists, and the copy lists) is charged its
-// fill and upload at the step timer's rates (measured on first use, outside any clock). Nothing
-// on the CPU, whose executor exchanges slabs without a table.
+// The device executor's table for `schedule` (rank p of P): its copy lists (the head chunks' and
+// the ring steps') are built here and timed, and the table (`data_bytes` of mask rows or key
+// lists, and the copy lists) is charged its fill and upload at the step timer's rates (measured
+// on first use, outside any clock). Nothing on the CPU, whose executor exchanges slabs without a
+// table.
 TableTimes device_table(sp::StepTimer& timer, bool cpu, const sp::LayerSchedule& schedule,
                         const Partition& partition, const SpProblem& problem,
                         const SpOptions& options, int p, int P, int64_t data_bytes) {
@@ -129,16 +130,16 @@ TableTimes device_table(sp::StepTimer& timer, bool cpu, const sp::LayerSchedule&
       sp::layer_head_chunks(partition.grid.ulysses, partition.grid.ring, options.head_chunks);
   const std::vector<sp::device::ChunkCopies> copies = sp::device::build_chunk_copies(
       schedule.route, partition, p, P, chunks, problem.heads, problem.head_dim);
+  const std::vector<sp::device::StepCopies> steps =
+      sp::device::build_step_copies(schedule.route, problem.head_dim);
   int64_t copy_entries = 0;
   for (const sp::device::ChunkCopies& chunk : copies) {
-    for (const sp::device::CopyList* list :
-         {&chunk.in_pack, &chunk.in_unpack, &chunk.out_pack, &chunk.out_unpack, &chunk.in_local,
-          &chunk.out_local}) {
+    for (const sp::device::CopyList* list : chunk.lists()) {
       copy_entries += static_cast<int64_t>(list->copies.size());
     }
   }
-  for (const sp::RingStep& step : schedule.route.steps) {
-    copy_entries += 2 * static_cast<int64_t>(step.send.size() + step.recv.size());  // K and V
+  for (const sp::device::StepCopies& step : steps) {
+    copy_entries += static_cast<int64_t>(step.pack.copies.size() + step.unpack.copies.size());
   }
   const int64_t bytes =
       data_bytes + copy_entries * static_cast<int64_t>(sizeof(sp::device::RowCopy));

@@ -19,7 +19,6 @@ struct Staging {
 // head_dim], k_local and v_local likewise over route.k_local. Call finish() before use. Every rank
 // takes part in every exchange (batches are matched by their order); local_slabs false leaves out
 // the slabs this rank keeps (an executor computing on the caller's buffers copies none).
-
 SlabExchange start_input_exchange(Communicator& world, const LayerRouting& route, int64_t heads,
                                   int64_t head_dim, const float* q, const float* k, const float* v,
                                   float* q_local, float* k_local, float* v_local, Staging& staging,

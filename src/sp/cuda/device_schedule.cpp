@@ -56,13 +56,10 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
   for (int c = 0; c < chunks; ++c) {
     ChunkPhases& chunk = sched.chunks[c];
     static_cast<ChunkCopies&>(chunk) = std::move(copies[c]);
-    auto bytes = [](const std::vector<PeerRange>& ranges) {
-      return ranges.empty() ? int64_t{0} : ranges.back().offset + ranges.back().bytes;
-    };
-    sched.in_send_bytes = std::max(sched.in_send_bytes, bytes(chunk.in_sends));
-    sched.in_recv_bytes = std::max(sched.in_recv_bytes, bytes(chunk.in_recvs));
-    sched.out_send_bytes = std::max(sched.out_send_bytes, bytes(chunk.out_sends));
-    sched.out_recv_bytes = std::max(sched.out_recv_bytes, bytes(chunk.out_recvs));
+    sched.in_send_bytes = std::max(sched.in_send_bytes, staging_bytes(chunk.in_sends));
+    sched.in_recv_bytes = std::max(sched.in_recv_bytes, staging_bytes(chunk.in_recvs));
+    sched.out_send_bytes = std::max(sched.out_send_bytes, staging_bytes(chunk.out_sends));
+    sched.out_recv_bytes = std::max(sched.out_recv_bytes, staging_bytes(chunk.out_recvs));
     if (chunks > 1 && sched.host.step_kept[0] > 0) {
       // The chunk's rows of the step mask are contiguous (head-major rows).
       const size_t rows_per_head = route.q_blocks.size();
@@ -85,10 +82,12 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
     }
   }
 
+  std::vector<StepCopies> step_copies = build_step_copies(route, D);
   sched.steps.assign(static_cast<size_t>(R), DeviceStep{});
   for (int t = 0; t < R; ++t) {
     const sp::RingStep& rs = route.steps[t];
     DeviceStep& step = sched.steps[t];
+    static_cast<StepCopies&>(step) = std::move(step_copies[t]);
     if (sched.host.step_kept[t] > 0) {
       const cuda::AttentionShape shape{1,
                                        tq,
@@ -102,22 +101,13 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
     }
     if (t == 0) continue;
     sched.step_tokens = std::max(sched.step_tokens, rs.key_layout.tokens());
-    const Base step_k = t % 2 ? kStepK1 : kStepK0, step_v = t % 2 ? kStepV1 : kStepV0;
-    int64_t ring_send_at = 0, ring_recv_at = 0;
-    step.pack.add(kKLocal, Hg, D, rs.send, kRingSend, ring_send_at, true);
-    step.pack.add(kVLocal, Hg, D, rs.send, kRingSend, ring_send_at, true);
-    step.unpack.add(step_k, Hg, D, rs.recv, kRingRecv, ring_recv_at, false);
-    step.unpack.add(step_v, Hg, D, rs.recv, kRingRecv, ring_recv_at, false);
-    if (ring_send_at > 0) step.sends.push_back({rs.dest, 0, ring_send_at});
-    if (ring_recv_at > 0) step.recvs.push_back({rs.origin, 0, ring_recv_at});
-    sched.ring_send_bytes = std::max(sched.ring_send_bytes, ring_send_at);
-    sched.ring_recv_bytes = std::max(sched.ring_recv_bytes, ring_recv_at);
+    sched.ring_send_bytes = std::max(sched.ring_send_bytes, staging_bytes(step.sends));
+    sched.ring_recv_bytes = std::max(sched.ring_recv_bytes, staging_bytes(step.recvs));
   }
 
   UploadTable table(pinned);
   for (ChunkPhases& chunk : sched.chunks) {
-    for (CopyList* list : {&chunk.in_pack, &chunk.in_unpack, &chunk.out_pack, &chunk.out_unpack,
-                           &chunk.in_local, &chunk.out_local}) {
+    for (CopyList* list : chunk.lists()) {
       list->table_offset = table.add(std::span<const RowCopy>(list->copies));
     }
   }

@@ -69,7 +69,8 @@ inline void launch(const CopyList& list, const char* table, const CopyBases& bas
             static_cast<int64_t>(list.copies.size()), bases, row_bytes, list.max_rows, stream);
 }
 
-struct DeviceStep {
+// A ring step's transfer (StepCopies), its kernel and its mask in the table.
+struct DeviceStep : StepCopies {
   int64_t count_offset = 0, row_offset_offset = 0, q_start_offset = 0, k_start_offset = 0;
   // The step's key-block lists live in DeviceSchedule::indices from index_at (elements), written
   // on the device from the mask bits and this step's wanted key blocks (table offsets).
@@ -78,8 +79,6 @@ struct DeviceStep {
   // tokens of the step's K/V buffer), uploaded as they are; no block lists, no index kernel.
   int64_t key_row_offset_offset = 0, key_index_offset = 0;
   cuda::SparseAttention* kernel = nullptr;  // created before any transfer is queued
-  CopyList pack, unpack;                    // ring transfer that brings this step's K/V (step > 0)
-  std::vector<PeerRange> sends, recvs;
 };
 
 // A head chunk's all-to-all phases (ChunkCopies) and, in pipelined layers, its kernel.
