@@ -1,11 +1,12 @@
 // The device path's copy plan (sp/copy_plan.hpp), played on host buffers for every rank of a
 // layer at once: each rank's copy lists run as the device copy kernel would run them, each
-// exchange moves the byte ranges the plans name, and every row that lands anywhere is checked
-// against what it must hold. Rows whose element encodes (tensor, head, token) show a row sent to
-// the wrong place, a row missing or a range that sender and receiver disagree on. The output
-// chunks are played with only the kernels their plan waits for having run (the rest of the local
-// O still poisoned), so an output chunk that returns a head before its kernel fails too.
-// The plan needs no GPU or communicator; it runs in the MPI test binary for its helpers, once.
+// exchange (all-to-all chunks and ring steps) moves the byte ranges the plans name, and every row
+// that lands anywhere is checked against what it must hold. Rows whose element encodes (tensor,
+// head, token) show a row sent to the wrong place, a row missing or a range that sender and
+// receiver disagree on. The output chunks are played with only the kernels their plan waits for
+// having run (the rest of the local O still poisoned), so an output chunk that returns a head
+// before its kernel fails too. The plan needs no GPU or communicator; it runs in the MPI test
+// binary for its helpers, once.
 #include "sp/copy_plan.hpp"
 
 #include <gtest/gtest.h>
@@ -16,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "dbsp/communicator.hpp"
 #include "dbsp/partition.hpp"
 #include "mpi_test_support.hpp"
 #include "sp/head_chunks.hpp"
@@ -28,6 +30,7 @@ using sp::device::Base;
 using sp::device::ChunkCopies;
 using sp::device::CopyList;
 using sp::device::PeerRange;
+using sp::device::staging_bytes;
 
 constexpr int kHeadDim = 8;  // 16-byte bf16 rows, the copy kernel's smallest
 constexpr int64_t kRowBytes = kHeadDim * sp::device::kBf16Bytes;
@@ -71,30 +74,35 @@ void play(const CopyList& list, RankBuffers& buffers, const std::string& what) {
   }
 }
 
-int64_t staging_rows(const std::vector<PeerRange>& ranges) {
-  return ranges.empty() ? 0 : (ranges.back().offset + ranges.back().bytes) / kRowBytes;
-}
-
 // Moves every peer range of one exchange: rank p's receive range from q must match q's send
-// range to p in size, and every send must be received.
+// range to p in size, and every send must be received. Peers are world ranks through the
+// all-to-all staging buffers, or with `ring` the ring ranks of a head group through the ring's.
 void exchange(std::vector<RankBuffers>& ranks,
               const std::vector<const std::vector<PeerRange>*>& sends,
-              const std::vector<const std::vector<PeerRange>*>& recvs, const std::string& what) {
+              const std::vector<const std::vector<PeerRange>*>& recvs, const std::string& what,
+              const Grid* ring = nullptr) {
   const int P = static_cast<int>(ranks.size());
+  auto world_of = [&](int p, int peer) {
+    return ring ? grid_rank(ulysses_rank_of(p, *ring), peer, *ring) : peer;
+  };
+  auto as_peer = [&](int p) { return ring ? ring_rank_of(p, *ring) : p; };
+  const Base send_base = ring ? sp::device::kRingSend : sp::device::kAllToAllSend;
+  const Base recv_base = ring ? sp::device::kRingRecv : sp::device::kAllToAllRecv;
   int64_t sent = 0, received = 0;
   for (int p = 0; p < P; ++p) {
     for (const PeerRange& send : *sends[p]) sent += send.bytes;
     for (const PeerRange& recv : *recvs[p]) {
       received += recv.bytes;
+      const int q = world_of(p, recv.peer);
       const PeerRange* match = nullptr;
-      for (const PeerRange& send : *sends[recv.peer]) {
-        if (send.peer == p) match = &send;
+      for (const PeerRange& send : *sends[q]) {
+        if (send.peer == as_peer(p)) match = &send;
       }
-      ASSERT_NE(match, nullptr) << what << ": rank " << p << " receives from " << recv.peer
+      ASSERT_NE(match, nullptr) << what << ": rank " << p << " receives from " << q
                                 << ", which sends it nothing";
-      ASSERT_EQ(match->bytes, recv.bytes) << what << ": ranks " << recv.peer << " -> " << p;
-      const Buffer& from = ranks[recv.peer][sp::device::kAllToAllSend];
-      Buffer& to = ranks[p][sp::device::kAllToAllRecv];
+      ASSERT_EQ(match->bytes, recv.bytes) << what << ": ranks " << q << " -> " << p;
+      const Buffer& from = ranks[q][send_base];
+      Buffer& to = ranks[p][recv_base];
       for (int64_t r = 0; r < recv.bytes / kRowBytes; ++r) {
         to[recv.offset / kRowBytes + r] = from[match->offset / kRowBytes + r];
       }
@@ -110,6 +118,56 @@ int64_t global_token(const BlockLayout& local, const std::vector<int>& blocks,
                                  local.start.begin()) -
                 1;
   return global.start[blocks[b]] + (row - local.start[b]);
+}
+
+// Which rows of a [tokens, heads] tensor the slab lists name.
+std::vector<char> rows_listed(const std::vector<std::vector<sp::Slab>>& lists, int64_t tokens,
+                              int heads) {
+  std::vector<char> listed(static_cast<size_t>(tokens * heads), 0);
+  for (const auto& list : lists) {
+    for (const sp::Slab& s : list) {
+      for (int64_t r = s.row; r < s.row + s.rows; ++r) listed[r * heads + s.head] = 1;
+    }
+  }
+  return listed;
+}
+
+// Row (token `row`, local head `l`) of a local tensor of `tokens` rows, laid out chunk by chunk:
+// chunk c's heads as their own [tokens, chunk.heads] tensor from row tokens * first_head on.
+int64_t chunk_row(const ChunkCopies& chunk, int64_t tokens, int64_t row, int l) {
+  return tokens * chunk.first_head + row * chunk.heads + (l - chunk.first_head);
+}
+
+// One direction of one chunk's all-to-all on every rank: the kept rows and the packs, the
+// exchange, the unpacks; before(p) runs first on each rank.
+struct Phase {
+  CopyList ChunkCopies::*local;
+  CopyList ChunkCopies::*pack;
+  CopyList ChunkCopies::*unpack;
+  std::vector<PeerRange> ChunkCopies::*sends;
+  std::vector<PeerRange> ChunkCopies::*recvs;
+};
+constexpr Phase kInput{&ChunkCopies::in_local, &ChunkCopies::in_pack, &ChunkCopies::in_unpack,
+                       &ChunkCopies::in_sends, &ChunkCopies::in_recvs};
+constexpr Phase kOutput{&ChunkCopies::out_local, &ChunkCopies::out_pack, &ChunkCopies::out_unpack,
+                        &ChunkCopies::out_sends, &ChunkCopies::out_recvs};
+
+template <class Before>
+void play_phase(const std::vector<std::vector<ChunkCopies>>& plans, std::vector<RankBuffers>& ranks,
+                int c, const Phase& phase, const std::string& what, Before&& before) {
+  std::vector<const std::vector<PeerRange>*> sends, recvs;
+  for (size_t p = 0; p < ranks.size(); ++p) {
+    const ChunkCopies& chunk = plans[p][c];
+    before(static_cast<int>(p));
+    play(chunk.*phase.local, ranks[p], what + " (kept rows)");
+    play(chunk.*phase.pack, ranks[p], what + " (pack)");
+    sends.push_back(&(chunk.*phase.sends));
+    recvs.push_back(&(chunk.*phase.recvs));
+  }
+  exchange(ranks, sends, recvs, what);
+  for (size_t p = 0; p < ranks.size(); ++p) {
+    play(plans[p][c].*phase.unpack, ranks[p], what + " (unpack)");
+  }
 }
 
 struct Layer {
@@ -150,42 +208,24 @@ void check_plan(const Layer& layer, const BlockMask& mask, const Partition& part
     // Every chunk's plan must fit in the staging it reserves.
     int64_t send = 0, recv = 0;
     for (const ChunkCopies& chunk : plans[p]) {
-      send = std::max({send, staging_rows(chunk.in_sends), staging_rows(chunk.out_sends)});
-      recv = std::max({recv, staging_rows(chunk.in_recvs), staging_rows(chunk.out_recvs)});
+      send = std::max({send, staging_bytes(chunk.in_sends), staging_bytes(chunk.out_sends)});
+      recv = std::max({recv, staging_bytes(chunk.in_recvs), staging_bytes(chunk.out_recvs)});
     }
-    b[sp::device::kAllToAllSend].assign(static_cast<size_t>(send), kPoison);
-    b[sp::device::kAllToAllRecv].assign(static_cast<size_t>(recv), kPoison);
+    b[sp::device::kAllToAllSend].assign(static_cast<size_t>(send / kRowBytes), kPoison);
+    b[sp::device::kAllToAllRecv].assign(static_cast<size_t>(recv / kRowBytes), kPoison);
   }
 
   // Inputs, chunk by chunk.
   for (int c = 0; c < chunks; ++c) {
-    const std::string what = "input chunk " + std::to_string(c);
-    std::vector<const std::vector<PeerRange>*> sends, recvs;
-    for (int p = 0; p < P; ++p) {
-      play(plans[p][c].in_local, ranks[p], what + " (kept rows)");
-      play(plans[p][c].in_pack, ranks[p], what + " (pack)");
-      sends.push_back(&plans[p][c].in_sends);
-      recvs.push_back(&plans[p][c].in_recvs);
-    }
-    exchange(ranks, sends, recvs, what);
-    for (int p = 0; p < P; ++p) play(plans[p][c].in_unpack, ranks[p], what + " (unpack)");
+    play_phase(plans, ranks, c, kInput, "input chunk " + std::to_string(c), [](int) {});
     if (testing::Test::HasFatalFailure()) return;
   }
   // Every local row the routing fills holds its (tensor, head, token); the others are untouched.
   for (int p = 0; p < P; ++p) {
     const sp::LayerRouting& route = routes[p];
     const int Hg = static_cast<int>(route.heads.size());
-    auto filled = [&](const std::vector<std::vector<sp::Slab>>& lists, int64_t tokens) {
-      std::vector<char> out(static_cast<size_t>(tokens * Hg), 0);
-      for (const auto& list : lists) {
-        for (const sp::Slab& s : list) {
-          for (int64_t r = s.row; r < s.row + s.rows; ++r) out[r * Hg + s.head] = 1;
-        }
-      }
-      return out;
-    };
-    const std::vector<char> q_filled = filled(route.recv_q, route.q_local.tokens());
-    const std::vector<char> k_filled = filled(route.recv_kv, route.k_local.tokens());
+    const std::vector<char> q_filled = rows_listed(route.recv_q, route.q_local.tokens(), Hg);
+    const std::vector<char> k_filled = rows_listed(route.recv_kv, route.k_local.tokens(), Hg);
     for (int c = 0; c < chunks; ++c) {
       const ChunkCopies& chunk = plans[p][c];
       for (int l = chunk.first_head; l < chunk.first_head + chunk.heads; ++l) {
@@ -199,15 +239,57 @@ void check_plan(const Layer& layer, const BlockMask& mask, const Partition& part
                          &k_filled}}) {
           const int64_t tokens = layout->tokens();
           for (int64_t row = 0; row < tokens; ++row) {
-            // Chunk c's tensor: [tokens, chunk.heads, D] from row tokens * first_head on.
-            const Row& got = ranks[p][base][tokens * chunk.first_head + row * chunk.heads +
-                                            (l - chunk.first_head)];
+            const Row& got = ranks[p][base][chunk_row(chunk, tokens, row, l)];
             const Row want = (*filled_rows)[row * Hg + l]
                                  ? coded(tensor, h, global_token(*layout, *blocks, *global, row))
                                  : kPoison;
             ASSERT_EQ(got, want) << "rank " << p << " tensor " << tensor << " head " << h
                                  << " local row " << row;
           }
+        }
+      }
+    }
+  }
+
+  // Ring steps (grids with a ring): each step's K/V slabs from the local K/V into the step
+  // buffers of its parity; every row the routing lists holds its (tensor, head, token).
+  std::vector<std::vector<sp::device::StepCopies>> steps;
+  for (int p = 0; p < P; ++p) steps.push_back(sp::device::build_step_copies(routes[p], kHeadDim));
+  for (int t = 1; t < grid.ring; ++t) {
+    const std::string what = "ring step " + std::to_string(t);
+    const Base step_k = t % 2 ? sp::device::kStepK1 : sp::device::kStepK0;
+    const Base step_v = t % 2 ? sp::device::kStepV1 : sp::device::kStepV0;
+    std::vector<const std::vector<PeerRange>*> sends, recvs;
+    for (int p = 0; p < P; ++p) {
+      const sp::device::StepCopies& step = steps[p][t];
+      const int64_t rows =
+          routes[p].steps[t].key_layout.tokens() * static_cast<int64_t>(routes[p].heads.size());
+      ranks[p][step_k].assign(static_cast<size_t>(rows), kPoison);
+      ranks[p][step_v].assign(static_cast<size_t>(rows), kPoison);
+      ranks[p][sp::device::kRingSend].assign(
+          static_cast<size_t>(staging_bytes(step.sends) / kRowBytes), kPoison);
+      ranks[p][sp::device::kRingRecv].assign(
+          static_cast<size_t>(staging_bytes(step.recvs) / kRowBytes), kPoison);
+      play(step.pack, ranks[p], what + " (pack)");
+      sends.push_back(&step.sends);
+      recvs.push_back(&step.recvs);
+    }
+    exchange(ranks, sends, recvs, what, &grid);
+    for (int p = 0; p < P; ++p) play(steps[p][t].unpack, ranks[p], what + " (unpack)");
+    if (testing::Test::HasFatalFailure()) return;
+    for (int p = 0; p < P; ++p) {
+      const sp::LayerRouting& route = routes[p];
+      const sp::RingStep& rs = route.steps[t];
+      const int Hg = static_cast<int>(route.heads.size());
+      const std::vector<char> listed = rows_listed({rs.recv}, rs.key_layout.tokens(), Hg);
+      for (int64_t row = 0; row < rs.key_layout.tokens(); ++row) {
+        const int64_t token = global_token(rs.key_layout, rs.key_blocks, k_layout, row);
+        for (int l = 0; l < Hg; ++l) {
+          const bool in = listed[row * Hg + l];
+          ASSERT_EQ(ranks[p][step_k][row * Hg + l], in ? coded(kK, route.heads[l], token) : kPoison)
+              << what << " rank " << p << " head " << route.heads[l] << " row " << row;
+          ASSERT_EQ(ranks[p][step_v][row * Hg + l], in ? coded(kV, route.heads[l], token) : kPoison)
+              << what << " rank " << p << " head " << route.heads[l] << " row " << row;
         }
       }
     }
@@ -222,8 +304,7 @@ void check_plan(const Layer& layer, const BlockMask& mask, const Partition& part
       const int64_t tokens = route.q_local.tokens();
       for (int l = chunk.first_head; l < chunk.first_head + chunk.heads; ++l) {
         for (int64_t row = 0; row < tokens; ++row) {
-          ranks[p][sp::device::kOutLocal][tokens * chunk.first_head + row * chunk.heads +
-                                          (l - chunk.first_head)] =
+          ranks[p][sp::device::kOutLocal][chunk_row(chunk, tokens, row, l)] =
               coded(kO, route.heads[l], global_token(route.q_local, route.q_blocks, q_layout, row));
         }
       }
@@ -231,28 +312,15 @@ void check_plan(const Layer& layer, const BlockMask& mask, const Partition& part
     computed[p] = std::max(computed[p], last);
   };
   for (int c = 0; c < chunks; ++c) {
-    const std::string what = "output chunk " + std::to_string(c);
-    std::vector<const std::vector<PeerRange>*> sends, recvs;
-    for (int p = 0; p < P; ++p) {
+    play_phase(plans, ranks, c, kOutput, "output chunk " + std::to_string(c), [&](int p) {
       // One chunk (ring grids too) returns after every kernel.
       compute_through(p, chunks == 1 ? 0 : plans[p][c].out_after);
-      play(plans[p][c].out_local, ranks[p], what + " (kept rows)");
-      play(plans[p][c].out_pack, ranks[p], what + " (pack)");
-      sends.push_back(&plans[p][c].out_sends);
-      recvs.push_back(&plans[p][c].out_recvs);
-    }
-    exchange(ranks, sends, recvs, what);
-    for (int p = 0; p < P; ++p) play(plans[p][c].out_unpack, ranks[p], what + " (unpack)");
+    });
     if (testing::Test::HasFatalFailure()) return;
   }
   for (int p = 0; p < P; ++p) {
     const sp::LayerRouting& route = routes[p];
-    std::vector<char> returned(static_cast<size_t>(route.q_input.tokens() * H), 0);
-    for (const auto& list : route.send_q) {
-      for (const sp::Slab& s : list) {
-        for (int64_t r = s.row; r < s.row + s.rows; ++r) returned[r * H + s.head] = 1;
-      }
-    }
+    const std::vector<char> returned = rows_listed(route.send_q, route.q_input.tokens(), H);
     for (int64_t row = 0; row < route.q_input.tokens(); ++row) {
       for (int h = 0; h < H; ++h) {
         const Row want =
