@@ -16,9 +16,10 @@ void register_run(CLI::App& app) {
       "run", "sequence-parallel attention over MPI ranks (start with mpirun -np P)");
   options->source.add_to(*command);
   command
-      ->add_option(
-          "--strategy", options->strategy,
-          "ulysses | ring | usp[:UxR] | dbsp-paper[:UxR] | dbsp[:UxR] (| all with --emulate)")
+      ->add_option("--strategy", options->strategy,
+                   "ulysses | ring | usp[:UxR] | dbsp-paper[:UxR] | dbsp[:UxR] (with --emulate: "
+                   "also all, or "
+                   "a comma-separated list of these)")
       ->capture_default_str();
   command->add_option("--layers", options->layers, "layers to run (0: all)")->capture_default_str();
   command->add_option("--steps", options->steps, "denoising steps to run")->capture_default_str();
@@ -95,7 +96,8 @@ void register_run(CLI::App& app) {
   command
       ->add_option("--emulate", options->emulate,
                    "run this many virtual ranks in one process (no mpirun); --strategy all "
-                   "compares every static grid with dbsp-paper and dbsp; --backend picks where "
+                   "compares every static grid with dbsp-paper and dbsp (all,dbsp:8x2 adds one); "
+                   "--backend picks where "
                    "the kernels run; --link-gbps and --latency-us price the transfers")
       ->capture_default_str();
   command

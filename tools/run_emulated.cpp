@@ -28,13 +28,21 @@ int run_emulated(const RunOptions& o) {
   const int P = o.emulate;
   const MaskSource source(o.source);
   const auto [layers, steps, head_dim] = RunExtent(o, source);
+  // A comma-separated list, each item a strategy or `all` (every static grid, dbsp-paper, dbsp):
+  // e.g. all,dbsp:16x1,dbsp:8x2 adds db-SP held to each grid beside its own pick.
   std::vector<Strategy> strategies;
-  if (o.strategy == "all") {
-    for (Grid grid : factorizations(P)) strategies.push_back({Policy::static_split, grid});
-    strategies.push_back({Policy::paper, std::nullopt});
-    strategies.push_back({Policy::dbsp, std::nullopt});
-  } else {
-    strategies.push_back(parse_strategy(o.strategy, P));
+  for (size_t begin = 0; begin <= o.strategy.size();) {
+    const size_t comma = std::min(o.strategy.find(',', begin), o.strategy.size());
+    const std::string item = o.strategy.substr(begin, comma - begin);
+    require(!item.empty(), "--strategy '", o.strategy, "': an empty item in the list");
+    if (item == "all") {
+      for (Grid grid : factorizations(P)) strategies.push_back({Policy::static_split, grid});
+      strategies.push_back({Policy::paper, std::nullopt});
+      strategies.push_back({Policy::dbsp, std::nullopt});
+    } else {
+      strategies.push_back(parse_strategy(item, P));
+    }
+    begin = comma + 1;
   }
   const LinkModel link{o.cost.link_gbytes_per_s, o.cost.link_latency_us, o.beside_slowdown,
                        o.copy_rate_given ? std::optional(o.cost.copy_gbytes_per_s) : std::nullopt};

@@ -15,13 +15,14 @@ nccl_tests_np1() {
 }
 
 # emulate_whole_model P CHUNKS [extra dbsp run flags]: the summary, and dbsp's grid per layer.
-# DBSP=dbsp_before runs the carried binary of the commit before (its log named after it).
+# DBSP=dbsp_before runs the carried binary of the commit before (its log named after it);
+# STRATEGY=list replaces --strategy all (e.g. all,dbsp:16x1: dbsp held to a grid beside its pick).
 emulate_whole_model() {
   local binary=${DBSP:-dbsp}
-  local log="$out/emulate_$1_chunks$2${3:+_extra}${DBSP:+_$DBSP}.log"
-  timeout 240 "$bin/$binary" run --emulate "$1" --workload wan2.1-720p --backend cuda --strategy all \
-    --layers 40 --steps 1 --link-gbps 193.9 --latency-us 68.1 --head-chunks "$2" --plan-ahead \
-    ${3:-} >"$log" 2>&1
+  local log="$out/emulate_$1_chunks$2${3:+_extra}${STRATEGY:+_grids}${DBSP:+_$DBSP}.log"
+  timeout 240 "$bin/$binary" run --emulate "$1" --workload wan2.1-720p --backend cuda \
+    --strategy "${STRATEGY:-all}" --layers 40 --steps 1 --link-gbps 193.9 --latency-us 68.1 \
+    --head-chunks "$2" --plan-ahead ${3:-} >"$log" 2>&1
   stamp "$binary: emulate $1 chunks $2 '${3:-}' exit $?"
   sed -n '/^summary/,$p' "$log"
   awk '$3 == "dbsp" {print $4}' "$log" | sort | uniq -c | tr '\n' ' '
