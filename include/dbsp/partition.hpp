@@ -31,12 +31,16 @@ struct Partition {
   std::vector<int> head_group;            // [heads]: Ulysses rank that owns the head
   std::vector<std::vector<int>> q_shard;  // [ulysses][q_blocks]: ring shard of each query block
   std::vector<std::vector<int>> k_shard;  // [ulysses][k_blocks]: ring shard of each key block
+  // The order in which every group holds its heads (a permutation of all heads; empty: ascending).
+  // A rank's local tensors and its pipelined head chunks (SpOptions::head_chunks) follow it, so
+  // the planner puts a group's heavy heads where they hide the all-to-all (pipeline_head_order).
+  std::vector<int> head_order;
 
   // Static USP split: contiguous head groups (sizes differ by at most one when U does not divide
   // H) and contiguous home shards (home_shard in block_layout.hpp).
   static Partition contiguous(Grid grid, int heads, int q_blocks, int k_blocks);
 
-  std::vector<int> heads_of(int group) const;                // ascending
+  std::vector<int> heads_of(int group) const;                // in head_order
   int max_group_heads() const;                               // heads of the largest Ulysses group
   std::vector<int> q_blocks_of(int group, int shard) const;  // ascending
   std::vector<int> k_blocks_of(int group, int shard) const;  // ascending

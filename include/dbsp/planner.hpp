@@ -96,6 +96,15 @@ struct LayerPlan {
 LayerPlan make_plan(const MaskStats& stats, Grid grid, Policy policy,
                     const PlannerOptions& options = {}, const CostModel& cost = {});
 
+// The head order (Partition::head_order) that pipelined head chunks run best in, from each head's
+// work (kept blocks): in every group its heaviest head first, its second heaviest last, the rest
+// from heavier to lighter between them. The first chunk's kernel must hide the later chunks'
+// inputs and the last chunk's kernel the earlier chunks' outputs; a light head at either end of
+// the slowest rank leaves them exposed. make_plan sets it on grids without a ring and with U > 1
+// (the grids whose all-to-all is pipelined), for every policy.
+std::vector<int> pipeline_head_order(const Partition& partition,
+                                     const std::vector<int64_t>& head_work);
+
 // The fastest U x R under the cost model for one policy; every candidate is kept for reports.
 struct StrategyChoice {
   LayerPlan best;

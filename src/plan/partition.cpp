@@ -56,7 +56,8 @@ Partition Partition::contiguous(Grid grid, int heads, int q_blocks, int k_blocks
 
 std::vector<int> Partition::heads_of(int group) const {
   std::vector<int> out;
-  for (int h = 0; h < heads; ++h) {
+  for (int i = 0; i < heads; ++i) {
+    const int h = head_order.empty() ? i : head_order[i];
     if (head_group[h] == group) out.push_back(h);
   }
   return out;
@@ -107,6 +108,16 @@ void Partition::validate() const {
     require(head_group[h] >= 0 && head_group[h] < grid.ulysses, "Partition: head ", h,
             " assigned to group ", head_group[h], " outside [0, ", grid.ulysses, ")");
   }
+  if (!head_order.empty()) {
+    require(static_cast<int>(head_order.size()) == heads, "Partition: head_order has ",
+            head_order.size(), " entries for ", heads, " heads");
+    std::vector<bool> seen(static_cast<size_t>(heads), false);
+    for (int h : head_order) {
+      require(h >= 0 && h < heads && !seen[h], "Partition: head_order is not a permutation of [0, ",
+              heads, ") (head ", h, ")");
+      seen[h] = true;
+    }
+  }
   require(static_cast<int>(q_shard.size()) == grid.ulysses &&
               static_cast<int>(k_shard.size()) == grid.ulysses,
           "Partition: need one block assignment per Ulysses group (", grid.ulysses, ")");
@@ -144,6 +155,7 @@ uint64_t Partition::hash() const {
     for (int s : shards) mix(s);
   for (const auto& shards : k_shard)
     for (int s : shards) mix(s);
+  for (int o : head_order) mix(o);  // nothing when ascending: such plans hash as before
   return h;
 }
 

@@ -294,6 +294,9 @@ LayerPlan plan_grid(const MaskStats& stats, Grid grid, Policy policy, const Plan
       break;
     }
   }
+  if (grid.ulysses > 1 && grid.ring == 1) {
+    plan.partition.head_order = pipeline_head_order(plan.partition, d.kept_per_head);
+  }
   plan.imbalance_ratio = report.ratio;
   plan.moved_blocks = plan.partition.moved_blocks();
   plan.predicted =

@@ -175,9 +175,12 @@ bool local_is_input(const LayerRouting& route, int heads) {
     }
     return true;
   };
-  // route.heads is ascending, so holding `heads` of them is holding all of them in order.
-  return static_cast<int>(route.heads.size()) == heads && is_shard(route.q_blocks, route.q_input) &&
-         is_shard(route.k_blocks, route.k_input);
+  // Every head, in the input's order (a partition's head_order may hold them in another).
+  if (static_cast<int>(route.heads.size()) != heads) return false;
+  for (int h = 0; h < heads; ++h) {
+    if (route.heads[h] != h) return false;
+  }
+  return is_shard(route.q_blocks, route.q_input) && is_shard(route.k_blocks, route.k_input);
 }
 
 bool output_apart_from_inputs(const LayerRouting& route, int heads, int64_t row_bytes,

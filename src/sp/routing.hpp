@@ -28,7 +28,7 @@ struct LayerRouting {
   int group = 0;      // Ulysses rank = head group
   int ring_rank = 0;  // ring shard
   SequenceShard q_input, k_input;
-  std::vector<int> heads;     // global heads of this rank's group, ascending
+  std::vector<int> heads;     // global heads of this rank's group, in the partition's head_order
   std::vector<int> q_blocks;  // query blocks held after the all-to-all, ascending
   std::vector<int> k_blocks;  // key blocks held after the all-to-all, ascending
   BlockLayout q_local, k_local;

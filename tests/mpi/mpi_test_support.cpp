@@ -5,6 +5,7 @@
 
 #include <cstring>
 #include <memory>
+#include <numeric>
 #include <random>
 
 #include "dbsp/attention.hpp"
@@ -59,6 +60,13 @@ Partition random_partition(Grid grid, int heads, int q_blocks, int k_blocks, uin
   for (int g = 0; g < grid.ulysses; ++g) {
     for (int& s : p.q_shard[g]) s = shard(rng);
     for (int& s : p.k_shard[g]) s = shard(rng);
+  }
+  // Groups hold their heads in a random order (the planner orders them for the head chunks);
+  // with one group the heads stay in the input's order, which keeps the in-place path.
+  if (grid.ulysses > 1) {
+    p.head_order.resize(static_cast<size_t>(heads));
+    std::iota(p.head_order.begin(), p.head_order.end(), 0);
+    std::shuffle(p.head_order.begin(), p.head_order.end(), rng);
   }
   return p;
 }

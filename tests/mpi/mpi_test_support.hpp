@@ -24,7 +24,8 @@ void release_world();  // before MPI_Finalize
 
 enum class MaskKind { random, empty, full };
 BlockMask make_mask(MaskKind kind, int heads, MaskGeometry geometry, double density, uint64_t seed);
-// Heads and blocks scattered at random over the grid (uneven groups and shards, empty ones too).
+// Heads and blocks scattered at random over the grid (uneven groups and shards, empty ones too);
+// with U > 1 the groups hold their heads in a random head_order.
 Partition random_partition(Grid grid, int heads, int q_blocks, int k_blocks, uint64_t seed);
 // A fine mask drawn key by key (not from blocks): each head its own density, about a fifth of
 // the rows empty, and row (0, 0) empty and row (1, last) holding one key of the short last key

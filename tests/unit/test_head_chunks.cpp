@@ -64,5 +64,13 @@ TEST(HeadChunks, EachGroupsLastComputedHeadsReturnInTheLastOutputChunk) {
   EXPECT_EQ(one.out, std::vector<int>(11, 0));
 }
 
+TEST(HeadChunks, FollowThePartitionsHeadOrder) {
+  Partition partition = Partition::contiguous(Grid{1, 1}, 5, 1, 1);
+  partition.head_order = {3, 0, 4, 1, 2};
+  const HeadChunks chunks(partition, 3);  // 1 + 3 + 1 in that order
+  EXPECT_EQ(chunks.in, (std::vector<int>{1, 1, 2, 0, 1}));
+  EXPECT_EQ(chunks.out, (std::vector<int>{1, 1, 2, 0, 1}));
+}
+
 }  // namespace
 }  // namespace dbsp::sp

@@ -55,6 +55,49 @@ TEST(Planner, StaticPolicyIsTheContiguousSplit) {
   EXPECT_EQ(plan.moved_blocks, 0.0);
 }
 
+TEST(PipelineHeadOrder, HeaviestFirstSecondHeaviestLastTheRestHeavierFirst) {
+  Partition p = Partition::contiguous(Grid{3, 1}, 9, 4, 4);
+  p.head_group = {0, 1, 0, 2, 0, 0, 1, 2, 1};
+  //              group 0: heads 0, 2, 4, 5; group 1: 1, 6, 8; group 2: 3, 7
+  const std::vector<int64_t> work = {5, 7, 9, 4, 1, 5, 2, 8, 3};
+  p.head_order = pipeline_head_order(p, work);
+  EXPECT_NO_THROW(p.validate());
+  // Group 0: 2 (9) first, then 5 (5, ties keep ascending order after 0) and 4 (1), 0 (5) last.
+  EXPECT_EQ(p.heads_of(0), (std::vector<int>{2, 5, 4, 0}));
+  EXPECT_EQ(p.heads_of(1), (std::vector<int>{1, 6, 8}));  // 7 first, 2 between, 3 last
+  EXPECT_EQ(p.heads_of(2), (std::vector<int>{7, 3}));
+  EXPECT_THROW(pipeline_head_order(p, {1, 2}), Error);
+}
+
+TEST(PipelineHeadOrder, PlansOfGridsWithoutARingCarryItAndHashIt) {
+  const BlockMask mask = testing::family_mask(7, 20, 20, 5);
+  const MaskStats stats(mask, 4);
+  for (Policy policy : kPolicies) {
+    const LayerPlan chunked = make_plan(stats, Grid{4, 1}, policy);
+    Partition expected = chunked.partition;
+    expected.head_order = pipeline_head_order(expected, mask.kept_per_head());
+    EXPECT_EQ(chunked.partition.head_order, expected.head_order) << to_string(policy);
+    Partition ascending = chunked.partition;
+    ascending.head_order.clear();
+    EXPECT_NE(ascending.hash(), chunked.partition.hash()) << to_string(policy);
+    // A ring, or one group: nothing is pipelined, the input's order stays.
+    EXPECT_TRUE(make_plan(stats, Grid{2, 2}, policy).partition.head_order.empty());
+    EXPECT_TRUE(make_plan(stats, Grid{1, 4}, policy).partition.head_order.empty());
+  }
+}
+
+TEST(PipelineHeadOrder, PartitionRejectsAnOrderThatIsNotAPermutation) {
+  Partition p = Partition::contiguous(Grid{2, 1}, 4, 3, 3);
+  p.head_order = {0, 1, 2};
+  EXPECT_THROW(p.validate(), Error);
+  p.head_order = {0, 1, 1, 3};
+  EXPECT_THROW(p.validate(), Error);
+  p.head_order = {3, 1, 0, 2};
+  EXPECT_NO_THROW(p.validate());
+  EXPECT_EQ(p.heads_of(0), (std::vector<int>{1, 0}));
+  EXPECT_EQ(p.heads_of(1), (std::vector<int>{3, 2}));
+}
+
 TEST(Planner, OursBeatsStaticAndPaperAndMeetsTheBoundOnUnseenFamilies) {
   for (uint64_t seed : {11u, 12u, 13u, 14u, 15u, 16u}) {
     const BlockMask mask = testing::family_mask(24, 160, 160, seed);

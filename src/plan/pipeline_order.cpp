@@ -1,0 +1,31 @@
+// pipeline_head_order: where each group's heads sit in its pipelined head chunks.
+#include <algorithm>
+#include <vector>
+
+#include "dbsp/error.hpp"
+#include "dbsp/planner.hpp"
+
+namespace dbsp {
+
+std::vector<int> pipeline_head_order(const Partition& partition,
+                                     const std::vector<int64_t>& head_work) {
+  require(static_cast<int>(head_work.size()) == partition.heads,
+          "pipeline_head_order: ", head_work.size(), " head weights for ", partition.heads,
+          " heads");
+  std::vector<int> order;
+  order.reserve(static_cast<size_t>(partition.heads));
+  for (int g = 0; g < partition.grid.ulysses; ++g) {
+    std::vector<int> heads;
+    for (int h = 0; h < partition.heads; ++h) {
+      if (partition.head_group[h] == g) heads.push_back(h);
+    }
+    // Heavier first; equal work keeps the ascending order, so every rank derives the same.
+    std::stable_sort(heads.begin(), heads.end(),
+                     [&](int a, int b) { return head_work[a] > head_work[b]; });
+    if (heads.size() >= 3) std::rotate(heads.begin() + 1, heads.begin() + 2, heads.end());
+    order.insert(order.end(), heads.begin(), heads.end());
+  }
+  return order;
+}
+
+}  // namespace dbsp
