@@ -148,17 +148,19 @@ TableTimes device_table(sp::StepTimer& timer, bool cpu, const sp::LayerSchedule&
 }
 
 // The synchronous timeline of one layer on `ranks` virtual ranks, for block and fine masks alike:
-// only the rank's schedule (build_schedule(p), timed as host setup) and the timing of a ring step
-// that launches a kernel (time_step(schedule, t, local, merge, reserved_sms, chunk_heads), where
-// chunk_heads, when not null, names the global heads of one head chunk) differ. Staging copies
+// only the rank's schedule (build_schedule(p), timed as host setup), the timing of a ring step
+// that launches a kernel (time_step(schedule, t, local, merge, reserved_sms)) and of a rank's
+// head-chunk kernels (time_chunks(schedule, local, chunk_heads, reserved_sms): StepTimer's
+// ChunkTimes for the chunks' global heads) differ. Staging copies
 // are charged by copy_ms(rows) (the executor's copy kernel, timed by the step timer), and the
 // schedule table by table(schedule, p) (TableTimes: the host's part joins the rank's setup, the
 // upload runs on the world stream before the first exchange).
-template <class BuildSchedule, class TimeStep, class CopyMs, class Table>
+template <class BuildSchedule, class TimeStep, class TimeChunks, class CopyMs, class Table>
 EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& options,
                             int64_t element_bytes, const SpProblem& problem,
                             const Partition& partition, BuildSchedule&& build_schedule,
-                            TimeStep&& time_step, CopyMs&& copy_ms, Table&& table) {
+                            TimeStep&& time_step, TimeChunks&& time_chunks, CopyMs&& copy_ms,
+                            Table&& table) {
   const Grid grid = partition.grid;
   const int P = ranks, R = grid.ring;
   const int64_t row_bytes = problem.head_dim * element_bytes;
@@ -174,6 +176,7 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
   // Pipelined head chunks: per rank and input chunk the kernel's time, and per output chunk the
   // input chunk its all-to-all waits for; per chunk the slowest rank's all-to-all in and out.
   std::vector<std::vector<double>> chunk_compute(P, std::vector<double>(chunks, 0.0));
+  std::vector<std::vector<double>> chunk_queued(P, std::vector<double>(chunks, 0.0));
   std::vector<std::vector<int>> out_waits_for(P, std::vector<int>(chunks, -1));
   std::vector<double> chunk_in_ms(chunks, 0.0), chunk_out_ms(chunks, 0.0);
   double in_ms = 0, out_ms = 0;
@@ -218,26 +221,37 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
       local.k_layout = step.key_layout;
       local.scale = problem.scale;
       if (chunks > 1) {
-        // Every chunk's kernel runs beside another chunk's all-to-all (when there is one).
+        // The rank's chunk kernels, timed alone and queued as the executor queues them. Every
+        // chunk's kernel runs beside another chunk's all-to-all (when there is one).
+        std::vector<std::vector<int>> chunk_heads;
+        std::vector<int> chunk_of;  // the chunk of each non-empty entry
         for (int c = 0; c < chunks; ++c) {
           std::vector<int> heads;
           for (int h : route.heads) {
             if (head_chunks.in[h] == c) heads.push_back(h);
           }
           if (heads.empty()) continue;
-          local.heads = static_cast<int64_t>(heads.size());
-          chunk_compute[p][c] =
-              time_step(schedule, t, local, false, P > 1 ? options.ring_reserved_sms : 0, &heads);
-          if (P > 1) chunk_compute[p][c] *= 1.0 + link.beside_slowdown;
-          compute[p][t] += chunk_compute[p][c];
+          chunk_heads.push_back(std::move(heads));
+          chunk_of.push_back(c);
         }
+        const sp::StepTimer::ChunkTimes times =
+            time_chunks(schedule, local, chunk_heads, P > 1 ? options.ring_reserved_sms : 0);
+        const double slowdown = P > 1 ? 1.0 + link.beside_slowdown : 1.0;
+        double previous_end = 0;
+        for (size_t i = 0; i < chunk_of.size(); ++i) {
+          const int c = chunk_of[i];
+          chunk_compute[p][c] = times.alone_ms[i] * slowdown;
+          chunk_queued[p][c] = (times.end_ms[i] - previous_end) * slowdown;
+          previous_end = std::max(previous_end, times.end_ms[i]);
+        }
+        compute[p][t] = previous_end * slowdown;
         continue;
       }
       // The next step's transfer runs beside this one on the SMs the kernel leaves free.
       const bool transfer_beside =
           t + 1 < R && (!route.steps[t + 1].send.empty() || !route.steps[t + 1].recv.empty());
-      compute[p][t] = time_step(schedule, t, local, !first,
-                                transfer_beside ? options.ring_reserved_sms : 0, nullptr);
+      compute[p][t] =
+          time_step(schedule, t, local, !first, transfer_beside ? options.ring_reserved_sms : 0);
       if (transfer_beside) compute[p][t] *= 1.0 + link.beside_slowdown;
       first = false;
     }
@@ -291,7 +305,7 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
   layer.all_to_all_ms = in_ms + out_ms;
   if (chunks > 1) {
     const sp::ChunkTimeline timeline =
-        sp::chunk_timeline(chunk_in_ms, chunk_out_ms, chunk_compute, out_waits_for);
+        sp::chunk_timeline(chunk_in_ms, chunk_out_ms, chunk_compute, out_waits_for, chunk_queued);
     // Reported as the compute path (ring_ms) and the all-to-all left exposed beside it.
     layer.ring_ms = max_compute;
     layer.all_to_all_ms = timeline.finished - max_compute;
@@ -320,17 +334,33 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
                                   timer.host_indices);
       },
       [&](const sp::LayerSchedule& schedule, int t, const AttentionProblem& local, bool merge,
-          int reserved_sms, const std::vector<int>* chunk_heads) {
+          int reserved_sms) {
         const int block_q = problem.geometry.block_q, block_k = problem.geometry.block_k;
-        if (timer.host_indices && chunk_heads == nullptr) {
+        if (timer.host_indices) {
           return timer.impl->step_ms(local, schedule.step_masks[t], block_q, block_k, merge,
                                      reserved_sms);
         }
         // The device schedule leaves the key indices to the GPU; the timer needs them listed.
         const sp::LayerRouting& route = schedule.route;
-        const BlockCsr listed = sp::local_block_csr(mask, chunk_heads ? *chunk_heads : route.heads,
-                                                    route.q_blocks, route.steps[t].key_blocks);
+        const BlockCsr listed =
+            sp::local_block_csr(mask, route.heads, route.q_blocks, route.steps[t].key_blocks);
         return timer.impl->step_ms(local, listed, block_q, block_k, merge, reserved_sms);
+      },
+      [&](const sp::LayerSchedule& schedule, const AttentionProblem& local,
+          const std::vector<std::vector<int>>& chunk_heads, int reserved_sms) {
+        const sp::LayerRouting& route = schedule.route;
+        std::vector<BlockCsr> listed;
+        listed.reserve(chunk_heads.size());
+        std::vector<sp::StepTimer::ChunkKernel> kernels;
+        for (const std::vector<int>& heads : chunk_heads) {
+          listed.push_back(
+              sp::local_block_csr(mask, heads, route.q_blocks, route.steps[0].key_blocks));
+          sp::StepTimer::ChunkKernel kernel{local, &listed.back(), nullptr,
+                                            problem.geometry.block_q, problem.geometry.block_k};
+          kernel.local.heads = static_cast<int64_t>(heads.size());
+          kernels.push_back(kernel);
+        }
+        return timer.impl->chunk_times(kernels, reserved_sms);
       },
       timer.copy_time(problem),
       [&](const sp::LayerSchedule& schedule, int p) {
@@ -364,15 +394,24 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const FineMask& mask,
         return kept;
       },
       [&](const sp::LayerSchedule& schedule, int t, const AttentionProblem& local, bool merge,
-          int reserved_sms, const std::vector<int>* chunk_heads) {
-        if (chunk_heads == nullptr) {
-          return timer.impl->fine_step_ms(local, schedule.fine_step_masks[t], merge, reserved_sms);
-        }
+          int reserved_sms) {
+        return timer.impl->fine_step_ms(local, schedule.fine_step_masks[t], merge, reserved_sms);
+      },
+      [&](const sp::LayerSchedule& schedule, const AttentionProblem& local,
+          const std::vector<std::vector<int>>& chunk_heads, int reserved_sms) {
         const sp::LayerRouting& route = schedule.route;
-        const sp::LocalFineMask chunk =
-            sp::local_fine_mask(mask, *chunk_heads, route.q_blocks, route.steps[t].key_blocks,
-                                route.steps[t].key_layout);
-        return timer.impl->fine_step_ms(local, chunk.mask, merge, reserved_sms);
+        std::vector<sp::LocalFineMask> chunks;
+        chunks.reserve(chunk_heads.size());
+        std::vector<sp::StepTimer::ChunkKernel> kernels;
+        for (const std::vector<int>& heads : chunk_heads) {
+          chunks.push_back(sp::local_fine_mask(
+              mask, heads, route.q_blocks, route.steps[0].key_blocks, route.steps[0].key_layout));
+          sp::StepTimer::ChunkKernel kernel{local, nullptr, &chunks.back().mask,
+                                            problem.geometry.block_q, problem.geometry.block_k};
+          kernel.local.heads = static_cast<int64_t>(heads.size());
+          kernels.push_back(kernel);
+        }
+        return timer.impl->chunk_times(kernels, reserved_sms);
       },
       timer.copy_time(problem),
       [&](const sp::LayerSchedule& schedule, int p) {

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <vector>
 
 #include "dbsp/attention.hpp"
 #include "dbsp/block_mask.hpp"
@@ -24,6 +25,34 @@ class StepTimer {
   // local.q_layout (attention_fine on the CPU, the kernels' key lists on the GPU).
   virtual double fine_step_ms(const AttentionProblem& local, const FineMask& mask, bool merge,
                               int reserved_sms) = 0;
+
+  // One kernel of a rank's pipelined head chunks: its heads' local problem and mask, block lists
+  // (`blocks`) or, for a fine layer, key lists (`keys`).
+  struct ChunkKernel {
+    AttentionProblem local;
+    const BlockCsr* blocks = nullptr;
+    const FineMask* keys = nullptr;
+    int block_q = 64, block_k = 64;
+  };
+  struct ChunkTimes {
+    std::vector<double> alone_ms;  // each kernel by itself
+    std::vector<double> end_ms;    // when each ends, from the first one's start, queued in turn
+  };
+  // A rank's head-chunk kernels (no merge), timed alone and queued back to back as the device
+  // executor queues them: on the GPU alternately on two streams, so that each starts on the SMs
+  // its predecessor's tail leaves idle. Here (the CPU's way) they run in turn.
+  virtual ChunkTimes chunk_times(const std::vector<ChunkKernel>& kernels, int reserved_sms) {
+    ChunkTimes times;
+    double end = 0;
+    for (const ChunkKernel& kernel : kernels) {
+      const double ms = kernel.keys ? fine_step_ms(kernel.local, *kernel.keys, false, reserved_sms)
+                                    : step_ms(kernel.local, *kernel.blocks, kernel.block_q,
+                                              kernel.block_k, false, reserved_sms);
+      times.alone_ms.push_back(ms);
+      times.end_ms.push_back(end += ms);
+    }
+    return times;
+  }
   // Milliseconds the executor spends staging `rows` rows of row_bytes bytes (packing slabs into a
   // transfer buffer, unpacking them, or copying rows that stay on the rank), from a strided row
   // copy of the executor's kind timed once per row size, then scaled by the row count.

@@ -48,5 +48,19 @@ TEST(ChunkTimeline, NothingToComputeStillWaitsForEveryExchange) {
   EXPECT_DOUBLE_EQ(t.finished, 10);
 }
 
+TEST(ChunkTimeline, AQueuedKernelStartsInItsPredecessorsTail) {
+  // Two 4 ms kernels; queued right behind the first, the second ends 3 ms after it (it starts
+  // on the SMs the first one's last work items leave idle).
+  const std::vector<std::vector<double>> alone{{4, 4}}, queued{{4, 3}};
+  const ChunkTimeline early = chunk_timeline({1, 1}, {0.5, 0.5}, alone, {{0, 1}}, queued);
+  EXPECT_DOUBLE_EQ(early.computed, 8);
+  EXPECT_DOUBLE_EQ(early.finished, 8.5);
+  // Its inputs arrive after the first kernel ended: it runs alone from then on.
+  const ChunkTimeline late = chunk_timeline({1, 6}, {0.5, 0.5}, alone, {{0, 1}}, queued);
+  EXPECT_DOUBLE_EQ(late.computed, 11);
+  // Without the queued times every kernel runs after its predecessor.
+  EXPECT_DOUBLE_EQ(chunk_timeline({1, 1}, {0.5, 0.5}, alone, {{0, 1}}).computed, 9);
+}
+
 }  // namespace
 }  // namespace dbsp::sp

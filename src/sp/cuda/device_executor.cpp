@@ -38,6 +38,7 @@ using namespace sp::device;  // NOLINT(build/namespaces)
 struct SpExecutor::DeviceState {
   int device = 0;
   cudaStream_t compute = nullptr;
+  cudaStream_t other_compute = nullptr;  // odd head chunks, beside the even ones' tails
   DeviceMemory q, k, v, step_k[2], step_v[2], out_local, accumulator, lse, part, part_lse;
   DeviceMemory all_to_all_send, all_to_all_recv, ring_send, ring_recv;
   PinnedMemory pinned_table;  // the schedule's table as built (sp::device::UploadTable)
@@ -51,10 +52,12 @@ struct SpExecutor::DeviceState {
   explicit DeviceState(int dev) : device(dev) {
     DBSP_CUDA_RT_CHECK(cudaSetDevice(device));
     DBSP_CUDA_RT_CHECK(cudaStreamCreateWithFlags(&compute, cudaStreamNonBlocking));
+    DBSP_CUDA_RT_CHECK(cudaStreamCreateWithFlags(&other_compute, cudaStreamNonBlocking));
   }
   ~DeviceState() {
     cudaSetDevice(device);
     kernels.clear();
+    if (other_compute) cudaStreamDestroy(other_compute);
     if (compute) cudaStreamDestroy(compute);
   }
 
@@ -307,13 +310,16 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
 
   if (pipelined) {
     // (b') Head chunks (R = 1): chunk c computes while chunk c + 1 arrives and chunk c - 1's O
-    // leaves, all-to-alls on the world stream, attention on the compute stream.
+    // leaves, all-to-alls on the world stream. Even chunks compute on the compute stream, odd ones
+    // on the other: a chunk whose inputs are in starts on the SMs its predecessor's last work
+    // items leave idle (chunks write disjoint heads of O and LSE).
     const DeviceStep& step = sched.steps[0];
     const size_t rows_per_head = route.q_blocks.size();
     for (int c = 0; c < chunks; ++c) {
       const ChunkPhases& chunk = sched.chunks[c];
-      wait(compute, *ds.chunk_arrived[c]);
-      ds.compute_begin[c]->record(compute);
+      const cudaStream_t chunk_stream = c % 2 == 0 ? compute : ds.other_compute;
+      wait(chunk_stream, *ds.chunk_arrived[c]);
+      ds.compute_begin[c]->record(chunk_stream);
       const int64_t q_at = tq * chunk.first_head * row_bytes;
       const int64_t k_at = tk * chunk.first_head * row_bytes;
       if (chunk.kept > 0) {
@@ -322,21 +328,23 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
         cuda::SparseAttention& attention = *chunk.kernel;
         // Another chunk's all-to-all runs beside every chunk of a pipelined layer.
         attention.reserve_sms(options_.ring_reserved_sms);
-        attention.plan(dm, compute);
+        attention.plan(dm, chunk_stream);
         attention.run(dm, q_local + q_at, k_local + k_at, v_local + k_at, out_local + q_at,
-                      lse + tq * chunk.first_head, compute);
+                      lse + tq * chunk.first_head, chunk_stream);
         telemetry.kept_blocks += chunk.kept;
       } else if (tq * chunk.heads > 0) {
         DBSP_CUDA_RT_CHECK(
-            cudaMemsetAsync(out_local + q_at, 0, tq * chunk.heads * row_bytes, compute));
+            cudaMemsetAsync(out_local + q_at, 0, tq * chunk.heads * row_bytes, chunk_stream));
       }
-      ds.compute_end[c]->record(compute);
+      ds.compute_end[c]->record(chunk_stream);
     }
     if (computing_steps > 0) {
       ++telemetry.ring_steps_computed;
     } else {
       ++telemetry.ring_steps_skipped;
     }
+    const int last_odd_chunk = chunks % 2 == 0 ? chunks - 1 : chunks - 2;
+    wait(compute, *ds.compute_end[last_odd_chunk]);
     ds.ring_done.record(compute);
   } else {
     // (b) Ring on the ring stream, attention on the compute stream.
@@ -415,6 +423,8 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
                              "sp all_to_all_v (O out)"));
     launch(chunk.out_unpack, device_table, bases, row_bytes, world_stream);
   }
+  // Every output chunk waited for the kernel of its heads; the layer ends after both streams'.
+  if (pipelined) wait(world_stream, ds.ring_done);
   ds.finished.record(world_stream);
 
   // The one host wait of the layer, bounded by the timeout; a stuck phase is named.
@@ -460,8 +470,13 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
 
   double compute_ms = 0;
   if (pipelined) {
+    // Neighbouring chunks may overlap (two streams): the union of their spans, in chunk order.
+    double reached = 0;  // from chunk 0's begin
     for (int c = 0; c < chunks; ++c) {
-      compute_ms += elapsed_ms(*ds.compute_begin[c], *ds.compute_end[c]);
+      const double begin = elapsed_ms(*ds.compute_begin[0], *ds.compute_begin[c]);
+      const double end = elapsed_ms(*ds.compute_begin[0], *ds.compute_end[c]);
+      compute_ms += std::max(0.0, end - std::max(begin, reached));
+      reached = std::max(reached, end);
     }
   } else {
     for (int t = 0; t < R; ++t) {

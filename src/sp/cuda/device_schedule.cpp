@@ -76,8 +76,9 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
       if (chunk.kept > 0) {
         const cuda::AttentionShape shape{
             1, tq, tk, chunk.heads, static_cast<int>(D), cuda::DType::bf16, problem.scale};
-        chunk.kernel =
-            &kernels.get(shape, problem.geometry.block_q, static_cast<int>(route.q_blocks.size()));
+        // Neighbouring chunks may run at once (the executor's two compute streams).
+        chunk.kernel = &kernels.get(shape, problem.geometry.block_q,
+                                    static_cast<int>(route.q_blocks.size()), c % 2);
       }
     }
   }

@@ -122,10 +122,13 @@ struct DeviceSchedule : DeviceScheduleData {
 // One kernel object per local shape, kept across layers (its workspace is allocated once).
 class KernelCache {
  public:
-  // q_blocks: the local layout's block count (its short block may sit anywhere).
-  cuda::SparseAttention& get(const cuda::AttentionShape& shape, int block_q, int q_blocks) {
+  // q_blocks: the local layout's block count (its short block may sit anywhere). Kernels that may
+  // run at once (head chunks on two streams) take different slots: a kernel object holds its
+  // work list and counter.
+  cuda::SparseAttention& get(const cuda::AttentionShape& shape, int block_q, int q_blocks,
+                             int slot = 0) {
     const auto key = std::make_tuple(shape.seq_q, shape.seq_k, shape.heads, shape.head_dim, block_q,
-                                     q_blocks, shape.scale);
+                                     q_blocks, shape.scale, slot);
     for (auto& [known, attention] : kernels_) {
       if (known == key) return *attention;
     }
@@ -135,7 +138,7 @@ class KernelCache {
   void clear() { kernels_.clear(); }
 
  private:
-  std::vector<std::pair<std::tuple<int64_t, int64_t, int, int, int, int, double>,
+  std::vector<std::pair<std::tuple<int64_t, int64_t, int, int, int, int, double, int>,
                         std::unique_ptr<cuda::SparseAttention>>>
       kernels_;
 };

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <optional>
 #include <tuple>
 #include <utility>
@@ -57,42 +58,89 @@ class DeviceStepTimer final : public StepTimer {
  public:
   DeviceStepTimer() {
     DBSP_CUDA_RT_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    DBSP_CUDA_RT_CHECK(cudaStreamCreateWithFlags(&other_stream_, cudaStreamNonBlocking));
     DBSP_CUDA_RT_CHECK(cudaEventCreate(&begin_));
     DBSP_CUDA_RT_CHECK(cudaEventCreate(&end_));
   }
   ~DeviceStepTimer() override {
     kernels_.clear();
+    for (cudaEvent_t event : chunk_ends_) cudaEventDestroy(event);
     cudaEventDestroy(begin_);
     cudaEventDestroy(end_);
+    cudaStreamDestroy(other_stream_);
     cudaStreamDestroy(stream_);
+  }
+
+  // Each kernel alone, then all of them queued as the device executor queues a rank's head
+  // chunks: chunk c on the first stream when c is even, on the second when odd, each with its own
+  // mask, output and LSE, and a kernel object per stream (sp::device::KernelCache's slots).
+  ChunkTimes chunk_times(const std::vector<ChunkKernel>& kernels, int reserved_sms) override {
+    ChunkTimes times;
+    const size_t n = kernels.size();
+    while (chunk_masks_.size() < n) chunk_masks_.push_back(std::make_unique<MaskArenas>());
+    while (chunk_ends_.size() < n) {
+      cudaEvent_t event = nullptr;
+      DBSP_CUDA_RT_CHECK(cudaEventCreate(&event));
+      chunk_ends_.push_back(event);
+    }
+    std::vector<cuda::DeviceMask> masks;
+    std::vector<cuda::AttentionShape> shapes;
+    int64_t q_bytes = 0, k_bytes = 0, rows = 0;
+    for (size_t i = 0; i < n; ++i) {
+      const ChunkKernel& kernel = kernels[i];
+      const AttentionProblem& local = kernel.local;
+      masks.push_back(kernel.keys ? fine_device_mask(*chunk_masks_[i], local, *kernel.keys)
+                                  : block_device_mask(*chunk_masks_[i], local, *kernel.blocks,
+                                                      kernel.block_q, kernel.block_k));
+      shapes.push_back(shape_of(local));
+      times.alone_ms.push_back(timed(local, masks.back(), false, reserved_sms));
+      q_bytes += local.seq_q() * local.heads * local.head_dim * 2;
+      k_bytes = std::max(k_bytes, local.seq_k() * local.heads * local.head_dim * 2);
+      rows += local.seq_q() * local.heads;
+    }
+    // Inputs are shared placeholders (read only); outputs and LSE are each kernel's own.
+    char* q = q_.ensure(q_bytes);
+    char* k = k_.ensure(k_bytes);
+    char* out = out_.ensure(q_bytes);
+    auto* lse = reinterpret_cast<float*>(lse_.ensure(std::max<int64_t>(1, rows) * 4));
+    for (int run = 0; run < 2; ++run) {  // the first run warms caches and the launch path
+      DBSP_CUDA_RT_CHECK(cudaEventRecord(begin_, stream_));
+      DBSP_CUDA_RT_CHECK(cudaStreamWaitEvent(other_stream_, begin_, 0));
+      int64_t q_at = 0, lse_at = 0;
+      for (size_t i = 0; i < n; ++i) {
+        const cudaStream_t stream = i % 2 == 0 ? stream_ : other_stream_;
+        const cuda::DeviceMask& dm = masks[i];
+        cuda::SparseAttention& kernel =
+            kernel_for(shapes[i], dm.block_q, dm.q_blocks, static_cast<int>(i % 2));
+        kernel.reserve_sms(reserved_sms);
+        kernel.plan(dm, stream);
+        kernel.run(dm, q + q_at, k, k, out + q_at, lse + lse_at, stream);
+        DBSP_CUDA_RT_CHECK(cudaEventRecord(chunk_ends_[i], stream));
+        const AttentionProblem& local = kernels[i].local;
+        q_at += local.seq_q() * local.heads * local.head_dim * 2;
+        lse_at += local.seq_q() * local.heads;
+      }
+      DBSP_CUDA_RT_CHECK(cudaStreamSynchronize(other_stream_));
+      DBSP_CUDA_RT_CHECK(cudaStreamSynchronize(stream_));
+    }
+    for (size_t i = 0; i < n; ++i) {
+      float ms = 0;
+      DBSP_CUDA_RT_CHECK(cudaEventElapsedTime(&ms, begin_, chunk_ends_[i]));
+      times.end_ms.push_back(ms);
+    }
+    return times;
   }
 
   double step_ms(const AttentionProblem& local, const BlockCsr& mask, int block_q, int block_k,
                  bool merge, int reserved_sms) override {
-    cuda::DeviceMask dm;
-    dm.block_q = block_q;
-    dm.block_k = block_k;
-    dm.q_blocks = mask.q_blocks;
-    dm.kv_count = upload(counts_, mask.kv_count);
-    dm.block_row_offset = upload(offsets_, mask.row_offset);
-    dm.kv_index = upload(indices_, mask.kv_index);
-    dm.q_block_start = upload(q_starts_, local.q_layout.start);
-    dm.k_block_start = upload(k_starts_, local.k_layout.start);
-    return timed(local, dm, merge, reserved_sms);
+    return timed(local, block_device_mask(step_mask_, local, mask, block_q, block_k), merge,
+                 reserved_sms);
   }
 
   // Key lists only (no block lists), as the kernels run a fine mask: keys are local K/V tokens.
   double fine_step_ms(const AttentionProblem& local, const FineMask& mask, bool merge,
                       int reserved_sms) override {
-    cuda::DeviceMask dm;
-    dm.block_q = mask.geometry().block_q;
-    dm.block_k = mask.geometry().block_k;
-    dm.q_blocks = mask.q_blocks();
-    dm.key_row_offset = upload(offsets_, mask.row_offset());
-    dm.key_index = upload(indices_, mask.key_index());
-    dm.q_block_start = upload(q_starts_, local.q_layout.start);
-    dm.k_block_start = upload(k_starts_, local.k_layout.start);
-    return timed(local, dm, merge, reserved_sms);
+    return timed(local, fine_device_mask(step_mask_, local, mask), merge, reserved_sms);
   }
 
   // The executor's copy kernel (copy_rows) over slabs of 1024 rows read 4 rows apart, as a rank
@@ -162,16 +210,52 @@ class DeviceStepTimer final : public StepTimer {
   }
 
  private:
+  // Where one device mask's lists live.
+  struct MaskArenas {
+    DeviceArena counts, offsets, indices, q_starts, k_starts;
+  };
+
+  static cuda::DeviceMask block_device_mask(MaskArenas& arenas, const AttentionProblem& local,
+                                            const BlockCsr& mask, int block_q, int block_k) {
+    cuda::DeviceMask dm;
+    dm.block_q = block_q;
+    dm.block_k = block_k;
+    dm.q_blocks = mask.q_blocks;
+    dm.kv_count = upload(arenas.counts, mask.kv_count);
+    dm.block_row_offset = upload(arenas.offsets, mask.row_offset);
+    dm.kv_index = upload(arenas.indices, mask.kv_index);
+    dm.q_block_start = upload(arenas.q_starts, local.q_layout.start);
+    dm.k_block_start = upload(arenas.k_starts, local.k_layout.start);
+    return dm;
+  }
+
+  static cuda::DeviceMask fine_device_mask(MaskArenas& arenas, const AttentionProblem& local,
+                                           const FineMask& mask) {
+    cuda::DeviceMask dm;
+    dm.block_q = mask.geometry().block_q;
+    dm.block_k = mask.geometry().block_k;
+    dm.q_blocks = mask.q_blocks();
+    dm.key_row_offset = upload(arenas.offsets, mask.row_offset());
+    dm.key_index = upload(arenas.indices, mask.key_index());
+    dm.q_block_start = upload(arenas.q_starts, local.q_layout.start);
+    dm.k_block_start = upload(arenas.k_starts, local.k_layout.start);
+    return dm;
+  }
+
+  static cuda::AttentionShape shape_of(const AttentionProblem& local) {
+    return {1,
+            local.seq_q(),
+            local.seq_k(),
+            static_cast<int>(local.heads),
+            static_cast<int>(local.head_dim),
+            cuda::DType::bf16,
+            local.scale};
+  }
+
   // The kernel over `dm` (and the merge when asked) on placeholder inputs, timed on a second run.
   double timed(const AttentionProblem& local, const cuda::DeviceMask& dm, bool merge,
                int reserved_sms) {
-    const cuda::AttentionShape shape{1,
-                                     local.seq_q(),
-                                     local.seq_k(),
-                                     static_cast<int>(local.heads),
-                                     static_cast<int>(local.head_dim),
-                                     cuda::DType::bf16,
-                                     local.scale};
+    const cuda::AttentionShape shape = shape_of(local);
     const int64_t q_bytes = local.seq_q() * local.heads * local.head_dim * 2;
     const int64_t k_bytes = local.seq_k() * local.heads * local.head_dim * 2;
     char* q = q_.ensure(q_bytes);
@@ -240,9 +324,10 @@ class DeviceStepTimer final : public StepTimer {
     return best;
   }
 
-  cuda::SparseAttention& kernel_for(const cuda::AttentionShape& shape, int block_q, int q_blocks) {
+  cuda::SparseAttention& kernel_for(const cuda::AttentionShape& shape, int block_q, int q_blocks,
+                                    int slot = 0) {
     const auto key = std::make_tuple(shape.seq_q, shape.seq_k, shape.heads, shape.head_dim, block_q,
-                                     q_blocks, shape.scale);
+                                     q_blocks, shape.scale, slot);
     auto it = kernels_.find(key);
     if (it == kernels_.end()) {
       it = kernels_.emplace(key, std::make_unique<cuda::SparseAttention>(shape, block_q, q_blocks))
@@ -251,10 +336,12 @@ class DeviceStepTimer final : public StepTimer {
     return *it->second;
   }
 
-  cudaStream_t stream_ = nullptr;
+  cudaStream_t stream_ = nullptr, other_stream_ = nullptr;
   cudaEvent_t begin_ = nullptr, end_ = nullptr;
-  DeviceArena q_, k_, out_, part_, accumulator_, lse_, part_lse_;
-  DeviceArena counts_, offsets_, indices_, q_starts_, k_starts_, copy_table_;
+  std::vector<cudaEvent_t> chunk_ends_;
+  DeviceArena q_, k_, out_, part_, accumulator_, lse_, part_lse_, copy_table_;
+  MaskArenas step_mask_;
+  std::vector<std::unique_ptr<MaskArenas>> chunk_masks_;
   struct CopyCost {  // a launch's fixed cost, and the cost per row (copies) or byte (upload)
     double fixed_ms = 0, ms_per_unit = 0;
     double ms(int64_t units) const { return fixed_ms + static_cast<double>(units) * ms_per_unit; }
@@ -268,7 +355,7 @@ class DeviceStepTimer final : public StepTimer {
   std::map<int64_t, CopyCost> copy_costs_;                     // copy_rows, by row bytes
   std::optional<CopyCost> upload_cost_;                        // the table upload, per byte
   std::optional<std::pair<double, double>> fill_ms_per_byte_;  // table fill: one thread, every core
-  std::map<std::tuple<int64_t, int64_t, int, int, int, int, double>,
+  std::map<std::tuple<int64_t, int64_t, int, int, int, int, double, int>,
            std::unique_ptr<cuda::SparseAttention>>
       kernels_;
 };
