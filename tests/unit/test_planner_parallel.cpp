@@ -49,6 +49,7 @@ void expect_same(const LayerPlan& a, const LayerPlan& b) {
   EXPECT_EQ(a.partition.head_group, b.partition.head_group);
   EXPECT_EQ(a.partition.q_shard, b.partition.q_shard);
   EXPECT_EQ(a.partition.k_shard, b.partition.k_shard);
+  EXPECT_EQ(a.partition.head_order, b.partition.head_order);
   // Exact: the same operations in the same order, whichever thread ran them.
   EXPECT_EQ(a.imbalance_ratio, b.imbalance_ratio);
   EXPECT_EQ(a.moved_blocks, b.moved_blocks);
@@ -87,6 +88,32 @@ TEST(ParallelPlanner, ChooseStrategyEqualsTheSerialResultFieldByField) {
           expect_same(parallel.candidates[i], serial.candidates[i]);
         }
         expect_same(parallel.best, serial.best);
+      }
+    }
+  }
+}
+
+// fastest_plan skips the grids whose optimistic cost exceeds the first plan's; its pick (on
+// several threads) must be choose_strategy's (on one), which rests on every plan's rho_s being at
+// least its head lower bound.
+TEST(ParallelPlanner, FastestPlanIsChooseStrategysPick) {
+  for (const BlockMask& mask : masks()) {
+    for (int ranks : {1, 2, 4, 6, 8, 12, 16}) {
+      const MaskStats stats(mask, ranks);
+      for (Policy policy : kPolicies) {
+        SCOPED_TRACE(std::to_string(mask.heads()) + " heads x " + std::to_string(mask.q_blocks()) +
+                     ", " + std::to_string(ranks) + " ranks, " + to_string(policy));
+        StrategyChoice every;
+        {
+          const Threads one(1);
+          every = choose_strategy(stats, policy);
+        }
+        for (const LayerPlan& candidate : every.candidates) {
+          EXPECT_GE(candidate.imbalance_ratio, candidate.lower_bound - 1e-12)
+              << candidate.partition.grid.name();
+        }
+        const Threads several(kThreads);
+        expect_same(fastest_plan(stats, policy), every.best);
       }
     }
   }
