@@ -112,12 +112,6 @@ struct StrategyChoice {
 };
 StrategyChoice choose_strategy(const MaskStats& stats, Policy policy,
                                const PlannerOptions& options = {}, const CostModel& cost = {});
-// choose_strategy's pick, planning fewer grids: the most promising first (the lowest cost the
-// model gives a grid at its head lower bound, with no moved block and an even head split), then
-// only the grids whose such optimistic cost does not exceed that plan's. What PlanCache uses:
-// at 720p and P = 16, ring-heavy grids take most of the planner's time and are rarely picked.
-LayerPlan fastest_plan(const MaskStats& stats, Policy policy, const PlannerOptions& options = {},
-                       const CostModel& cost = {});
 
 // Keeps one plan per layer and re-plans by the P_s rule: the kept plan stays while its rho_s on
 // the new mask is at most options.reuse_threshold. With `grid` set, U x R is fixed; otherwise

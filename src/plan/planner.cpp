@@ -334,42 +334,6 @@ StrategyChoice choose_strategy(const MaskStats& stats, Policy policy, const Plan
   return choice;
 }
 
-LayerPlan fastest_plan(const MaskStats& stats, Policy policy, const PlannerOptions& options,
-                       const CostModel& cost) {
-  const MaskStats::Data& d = stats.data();
-  const std::vector<Grid> grids = factorizations(stats.ranks());
-  const int n = static_cast<int>(grids.size());
-  // A grid's optimistic cost: rho_s at its head lower bound (heads stay whole), no moved block
-  // and an even head split; every term of the model grows with each of them.
-  std::vector<double> optimistic(grids.size());
-  for (int i = 0; i < n; ++i) {
-    optimistic[i] = cost.predict(grids[i], head_lower_bound(d, grids[i].ulysses), d.kept,
-                                 d.mask->heads(), d.mask->geometry().seq_q, 0.0, 0)
-                        .total_ms;
-  }
-  const int first =
-      static_cast<int>(std::min_element(optimistic.begin(), optimistic.end()) - optimistic.begin());
-  std::vector<std::optional<LayerPlan>> plans(grids.size());
-  plans[first] = make_plan(stats, grids[first], policy, options, cost);
-  // Only a grid that could match the first plan can be picked (ties go to the earlier grid, as in
-  // choose_strategy); those are planned on OpenMP's threads, each into its own slot.
-  const double reached = plans[first]->predicted.total_ms;
-  std::vector<int> rest;
-  for (int i = 0; i < n; ++i) {
-    if (i != first && !(optimistic[i] > reached)) rest.push_back(i);
-  }
-  plan::parallel_for(static_cast<int>(rest.size()), true, [&](int j) {
-    plans[rest[j]] = make_plan(stats, grids[rest[j]], policy, options, cost);
-  });
-  std::optional<LayerPlan>* best = nullptr;
-  for (std::optional<LayerPlan>& plan : plans) {
-    if (plan && (best == nullptr || plan->predicted.total_ms < (*best)->predicted.total_ms)) {
-      best = &plan;
-    }
-  }
-  return std::move(**best);
-}
-
 PlanCache::PlanCache(int layers, int ranks, Policy policy, PlannerOptions options, CostModel cost,
                      std::optional<Grid> grid)
     : ranks_(ranks), policy_(policy), grid_(grid), options_(options), cost_(cost), plans_(layers) {
@@ -401,7 +365,7 @@ PlanCache::Lookup PlanCache::plan_for(int layer, const BlockMask& mask) {
       }
     }
     kept = grid_ ? make_plan(stats, *grid_, policy_, options_, cost_)
-                 : fastest_plan(stats, policy_, options_, cost_);
+                 : choose_strategy(stats, policy_, options_, cost_).best;
     lookup = {&*kept, true, kept->imbalance_ratio};
   });
   replans_ += lookup.replanned;

@@ -93,32 +93,6 @@ TEST(ParallelPlanner, ChooseStrategyEqualsTheSerialResultFieldByField) {
   }
 }
 
-// fastest_plan skips the grids whose optimistic cost exceeds the first plan's; its pick (on
-// several threads) must be choose_strategy's (on one), which rests on every plan's rho_s being at
-// least its head lower bound.
-TEST(ParallelPlanner, FastestPlanIsChooseStrategysPick) {
-  for (const BlockMask& mask : masks()) {
-    for (int ranks : {1, 2, 4, 6, 8, 12, 16}) {
-      const MaskStats stats(mask, ranks);
-      for (Policy policy : kPolicies) {
-        SCOPED_TRACE(std::to_string(mask.heads()) + " heads x " + std::to_string(mask.q_blocks()) +
-                     ", " + std::to_string(ranks) + " ranks, " + to_string(policy));
-        StrategyChoice every;
-        {
-          const Threads one(1);
-          every = choose_strategy(stats, policy);
-        }
-        for (const LayerPlan& candidate : every.candidates) {
-          EXPECT_GE(candidate.imbalance_ratio, candidate.lower_bound - 1e-12)
-              << candidate.partition.grid.name();
-        }
-        const Threads several(kThreads);
-        expect_same(fastest_plan(stats, policy), every.best);
-      }
-    }
-  }
-}
-
 TEST(ParallelPlanner, StatisticsEqualTheSerialOnes) {
   for (const BlockMask& mask : masks()) {
     for (int ranks : {1, 3, 8, 16}) {
