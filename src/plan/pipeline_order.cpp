@@ -15,13 +15,12 @@ std::vector<int> pipeline_head_order(const Partition& partition,
   std::vector<int> order;
   order.reserve(static_cast<size_t>(partition.heads));
   for (int g = 0; g < partition.grid.ulysses; ++g) {
-    std::vector<int> heads;
-    for (int h = 0; h < partition.heads; ++h) {
-      if (partition.head_group[h] == g) heads.push_back(h);
-    }
-    // Heavier first; equal work keeps the ascending order, so every rank derives the same.
-    std::stable_sort(heads.begin(), heads.end(),
-                     [&](int a, int b) { return head_work[a] > head_work[b]; });
+    std::vector<int> heads = partition.heads_of(g);
+    // Heavier first; equal work in ascending head order (whatever order the partition had), so
+    // every rank derives the same.
+    std::sort(heads.begin(), heads.end(), [&](int a, int b) {
+      return head_work[a] != head_work[b] ? head_work[a] > head_work[b] : a < b;
+    });
     if (heads.size() >= 3) std::rotate(heads.begin() + 1, heads.begin() + 2, heads.end());
     order.insert(order.end(), heads.begin(), heads.end());
   }

@@ -85,7 +85,9 @@ class DeviceStepTimer final : public StepTimer {
     }
     std::vector<cuda::DeviceMask> masks;
     std::vector<cuda::AttentionShape> shapes;
-    int64_t q_bytes = 0, k_bytes = 0, rows = 0;
+    // Each kernel's Q/O bytes and LSE rows start where the previous kernel's end.
+    std::vector<int64_t> q_at{0}, lse_at{0};
+    int64_t k_bytes = 0;
     for (size_t i = 0; i < n; ++i) {
       const ChunkKernel& kernel = kernels[i];
       const AttentionProblem& local = kernel.local;
@@ -94,19 +96,18 @@ class DeviceStepTimer final : public StepTimer {
                                                       kernel.block_q, kernel.block_k));
       shapes.push_back(shape_of(local));
       times.alone_ms.push_back(timed(local, masks.back(), false, reserved_sms));
-      q_bytes += local.seq_q() * local.heads * local.head_dim * 2;
+      q_at.push_back(q_at.back() + local.seq_q() * local.heads * local.head_dim * 2);
+      lse_at.push_back(lse_at.back() + local.seq_q() * local.heads);
       k_bytes = std::max(k_bytes, local.seq_k() * local.heads * local.head_dim * 2);
-      rows += local.seq_q() * local.heads;
     }
     // Inputs are shared placeholders (read only); outputs and LSE are each kernel's own.
-    char* q = q_.ensure(q_bytes);
+    char* q = q_.ensure(q_at.back());
     char* k = k_.ensure(k_bytes);
-    char* out = out_.ensure(q_bytes);
-    auto* lse = reinterpret_cast<float*>(lse_.ensure(std::max<int64_t>(1, rows) * 4));
+    char* out = out_.ensure(q_at.back());
+    auto* lse = reinterpret_cast<float*>(lse_.ensure(std::max<int64_t>(1, lse_at.back()) * 4));
     for (int run = 0; run < 2; ++run) {  // the first run warms caches and the launch path
       DBSP_CUDA_RT_CHECK(cudaEventRecord(begin_, stream_));
       DBSP_CUDA_RT_CHECK(cudaStreamWaitEvent(other_stream_, begin_, 0));
-      int64_t q_at = 0, lse_at = 0;
       for (size_t i = 0; i < n; ++i) {
         const cudaStream_t stream = i % 2 == 0 ? stream_ : other_stream_;
         const cuda::DeviceMask& dm = masks[i];
@@ -114,11 +115,8 @@ class DeviceStepTimer final : public StepTimer {
             kernel_for(shapes[i], dm.block_q, dm.q_blocks, static_cast<int>(i % 2));
         kernel.reserve_sms(reserved_sms);
         kernel.plan(dm, stream);
-        kernel.run(dm, q + q_at, k, k, out + q_at, lse + lse_at, stream);
+        kernel.run(dm, q + q_at[i], k, k, out + q_at[i], lse + lse_at[i], stream);
         DBSP_CUDA_RT_CHECK(cudaEventRecord(chunk_ends_[i], stream));
-        const AttentionProblem& local = kernels[i].local;
-        q_at += local.seq_q() * local.heads * local.head_dim * 2;
-        lse_at += local.seq_q() * local.heads;
       }
       DBSP_CUDA_RT_CHECK(cudaStreamSynchronize(other_stream_));
       DBSP_CUDA_RT_CHECK(cudaStreamSynchronize(stream_));
