@@ -23,6 +23,27 @@ std::vector<Grid> factorizations(int ranks);
 // Parses "UxR", "4x2" or "U4R2".
 Grid parse_grid(const std::string& text);
 
+// Query blocks [begin, end).
+struct BlockRange {
+  int begin = 0;
+  int end = 0;
+  int size() const { return end > begin ? end - begin : 0; }
+  bool contains(int block) const { return block >= begin && block < end; }
+  bool operator==(const BlockRange&) const = default;
+};
+
+// A head whose query rows two groups share (grids without a ring only): `group` computes the
+// head's query blocks `rows`, a prefix or a suffix of them, against all of its keys; the group
+// that owns the head (Partition::head_group) computes the others. Both receive the head's K and V.
+// With 40 heads on 16 ranks whole heads cannot balance (2 or 3 heads a rank, of unequal weight);
+// a share of the heaviest group's head moved to the lightest group can.
+struct HeadSplit {
+  int head = 0;
+  int group = 0;
+  BlockRange rows;
+  bool operator==(const HeadSplit&) const = default;
+};
+
 struct Partition {
   Grid grid;
   int heads = 0;
@@ -35,13 +56,20 @@ struct Partition {
   // A rank's local tensors and its pipelined head chunks (SpOptions::head_chunks) follow it, so
   // the planner puts a group's heavy heads where they hide the all-to-all (pipeline_head_order).
   std::vector<int> head_order;
+  // Heads whose query rows a second group shares (at most one split per head; no ring).
+  std::vector<HeadSplit> head_splits;
 
   // Static USP split: contiguous head groups (sizes differ by at most one when U does not divide
   // H) and contiguous home shards (home_shard in block_layout.hpp).
   static Partition contiguous(Grid grid, int heads, int q_blocks, int k_blocks);
 
-  std::vector<int> heads_of(int group) const;                // in head_order
-  int max_group_heads() const;                               // heads of the largest Ulysses group
+  // The heads group `group` computes rows of: its own in head_order, then the heads it shares
+  // (head_splits order).
+  std::vector<int> heads_of(int group) const;
+  // The query blocks of `head` that `group` computes: all for its own unsplit heads, the split's
+  // rows or the others for a shared one, none for the rest.
+  BlockRange rows_of(int group, int head) const;
+  int max_group_heads() const;  // heads of the largest Ulysses group, shared ones included
   std::vector<int> q_blocks_of(int group, int shard) const;  // ascending
   std::vector<int> k_blocks_of(int group, int shard) const;  // ascending
   // Query plus key blocks that leave their home shard, each group weighted by its share of heads

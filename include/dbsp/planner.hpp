@@ -38,6 +38,10 @@ struct CostModel {
   int head_dim = 128;
   int bytes_per_element = 2;
   int block_size = 64;
+  // The executor's head chunks (SpOptions::head_chunks): on grids without a ring the all-to-all
+  // of the middle chunks runs beside other chunks' kernels, so only the first chunk's inputs and
+  // the last chunk's outputs are charged (SpAttention and dbsp run set it from their options).
+  int head_chunks = 1;
 
   struct Breakdown {
     double all_to_all_ms = 0;
@@ -54,12 +58,18 @@ struct CostModel {
   // What one head more in the largest group costs (its all-to-all traffic and its rows), in
   // kept blocks of that group: a head balancer exceeds the even split only to save more.
   double extra_head_blocks(Grid grid, int64_t tokens) const;
+  // What sharing one head's rows with a second group costs that group: the head's K and V in the
+  // all-to-all (link and staging), in kept blocks of the group's time.
+  double shared_head_blocks(Grid grid, int64_t tokens) const;
 };
 
 struct PlannerOptions {
   double reward = 2.0;            // R_b: the paper's bias towards a block's home shard
   double reuse_threshold = 1.10;  // P_s: re-plan when rho_s of the kept plan exceeds this
   int search_rounds = 4;          // our balancer's local-search passes
+  // Ours, on grids without a ring: let the heaviest group share a head's query rows with the
+  // lightest (Partition::head_splits) where whole heads cannot balance.
+  bool share_heads = true;
 };
 
 // Statistics of one mask that every planner reads; built once per (mask, rank count) in one pass

@@ -125,7 +125,8 @@ ImbalanceReport imbalance_report(const BlockMask& mask, const Partition& partiti
     // Bitmask of the key blocks of each shard for this group, then masked popcounts per row.
     const std::vector<uint64_t> shard_bits = shard_column_bits(partition.k_shard[g], R, words);
     for (int h : partition.heads_of(g)) {
-      for (int i = 0; i < mask.q_blocks(); ++i) {
+      const BlockRange computed = partition.rows_of(g, h);
+      for (int i = computed.begin; i < computed.end; ++i) {
         const uint64_t* row = mask.row_bits(h, i);
         auto& out = work[g][partition.q_shard[g][i]];
         for (int b = 0; b < R; ++b) {
@@ -158,6 +159,11 @@ ImbalanceReport imbalance_report(const FineMask& mask, const Partition& partitio
   std::vector<int64_t> queries(static_cast<size_t>(cells), 0);
   int64_t* sum = queries.data();
   const bool parallel = mask.kept() > (int64_t{1} << 16);
+  // Per head, the split that shares its rows with another group (-1: none).
+  std::vector<int> split_of(static_cast<size_t>(mask.heads()), -1);
+  for (size_t s = 0; s < partition.head_splits.size(); ++s) {
+    split_of[partition.head_splits[s].head] = static_cast<int>(s);
+  }
 #pragma omp parallel reduction(+ : sum[:cells]) if (parallel)
   {
     std::vector<int64_t> guess;
@@ -167,7 +173,10 @@ ImbalanceReport imbalance_report(const FineMask& mask, const Partition& partitio
       int64_t e = offset[r];
       const int64_t end = offset[r + 1];
       if (e == end) continue;
-      const int g = partition.head_group[h];
+      const int split = split_of[h];
+      const int g = split >= 0 && partition.head_splits[split].rows.contains(i)
+                        ? partition.head_splits[split].group
+                        : partition.head_group[h];
       const int64_t weight = std::min<int64_t>(geo.block_q, geo.seq_q - int64_t{i} * geo.block_q);
       int64_t* out = sum + (int64_t{g} * R + partition.q_shard[g][i]) * R;
       // Keys are sorted: each run of key blocks in one shard holds one range of the row's keys. Its

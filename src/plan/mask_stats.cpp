@@ -118,6 +118,22 @@ ImbalanceReport evaluate(const MaskStats::Data& stats, const Partition& partitio
   // rows once.
   const size_t mask_words =
       static_cast<size_t>(stats.mask->heads()) * stats.mask->q_blocks() * stats.rows.words;
+  if (!partition.head_splits.empty()) {
+    // Shared heads (no ring): each group counts the rows it computes.
+    for (int g = 0; g < grid.ulysses; ++g) {
+      double kept = 0;
+      for (int h : partition.heads_of(g)) {
+        const BlockRange rows = partition.rows_of(g, h);
+        if (rows.size() == QB) {
+          kept += double(stats.kept_per_head[h]);
+        } else {
+          for (int i = rows.begin; i < rows.end; ++i) kept += stats.mask->row_kept(h, i);
+        }
+      }
+      work[g] = {{kept}};
+    }
+    return imbalance_from_work(grid, std::move(work));
+  }
   parallel_for(grid.ulysses, mask_words >= kThreadedWords, [&](int g) {
     const std::vector<int> heads = partition.heads_of(g);
     const bool home = partition.q_shard[g] == q_home && partition.k_shard[g] == k_home;

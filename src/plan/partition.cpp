@@ -60,7 +60,22 @@ std::vector<int> Partition::heads_of(int group) const {
     const int h = head_order.empty() ? i : head_order[i];
     if (head_group[h] == group) out.push_back(h);
   }
+  for (const HeadSplit& split : head_splits) {
+    if (split.group == group) out.push_back(split.head);
+  }
   return out;
+}
+
+BlockRange Partition::rows_of(int group, int head) const {
+  for (const HeadSplit& split : head_splits) {
+    if (split.head != head) continue;
+    if (split.group == group) return split.rows;
+    if (head_group[head] != group) return {};
+    // The owner keeps the other side (the split's rows are a prefix or a suffix).
+    return split.rows.begin == 0 ? BlockRange{split.rows.end, q_blocks}
+                                 : BlockRange{0, split.rows.begin};
+  }
+  return head_group[head] == group ? BlockRange{0, q_blocks} : BlockRange{};
 }
 
 std::vector<int> Partition::q_blocks_of(int group, int shard) const {
@@ -82,6 +97,7 @@ std::vector<int> Partition::k_blocks_of(int group, int shard) const {
 int Partition::max_group_heads() const {
   std::vector<int> count(static_cast<size_t>(grid.ulysses), 0);
   for (int g : head_group) ++count[g];
+  for (const HeadSplit& split : head_splits) ++count[split.group];
   return count.empty() ? 0 : *std::max_element(count.begin(), count.end());
 }
 
@@ -117,6 +133,22 @@ void Partition::validate() const {
               heads, ") (head ", h, ")");
       seen[h] = true;
     }
+  }
+  std::vector<bool> split(static_cast<size_t>(heads), false);
+  for (const HeadSplit& s : head_splits) {
+    require(grid.ring == 1,
+            "Partition: heads split between groups need a grid without a ring, got ", grid.name());
+    require(s.head >= 0 && s.head < heads && !split[s.head], "Partition: split head ", s.head,
+            " outside [0, ", heads, ") or split twice");
+    split[s.head] = true;
+    require(s.group >= 0 && s.group < grid.ulysses && s.group != head_group[s.head],
+            "Partition: head ", s.head, " split to group ", s.group,
+            ": must be another group than its owner ", head_group[s.head], " inside [0, ",
+            grid.ulysses, ")");
+    require(s.rows.begin >= 0 && s.rows.begin < s.rows.end && s.rows.end <= q_blocks &&
+                (s.rows.begin == 0) != (s.rows.end == q_blocks),
+            "Partition: split of head ", s.head, " takes query blocks [", s.rows.begin, ", ",
+            s.rows.end, "): must be a non-empty proper prefix or suffix of [0, ", q_blocks, ")");
   }
   require(static_cast<int>(q_shard.size()) == grid.ulysses &&
               static_cast<int>(k_shard.size()) == grid.ulysses,
@@ -155,7 +187,13 @@ uint64_t Partition::hash() const {
     for (int s : shards) mix(s);
   for (const auto& shards : k_shard)
     for (int s : shards) mix(s);
-  for (int o : head_order) mix(o);  // nothing when ascending: such plans hash as before
+  for (int o : head_order) mix(o);          // nothing when ascending: such plans hash as before
+  for (const HeadSplit& s : head_splits) {  // nothing without splits, likewise
+    mix(s.head);
+    mix(s.group);
+    mix(s.rows.begin);
+    mix(s.rows.end);
+  }
   return h;
 }
 

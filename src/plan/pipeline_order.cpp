@@ -15,7 +15,9 @@ std::vector<int> pipeline_head_order(const Partition& partition,
   std::vector<int> order;
   order.reserve(static_cast<size_t>(partition.heads));
   for (int g = 0; g < partition.grid.ulysses; ++g) {
+    // Its own heads only: the heads it shares with their owners follow them (Partition::heads_of).
     std::vector<int> heads = partition.heads_of(g);
+    std::erase_if(heads, [&](int h) { return partition.head_group[h] != g; });
     // Heavier first; equal work in ascending head order (whatever order the partition had), so
     // every rank derives the same.
     std::sort(heads.begin(), heads.end(), [&](int a, int b) {

@@ -10,6 +10,7 @@
 #include "dbsp/imbalance.hpp"
 #include "plan/head_balance.hpp"
 #include "plan/head_set_rows.hpp"
+#include "plan/head_split.hpp"
 #include "plan/mask_stats.hpp"
 #include "plan/paper_planner.hpp"
 #include "plan/parallel.hpp"
@@ -289,6 +290,20 @@ LayerPlan plan_grid(const MaskStats& stats, Grid grid, Policy policy, const Plan
           std::optional<ImbalanceReport> paper_report = report_from_rows(
               d, paper, share ? rows.of_second : paper_rows.of_first, report.ratio);
           if (paper_report) consider(std::move(paper), std::move(*paper_report));
+        }
+      }
+      if (grid.ring == 1 && grid.ulysses > 1 && options.share_heads && report.ratio > 1.0 + 1e-9) {
+        // A share must gain more than the extra K and V cost the lighter group. The head
+        // chunks' pipeline hides most of that transfer, so half of it is charged.
+        const double least_gain =
+            std::max(0.005 * double(d.kept) / grid.ranks(),
+                     0.5 * cost.shared_head_blocks(grid, mask.geometry().seq_k));
+        Partition shared = plan.partition;
+        shared.head_splits = plan::shared_head_splits(mask, d.kept_per_head, shared.head_group,
+                                                      grid.ulysses, least_gain);
+        if (!shared.head_splits.empty()) {
+          ImbalanceReport shared_report = plan::evaluate(d, shared);
+          consider(std::move(shared), std::move(shared_report));
         }
       }
       break;

@@ -13,6 +13,7 @@ std::vector<ChunkCopies> build_chunk_copies(const LayerRouting& route, const Par
   const int64_t tq = route.q_local.tokens(), tk = route.k_local.tokens();
   const int64_t row_bytes = D * kBf16Bytes;
   const int me = rank;
+  const Grid grid = partition.grid;
   // Every rank cuts every group the same way, so sender and receiver agree on each slab's
   // chunks; a slab list filtered by a property of its heads keeps the order both sides share.
   const HeadChunks head_chunks(partition, chunks);
@@ -20,7 +21,7 @@ std::vector<ChunkCopies> build_chunk_copies(const LayerRouting& route, const Par
   for (int c = 0; c < chunks; ++c) {
     out[c].first_head = head_chunk_begin(c, Hg, chunks);
     out[c].heads = head_chunk_begin(c + 1, Hg, chunks) - out[c].first_head;
-    out[c].out_after = chunks == 1 ? 0 : head_chunks.out_waits_for(route.heads, c);
+    out[c].out_after = chunks == 1 ? 0 : head_chunks.out_waits_for(route.group, route.heads, c);
   }
   // Slabs of input tensors (global heads) whose head passes `keep`.
   std::vector<Slab> global_kept, local_kept;
@@ -58,7 +59,11 @@ std::vector<ChunkCopies> build_chunk_copies(const LayerRouting& route, const Par
     const int64_t Hc = chunk.heads;
     const int64_t q_at = tq * chunk.first_head * row_bytes;
     const int64_t k_at = tk * chunk.first_head * row_bytes;
-    auto in_chunk = [&](int head) { return head_chunks.in[head] == c; };
+    // A slab's chunk is its head's in the group that computes it: the receiver's.
+    auto in_chunk_of = [&](int group) {
+      return [&, group](int head) { return head_chunks.in_of(group, head) == c; };
+    };
+    const auto in_chunk = in_chunk_of(route.group);
     // Direct copies walk a global and a local list together: filter each into its own vector.
     {
       const std::vector<Slab> send_q = copied(global_slabs(route.send_q[me], in_chunk));
@@ -73,9 +78,10 @@ std::vector<ChunkCopies> build_chunk_copies(const LayerRouting& route, const Par
     for (int p = 0; p < ranks; ++p) {
       if (p == me) continue;
       const int64_t send_begin = send_at, recv_begin = recv_at;
-      const auto send_q = global_slabs(route.send_q[p], in_chunk);
+      const auto peer_chunk = in_chunk_of(ulysses_rank_of(p, grid));
+      const auto send_q = global_slabs(route.send_q[p], peer_chunk);
       chunk.in_pack.add(kUserQ, H, D, send_q, kAllToAllSend, send_at, true);
-      const auto send_kv = global_slabs(route.send_kv[p], in_chunk);
+      const auto send_kv = global_slabs(route.send_kv[p], peer_chunk);
       chunk.in_pack.add(kUserK, H, D, send_kv, kAllToAllSend, send_at, true);
       chunk.in_pack.add(kUserV, H, D, send_kv, kAllToAllSend, send_at, true);
       const auto recv_q = local_slabs(route.recv_q[p], c, everything);
@@ -96,7 +102,8 @@ std::vector<ChunkCopies> build_chunk_copies(const LayerRouting& route, const Par
     int64_t send_at = 0, recv_at = 0;
     for (int in = 0; in < chunks; ++in) {
       auto returned = [&](int head) {
-        return head_chunks.out[head] == c && head_chunks.in[head] == in;
+        return head_chunks.out_of(route.group, head) == c &&
+               head_chunks.in_of(route.group, head) == in;
       };
       const int64_t Hi = out[in].heads;
       const int64_t q_at = tq * out[in].first_head * row_bytes;
@@ -110,15 +117,20 @@ std::vector<ChunkCopies> build_chunk_copies(const LayerRouting& route, const Par
       if (p == me) continue;
       const int64_t send_begin = send_at, recv_begin = recv_at;
       for (int in = 0; in < chunks; ++in) {
-        auto returned = [&](int head) {
-          return head_chunks.out[head] == c && head_chunks.in[head] == in;
+        // What I computed returns by my group's chunks; what p computed by p's group's.
+        auto returned_by = [&](int group) {
+          return [&, group](int head) {
+            return head_chunks.out_of(group, head) == c && head_chunks.in_of(group, head) == in;
+          };
         };
         const int64_t Hi = out[in].heads;
         const int64_t q_at = tq * out[in].first_head * row_bytes;
-        chunk.out_pack.add(kOutLocal, Hi, D, local_slabs(route.recv_q[p], in, returned),
+        chunk.out_pack.add(kOutLocal, Hi, D,
+                           local_slabs(route.recv_q[p], in, returned_by(route.group)),
                            kAllToAllSend, send_at, true, q_at);
-        chunk.out_unpack.add(kUserOut, H, D, global_slabs(route.send_q[p], returned), kAllToAllRecv,
-                             recv_at, false);
+        chunk.out_unpack.add(kUserOut, H, D,
+                             global_slabs(route.send_q[p], returned_by(ulysses_rank_of(p, grid))),
+                             kAllToAllRecv, recv_at, false);
       }
       if (send_at > send_begin) chunk.out_sends.push_back({p, send_begin, send_at - send_begin});
       if (recv_at > recv_begin) chunk.out_recvs.push_back({p, recv_begin, recv_at - recv_begin});

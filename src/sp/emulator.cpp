@@ -67,32 +67,34 @@ namespace {
 
 // Rows of the all-to-all in (Q, K, V) and out (O) of rank p, as sent, as received and as kept on
 // the rank (copied from one of its tensors to the other, never sent), counting only the slabs
-// whose global head passes `take`.
+// that pass take(group, global head), `group` being the one that computes the slab's rows.
 struct AllToAllRows {
   int64_t in_send = 0, in_recv = 0, in_local = 0, out_send = 0, out_recv = 0, out_local = 0;
 };
 
 template <class TakeHead>
 AllToAllRows all_to_all_rows(const sp::LayerRouting& route, int p, int P, TakeHead&& take) {
-  auto rows = [&](std::span<const sp::Slab> slabs, bool global) {
+  auto rows = [&](std::span<const sp::Slab> slabs, int group, bool global) {
     int64_t n = 0;
     for (const sp::Slab& slab : slabs) {
-      if (take(global ? slab.head : route.heads[slab.head])) n += slab.rows;
+      if (take(group, global ? slab.head : route.heads[slab.head])) n += slab.rows;
     }
     return n;
   };
   AllToAllRows n;
   for (int peer = 0; peer < P; ++peer) {
-    const int64_t q_sent = rows(route.send_q[peer], true);
-    const int64_t kv_sent = rows(route.send_kv[peer], true);
+    const int peer_group = ulysses_rank_of(peer, route.grid);
+    const int64_t q_sent = rows(route.send_q[peer], peer_group, true);
+    const int64_t kv_sent = rows(route.send_kv[peer], peer_group, true);
     if (peer == p) {
       n.in_local = q_sent + 2 * kv_sent;
       n.out_local = q_sent;
       continue;
     }
     n.in_send += q_sent + 2 * kv_sent;
-    n.in_recv += rows(route.recv_q[peer], false) + 2 * rows(route.recv_kv[peer], false);
-    n.out_send += rows(route.recv_q[peer], false);
+    n.in_recv += rows(route.recv_q[peer], route.group, false) +
+                 2 * rows(route.recv_kv[peer], route.group, false);
+    n.out_send += rows(route.recv_q[peer], route.group, false);
     n.out_recv += q_sent;
   }
   return n;
@@ -190,14 +192,15 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
     // A rank whose local tensors are its inputs computes in place: it copies no local rows and
     // clears nothing (sp::local_is_input, as both executors decide).
     const bool in_place = chunks == 1 && sp::local_is_input(route, problem.heads);
-    const AllToAllRows whole = all_to_all_rows(route, p, P, [](int) { return true; });
+    const AllToAllRows whole = all_to_all_rows(route, p, P, [](int, int) { return true; });
     const int64_t q_rows = route.q_local.tokens() * static_cast<int64_t>(route.heads.size());
     const int64_t out_rows = route.q_input.tokens() * problem.heads;
     const double upload = table_times.upload_ms;
     in_ms = std::max(
         in_ms,
         upload + exchange_ms(link, copy_ms, row_bytes, in_place ? 0 : whole.in_local, whole.in_send,
-                             whole.in_recv, options.mask_aware && !in_place ? q_rows : 0));
+                             whole.in_recv,
+                             (options.mask_aware || route.shares_heads) && !in_place ? q_rows : 0));
     out_ms = std::max(out_ms, exchange_ms(link, copy_ms, row_bytes, in_place ? 0 : whole.out_local,
                                           whole.out_send, whole.out_recv, in_place ? 0 : out_rows));
     layer.bytes_moved += route.rows_sent * row_bytes;
@@ -227,7 +230,7 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
         for (int c = 0; c < chunks; ++c) {
           std::vector<int> heads;
           for (int h : route.heads) {
-            if (head_chunks.in[h] == c) heads.push_back(h);
+            if (head_chunks.in_of(route.group, h) == c) heads.push_back(h);
           }
           if (heads.empty()) continue;
           chunk_heads.push_back(std::move(heads));
@@ -258,20 +261,21 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
     for (int c = 0; c < chunks && chunks > 1; ++c) {
       // Chunked layers never run in place; the executor clears the local Q and the output once,
       // before the first chunk's exchange of each direction.
-      const AllToAllRows in_part =
-          all_to_all_rows(route, p, P, [&](int head) { return head_chunks.in[head] == c; });
-      const AllToAllRows out_part =
-          all_to_all_rows(route, p, P, [&](int head) { return head_chunks.out[head] == c; });
-      chunk_in_ms[c] =
-          std::max(chunk_in_ms[c],
-                   (c == 0 ? upload : 0.0) +
-                       exchange_ms(link, copy_ms, row_bytes, in_part.in_local, in_part.in_send,
-                                   in_part.in_recv, c == 0 && options.mask_aware ? q_rows : 0));
+      const AllToAllRows in_part = all_to_all_rows(
+          route, p, P, [&](int group, int head) { return head_chunks.in_of(group, head) == c; });
+      const AllToAllRows out_part = all_to_all_rows(
+          route, p, P, [&](int group, int head) { return head_chunks.out_of(group, head) == c; });
+      chunk_in_ms[c] = std::max(
+          chunk_in_ms[c],
+          (c == 0 ? upload : 0.0) +
+              exchange_ms(link, copy_ms, row_bytes, in_part.in_local, in_part.in_send,
+                          in_part.in_recv,
+                          c == 0 && (options.mask_aware || route.shares_heads) ? q_rows : 0));
       chunk_out_ms[c] =
           std::max(chunk_out_ms[c],
                    exchange_ms(link, copy_ms, row_bytes, out_part.out_local, out_part.out_send,
                                out_part.out_recv, c == 0 ? out_rows : 0));
-      out_waits_for[p][c] = head_chunks.out_waits_for(route.heads, c);
+      out_waits_for[p][c] = head_chunks.out_waits_for(route.group, route.heads, c);
     }
   }
 
@@ -341,8 +345,8 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
         }
         // The device schedule leaves the key indices to the GPU; the timer needs them listed.
         const sp::LayerRouting& route = schedule.route;
-        const BlockCsr listed =
-            sp::local_block_csr(mask, route.heads, route.q_blocks, route.steps[t].key_blocks);
+        const BlockCsr listed = sp::local_block_csr(
+            mask, route.heads, route.q_blocks, route.steps[t].key_blocks, true, &route.head_rows);
         return timer.impl->step_ms(local, listed, block_q, block_k, merge, reserved_sms);
       },
       [&](const sp::LayerSchedule& schedule, const AttentionProblem& local,
@@ -352,8 +356,9 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
         listed.reserve(chunk_heads.size());
         std::vector<sp::StepTimer::ChunkKernel> kernels;
         for (const std::vector<int>& heads : chunk_heads) {
-          listed.push_back(
-              sp::local_block_csr(mask, heads, route.q_blocks, route.steps[0].key_blocks));
+          const std::vector<BlockRange> rows = sp::head_rows_of(route, heads);
+          listed.push_back(sp::local_block_csr(mask, heads, route.q_blocks,
+                                               route.steps[0].key_blocks, true, &rows));
           sp::StepTimer::ChunkKernel kernel{local, &listed.back(), nullptr,
                                             problem.geometry.block_q, problem.geometry.block_k};
           kernel.local.heads = static_cast<int64_t>(heads.size());
@@ -403,8 +408,10 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const FineMask& mask,
         chunks.reserve(chunk_heads.size());
         std::vector<sp::StepTimer::ChunkKernel> kernels;
         for (const std::vector<int>& heads : chunk_heads) {
-          chunks.push_back(sp::local_fine_mask(
-              mask, heads, route.q_blocks, route.steps[0].key_blocks, route.steps[0].key_layout));
+          const std::vector<BlockRange> rows = sp::head_rows_of(route, heads);
+          chunks.push_back(sp::local_fine_mask(mask, heads, route.q_blocks,
+                                               route.steps[0].key_blocks, route.steps[0].key_layout,
+                                               &rows));
           sp::StepTimer::ChunkKernel kernel{local, nullptr, &chunks.back().mask,
                                             problem.geometry.block_q, problem.geometry.block_k};
           kernel.local.heads = static_cast<int64_t>(heads.size());

@@ -55,35 +55,70 @@ inline int layer_head_chunks(int ring, int requested) {
 // behind it. The other heads return in their input chunk's output, beside later kernels.
 struct HeadChunks {
   int chunks = 1;
-  std::vector<int> in, out;  // by global head
+  std::vector<int> in, out;  // by global head, as its owner group computes it
+  // Per Partition::head_splits entry, the chunks of the shared rows in the sharing group.
+  std::vector<int> shared_in, shared_out;
 
   HeadChunks(const Partition& partition, int chunks_)
       : chunks(chunks_),
         in(static_cast<size_t>(partition.heads), 0),
-        out(static_cast<size_t>(partition.heads), 0) {
+        out(static_cast<size_t>(partition.heads), 0),
+        shared_in(partition.head_splits.size(), 0),
+        shared_out(partition.head_splits.size(), 0),
+        splits_(partition.head_splits),
+        owner_(partition.head_group) {
     if (chunks <= 1) return;
     for (int g = 0; g < partition.grid.ulysses; ++g) {
       const std::vector<int> heads = partition.heads_of(g);
       const int n = static_cast<int>(heads.size());
+      std::vector<int> chunk_of(heads.size());
       for (int c = 0; c < chunks; ++c) {
         for (int l = head_chunk_begin(c, n, chunks); l < head_chunk_begin(c + 1, n, chunks); ++l) {
-          in[heads[l]] = c;
+          chunk_of[l] = c;
         }
       }
-      const int last = n > 0 ? in[heads[n - 1]] : 0;
-      for (int h : heads) out[h] = in[h] == last ? chunks - 1 : in[h];
+      const int last = n > 0 ? chunk_of[n - 1] : 0;
+      for (int l = 0; l < n; ++l) {
+        const int h = heads[l];
+        const int returned = chunk_of[l] == last ? chunks - 1 : chunk_of[l];
+        const int split = shared_by(g, h);
+        (split < 0 ? in[h] : shared_in[split]) = chunk_of[l];
+        (split < 0 ? out[h] : shared_out[split]) = returned;
+      }
     }
   }
 
-  // The last input chunk among `heads` (one rank's) whose output leaves in output chunk `c`: that
-  // chunk's all-to-all waits for its kernel. -1 when none does.
-  int out_waits_for(const std::vector<int>& heads, int c) const {
+  // Input and output chunk of `head` in `group` (which computes rows of it).
+  int in_of(int group, int head) const {
+    const int split = shared_by(group, head);
+    return split < 0 ? in[head] : shared_in[split];
+  }
+  int out_of(int group, int head) const {
+    const int split = shared_by(group, head);
+    return split < 0 ? out[head] : shared_out[split];
+  }
+
+  // The last input chunk among `heads` (those of one rank, in `group`) whose output leaves in
+  // output chunk `c`: that chunk's all-to-all waits for its kernel. -1 when none does.
+  int out_waits_for(int group, const std::vector<int>& heads, int c) const {
     int after = -1;
     for (int h : heads) {
-      if (out[h] == c) after = std::max(after, in[h]);
+      if (out_of(group, h) == c) after = std::max(after, in_of(group, h));
     }
     return after;
   }
+
+ private:
+  // The head_splits entry through which `group` shares `head` (not as its owner), or -1.
+  int shared_by(int group, int head) const {
+    if (owner_[head] == group) return -1;
+    for (size_t s = 0; s < splits_.size(); ++s) {
+      if (splits_[s].head == head && splits_[s].group == group) return static_cast<int>(s);
+    }
+    return -1;
+  }
+  std::vector<HeadSplit> splits_;
+  std::vector<int> owner_;
 };
 
 }  // namespace dbsp::sp

@@ -97,7 +97,11 @@ int64_t or_bits(const uint64_t* from, int64_t from_bit, uint64_t* to, int64_t to
 std::vector<LocalFineMask> build_local(const FineMask& mask, const std::vector<int>& heads,
                                        const std::vector<int>& q_blocks,
                                        const std::vector<StepBlocks>& steps,
-                                       std::vector<detail::FineMaskLists>* storage) {
+                                       std::vector<detail::FineMaskLists>* storage,
+                                       const std::vector<BlockRange>* head_rows) {
+  require(head_rows == nullptr || head_rows->size() == heads.size(),
+          "local_fine_mask: ", head_rows ? head_rows->size() : 0, " row ranges for ", heads.size(),
+          " heads");
   const MaskGeometry& geometry = mask.geometry();
   const int64_t block_q = geometry.block_q, block_k = geometry.block_k;
   const int k_blocks = geometry.k_blocks();
@@ -163,7 +167,11 @@ std::vector<LocalFineMask> build_local(const FineMask& mask, const std::vector<i
   // visit(run, first, end): the kept keys [first, end) of row r that lie in run `run`. Where a run
   // ends is first guessed from the row's covering blocks: as many keys per covering block as in
   // the runs before (the whole row's mean in the first one).
+  auto computed = [&](int64_t r) {
+    return head_rows == nullptr || (*head_rows)[r / row_blocks].contains(int(r % row_blocks));
+  };
   auto for_each_run = [&](int64_t r, auto&& visit) {
+    if (!computed(r)) return;
     const int64_t g = global_row(r);
     const uint64_t* bits = mask_covering.row_bits(heads[r / row_blocks], q_blocks[r % row_blocks]);
     const int64_t begin = offset[g], end = offset[g + 1];
@@ -185,6 +193,7 @@ std::vector<LocalFineMask> build_local(const FineMask& mask, const std::vector<i
   };
   int64_t row_keys = 0;
   for (int64_t r = 0; r < rows; ++r) {
+    if (!computed(r)) continue;
     const int64_t g = global_row(r);
     row_keys += offset[g + 1] - offset[g];
   }
@@ -263,19 +272,21 @@ std::vector<LocalFineMask> build_local(const FineMask& mask, const std::vector<i
 
 LocalFineMask local_fine_mask(const FineMask& mask, const std::vector<int>& heads,
                               const std::vector<int>& q_blocks, const std::vector<int>& key_blocks,
-                              const BlockLayout& key_layout) {
+                              const BlockLayout& key_layout,
+                              const std::vector<BlockRange>* head_rows) {
   return std::move(
-      build_local(mask, heads, q_blocks, {{&key_blocks, &key_layout}}, nullptr).front());
+      build_local(mask, heads, q_blocks, {{&key_blocks, &key_layout}}, nullptr, head_rows).front());
 }
 
 std::vector<LocalFineMask> local_fine_masks(const FineMask& mask, const std::vector<int>& heads,
                                             const std::vector<int>& q_blocks,
                                             const std::vector<RingStep>& steps,
-                                            std::vector<detail::FineMaskLists>* storage) {
+                                            std::vector<detail::FineMaskLists>* storage,
+                                            const std::vector<BlockRange>* head_rows) {
   std::vector<StepBlocks> blocks;
   blocks.reserve(steps.size());
   for (const RingStep& step : steps) blocks.push_back({&step.key_blocks, &step.key_layout});
-  return build_local(mask, heads, q_blocks, blocks, storage);
+  return build_local(mask, heads, q_blocks, blocks, storage, head_rows);
 }
 
 }  // namespace dbsp::sp

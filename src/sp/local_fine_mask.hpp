@@ -23,10 +23,13 @@ struct LocalFineMask {
 // key_blocks: ascending global key blocks, laid out in the step buffer by `key_layout` (block
 // key_blocks[n] starts at token key_layout.start[n]). A kept key k of block b = k / block_k
 // becomes key_layout.start[n] + k - b * block_k where key_blocks[n] == b; keys of other blocks
-// are dropped. Keys stay sorted because the blocks are ascending.
+// are dropped. Keys stay sorted because the blocks are ascending. `head_rows`, when given: per
+// head the positions in q_blocks of the rows computed here (LayerRouting::head_rows); the
+// others are left empty.
 LocalFineMask local_fine_mask(const FineMask& mask, const std::vector<int>& heads,
                               const std::vector<int>& q_blocks, const std::vector<int>& key_blocks,
-                              const BlockLayout& key_layout);
+                              const BlockLayout& key_layout,
+                              const std::vector<BlockRange>* head_rows = nullptr);
 
 // local_fine_mask of every step (its key_blocks and key_layout), in step order. The steps' key
 // blocks must be disjoint (a ring's steps visit distinct key shards): then each kept key of the
@@ -36,6 +39,7 @@ LocalFineMask local_fine_mask(const FineMask& mask, const std::vector<int>& head
 std::vector<LocalFineMask> local_fine_masks(const FineMask& mask, const std::vector<int>& heads,
                                             const std::vector<int>& q_blocks,
                                             const std::vector<RingStep>& steps,
-                                            std::vector<detail::FineMaskLists>* storage = nullptr);
+                                            std::vector<detail::FineMaskLists>* storage = nullptr,
+                                            const std::vector<BlockRange>* head_rows = nullptr);
 
 }  // namespace dbsp::sp

@@ -106,7 +106,10 @@ class SlabRuns {
 
 BlockCsr local_block_csr(const BlockMask& mask, const std::vector<int>& heads,
                          const std::vector<int>& q_blocks, const std::vector<int>& key_blocks,
-                         bool with_indices) {
+                         bool with_indices, const std::vector<BlockRange>* head_rows) {
+  require(head_rows == nullptr || head_rows->size() == heads.size(),
+          "local_block_csr: ", head_rows ? head_rows->size() : 0, " row ranges for ", heads.size(),
+          " heads");
   std::vector<int32_t> local_key(static_cast<size_t>(mask.k_blocks()), -1);
   Bits wanted(static_cast<size_t>(mask.words_per_row()), 0);
   for (size_t n = 0; n < key_blocks.size(); ++n) {
@@ -128,8 +131,12 @@ BlockCsr local_block_csr(const BlockMask& mask, const std::vector<int>& heads,
   const int words = mask.words_per_row();
   const bool parallel = rows * words > (1 << 16);
   csr.kv_count.assign(static_cast<size_t>(rows), 0);
+  auto computed = [&](int64_t r) {
+    return head_rows == nullptr || (*head_rows)[r / row_blocks].contains(int(r % row_blocks));
+  };
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t r = 0; r < rows; ++r) {
+    if (!computed(r)) continue;
     const uint64_t* bits = mask.row_bits(heads[r / row_blocks], q_blocks[r % row_blocks]);
     int count = 0;
     for (int w = 0; w < words; ++w) count += std::popcount(bits[w] & wanted[w]);
@@ -141,6 +148,7 @@ BlockCsr local_block_csr(const BlockMask& mask, const std::vector<int>& heads,
   csr.kv_index.resize(static_cast<size_t>(csr.row_offset.back()));
 #pragma omp parallel for schedule(static) if (parallel)
   for (int64_t r = 0; r < rows; ++r) {
+    if (!computed(r)) continue;
     const uint64_t* bits = mask.row_bits(heads[r / row_blocks], q_blocks[r % row_blocks]);
     int32_t* out = csr.kv_index.data() + csr.row_offset[r];
     for (int w = 0; w < words; ++w) {
@@ -150,6 +158,17 @@ BlockCsr local_block_csr(const BlockMask& mask, const std::vector<int>& heads,
     }
   }
   return csr;
+}
+
+std::vector<BlockRange> head_rows_of(const LayerRouting& route, const std::vector<int>& heads) {
+  std::vector<BlockRange> out;
+  out.reserve(heads.size());
+  for (int h : heads) {
+    const auto at = std::find(route.heads.begin(), route.heads.end(), h);
+    require(at != route.heads.end(), "head_rows_of: head ", h, " is not held by rank ", route.rank);
+    out.push_back(route.head_rows[static_cast<size_t>(at - route.heads.begin())]);
+  }
+  return out;
 }
 
 void check_layer(int ranks, const SpProblem& problem, const BlockMask& mask,
@@ -217,6 +236,13 @@ LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
   route.k_input = sequence_shard(k_layout, rank, ranks);
   route.heads = partition.heads_of(route.group);
   route.q_blocks = partition.q_blocks_of(route.group, route.ring_rank);
+  // Without a ring the rank holds every query block, so a block's position is its index.
+  for (int h : route.heads) {
+    route.head_rows.push_back(partition.head_splits.empty()
+                                  ? BlockRange{0, static_cast<int>(route.q_blocks.size())}
+                                  : partition.rows_of(route.group, h));
+    route.shares_heads |= route.head_rows.back().size() < static_cast<int>(route.q_blocks.size());
+  }
   route.k_blocks = partition.k_blocks_of(route.group, route.ring_rank);
   route.q_local = BlockLayout::gather(q_layout, route.q_blocks);
   route.k_local = BlockLayout::gather(k_layout, route.k_blocks);
@@ -294,19 +320,28 @@ LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
     const int k_first = route.k_input.first_block, k_end = route.k_input.end_block;
     std::vector<int> q_dest(static_cast<size_t>(q_end - q_first));
     std::vector<int> k_dest(static_cast<size_t>(k_end - k_first));
+    std::vector<int64_t> q_leaving(static_cast<size_t>(q_end - q_first) + 1, 0);  // prefix sums
     for (int g = 0; g < grid.ulysses; ++g) {
-      int64_t leaving_rows = 0;  // per head of this group
+      int64_t kv_leaving = 0;  // per head of this group
       for (int i = q_first; i < q_end; ++i) {
         q_dest[i - q_first] = grid_rank(g, partition.q_shard[g][i], grid);
-        if (q_dest[i - q_first] != rank) leaving_rows += 2 * q_layout.size(i);
+        q_leaving[i - q_first + 1] =
+            q_leaving[i - q_first] + (q_dest[i - q_first] != rank ? 2 * q_layout.size(i) : 0);
       }
       for (int j = k_first; j < k_end; ++j) {
         k_dest[j - k_first] = grid_rank(g, partition.k_shard[g][j], grid);
-        if (k_dest[j - k_first] != rank) leaving_rows += 2 * k_layout.size(j);
+        if (k_dest[j - k_first] != rank) kv_leaving += 2 * k_layout.size(j);
       }
-      route.baseline_rows_sent += leaving_rows * static_cast<int64_t>(group_heads[g].size());
       for (int h : group_heads[g]) {
-        for (int i = q_first; i < q_end; ++i) {
+        // Q out and O back of the rows the group computes; K and V of every row.
+        const BlockRange rows = partition.rows_of(g, h);
+        const int first = std::clamp(rows.begin, q_first, q_end) - q_first;
+        const int end = std::clamp(rows.end, q_first, q_end) - q_first;
+        route.baseline_rows_sent += q_leaving[end] - q_leaving[first] + kv_leaving;
+      }
+      for (int h : group_heads[g]) {
+        const BlockRange rows = partition.rows_of(g, h);
+        for (int i = std::max(q_first, rows.begin); i < std::min(q_end, rows.end); ++i) {
           if (q_needed(h, i, q_dest[i - q_first])) {
             send_q.add(q_dest[i - q_first], {q_layout.start[i] - route.q_input.first_token, h,
                                              static_cast<int32_t>(q_layout.size(i))});
@@ -326,7 +361,7 @@ LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
     SlabRuns recv_q(route.recv_q), recv_kv(route.recv_kv);
     for (size_t hl = 0; hl < route.heads.size(); ++hl) {
       const int h = route.heads[hl];
-      for (size_t n = 0; n < route.q_blocks.size(); ++n) {
+      for (int n = route.head_rows[hl].begin; n < route.head_rows[hl].end; ++n) {
         const int i = route.q_blocks[n];
         if (q_needed(h, i, q_home[i])) {
           recv_q.add(q_home[i], {route.q_local.start[n], static_cast<int32_t>(hl),

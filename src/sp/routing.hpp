@@ -30,6 +30,11 @@ struct LayerRouting {
   SequenceShard q_input, k_input;
   std::vector<int> heads;     // global heads of this rank's group, in the partition's head_order
   std::vector<int> q_blocks;  // query blocks held after the all-to-all, ascending
+  // Per local head, the positions in q_blocks of the rows this rank computes: all of them, but
+  // for a head it shares with another group (Partition::head_splits: its rows or the others).
+  // The other rows of such a head are neither received, computed nor returned.
+  std::vector<BlockRange> head_rows;
+  bool shares_heads = false;  // some head_rows entry leaves rows out
   std::vector<int> k_blocks;  // key blocks held after the all-to-all, ascending
   BlockLayout q_local, k_local;
   // The all-to-all, indexed by world rank: slabs of this rank's input tensors to send (heads are
@@ -59,10 +64,15 @@ bool output_apart_from_inputs(const LayerRouting& route, int heads, int64_t row_
 // (ascending), with key indices local to that list. Equal to
 // mask.slice(heads, q_blocks, key_blocks).to_csr(), but walks only the kept bits.
 // With `with_indices` false only kv_count and row_offset are filled (the device path writes
-// kv_index itself from the mask bits: sp/cuda/block_indices.hpp).
+// kv_index itself from the mask bits: sp/cuda/block_indices.hpp). `head_rows`, when given: per
+// head the positions in q_blocks of the rows computed here (LayerRouting::head_rows); the others
+// are left empty.
 BlockCsr local_block_csr(const BlockMask& mask, const std::vector<int>& heads,
                          const std::vector<int>& q_blocks, const std::vector<int>& key_blocks,
-                         bool with_indices = true);
+                         bool with_indices = true,
+                         const std::vector<BlockRange>* head_rows = nullptr);
+// route.head_rows of the given local heads (global ids, each one of route.heads).
+std::vector<BlockRange> head_rows_of(const LayerRouting& route, const std::vector<int>& heads);
 
 // Throws unless the problem, the mask and the partition describe the same layer on `ranks` ranks.
 void check_layer(int ranks, const SpProblem& problem, const BlockMask& mask,

@@ -15,6 +15,7 @@ std::string Strategy::name() const {
     base = "usp";
   } else {
     base = to_string(policy);
+    if (policy == Policy::dbsp && !share_heads) base = "dbsp-whole";
   }
   if (!grid) return base;
   return base + ":" + std::to_string(grid->ulysses) + "x" + std::to_string(grid->ring);
@@ -37,12 +38,14 @@ Strategy parse_strategy(std::string_view text, int ranks) {
   }
   if (head == "usp") {
     strategy.grid = grid;
-  } else if (head == "dbsp" || head == "dbsp-paper") {
-    strategy.policy = parse_policy(head);
+  } else if (head == "dbsp" || head == "dbsp-paper" || head == "dbsp-whole") {
+    strategy.policy = parse_policy(head == "dbsp-whole" ? "dbsp" : head);
+    strategy.share_heads = head != "dbsp-whole";
     strategy.grid = grid;
   } else {
     fail("strategy '", text,
-         "': expected ulysses, ring, usp[:UxR], dbsp-paper[:UxR] or dbsp[:UxR]");
+         "': expected ulysses, ring, usp[:UxR], dbsp-paper[:UxR], dbsp[:UxR] or "
+         "dbsp-whole[:UxR]");
   }
   require(!strategy.grid || strategy.grid->ranks() == ranks, "strategy '", text, "': grid ",
           strategy.grid ? strategy.grid->name() : "", " needs ",

@@ -33,8 +33,11 @@ def check_layer(obj, mask, gpus):
     assert grids == {(gpus // r, r) for r in range(1, gpus + 1) if gpus % r == 0}, grids
     for s in strategies:
         assert set(s) == {"ulysses", "ring", "policy", "imbalance_ratio", "moved_blocks",
-                          "predicted_ms"}, s
+                          "predicted_ms", "shared_heads"}, s
         assert s["policy"] in ("static", "dbsp-paper", "dbsp")
+        # Only ours shares heads, and only on grids without a ring.
+        assert s["shared_heads"] >= 0
+        assert s["shared_heads"] == 0 or (s["policy"] == "dbsp" and s["ring"] == 1), s
         assert s["imbalance_ratio"] >= 1.0 - 1e-12 and s["predicted_ms"] > 0
         if s["policy"] == "static":
             expect = spec_ratio(mask, s["ulysses"], s["ring"])

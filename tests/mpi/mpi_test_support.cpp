@@ -68,6 +68,17 @@ Partition random_partition(Grid grid, int heads, int q_blocks, int k_blocks, uin
     std::iota(p.head_order.begin(), p.head_order.end(), 0);
     std::shuffle(p.head_order.begin(), p.head_order.end(), rng);
   }
+  // Without a ring, some heads' query rows are shared with another group (a prefix or a suffix).
+  if (grid.ring == 1 && grid.ulysses > 1 && q_blocks >= 2) {
+    std::bernoulli_distribution shared(0.35), prefix(0.5);
+    std::uniform_int_distribution<int> other(1, grid.ulysses - 1), cut(1, q_blocks - 1);
+    for (int h = 0; h < heads; ++h) {
+      if (!shared(rng)) continue;
+      const int to = (p.head_group[h] + other(rng)) % grid.ulysses;
+      const int at = cut(rng);
+      p.head_splits.push_back({h, to, prefix(rng) ? BlockRange{0, at} : BlockRange{at, q_blocks}});
+    }
+  }
   return p;
 }
 

@@ -77,9 +77,11 @@ class RoutingCheck {
       const int i = route.q_blocks[n];
       for (int hl = 0; hl < Hg; ++hl) {
         const int h = route.heads[hl];
-        // A slab that stays on its rank is kept whatever the mask says (no transfer to save).
+        // A slab that stays on its rank is kept whatever the mask says (no transfer to save);
+        // rows of a shared head that the other group computes never come.
         const bool local = home_shard(i, mask_.q_blocks(), world.size()) == me;
-        const bool needed = !aware_ || local || mask_.row_kept(h, i) > 0;
+        const bool needed =
+            partition_.rows_of(g, h).contains(i) && (!aware_ || local || mask_.row_kept(h, i) > 0);
         for (int64_t x = 0; x < q_layout.size(i); ++x) {
           check_row(q_local, (route.q_local.start[n] + x) * Hg + hl, needed, 0,
                     q_layout.start[i] + x, h, "Q in");
@@ -138,7 +140,8 @@ class RoutingCheck {
     sp::start_output_exchange(world, route, H, D, q_local.data(), out.data(), staging).finish();
     for (int i = qs.first_block; i < qs.end_block; ++i) {
       for (int h = 0; h < H; ++h) {
-        const int holder = grid_rank(group_of(h), partition_.q_shard[group_of(h)][i], grid);
+        const int holder_group = group_of(h, i);
+        const int holder = grid_rank(holder_group, partition_.q_shard[holder_group][i], grid);
         const bool needed = !aware_ || holder == me || mask_.row_kept(h, i) > 0;
         for (int64_t x = 0; x < q_layout.size(i); ++x) {
           const int64_t token = q_layout.start[i] + x;
@@ -154,10 +157,10 @@ class RoutingCheck {
     for (int i = 0; i < mask_.q_blocks(); ++i) all[i] = i;
     return all;
   }
-  int group_of(int h) const {
+  // The group that computes query block i of head h.
+  int group_of(int h, int i) const {
     for (int g = 0; g < partition_.grid.ulysses; ++g) {
-      const std::vector<int> heads = partition_.heads_of(g);
-      if (std::find(heads.begin(), heads.end(), h) != heads.end()) return g;
+      if (partition_.rows_of(g, h).contains(i)) return g;
     }
     return -1;
   }

@@ -52,12 +52,12 @@ TEST(HeadChunks, EachGroupsLastComputedHeadsReturnInTheLastOutputChunk) {
   EXPECT_EQ(chunks.out, (std::vector<int>{2, 0, 2, 0, 1, 2, 0, 1, 1, 1, 2}));
   // The lone head computes first and returns last: output chunks 0 and 1 wait for none of its
   // group's kernels, the last one for its first.
-  EXPECT_EQ(chunks.out_waits_for({0}, 0), -1);
-  EXPECT_EQ(chunks.out_waits_for({0}, 1), -1);
-  EXPECT_EQ(chunks.out_waits_for({0}, 2), 0);
-  EXPECT_EQ(chunks.out_waits_for({1, 2}, 0), 0);
-  EXPECT_EQ(chunks.out_waits_for({1, 2}, 2), 1);
-  EXPECT_EQ(chunks.out_waits_for({6, 7, 8, 9, 10}, 1), 1);
+  EXPECT_EQ(chunks.out_waits_for(0, {0}, 0), -1);
+  EXPECT_EQ(chunks.out_waits_for(0, {0}, 1), -1);
+  EXPECT_EQ(chunks.out_waits_for(0, {0}, 2), 0);
+  EXPECT_EQ(chunks.out_waits_for(1, {1, 2}, 0), 0);
+  EXPECT_EQ(chunks.out_waits_for(1, {1, 2}, 2), 1);
+  EXPECT_EQ(chunks.out_waits_for(3, {6, 7, 8, 9, 10}, 1), 1);
   // One chunk: every head in chunk 0 both ways.
   const HeadChunks one(partition, 1);
   EXPECT_EQ(one.in, std::vector<int>(11, 0));
@@ -70,6 +70,22 @@ TEST(HeadChunks, FollowThePartitionsHeadOrder) {
   const HeadChunks chunks(partition, 3);  // 1 + 3 + 1 in that order
   EXPECT_EQ(chunks.in, (std::vector<int>{1, 1, 2, 0, 1}));
   EXPECT_EQ(chunks.out, (std::vector<int>{1, 1, 2, 0, 1}));
+}
+
+TEST(HeadChunks, ASharedHeadHasItsChunksInEachGroup) {
+  // Head 0 is group 0's; group 1 computes its last query blocks too, after its own two heads.
+  Partition partition = Partition::contiguous(Grid{2, 1}, 4, 6, 6);
+  partition.head_group = {0, 0, 1, 1};
+  partition.head_splits = {{0, 1, {4, 6}}};
+  partition.validate();
+  EXPECT_EQ(partition.heads_of(1), (std::vector<int>{2, 3, 0}));
+  const HeadChunks chunks(partition, 3);
+  EXPECT_EQ(chunks.in_of(0, 0), 0);
+  EXPECT_EQ(chunks.in_of(1, 0), 2);
+  EXPECT_EQ(chunks.out_of(1, 0), 2);
+  EXPECT_EQ(chunks.in_of(1, 2), 0);
+  EXPECT_EQ(chunks.out_waits_for(1, {2, 3, 0}, 2), 2);
+  EXPECT_EQ(chunks.out_waits_for(0, {0, 1}, 2), 1);
 }
 
 }  // namespace
