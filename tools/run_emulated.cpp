@@ -55,9 +55,7 @@ int run_emulated(const RunOptions& o) {
   for (const Strategy& s : strategies) {
     PlannerOptions planner = o.planner;
     planner.share_heads = planner.share_heads && s.share_heads;
-    CostModel cost = o.cost;
-    cost.head_chunks = o.head_chunks;  // the planner prices the pipeline the emulator runs
-    caches.emplace_back(layers, P, s.policy, planner, cost, s.grid);
+    caches.emplace_back(layers, P, s.policy, planner, o.cost, s.grid);
   }
   std::vector<double> total_ms(strategies.size(), 0.0), compute_sum(strategies.size(), 0.0);
   // Host work: the slowest rank's schedule build (inside total_ms) and the planner (plan or reuse

@@ -38,10 +38,6 @@ struct CostModel {
   int head_dim = 128;
   int bytes_per_element = 2;
   int block_size = 64;
-  // The executor's head chunks (SpOptions::head_chunks): on grids without a ring the all-to-all
-  // of the middle chunks runs beside other chunks' kernels, so only the first chunk's inputs and
-  // the last chunk's outputs are charged (SpAttention and dbsp run set it from their options).
-  int head_chunks = 1;
 
   struct Breakdown {
     double all_to_all_ms = 0;

@@ -21,16 +21,6 @@ double all_to_all_head_ms(Grid grid, int64_t tokens, const CostModel& c) {
   return link_ms + staging_ms;
 }
 
-// Heads of the largest group whose all-to-all nothing hides: all of them, unless the grid has no
-// ring and the executor pipelines `chunks` head chunks (sp/head_chunks.hpp). Then the first
-// chunk's inputs and the last one's outputs are exposed, each chunk at least one head: the ends
-// take half a middle chunk's share (two chunks: half each).
-double exposed_heads(Grid grid, double group_heads, int chunks) {
-  if (grid.ring > 1 || chunks <= 1 || group_heads <= 1) return group_heads;
-  const double end_share = chunks == 2 ? 0.5 : 1.0 / (2.0 * (chunks - 1));
-  return std::min(group_heads, std::max(1.0, group_heads * end_share));
-}
-
 }  // namespace
 
 CostModel::Breakdown CostModel::predict(Grid grid, double imbalance_ratio, int64_t kept_blocks,
@@ -55,10 +45,8 @@ CostModel::Breakdown CostModel::predict(Grid grid, double imbalance_ratio, int64
       copy_gbytes_per_s > 0 ? 2.0 * shard_kv_bytes / (copy_gbytes_per_s * 1e6) : 0.0;
   b.p2p_ms = R > 1 ? shard_kv_bytes / bytes_per_ms + staging_ms + latency_ms : 0.0;
   // Q, K, V in and O out of the largest group's heads, each rank keeping 1/U of what it holds.
-  b.all_to_all_ms = U > 1 ? exposed_heads(grid, group_heads, head_chunks) *
-                                    all_to_all_head_ms(grid, tokens, *this) +
-                                2 * latency_ms
-                          : 0.0;
+  b.all_to_all_ms =
+      U > 1 ? group_heads * all_to_all_head_ms(grid, tokens, *this) + 2 * latency_ms : 0.0;
   // A moved block carries Q in and O out (query) or K and V in (key), for every head, split
   // over the ranks that send it.
   b.move_ms = moved_blocks > 0 ? 2.0 * moved_blocks * block_size * token_bytes / P /

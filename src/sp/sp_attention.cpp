@@ -178,11 +178,7 @@ SpAttention::SpAttention(Communicator& world, Strategy strategy, int layers, SpO
             planner.share_heads = planner.share_heads && strategy.share_heads;
             return planner;
           }(),
-          [&] {
-            cost.head_chunks = options.head_chunks;  // the planner prices the executor's pipeline
-            return cost;
-          }(),
-          strategy.grid),
+          cost, strategy.grid),
       schedule_keys_(static_cast<size_t>(std::max(layers, 0)), 0) {
   // A fixed grid needs one set of sub-communicators; a per-layer choice may use any of them.
   const std::vector<Grid> grids =
