@@ -17,7 +17,8 @@ void register_run(CLI::App& app) {
   options->source.add_to(*command);
   command
       ->add_option("--strategy", options->strategy,
-                   "ulysses | ring | usp[:UxR] | dbsp-paper[:UxR] | dbsp[:UxR] (with --emulate: "
+                   "ulysses | ring | usp[:UxR] | dbsp-paper[:UxR] | dbsp[:UxR] | dbsp-shared[:UxR] "
+                   "(with --emulate: "
                    "also all, or "
                    "a comma-separated list of these)")
       ->capture_default_str();

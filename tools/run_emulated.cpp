@@ -54,7 +54,7 @@ int run_emulated(const RunOptions& o) {
   std::vector<PlanCache> caches;
   for (const Strategy& s : strategies) {
     PlannerOptions planner = o.planner;
-    planner.share_heads = planner.share_heads && s.share_heads;
+    planner.share_heads = planner.share_heads || s.share_heads;
     caches.emplace_back(layers, P, s.policy, planner, o.cost, s.grid);
   }
   std::vector<double> total_ms(strategies.size(), 0.0), compute_sum(strategies.size(), 0.0);

@@ -64,8 +64,10 @@ struct PlannerOptions {
   double reuse_threshold = 1.10;  // P_s: re-plan when rho_s of the kept plan exceeds this
   int search_rounds = 4;          // our balancer's local-search passes
   // Ours, on grids without a ring: let the heaviest group share a head's query rows with the
-  // lightest (Partition::head_splits) where whole heads cannot balance.
-  bool share_heads = true;
+  // lightest (Partition::head_splits) where whole heads cannot balance. Off by default: on an
+  // H200 the shared rows' kernels did not run as fast as their blocks predict, and dbsp lost
+  // 5 ms of 230 at P = 16 (BENCHMARKS.md, session 12); strategy dbsp-shared turns it on.
+  bool share_heads = false;
 };
 
 // Statistics of one mask that every planner reads; built once per (mask, rank count) in one pass

@@ -220,9 +220,9 @@ class DeviceBf16 {
 struct Strategy {
   Policy policy = Policy::static_split;
   std::optional<Grid> grid;
-  // Ours only: whether heads may be shared between groups (PlannerOptions::share_heads);
-  // "dbsp-whole" turns it off, to measure what sharing gains.
-  bool share_heads = true;
+  // Ours only: whether heads may be shared between groups (PlannerOptions::share_heads), as
+  // "dbsp-shared" asks.
+  bool share_heads = false;
   std::string name() const;
 };
 Strategy parse_strategy(std::string_view text, int ranks);

@@ -175,7 +175,7 @@ SpAttention::SpAttention(Communicator& world, Strategy strategy, int layers, SpO
       plans_(
           layers, world.size(), strategy.policy,
           [&] {
-            planner.share_heads = planner.share_heads && strategy.share_heads;
+            planner.share_heads = planner.share_heads || strategy.share_heads;
             return planner;
           }(),
           cost, strategy.grid),

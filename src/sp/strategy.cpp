@@ -15,7 +15,7 @@ std::string Strategy::name() const {
     base = "usp";
   } else {
     base = to_string(policy);
-    if (policy == Policy::dbsp && !share_heads) base = "dbsp-whole";
+    if (policy == Policy::dbsp && share_heads) base = "dbsp-shared";
   }
   if (!grid) return base;
   return base + ":" + std::to_string(grid->ulysses) + "x" + std::to_string(grid->ring);
@@ -38,14 +38,14 @@ Strategy parse_strategy(std::string_view text, int ranks) {
   }
   if (head == "usp") {
     strategy.grid = grid;
-  } else if (head == "dbsp" || head == "dbsp-paper" || head == "dbsp-whole") {
-    strategy.policy = parse_policy(head == "dbsp-whole" ? "dbsp" : head);
-    strategy.share_heads = head != "dbsp-whole";
+  } else if (head == "dbsp" || head == "dbsp-paper" || head == "dbsp-shared") {
+    strategy.policy = parse_policy(head == "dbsp-shared" ? "dbsp" : head);
+    strategy.share_heads = head == "dbsp-shared";
     strategy.grid = grid;
   } else {
     fail("strategy '", text,
          "': expected ulysses, ring, usp[:UxR], dbsp-paper[:UxR], dbsp[:UxR] or "
-         "dbsp-whole[:UxR]");
+         "dbsp-shared[:UxR]");
   }
   require(!strategy.grid || strategy.grid->ranks() == ranks, "strategy '", text, "': grid ",
           strategy.grid ? strategy.grid->name() : "", " needs ",

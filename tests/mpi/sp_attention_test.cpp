@@ -195,6 +195,9 @@ TEST(SpStrategy, ParsesEveryStrategyName) {
   EXPECT_EQ(parse_strategy("dbsp-paper:4x2", 8).policy, Policy::paper);
   EXPECT_EQ(parse_strategy("dbsp-paper:4x2", 8).name(), "dbsp-paper:4x2");
   EXPECT_EQ(parse_strategy("ring", 4).name(), "ring");
+  EXPECT_FALSE(parse_strategy("dbsp", 8).share_heads);
+  EXPECT_TRUE(parse_strategy("dbsp-shared:8x1", 8).share_heads);
+  EXPECT_EQ(parse_strategy("dbsp-shared:8x1", 8).name(), "dbsp-shared:8x1");
   EXPECT_THROW(parse_strategy("usp:3x3", 8), Error);
   EXPECT_THROW(parse_strategy("ring:1x8", 8), Error);
   EXPECT_THROW(parse_strategy("striped", 8), Error);
@@ -203,7 +206,9 @@ TEST(SpStrategy, ParsesEveryStrategyName) {
 TEST(SpAttention, EveryStrategyMatchesReferenceAcrossLayersAndSteps) {
   Communicator& world = test::world();
   const SpProblem problem = make_problem(5, 8, 1000, 64);
-  std::vector<std::string> names = {"ulysses", "ring", "usp", "dbsp", "dbsp-paper"};
+  std::vector<std::string> names = {
+      "ulysses", "ring",       "usp",
+      "dbsp",    "dbsp-paper", "dbsp-shared:" + std::to_string(world.size()) + "x1"};
   // Fixed grids: a mixed one where P has one (the executor tests cover every grid already).
   const std::vector<Grid> grids = factorizations(world.size());
   const Grid mixed = grids[grids.size() / 2];

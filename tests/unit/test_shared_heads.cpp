@@ -49,25 +49,29 @@ TEST(SharedHeads, PlannerSharesAHeadWhereWholeHeadsCannotBalance) {
   const BlockMask mask(3, MaskGeometry::from_blocks(40, 40), true);
   const MaskStats stats(mask, 2);
   const CostModel cost;
-  const LayerPlan shared = make_plan(stats, Grid{2, 1}, Policy::dbsp, {}, cost);
+  PlannerOptions sharing;
+  sharing.share_heads = true;
+  const LayerPlan shared = make_plan(stats, Grid{2, 1}, Policy::dbsp, sharing, cost);
   ASSERT_EQ(shared.partition.head_splits.size(), 1u);
   EXPECT_NEAR(shared.imbalance_ratio, 1.0, 0.03);
   EXPECT_NEAR(imbalance_ratio(mask, shared.partition), shared.imbalance_ratio, 1e-12);
   EXPECT_NO_THROW(shared.partition.validate());
-  // Not asked, not shared; never on a ring; never by the other policies.
-  PlannerOptions whole;
-  whole.share_heads = false;
-  const LayerPlan kept = make_plan(stats, Grid{2, 1}, Policy::dbsp, whole, cost);
+  // Not asked (the default), not shared; never on a ring; never by the other policies.
+  const LayerPlan kept = make_plan(stats, Grid{2, 1}, Policy::dbsp, {}, cost);
   EXPECT_TRUE(kept.partition.head_splits.empty());
   EXPECT_NEAR(kept.imbalance_ratio, 4.0 / 3.0, 1e-9);
-  EXPECT_TRUE(make_plan(stats, Grid{1, 2}, Policy::dbsp, {}, cost).partition.head_splits.empty());
-  EXPECT_TRUE(make_plan(stats, Grid{2, 1}, Policy::paper, {}, cost).partition.head_splits.empty());
+  EXPECT_TRUE(
+      make_plan(stats, Grid{1, 2}, Policy::dbsp, sharing, cost).partition.head_splits.empty());
+  EXPECT_TRUE(
+      make_plan(stats, Grid{2, 1}, Policy::paper, sharing, cost).partition.head_splits.empty());
 }
 
 TEST(SharedHeads, BalancedHeadsAreNotShared) {
   const BlockMask mask(4, MaskGeometry::from_blocks(40, 40), true);
   const MaskStats stats(mask, 2);
-  EXPECT_TRUE(make_plan(stats, Grid{2, 1}, Policy::dbsp).partition.head_splits.empty());
+  PlannerOptions sharing;
+  sharing.share_heads = true;
+  EXPECT_TRUE(make_plan(stats, Grid{2, 1}, Policy::dbsp, sharing).partition.head_splits.empty());
 }
 
 }  // namespace
