@@ -100,11 +100,15 @@ std::vector<ChunkCopies> build_chunk_copies(const LayerRouting& route, const Par
   for (int c = 0; c < chunks; ++c) {
     ChunkCopies& chunk = out[c];
     int64_t send_at = 0, recv_at = 0;
-    for (int in = 0; in < chunks; ++in) {
-      auto returned = [&](int head) {
-        return head_chunks.out_of(route.group, head) == c &&
-               head_chunks.in_of(route.group, head) == in;
+    // The heads of input chunk `in` that `group` returns in this output chunk: what a rank
+    // computed returns by its own group's chunks.
+    auto returned_by = [&](int group, int in) {
+      return [&, group, in](int head) {
+        return head_chunks.out_of(group, head) == c && head_chunks.in_of(group, head) == in;
       };
+    };
+    for (int in = 0; in < chunks; ++in) {
+      const auto returned = returned_by(route.group, in);
       const int64_t Hi = out[in].heads;
       const int64_t q_at = tq * out[in].first_head * row_bytes;
       {
@@ -117,20 +121,15 @@ std::vector<ChunkCopies> build_chunk_copies(const LayerRouting& route, const Par
       if (p == me) continue;
       const int64_t send_begin = send_at, recv_begin = recv_at;
       for (int in = 0; in < chunks; ++in) {
-        // What I computed returns by my group's chunks; what p computed by p's group's.
-        auto returned_by = [&](int group) {
-          return [&, group](int head) {
-            return head_chunks.out_of(group, head) == c && head_chunks.in_of(group, head) == in;
-          };
-        };
         const int64_t Hi = out[in].heads;
         const int64_t q_at = tq * out[in].first_head * row_bytes;
         chunk.out_pack.add(kOutLocal, Hi, D,
-                           local_slabs(route.recv_q[p], in, returned_by(route.group)),
+                           local_slabs(route.recv_q[p], in, returned_by(route.group, in)),
                            kAllToAllSend, send_at, true, q_at);
-        chunk.out_unpack.add(kUserOut, H, D,
-                             global_slabs(route.send_q[p], returned_by(ulysses_rank_of(p, grid))),
-                             kAllToAllRecv, recv_at, false);
+        chunk.out_unpack.add(
+            kUserOut, H, D,
+            global_slabs(route.send_q[p], returned_by(ulysses_rank_of(p, grid), in)), kAllToAllRecv,
+            recv_at, false);
       }
       if (send_at > send_begin) chunk.out_sends.push_back({p, send_begin, send_at - send_begin});
       if (recv_at > recv_begin) chunk.out_recvs.push_back({p, recv_begin, recv_at - recv_begin});

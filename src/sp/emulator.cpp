@@ -199,8 +199,7 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
     in_ms = std::max(
         in_ms,
         upload + exchange_ms(link, copy_ms, row_bytes, in_place ? 0 : whole.in_local, whole.in_send,
-                             whole.in_recv,
-                             (options.mask_aware || route.shares_heads) && !in_place ? q_rows : 0));
+                             whole.in_recv, route.clear_local_q && !in_place ? q_rows : 0));
     out_ms = std::max(out_ms, exchange_ms(link, copy_ms, row_bytes, in_place ? 0 : whole.out_local,
                                           whole.out_send, whole.out_recv, in_place ? 0 : out_rows));
     layer.bytes_moved += route.rows_sent * row_bytes;
@@ -265,12 +264,11 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
           route, p, P, [&](int group, int head) { return head_chunks.in_of(group, head) == c; });
       const AllToAllRows out_part = all_to_all_rows(
           route, p, P, [&](int group, int head) { return head_chunks.out_of(group, head) == c; });
-      chunk_in_ms[c] = std::max(
-          chunk_in_ms[c],
-          (c == 0 ? upload : 0.0) +
-              exchange_ms(link, copy_ms, row_bytes, in_part.in_local, in_part.in_send,
-                          in_part.in_recv,
-                          c == 0 && (options.mask_aware || route.shares_heads) ? q_rows : 0));
+      chunk_in_ms[c] =
+          std::max(chunk_in_ms[c],
+                   (c == 0 ? upload : 0.0) +
+                       exchange_ms(link, copy_ms, row_bytes, in_part.in_local, in_part.in_send,
+                                   in_part.in_recv, c == 0 && route.clear_local_q ? q_rows : 0));
       chunk_out_ms[c] =
           std::max(chunk_out_ms[c],
                    exchange_ms(link, copy_ms, row_bytes, out_part.out_local, out_part.out_send,

@@ -124,8 +124,7 @@ SpTelemetry SpExecutor::run_host(const SpProblem& problem, const Partition& part
     resize_at_least(ws.k, tk * Hg * D);
     resize_at_least(ws.v, tk * Hg * D);
     resize_at_least(ws.out, tq * Hg * D);
-    // Rows that are not received (no kept key, or another group's share of a head) read as zeros.
-    if (options_.mask_aware || route.shares_heads) std::fill_n(ws.q.begin(), tq * Hg * D, 0.0f);
+    if (route.clear_local_q) std::fill_n(ws.q.begin(), tq * Hg * D, 0.0f);
   }
   resize_at_least(ws.lse, tq * Hg);
   const float* q_local = in_place ? q : ws.q.data();

@@ -241,8 +241,9 @@ LayerRouting build_routing(const BlockMask& mask, const Partition& partition,
     route.head_rows.push_back(partition.head_splits.empty()
                                   ? BlockRange{0, static_cast<int>(route.q_blocks.size())}
                                   : partition.rows_of(route.group, h));
-    route.shares_heads |= route.head_rows.back().size() < static_cast<int>(route.q_blocks.size());
+    route.clear_local_q |= route.head_rows.back().size() < static_cast<int>(route.q_blocks.size());
   }
+  route.clear_local_q |= mask_aware;
   route.k_blocks = partition.k_blocks_of(route.group, route.ring_rank);
   route.q_local = BlockLayout::gather(q_layout, route.q_blocks);
   route.k_local = BlockLayout::gather(k_layout, route.k_blocks);

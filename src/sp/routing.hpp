@@ -34,7 +34,9 @@ struct LayerRouting {
   // for a head it shares with another group (Partition::head_splits: its rows or the others).
   // The other rows of such a head are neither received, computed nor returned.
   std::vector<BlockRange> head_rows;
-  bool shares_heads = false;  // some head_rows entry leaves rows out
+  // Whether some local Q rows may never be received (mask-aware routing skips rows without a
+  // kept key; a shared head's other rows are another group's), so executors zero the local Q.
+  bool clear_local_q = false;
   std::vector<int> k_blocks;  // key blocks held after the all-to-all, ascending
   BlockLayout q_local, k_local;
   // The all-to-all, indexed by world rank: slabs of this rank's input tensors to send (heads are

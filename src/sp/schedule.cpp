@@ -23,7 +23,7 @@ LayerSchedule build_schedule(const BlockMask& mask, const Partition& partition,
     const RingStep& step = route.steps[t];
     if (route.heads.empty() || route.q_blocks.empty() || step.key_blocks.empty()) continue;
     BlockCsr csr = local_block_csr(mask, route.heads, route.q_blocks, step.key_blocks, host_indices,
-                                   partition.head_splits.empty() ? nullptr : &route.head_rows);
+                                   &route.head_rows);
     schedule.step_kept[t] = csr.row_offset.back();
     if (schedule.step_kept[t] > 0) {
       schedule.step_masks[t] = std::move(csr);
@@ -58,9 +58,8 @@ void build_fine_schedule(LayerSchedule& schedule, const FineMask& mask, const Pa
   const int R = partition.grid.ring;
   schedule.step_kept.assign(static_cast<size_t>(R), 0);
   schedule.fine_step_masks.reserve(static_cast<size_t>(R));
-  for (LocalFineMask& local :
-       local_fine_masks(mask, route.heads, route.q_blocks, route.steps, &schedule.spare_fine_lists,
-                        partition.head_splits.empty() ? nullptr : &route.head_rows)) {
+  for (LocalFineMask& local : local_fine_masks(mask, route.heads, route.q_blocks, route.steps,
+                                               &schedule.spare_fine_lists, &route.head_rows)) {
     // Equal to the covering mask's local CSR count: a block counts iff a kept key lies in it.
     schedule.step_kept[schedule.fine_step_masks.size()] = local.blocks;
     if (local.blocks > 0) ++schedule.computing_steps;

@@ -269,7 +269,7 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
     }
     sched.uploaded = true;
   }
-  if ((options_.mask_aware || route.shares_heads) && !in_place && tq * Hg > 0) {
+  if (route.clear_local_q && !in_place && tq * Hg > 0) {
     DBSP_CUDA_RT_CHECK(cudaMemsetAsync(q_local, 0, tq * Hg * row_bytes, world_stream));
   }
   const int chunks = static_cast<int>(sched.chunks.size());

@@ -122,25 +122,20 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
                                                     static_cast<int64_t>(rows.size()) * words);
     auto* into = reinterpret_cast<uint64_t*>(table.data() + sched.row_bits_offset);
     for (size_t hl = 0; hl < route.heads.size(); ++hl) {
-      const int h = route.heads[hl];
-      // Rows of a shared head that the other group computes are left empty (no block listed).
-      const BlockRange computed = route.head_rows[hl];
+      uint64_t* head_rows = into;
       for (size_t i = 0; i < rows.size();) {
         size_t end = i + 1;
-        const bool copy = computed.contains(static_cast<int>(i));
-        while (end < rows.size() && computed.contains(static_cast<int>(end)) == copy &&
-               (!copy || rows[end] == rows[end - 1] + 1)) {
-          ++end;
-        }
+        while (end < rows.size() && rows[end] == rows[end - 1] + 1) ++end;
         const size_t words_in_run = (end - i) * static_cast<size_t>(words);
-        if (copy) {
-          std::memcpy(into, block_mask->row_bits(h, rows[i]), words_in_run * sizeof(uint64_t));
-        } else {
-          std::memset(into, 0, words_in_run * sizeof(uint64_t));
-        }
+        std::memcpy(into, block_mask->row_bits(route.heads[hl], rows[i]),
+                    words_in_run * sizeof(uint64_t));
         into += words_in_run;
         i = end;
       }
+      // Rows of a shared head that the other group computes are emptied (no block listed).
+      const BlockRange computed = route.head_rows[hl];
+      std::fill(head_rows, head_rows + static_cast<size_t>(computed.begin) * words, uint64_t{0});
+      std::fill(head_rows + static_cast<size_t>(computed.end) * words, into, uint64_t{0});
     }
   }
   int64_t index_count = 0;
