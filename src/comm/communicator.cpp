@@ -37,6 +37,27 @@ void Communicator::all_to_all_v(const void* send, std::span<const int64_t> send_
   exchange(sends, recvs, operation);
 }
 
+void Communicator::connect(std::span<const int> peers, std::string_view operation) {
+  require(memory() == MemorySpace::host, backend(), ": ", operation,
+          ": this backend must provide connect() for its own memory");
+  std::vector<char> buffer(static_cast<size_t>(size()) + 1);
+  connect_through(peers, buffer.data(), operation);
+}
+
+void Communicator::connect_through(std::span<const int> peers, char* buffer,
+                                   std::string_view operation) {
+  std::vector<char> named(static_cast<size_t>(size()), 0);
+  std::vector<SendOp> sends;
+  std::vector<RecvOp> recvs;
+  for (int peer : peers) {
+    require(peer >= 0 && peer < size(), operation, ": peer ", peer, " outside [0, ", size(), ")");
+    if (peer == rank() || named[peer]++) continue;
+    sends.push_back({peer, buffer, 1});
+    recvs.push_back({peer, buffer + 1 + peer, 1});
+  }
+  exchange(sends, recvs, operation);
+}
+
 void Communicator::barrier(std::string_view operation) {
   const char token = 1;
   std::vector<char> all(static_cast<size_t>(size()));

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <optional>
 
 #include "dbsp/attention.hpp"
@@ -67,7 +68,17 @@ GridCommunicators& SpExecutor::grid_communicators(Grid grid) {
 }
 
 void SpExecutor::prepare(std::span<const Grid> grids) {
-  for (Grid grid : grids) grid_communicators(grid);
+  // A plan may move blocks between any two ranks through the world's all-to-alls, while a ring
+  // step only talks to its neighbours: connect those pairs now rather than in a layer call.
+  std::vector<int> everyone(static_cast<size_t>(world_.size()));
+  std::iota(everyone.begin(), everyone.end(), 0);
+  world_.connect(everyone, "connecting the world's ranks");
+  for (Grid grid : grids) {
+    Communicator& ring = *grid_communicators(grid).ring;
+    const int neighbours[] = {(ring.rank() + 1) % ring.size(),
+                              (ring.rank() + ring.size() - 1) % ring.size()};
+    ring.connect(neighbours, "connecting ring neighbours of grid " + grid.name());
+  }
 }
 
 namespace {

@@ -86,6 +86,27 @@ TEST(MpiCommunicator, RejectsMalformedBatchesBeforeSendingAnything) {
   comm.barrier();  // still usable: nothing was posted
 }
 
+TEST(MpiCommunicator, ConnectSkipsThisRankAndRepeatsAndLeavesExchangesExact) {
+  Communicator& comm = test::world();
+  const int P = comm.size(), me = comm.rank();
+  std::vector<int> everyone(static_cast<size_t>(P));
+  std::iota(everyone.begin(), everyone.end(), 0);
+  everyone.push_back(me);
+  everyone.push_back((me + 1) % P);
+  comm.connect(everyone, "connect everyone");
+  const int neighbours[] = {(me + 1) % P, (me + P - 1) % P};
+  comm.connect(neighbours, "connect neighbours");
+  const int outside[] = {P};
+  EXPECT_THROW(comm.connect(outside, "connect outside"), Error);
+  // Still usable, and the next batch is matched with its own sends, not with connect's bytes.
+  const int dest = (me + 1) % P, source = (me + P - 1) % P;
+  int64_t out = encode(me, dest, 0), in = -1;
+  const SendOp send{dest, &out, 8};
+  const RecvOp recv{source, &in, 8};
+  comm.exchange({&send, 1}, {&recv, 1}, "after connect");
+  EXPECT_EQ(in, encode(source, me, 0));
+}
+
 TEST(GridCommunicators, UlyssesGroupsShareARingRankAndRingsShareAUlyssesRank) {
   Communicator& comm = test::world();
   for (Grid grid : factorizations(comm.size())) {

@@ -1,6 +1,7 @@
 // The NCCL communicator on device buffers (label gpu; run with mpirun -np 2 on a machine with two
-// GPUs): exact delivery of all-to-all-v and batched exchanges, host all-gather, grid
-// sub-communicators, and a stuck peer giving an error that names the operation and the peer.
+// GPUs): exact delivery of all-to-all-v and batched exchanges (also after connect), host
+// all-gather, grid sub-communicators, and a stuck peer giving an error that names the operation
+// and the peer.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -49,6 +50,26 @@ TEST_F(Nccl, AllToAllVDeliversEveryElementOnTheDevice) {
       ASSERT_EQ(recv[recv_displs[p] + e], encode(p, me, e)) << "from rank " << p;
     }
   }
+}
+
+TEST_F(Nccl, ConnectThenExchangeDeliversOnTheDevice) {
+  Communicator& comm = *nccl_;
+  const int P = comm.size(), me = comm.rank();
+  std::vector<int> everyone(static_cast<size_t>(P));
+  for (int p = 0; p < P; ++p) everyone[p] = p;
+  comm.connect(everyone, "connect everyone");
+  const int outside[] = {-1};
+  EXPECT_THROW(comm.connect(outside, "connect outside"), Error);
+  const int dest = (me + 1) % P, source = (me + P - 1) % P;
+  const std::vector<int64_t> out(1000, encode(me, dest, 3));
+  const int64_t bytes = static_cast<int64_t>(out.size() * sizeof(int64_t));
+  DeviceBuffer out_device(static_cast<size_t>(bytes)), in_device(static_cast<size_t>(bytes));
+  out_device.upload(out);
+  const SendOp send{dest, out_device.get(), bytes};
+  const RecvOp recv{source, in_device.get(), bytes};
+  comm.exchange({&send, 1}, {&recv, 1}, "after connect");
+  EXPECT_EQ(in_device.download<int64_t>(out.size()),
+            std::vector<int64_t>(out.size(), encode(source, me, 3)));
 }
 
 TEST_F(Nccl, AllGatherHostAndGridSplitsFollowTheRankLayout) {

@@ -241,13 +241,7 @@ void NcclCommunicator::all_gather_host(const void* send, int64_t bytes, void* re
   require(bytes > 0, "nccl: ", operation, ": all_gather needs at least one byte per rank");
   DBSP_CUDA_RT_CHECK(cudaSetDevice(device_));
   const size_t total = static_cast<size_t>(bytes) * static_cast<size_t>(size_);
-  if (scratch_bytes_ < total) {
-    if (scratch_) DBSP_CUDA_RT_CHECK(cudaFree(scratch_));
-    scratch_ = nullptr;
-    DBSP_CUDA_RT_CHECK(cudaMalloc(&scratch_, total));
-    scratch_bytes_ = total;
-  }
-  char* slots = static_cast<char*>(scratch_);
+  char* slots = scratch(total);
   char* mine = slots + static_cast<size_t>(bytes) * static_cast<size_t>(rank_);
   DBSP_CUDA_RT_CHECK(
       cudaMemcpyAsync(mine, send, static_cast<size_t>(bytes), cudaMemcpyHostToDevice, stream_));
@@ -265,6 +259,22 @@ void NcclCommunicator::all_gather_host(const void* send, int64_t bytes, void* re
   }
   cudaEventDestroy(done);
   DBSP_CUDA_RT_CHECK(cudaMemcpy(recv, slots, total, cudaMemcpyDeviceToHost));
+}
+
+char* NcclCommunicator::scratch(size_t bytes) {
+  if (scratch_bytes_ < bytes) {
+    if (scratch_) DBSP_CUDA_RT_CHECK(cudaFree(scratch_));
+    scratch_ = nullptr;
+    DBSP_CUDA_RT_CHECK(cudaMalloc(&scratch_, bytes));
+    scratch_bytes_ = bytes;
+  }
+  return static_cast<char*>(scratch_);
+}
+
+void NcclCommunicator::connect(std::span<const int> peers, std::string_view operation) {
+  require_usable(operation);
+  DBSP_CUDA_RT_CHECK(cudaSetDevice(device_));
+  connect_through(peers, scratch(static_cast<size_t>(size_) + 1), operation);
 }
 
 std::unique_ptr<Communicator> NcclCommunicator::split(int color, int key) {

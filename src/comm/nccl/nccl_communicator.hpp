@@ -31,6 +31,7 @@ class NcclCommunicator final : public Communicator {
   void all_gather_host(const void* send, int64_t bytes, void* recv,
                        std::string_view operation) override;
   std::unique_ptr<Communicator> split(int color, int key) override;
+  void connect(std::span<const int> peers, std::string_view operation = "connect") override;
 
   // Polls until the communicator has no call in progress, at most the timeout; on a timeout or an
   // asynchronous error it aborts the communicator and throws naming `operation` and `waiting_for`.
@@ -47,6 +48,8 @@ class NcclCommunicator final : public Communicator {
  private:
   NcclCommunicator(ncclComm_t comm, int device, CommOptions options);  // adopts a split result
   [[noreturn]] void abort_with(const std::string& message);
+  // The device buffer of the communicator's own small transfers, grown to at least `bytes`.
+  char* scratch(size_t bytes);
 
   ncclComm_t comm_ = nullptr;
   cudaStream_t stream_ = nullptr;
@@ -54,7 +57,7 @@ class NcclCommunicator final : public Communicator {
   int rank_ = 0;
   int size_ = 1;
   std::string failure_;
-  void* scratch_ = nullptr;  // device staging of all_gather_host
+  void* scratch_ = nullptr;  // device staging of all_gather_host and connect
   size_t scratch_bytes_ = 0;
 };
 
