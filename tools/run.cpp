@@ -70,11 +70,12 @@ void register_run(CLI::App& app) {
   command
       ->add_option("--head-chunks", options->head_chunks,
                    "cuda, grids without a ring: exchange and compute the heads in this many "
-                   "chunks so that all-to-alls overlap attention (1: the whole layer at once); "
-                   "--emulate times each chunk's kernel, charges it --beside-slowdown and "
-                   "overlaps the chunks' transfers as the executor does")
+                   "chunks so that all-to-alls overlap attention (1: the whole layer at once; "
+                   "0: auto, 3 where the grid has two ranks or more, else 1); --emulate times "
+                   "each chunk's kernel, charges it --beside-slowdown and overlaps the chunks' "
+                   "transfers as the executor does")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::Range(0, 1024));
   CLI::Option* estimate =
       command->add_flag("--estimate", options->estimate,
                         "estimate each layer's mask from the run's Q and K (each rank pools its "

@@ -76,11 +76,12 @@ int run_emulated(const RunOptions& o) {
       link.copy_gbytes_per_s ? (std::to_string(*link.copy_gbytes_per_s) + " GB/s").c_str()
                              : "timed",
       o.send_all ? ", mask-aware communication off" : "");
-  if (o.head_chunks > 1) {
+  const int chunks = o.head_chunks > 0 ? o.head_chunks : P > 1 ? kAutoHeadChunks : 1;
+  if (chunks > 1) {
     std::printf(
         "grids without a ring run their heads in %d pipelined chunks (each chunk's kernel timed, "
         "+%.0f%% beside the other chunks' all-to-alls; a2a_ms is the exposed part)\n",
-        o.head_chunks, 100 * link.beside_slowdown);
+        chunks, 100 * link.beside_slowdown);
   }
   if (o.fine) {
     std::printf(

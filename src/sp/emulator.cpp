@@ -128,7 +128,7 @@ TableTimes device_table(sp::StepTimer& timer, bool cpu, const sp::LayerSchedule&
                         const SpOptions& options, int p, int P, int64_t data_bytes) {
   if (cpu) return {};
   const sp::Stopwatch build_clock;
-  const int chunks = sp::layer_head_chunks(partition.grid.ring, options.head_chunks);
+  const int chunks = sp::layer_head_chunks(partition.grid, options.head_chunks);
   const std::vector<sp::device::ChunkCopies> copies = sp::device::build_chunk_copies(
       schedule.route, partition, p, P, chunks, problem.heads, problem.head_dim);
   const std::vector<sp::device::StepCopies> steps =
@@ -167,7 +167,7 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
   const int64_t row_bytes = problem.head_dim * element_bytes;
   // Head chunks, as the device executor cuts them (grids without a ring only): the input chunk
   // of each head (which exchange brings it, which kernel computes it) and its output chunk.
-  const int chunks = sp::layer_head_chunks(R, options.head_chunks);
+  const int chunks = sp::layer_head_chunks(grid, options.head_chunks);
   const sp::HeadChunks head_chunks(partition, chunks);
   EmulatedLayer layer;
   layer.grid = grid;

@@ -11,7 +11,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "dbsp/error.hpp"
 #include "dbsp/partition.hpp"
+#include "dbsp/sp_attention.hpp"
 
 namespace dbsp::sp {
 
@@ -37,12 +39,16 @@ inline int head_chunk_begin(int c, int heads, int chunks) {
   return static_cast<int>(std::max<int64_t>(begin, std::min(heads, 1)));
 }
 
-// Chunks a layer on a U x R grid is cut into: `requested` (SpOptions::head_chunks) for grids
-// without a ring, else one. At P = 1 (U = 1) there is no all-to-all to hide and chunks cost the
-// in-place path (one chunk lets a rank whose local tensors are its inputs skip copies), but they
-// run when asked: that is how one GPU tests the pipeline.
-inline int layer_head_chunks(int ring, int requested) {
-  return ring == 1 && requested > 1 ? requested : 1;
+// Chunks a layer on `grid` is cut into: `requested` (SpOptions::head_chunks) for grids without a
+// ring, else one; 0 asks for kAutoHeadChunks where there is an all-to-all to hide. At P = 1
+// (U = 1) there is none and chunks cost the in-place path (one chunk lets a rank whose local
+// tensors are its inputs skip copies), but they run when asked: that is how one GPU tests the
+// pipeline.
+inline int layer_head_chunks(Grid grid, int requested) {
+  require(requested >= 0, "head_chunks must be >= 0 (0: auto), got ", requested);
+  if (grid.ring != 1) return 1;
+  if (requested == 0) return grid.ulysses > 1 ? kAutoHeadChunks : 1;
+  return requested;
 }
 
 // Every head's input and output chunk, by global head.

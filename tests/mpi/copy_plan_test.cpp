@@ -179,7 +179,7 @@ void check_plan(const Layer& layer, const BlockMask& mask, const Partition& part
                 int requested_chunks) {
   const Grid grid = partition.grid;
   const int P = grid.ranks(), H = layer.heads;
-  const int chunks = sp::layer_head_chunks(grid.ring, requested_chunks);
+  const int chunks = sp::layer_head_chunks(grid, requested_chunks);
   const BlockLayout q_layout = BlockLayout::uniform(layer.geometry.seq_q, layer.geometry.block_q);
   const BlockLayout k_layout = BlockLayout::uniform(layer.geometry.seq_k, layer.geometry.block_k);
   std::vector<sp::LayerRouting> routes;

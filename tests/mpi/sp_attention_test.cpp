@@ -397,9 +397,11 @@ TEST(SpEmulator, StagingCopiesAreChargedBesideEachTransfer) {
   const BlockMask mask = test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.4, 7);
   const LinkModel fast{.gbytes_per_s = 100.0, .latency_us = 10.0, .copy_gbytes_per_s = 1e9};
   const LinkModel slow{.gbytes_per_s = 100.0, .latency_us = 10.0, .copy_gbytes_per_s = 0.5};
-  SpEmulator free_copies(P, EmulationDevice::cpu, fast);
-  SpEmulator slow_copies(P, EmulationDevice::cpu, slow);
-  SpEmulator timed_copies(P, EmulationDevice::cpu, LinkModel{100.0, 10.0});
+  // Whole layers: the bounds below are for exchanges with no kernel beside them.
+  const SpOptions whole{.head_chunks = 1};
+  SpEmulator free_copies(P, EmulationDevice::cpu, fast, whole);
+  SpEmulator slow_copies(P, EmulationDevice::cpu, slow, whole);
+  SpEmulator timed_copies(P, EmulationDevice::cpu, LinkModel{100.0, 10.0}, whole);
   const int64_t row_bytes = problem.head_dim * 4;  // fp32 on the CPU path
   for (Grid grid : factorizations(P)) {
     for (bool contiguous : {true, false}) {
@@ -437,7 +439,7 @@ TEST(SpEmulator, HeadChunksOverlapTheAllToAllOfGridsWithoutARingOnly) {
   const BlockMask mask = test::make_mask(test::MaskKind::random, 5, problem.geometry, 0.4, 7);
   // Staging copies at a given rate, so that both emulators charge the same bytes the same.
   const LinkModel link{.gbytes_per_s = 100.0, .latency_us = 10.0, .copy_gbytes_per_s = 5.0};
-  SpEmulator whole(P, EmulationDevice::cpu, link);
+  SpEmulator whole(P, EmulationDevice::cpu, link, SpOptions{.head_chunks = 1});
   SpEmulator chunked(P, EmulationDevice::cpu, link, SpOptions{.head_chunks = 3});
   for (Grid grid : factorizations(P)) {
     const Partition partition =

@@ -192,7 +192,7 @@ TEST_F(Nccl, DeviceFineHeadChunksEqualTheWholeLayerBitForBit) {
   const SpProblem problem = fine_problem(5);
   const int nq = problem.geometry.q_blocks(), nk = problem.geometry.k_blocks();
   const Grid grid{comm.size(), 1};  // head chunks apply to grids without a ring
-  SpExecutor whole(comm);
+  SpExecutor whole(comm, {.head_chunks = 1});
   for (auto& [name, mask] : fine_masks(problem)) {
     const FineCase c(problem, mask, comm.rank(), comm.size());
     const Partition partition = test::random_partition(grid, problem.heads, nq, nk, kSeed + 9);

@@ -49,7 +49,7 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
   const int64_t Hg = static_cast<int64_t>(route.heads.size());
   const int64_t tq = route.q_local.tokens(), tk = route.k_local.tokens();
   // Head chunks (pure Ulysses grids only: ring steps address the whole local layout).
-  const int chunks = layer_head_chunks(R, options.head_chunks);
+  const int chunks = layer_head_chunks(partition.grid, options.head_chunks);
   sched.local_is_input = chunks == 1 && local_is_input(route, static_cast<int>(H));
   std::vector<ChunkCopies> copies = build_chunk_copies(route, partition, rank, ranks, chunks, H, D);
   sched.chunks.assign(static_cast<size_t>(chunks), ChunkPhases{});
