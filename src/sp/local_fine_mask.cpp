@@ -12,6 +12,7 @@
 
 #include "dbsp/error.hpp"
 #include "mask/fine_mask_parts.hpp"
+#include "mask/huge_pages.hpp"
 
 namespace dbsp::sp {
 namespace {
@@ -239,6 +240,7 @@ std::vector<LocalFineMask> build_local(const FineMask& mask, const std::vector<i
     std::vector<int64_t>& offsets = step.row_offset;
     for (int64_t r = 0; r < rows; ++r) offsets[r + 1] += offsets[r];
     // Reused memory keeps its old keys until pass 2 overwrites them; only growth is cleared.
+    detail::reserve_in_huge_pages(step.key_index, static_cast<size_t>(offsets.back()));
     step.key_index.resize(static_cast<size_t>(offsets.back()));
   }
   // Pass 2: the keys, renumbered to their step buffer's tokens.
