@@ -315,6 +315,27 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
   return layer;
 }
 
+// A rank's head-chunk kernels timed as the executor queues them. `list(heads, rows)` gives a
+// chunk's local mask (a BlockCsr or a LocalFineMask), which lives in `listed` while the timer
+// runs; `kernel_of(mask)` points a kernel at it.
+template <class Listed, class List, class KernelOf>
+sp::StepTimer::ChunkTimes time_chunk_kernels(sp::StepTimer& timer, const sp::LayerRouting& route,
+                                             const AttentionProblem& local,
+                                             const std::vector<std::vector<int>>& chunk_heads,
+                                             int reserved_sms, List&& list, KernelOf&& kernel_of) {
+  std::vector<Listed> listed;
+  listed.reserve(chunk_heads.size());  // kernels point into it: no reallocation
+  std::vector<sp::StepTimer::ChunkKernel> kernels;
+  for (const std::vector<int>& heads : chunk_heads) {
+    listed.push_back(list(heads, sp::head_rows_of(route, heads)));
+    sp::StepTimer::ChunkKernel kernel = kernel_of(listed.back());
+    kernel.local = local;
+    kernel.local.heads = static_cast<int64_t>(heads.size());
+    kernels.push_back(kernel);
+  }
+  return timer.chunk_times(kernels, reserved_sms);
+}
+
 }  // namespace
 
 double SpEmulator::staging_gbytes_per_s(const SpProblem& problem) {
@@ -350,19 +371,16 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
       [&](const sp::LayerSchedule& schedule, const AttentionProblem& local,
           const std::vector<std::vector<int>>& chunk_heads, int reserved_sms) {
         const sp::LayerRouting& route = schedule.route;
-        std::vector<BlockCsr> listed;
-        listed.reserve(chunk_heads.size());
-        std::vector<sp::StepTimer::ChunkKernel> kernels;
-        for (const std::vector<int>& heads : chunk_heads) {
-          const std::vector<BlockRange> rows = sp::head_rows_of(route, heads);
-          listed.push_back(sp::local_block_csr(mask, heads, route.q_blocks,
-                                               route.steps[0].key_blocks, true, &rows));
-          sp::StepTimer::ChunkKernel kernel{local, &listed.back(), nullptr,
-                                            problem.geometry.block_q, problem.geometry.block_k};
-          kernel.local.heads = static_cast<int64_t>(heads.size());
-          kernels.push_back(kernel);
-        }
-        return timer.impl->chunk_times(kernels, reserved_sms);
+        return time_chunk_kernels<BlockCsr>(
+            *timer.impl, route, local, chunk_heads, reserved_sms,
+            [&](const std::vector<int>& heads, const std::vector<BlockRange>& rows) {
+              return sp::local_block_csr(mask, heads, route.q_blocks, route.steps[0].key_blocks,
+                                         true, &rows);
+            },
+            [&](const BlockCsr& listed) {
+              return sp::StepTimer::ChunkKernel{local, &listed, nullptr, problem.geometry.block_q,
+                                                problem.geometry.block_k};
+            });
       },
       timer.copy_time(problem),
       [&](const sp::LayerSchedule& schedule, int p) {
@@ -402,20 +420,16 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const FineMask& mask,
       [&](const sp::LayerSchedule& schedule, const AttentionProblem& local,
           const std::vector<std::vector<int>>& chunk_heads, int reserved_sms) {
         const sp::LayerRouting& route = schedule.route;
-        std::vector<sp::LocalFineMask> chunks;
-        chunks.reserve(chunk_heads.size());
-        std::vector<sp::StepTimer::ChunkKernel> kernels;
-        for (const std::vector<int>& heads : chunk_heads) {
-          const std::vector<BlockRange> rows = sp::head_rows_of(route, heads);
-          chunks.push_back(sp::local_fine_mask(mask, heads, route.q_blocks,
-                                               route.steps[0].key_blocks, route.steps[0].key_layout,
-                                               &rows));
-          sp::StepTimer::ChunkKernel kernel{local, nullptr, &chunks.back().mask,
-                                            problem.geometry.block_q, problem.geometry.block_k};
-          kernel.local.heads = static_cast<int64_t>(heads.size());
-          kernels.push_back(kernel);
-        }
-        return timer.impl->chunk_times(kernels, reserved_sms);
+        return time_chunk_kernels<sp::LocalFineMask>(
+            *timer.impl, route, local, chunk_heads, reserved_sms,
+            [&](const std::vector<int>& heads, const std::vector<BlockRange>& rows) {
+              return sp::local_fine_mask(mask, heads, route.q_blocks, route.steps[0].key_blocks,
+                                         route.steps[0].key_layout, &rows);
+            },
+            [&](const sp::LocalFineMask& listed) {
+              return sp::StepTimer::ChunkKernel{local, nullptr, &listed.mask,
+                                                problem.geometry.block_q, problem.geometry.block_k};
+            });
       },
       timer.copy_time(problem),
       [&](const sp::LayerSchedule& schedule, int p) {
