@@ -97,6 +97,12 @@ TEST(SpExecutor, EveryGridAndPartitionMatchesReferenceWithTwelveHeads) {
   check_every_grid(make_problem(12, 4, 333, 32), 0.25);
 }
 
+// The video models' head count (Wan2.1: 40), which 3, 6 and 8 ranks do not divide; 700 tokens
+// end in a short block.
+TEST(SpExecutor, EveryGridAndPartitionMatchesReferenceWithFortyHeads) {
+  check_every_grid(make_problem(40, 8, 700, 64), 0.3);
+}
+
 // A rank whose local tensors are its inputs (P = 1, ring grids with contiguous shards) computes in
 // the caller's buffers; written over its own Q, O must still be the reference's, so the executor
 // copies then. Every grid, and both ways on the same inputs.
