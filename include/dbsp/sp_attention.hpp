@@ -88,6 +88,11 @@ struct SpOptions {
   // before computing, so that no transfer kernel runs beside the attention kernel (the layer is
   // slower; the compute times then show what running beside the transfer costs the kernels).
   bool ring_overlap = true;
+  // SpAttention connects every pair of ranks of the world and each ring's neighbours when it is
+  // built (Communicator::connect), so that no layer call pays for a connection (NCCL connects a
+  // pair on first use: 0.19 s on 2 x H200). false leaves it to first use, which saves the
+  // transport buffers of pairs a run never uses (at large P, most of the world's pairs).
+  bool connect_peers = true;
 };
 
 // One layer on one rank. Times in milliseconds of wall clock.
@@ -172,7 +177,8 @@ class SpExecutor {
   Communicator& world() { return world_; }
   const SpOptions& options() const { return options_; }
   // Builds the sub-communicators of these grids now (collective over world, same grids in the
-  // same order on every rank), so that no layer pays for a communicator split mid-run.
+  // same order on every rank), so that no layer pays for a communicator split mid-run; with
+  // SpOptions::connect_peers it then connects the world's pairs and each ring's neighbours.
   void prepare(std::span<const Grid> grids);
 
  private:

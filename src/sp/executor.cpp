@@ -68,6 +68,8 @@ GridCommunicators& SpExecutor::grid_communicators(Grid grid) {
 }
 
 void SpExecutor::prepare(std::span<const Grid> grids) {
+  for (Grid grid : grids) grid_communicators(grid);
+  if (!options_.connect_peers) return;
   // A plan may move blocks between any two ranks through the world's all-to-alls, while a ring
   // step only talks to its neighbours: connect those pairs now rather than in a layer call.
   std::vector<int> everyone(static_cast<size_t>(world_.size()));

@@ -233,7 +233,9 @@ TEST(SpAttention, EveryStrategyMatchesReferenceAcrossLayersAndSteps) {
     }
   }
   for (const std::string& name : names) {
-    SpAttention attention(world, parse_strategy(name, world.size()), /*layers=*/2);
+    // dbsp leaves its connections to first use; the others connect when built.
+    SpAttention attention(world, parse_strategy(name, world.size()), /*layers=*/2,
+                          SpOptions{.connect_peers = name != "dbsp"});
     for (int step = 0; step < 2; ++step) {
       for (int layer = 0; layer < 2; ++layer) {
         const BlockMask& mask = masks[2 * step + layer];
