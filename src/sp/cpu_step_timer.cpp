@@ -37,16 +37,12 @@ class CpuStepTimer final : public StepTimer {
       constexpr int64_t kRows = 1 << 14, kStride = 8;
       std::vector<char> from(static_cast<size_t>(kRows * kStride * row_bytes), 1);
       std::vector<char> into(static_cast<size_t>(kRows * row_bytes));
-      double best = 0;
-      for (int run = 0; run < 3; ++run) {
-        Stopwatch clock;
+      const double best = best_host_ms(0, 3, [&] {
         for (int64_t r = 0; r < kRows; ++r) {
           std::memcpy(into.data() + r * row_bytes, from.data() + r * kStride * row_bytes,
                       static_cast<size_t>(row_bytes));
         }
-        const double ms = clock.elapsed_ms();
-        best = run == 0 ? ms : std::min(best, ms);
-      }
+      });
       rate = ms_per_row_.emplace(row_bytes, best / kRows).first;
     }
     return static_cast<double>(rows) * rate->second;

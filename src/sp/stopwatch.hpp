@@ -1,6 +1,7 @@
 // Wall-clock intervals for the runtime's telemetry.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 
 namespace dbsp::sp {
@@ -23,5 +24,20 @@ class Stopwatch {
   using Clock = std::chrono::steady_clock;
   Clock::time_point start_;
 };
+
+// The fastest of `runs` timed calls of run() on the host, after `warmups` untimed ones (which
+// fault pages in and warm caches).
+template <class Run>
+double best_host_ms(int warmups, int runs, Run&& run) {
+  for (int i = 0; i < warmups; ++i) run();
+  double best = 0;
+  for (int i = 0; i < runs; ++i) {
+    const Stopwatch clock;
+    run();
+    const double ms = clock.elapsed_ms();
+    best = i == 0 ? ms : std::min(best, ms);
+  }
+  return best;
+}
 
 }  // namespace dbsp::sp

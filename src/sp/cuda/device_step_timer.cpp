@@ -191,14 +191,10 @@ class DeviceStepTimer final : public StepTimer {
       DBSP_CUDA_RT_CHECK(cudaHostAlloc(&pinned, kLarge, cudaHostAllocDefault));
       const std::vector<char> source(static_cast<size_t>(kLarge), 1);
       auto time = [&](int64_t size) {
-        double best = 0;
-        for (int run = 0; run < 4; ++run) {
-          const Stopwatch clock;
-          copy_in_pieces(pinned, source.data(), static_cast<size_t>(size));
-          const double ms = clock.elapsed_ms();
-          if (run == 1 || (run > 1 && ms < best)) best = ms;
-        }
-        return best / static_cast<double>(size);
+        return best_host_ms(
+                   1, 3,
+                   [&] { copy_in_pieces(pinned, source.data(), static_cast<size_t>(size)); }) /
+               static_cast<double>(size);
       };
       fill_ms_per_byte_ = std::pair{time(kSmall), time(kLarge)};
       DBSP_CUDA_RT_CHECK(cudaFreeHost(pinned));
