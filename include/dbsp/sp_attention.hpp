@@ -16,6 +16,7 @@
 // by P, a short last block, ranks with no block or no head) are allowed everywhere.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <future>
 #include <memory>
@@ -93,6 +94,11 @@ struct SpOptions {
   // pair on first use: 0.19 s on 2 x H200). false leaves it to first use, which saves the
   // transport buffers of pairs a run never uses (at large P, most of the world's pairs).
   bool connect_peers = true;
+  // Each rank scans its output shard for NaN and Inf after the layer (NaN or Inf in any rank's
+  // Q, K or V spreads to every row that attends to it). With measure_idle, the closing barrier
+  // carries what each rank found and every rank throws the same dbsp::Error naming the ranks,
+  // tokens and heads; without it, the ranks whose own output holds one throw.
+  bool check_finite = true;
 };
 
 // One layer on one rank. Times in milliseconds of wall clock.
@@ -193,6 +199,10 @@ class SpExecutor {
   std::unique_ptr<sp::PrebuiltSchedules> prebuilt_;
   std::unique_ptr<DeviceState, void (*)(DeviceState*)> device_{nullptr, nullptr};
   GridCommunicators& grid_communicators(Grid grid);
+  // The layer's end on this rank: the closing barrier (SpOptions::measure_idle), which carries
+  // where this rank's output first holds NaN or Inf ({token, head}, or {-1, -1}), and the error
+  // every rank throws when any rank found one. Returns the barrier's wait (0 without it).
+  double close_layer(std::array<int64_t, 2> first_non_finite);
   // The host path's one body for block and fine masks: build_schedule() makes the layer's
   // schedule when the reuse slot has none for this key.
   template <class BuildSchedule>

@@ -10,6 +10,7 @@
 #include "dbsp/attention.hpp"
 #include "dbsp/error.hpp"
 #include "dbsp/sp_attention.hpp"
+#include "sp/non_finite.hpp"
 #include "sp/phases.hpp"
 #include "sp/routing.hpp"
 #include "sp/schedule.hpp"
@@ -81,6 +82,21 @@ void SpExecutor::prepare(std::span<const Grid> grids) {
                               (ring.rank() + ring.size() - 1) % ring.size()};
     ring.connect(neighbours, "connecting ring neighbours of grid " + grid.name());
   }
+}
+
+double SpExecutor::close_layer(std::array<int64_t, 2> first_non_finite) {
+  std::vector<std::array<int64_t, 2>> by_rank{first_non_finite};
+  const sp::Stopwatch clock;
+  if (options_.measure_idle) by_rank = world_.all_gather(first_non_finite, "sp closing barrier");
+  const double idle_ms = options_.measure_idle ? clock.elapsed_ms() : 0.0;
+  // Alone, this rank can only name itself.
+  if (!options_.measure_idle && first_non_finite[0] >= 0) {
+    by_rank.assign(static_cast<size_t>(world_.size()), {-1, -1});
+    by_rank[static_cast<size_t>(world_.rank())] = first_non_finite;
+  }
+  const std::string error = sp::non_finite_outputs_error(by_rank);
+  require(error.empty(), error);
+  return idle_ms;
 }
 
 namespace {
@@ -226,12 +242,9 @@ SpTelemetry SpExecutor::run_host(const SpProblem& problem, const Partition& part
     back.finish();
     account(back);
   }
-  clock.lap_ms();
-
-  if (options_.measure_idle) {
-    world_.barrier("sp closing barrier");
-    telemetry.idle_ms = clock.lap_ms();
-  }
+  const int64_t out_first =
+      options_.check_finite ? sp::first_non_finite(out, route.q_input.tokens() * H * D) : -1;
+  telemetry.idle_ms = close_layer(sp::output_place(out_first, route.q_input.first_token, H, D));
   telemetry.compute_ms = compute_ms;
   telemetry.wait_ms = wait_ms;
   telemetry.comm_ms = comm_ms + wait_ms;

@@ -152,6 +152,49 @@ TEST(SpExecutor, MaskAwareRunEqualsSendEverythingRunBitForBitAndAccountsSavings)
   }
 }
 
+// NaN in one rank's K spreads to every row that attends to it: every rank fails with one error
+// naming each rank whose output holds NaN, and where; without the closing barrier each such rank
+// names itself. With the check off the NaN passes (that is what the check is for).
+TEST(SpExecutor, NonFiniteInputFailsEveryRankNamingWhereTheOutputIsNotFinite) {
+  Communicator& world = test::world();
+  const SpProblem problem = make_problem(5, 8, 1000, 64);
+  BlockMask mask(5, problem.geometry);
+  for (int i = 0; i < mask.q_blocks(); ++i) {
+    for (int j = 0; j < mask.k_blocks(); ++j) mask.set(2, i, j);  // head 2 attends everywhere
+  }
+  RankData data(problem, mask);
+  if (world.rank() == 0) data.k[2 * problem.head_dim] = std::nanf("");  // token 0, head 2
+  auto message_of = [&](SpExecutor& executor, const Partition& partition) {
+    std::vector<float> out(data.q.size());
+    try {
+      executor.run(problem, mask, partition, data.q.data(), data.k.data(), data.v.data(),
+                   out.data());
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  SpExecutor checked(world), alone(world, {.measure_idle = false}),
+      unchecked(world, {.check_finite = false});
+  for (Grid grid : factorizations(world.size())) {
+    const Partition partition = test::random_partition(grid, 5, 16, 16, kSeed);
+    const std::string message = message_of(checked, partition);
+    EXPECT_NE(message.find("holds NaN or Inf on rank 0 (first at token 0, head 2)"),
+              std::string::npos)
+        << grid.name() << ": " << message;
+    EXPECT_NE(message.find("rank " + std::to_string(world.size() - 1) + " (first at token"),
+              std::string::npos)
+        << grid.name() << ": " << message;
+    const std::string own = message_of(alone, partition);
+    EXPECT_NE(own.find("rank " + std::to_string(world.rank()) + " (first at token " +
+                       std::to_string(data.shard.first_token) + ", head 2)"),
+              std::string::npos)
+        << grid.name() << ": " << own;
+    EXPECT_EQ(message_of(unchecked, partition), "") << grid.name();
+    world.barrier();  // every rank still in step: no collective was left behind
+  }
+}
+
 TEST(SpExecutor, EmptyMaskMovesNoBytesComputesNothingAndReturnsZeros) {
   Communicator& world = test::world();
   const SpProblem problem = make_problem(5, 8, 1000, 64);

@@ -8,9 +8,11 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "dbsp/accuracy.hpp"
+#include "dbsp/error.hpp"
 #include "dbsp/sp_attention.hpp"
 #include "dbsp/sp_reference.hpp"
 #include "mpi_test_support.hpp"
@@ -107,6 +109,44 @@ TEST_F(Nccl, DeviceOutputOverItsOwnQueriesMatchesReference) {
                              Partition::contiguous(grid, 5, c.mask.q_blocks(), c.mask.k_blocks()),
                              q_then_out.data(), c.k.data(), c.v.data(), q_then_out.data());
     c.expect_accurate(q_then_out.to_host(), grid.name() + " output over Q");
+  }
+}
+
+// NaN in one rank's K spreads to every row of its head that attends to it: on the device too,
+// every rank fails naming where each rank's output first holds it (sp/non_finite.hpp), and
+// bf16 Inf counts as well.
+TEST_F(Nccl, DeviceNonFiniteInputFailsEveryRankNamingWhereTheOutputIsNotFinite) {
+  Communicator& comm = *nccl_;
+  const SpProblem problem = device_problem(5);
+  BlockMask mask(5, problem.geometry);
+  for (int i = 0; i < mask.q_blocks(); ++i) {
+    for (int j = 0; j < mask.k_blocks(); ++j) mask.set(2, i, j);  // head 2 attends everywhere
+  }
+  const SequenceShard shard = sequence_shard(problem.q_layout(), comm.rank(), comm.size());
+  SpExecutor checked(comm), unchecked(comm, {.check_finite = false});
+  for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
+    std::vector<float> k = test::bf16_shard(kSeed, 1, shard, problem);
+    if (comm.rank() == 0) k[2 * problem.head_dim] = bad;  // token 0, head 2
+    const DeviceBf16 q(test::bf16_shard(kSeed, 0, shard, problem)), dk(k),
+        v(test::bf16_shard(kSeed, 2, shard, problem));
+    for (Grid grid : factorizations(comm.size())) {
+      const Partition partition = test::random_partition(grid, 5, 16, 16, kSeed);
+      DeviceBf16 out(q.size());
+      std::string message;
+      try {
+        checked.run_device_bf16(problem, mask, partition, q.data(), dk.data(), v.data(),
+                                out.data());
+      } catch (const Error& e) {
+        message = e.what();
+      }
+      EXPECT_NE(message.find("holds NaN or Inf on rank 0 (first at token 0, head 2)"),
+                std::string::npos)
+          << grid.name() << ": " << message;
+      EXPECT_NO_THROW(unchecked.run_device_bf16(problem, mask, partition, q.data(), dk.data(),
+                                                v.data(), out.data()))
+          << grid.name();
+      comm.barrier();
+    }
   }
 }
 

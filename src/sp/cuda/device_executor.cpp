@@ -25,6 +25,8 @@
 #include "sp/cuda/device_copy.hpp"
 #include "sp/cuda/device_resources.hpp"
 #include "sp/cuda/device_schedule.hpp"
+#include "sp/cuda/non_finite.hpp"
+#include "sp/non_finite.hpp"
 #include "sp/routing.hpp"
 #include "sp/schedule.hpp"
 #include "sp/stopwatch.hpp"
@@ -42,6 +44,8 @@ struct SpExecutor::DeviceState {
   DeviceMemory q, k, v, step_k[2], step_v[2], out_local, accumulator, lse, part, part_lse;
   DeviceMemory all_to_all_send, all_to_all_recv, ring_send, ring_recv;
   PinnedMemory pinned_table;  // the schedule's table as built (sp::device::UploadTable)
+  DeviceMemory non_finite;    // the output's first NaN or Inf (SpOptions::check_finite)
+  PinnedMemory non_finite_host;
   Event start, inputs_done, ring_done, finished;
   sp::ScheduleSlots<DeviceSchedule> schedules;
   // Per ring step (or per head chunk): its K/V arrived; its compute began and ended. Per head
@@ -425,6 +429,16 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
   }
   // Every output chunk waited for the kernel of its heads; the layer ends after both streams'.
   if (pipelined) wait(world_stream, ds.ring_done);
+  const bool check_finite = options_.check_finite && out_bytes > 0;
+  auto* first_non_finite = reinterpret_cast<unsigned long long*>(ds.non_finite_host.ensure(8));
+  if (check_finite) {
+    auto* first = reinterpret_cast<unsigned long long*>(ds.non_finite.ensure(8));
+    DBSP_CUDA_RT_CHECK(cudaMemsetAsync(first, 0xff, 8, world_stream));
+    sp::device::first_non_finite_bf16(static_cast<const uint16_t*>(out), out_bytes / 2, first,
+                                      world_stream);
+    DBSP_CUDA_RT_CHECK(
+        cudaMemcpyAsync(first_non_finite, first, 8, cudaMemcpyDeviceToHost, world_stream));
+  }
   ds.finished.record(world_stream);
 
   // The one host wait of the layer, bounded by the timeout; a stuck phase is named.
@@ -491,11 +505,9 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
   telemetry.compute_ms = compute_ms;
   telemetry.comm_ms = std::max(0.0, span_ms - compute_ms);
   telemetry.wait_ms = std::max(0.0, telemetry.comm_ms - in_ms - out_ms);
-  clock.lap_ms();
-  if (options_.measure_idle) {
-    world_.barrier("sp closing barrier");
-    telemetry.idle_ms = clock.lap_ms();
-  }
+  const int64_t out_first =
+      check_finite && *first_non_finite != ~0ull ? static_cast<int64_t>(*first_non_finite) : -1;
+  telemetry.idle_ms = close_layer(sp::output_place(out_first, route.q_input.first_token, H, D));
   telemetry.bytes_sent = route.rows_sent * row_bytes;
   telemetry.bytes_received = route.rows_received * row_bytes;
   telemetry.bytes_saved = (route.baseline_rows_sent - route.rows_sent) * row_bytes;
