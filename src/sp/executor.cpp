@@ -85,15 +85,16 @@ void SpExecutor::prepare(std::span<const Grid> grids) {
 }
 
 double SpExecutor::close_layer(std::array<int64_t, 2> first_non_finite) {
-  std::vector<std::array<int64_t, 2>> by_rank{first_non_finite};
   const sp::Stopwatch clock;
-  if (options_.measure_idle) by_rank = world_.all_gather(first_non_finite, "sp closing barrier");
-  const double idle_ms = options_.measure_idle ? clock.elapsed_ms() : 0.0;
-  // Alone, this rank can only name itself.
-  if (!options_.measure_idle && first_non_finite[0] >= 0) {
+  std::vector<std::array<int64_t, 2>> by_rank;
+  if (options_.measure_idle) {
+    by_rank = world_.all_gather(first_non_finite, "sp closing barrier");
+  } else {
+    // Without the barrier this rank can only name itself.
     by_rank.assign(static_cast<size_t>(world_.size()), {-1, -1});
     by_rank[static_cast<size_t>(world_.rank())] = first_non_finite;
   }
+  const double idle_ms = options_.measure_idle ? clock.elapsed_ms() : 0.0;
   const std::string error = sp::non_finite_outputs_error(by_rank);
   require(error.empty(), error);
   return idle_ms;
