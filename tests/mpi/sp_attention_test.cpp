@@ -158,10 +158,7 @@ TEST(SpExecutor, MaskAwareRunEqualsSendEverythingRunBitForBitAndAccountsSavings)
 TEST(SpExecutor, NonFiniteInputFailsEveryRankNamingWhereTheOutputIsNotFinite) {
   Communicator& world = test::world();
   const SpProblem problem = make_problem(5, 8, 1000, 64);
-  BlockMask mask(5, problem.geometry);
-  for (int i = 0; i < mask.q_blocks(); ++i) {
-    for (int j = 0; j < mask.k_blocks(); ++j) mask.set(2, i, j);  // head 2 attends everywhere
-  }
+  const BlockMask mask(5, problem.geometry, /*full=*/true);  // every row attends every key
   RankData data(problem, mask);
   if (world.rank() == 0) data.k[2 * problem.head_dim] = std::nanf("");  // token 0, head 2
   auto message_of = [&](SpExecutor& executor, const Partition& partition) {

@@ -118,10 +118,7 @@ TEST_F(Nccl, DeviceOutputOverItsOwnQueriesMatchesReference) {
 TEST_F(Nccl, DeviceNonFiniteInputFailsEveryRankNamingWhereTheOutputIsNotFinite) {
   Communicator& comm = *nccl_;
   const SpProblem problem = device_problem(5);
-  BlockMask mask(5, problem.geometry);
-  for (int i = 0; i < mask.q_blocks(); ++i) {
-    for (int j = 0; j < mask.k_blocks(); ++j) mask.set(2, i, j);  // head 2 attends everywhere
-  }
+  const BlockMask mask(5, problem.geometry, /*full=*/true);  // every row attends every key
   const SequenceShard shard = sequence_shard(problem.q_layout(), comm.rank(), comm.size());
   SpExecutor checked(comm), unchecked(comm, {.check_finite = false});
   for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {

@@ -7,12 +7,16 @@ out=${OUT:-/tmp/out}; mkdir -p "$out"
 stamp() { echo "[$(date +%T)] $*"; }
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee "$out/device.txt"
 
-nccl_tests_np1() {
-  stamp "nccl tests np1"
-  timeout 200 $mpirun -np 1 "$bin/dbsp_nccl_tests" --gtest_brief=1 >"$out/nccl_tests.log" 2>&1
-  echo "np1 exit $?"
-  grep -E "PASSED|FAILED|SKIPPED|Failure" "$out/nccl_tests.log" | sort | uniq -c | head -30
+# nccl_tests NP: the NCCL tests at P = NP (log nccl_tests.log at P = 1, nccl_tests_npNP.log else).
+nccl_tests() {
+  local log="$out/nccl_tests$([ "$1" = 1 ] || echo "_np$1").log"
+  stamp "nccl tests np$1"
+  local limit=$([ "$1" = 1 ] && echo 200 || echo 240)
+  timeout "$limit" $mpirun -np "$1" "$bin/dbsp_nccl_tests" --gtest_brief=1 >"$log" 2>&1
+  echo "np$1 exit $?"
+  grep -E "PASSED|FAILED|SKIPPED|Failure" "$log" | sort | uniq -c | head -30
 }
+nccl_tests_np1() { nccl_tests 1; }
 
 # emulate_whole_model P CHUNKS [extra dbsp run flags]: the summary, and dbsp's grid per layer.
 # DBSP=dbsp_before runs the carried binary of the commit before (its log named after it);

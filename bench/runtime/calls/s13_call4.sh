@@ -9,10 +9,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/out}/logs
 source bench/runtime/calls/call_env.sh
 export TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-stamp "nccl tests np2"
-timeout 240 $mpirun -np 2 "$bin/dbsp_nccl_tests" --gtest_brief=1 >"$out/nccl_tests_np2.log" 2>&1
-echo "np2 exit $?"
-grep -E "PASSED|FAILED|SKIPPED|Failure" "$out/nccl_tests_np2.log" | sort | uniq -c | head -20
+nccl_tests 2
 time_run() {
   local name=$1; shift
   timeout 60 $mpirun -np 2 "$bin/dbsp" run --workload wan2.1-480p --backend cuda --layers 8 \
