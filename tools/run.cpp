@@ -64,6 +64,9 @@ void register_run(CLI::App& app) {
   command->add_flag("--no-ring-overlap", options->no_ring_overlap,
                     "cuda, diagnostics: each ring step computes only after the next step's K/V "
                     "has arrived (compute times without a transfer beside the kernel)");
+  command->add_flag("--no-finite-check", options->no_finite_check,
+                    "skip the scan of each layer's output for NaN and Inf (SpOptions::"
+                    "check_finite): for inputs already checked upstream, or to time the scan");
   command->add_option("--batch", options->batch, "batch elements per layer call (one plan)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

@@ -299,7 +299,8 @@ int run_ranks(const RunOptions& o) {
                           {.mask_aware = !o.send_all,
                            .ring_reserved_sms = o.ring_reserved_sms,
                            .head_chunks = o.head_chunks,
-                           .ring_overlap = !o.no_ring_overlap},
+                           .ring_overlap = !o.no_ring_overlap,
+                           .check_finite = !o.no_finite_check},
                           o.planner, o.cost);
     std::vector<SpTelemetry> totals(static_cast<size_t>(ranks));
     LayerInputs inputs;

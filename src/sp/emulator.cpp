@@ -120,12 +120,14 @@ struct TableTimes {
 
 // The device executor's table for `schedule` (rank p of P): its copy lists (the head chunks' and
 // the ring steps') are built here and timed, and the table (`data_bytes` of mask rows or key
-// lists, and the copy lists) is charged its fill and upload at the step timer's rates (measured
-// on first use, outside any clock). Nothing on the CPU, whose executor exchanges slabs without a
-// table.
+// offsets, and the copy lists) is charged its fill and upload at the step timer's rates (measured
+// on first use, outside any clock); `staged_bytes` of key lists go up in the call, through the
+// staged upload, before the first exchange. Nothing on the CPU, whose executor exchanges slabs
+// without a table.
 TableTimes device_table(sp::StepTimer& timer, bool cpu, const sp::LayerSchedule& schedule,
                         const Partition& partition, const SpProblem& problem,
-                        const SpOptions& options, int p, int P, int64_t data_bytes) {
+                        const SpOptions& options, int p, int P, int64_t data_bytes,
+                        int64_t staged_bytes = 0) {
   if (cpu) return {};
   const sp::Stopwatch build_clock;
   const int chunks = sp::layer_head_chunks(partition.grid, options.head_chunks);
@@ -145,7 +147,8 @@ TableTimes device_table(sp::StepTimer& timer, bool cpu, const sp::LayerSchedule&
   const int64_t bytes =
       data_bytes + copy_entries * static_cast<int64_t>(sizeof(sp::device::RowCopy));
   const double build_ms = build_clock.elapsed_ms();
-  return {build_ms + timer.table_fill_ms(bytes), timer.upload_ms(bytes)};
+  return {build_ms + timer.table_fill_ms(bytes),
+          timer.upload_ms(bytes) + timer.staged_upload_ms(staged_bytes)};
 }
 
 // The synchronous timeline of one layer on `ranks` virtual ranks, for block and fine masks alike:
@@ -433,16 +436,17 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const FineMask& mask,
       },
       timer.copy_time(problem),
       [&](const sp::LayerSchedule& schedule, int p) {
-        // Most of a fine layer's table: every computing step's key lists, uploaded as they are.
-        int64_t bytes = 0;
+        // Most of a fine layer's table: every computing step's key offsets; its key lists go
+        // up as they are, staged.
+        int64_t bytes = 0, staged = 0;
         for (size_t t = 0; t < schedule.fine_step_masks.size(); ++t) {
           if (schedule.step_kept[t] == 0) continue;
           const FineMask& local = schedule.fine_step_masks[t];
-          bytes += static_cast<int64_t>(local.key_index().size() * sizeof(int32_t) +
-                                        local.row_offset().size() * sizeof(int64_t));
+          bytes += static_cast<int64_t>(local.row_offset().size() * sizeof(int64_t));
+          staged += static_cast<int64_t>(local.key_index().size() * sizeof(int32_t));
         }
         return device_table(*timer.impl, timer.host_indices, schedule, partition, problem, options_,
-                            p, ranks_, bytes);
+                            p, ranks_, bytes, staged);
       });
 }
 

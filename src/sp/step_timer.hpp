@@ -65,6 +65,10 @@ class StepTimer {
   // pinned buffer (sp::copy_in_pieces, timed once at two sizes); 0 on the CPU, whose executor
   // builds no table.
   virtual double table_fill_ms(int64_t bytes) = 0;
+  // Milliseconds a fine layer's key lists of `bytes` bytes take to reach the device through
+  // sp::device::StagedUpload (the host fills a pinned piece while the one before travels): the
+  // slower of the fill and the upload, then the last piece's upload; 0 on the CPU.
+  virtual double staged_upload_ms(int64_t bytes) = 0;
 };
 
 std::unique_ptr<StepTimer> make_cpu_step_timer();

@@ -112,9 +112,10 @@ TEST_F(Nccl, DeviceOutputOverItsOwnQueriesMatchesReference) {
   }
 }
 
-// NaN in one rank's K spreads to every row of its head that attends to it: on the device too,
-// every rank fails naming where each rank's output first holds it (sp/non_finite.hpp), and
-// bf16 Inf counts as well.
+// NaN or Inf in one rank's V reaches every row of its head (each row's output weighs every value
+// of the head): on the device too, every rank fails naming where each rank's output first holds
+// it (sp/non_finite.hpp), and bf16 Inf counts as well. (Inf in K would not do: a row whose query
+// scores it -Inf gives it no weight and stays finite.)
 TEST_F(Nccl, DeviceNonFiniteInputFailsEveryRankNamingWhereTheOutputIsNotFinite) {
   Communicator& comm = *nccl_;
   const SpProblem problem = device_problem(5);
@@ -122,16 +123,16 @@ TEST_F(Nccl, DeviceNonFiniteInputFailsEveryRankNamingWhereTheOutputIsNotFinite) 
   const SequenceShard shard = sequence_shard(problem.q_layout(), comm.rank(), comm.size());
   SpExecutor checked(comm), unchecked(comm, {.check_finite = false});
   for (float bad : {std::nanf(""), std::numeric_limits<float>::infinity()}) {
-    std::vector<float> k = test::bf16_shard(kSeed, 1, shard, problem);
-    if (comm.rank() == 0) k[2 * problem.head_dim] = bad;  // token 0, head 2
-    const DeviceBf16 q(test::bf16_shard(kSeed, 0, shard, problem)), dk(k),
-        v(test::bf16_shard(kSeed, 2, shard, problem));
+    std::vector<float> v = test::bf16_shard(kSeed, 2, shard, problem);
+    if (comm.rank() == 0) v[2 * problem.head_dim] = bad;  // token 0, head 2
+    const DeviceBf16 q(test::bf16_shard(kSeed, 0, shard, problem)),
+        dk(test::bf16_shard(kSeed, 1, shard, problem)), dv(v);
     for (Grid grid : factorizations(comm.size())) {
       const Partition partition = test::random_partition(grid, 5, 16, 16, kSeed);
       DeviceBf16 out(q.size());
       std::string message;
       try {
-        checked.run_device_bf16(problem, mask, partition, q.data(), dk.data(), v.data(),
+        checked.run_device_bf16(problem, mask, partition, q.data(), dk.data(), dv.data(),
                                 out.data());
       } catch (const Error& e) {
         message = e.what();
@@ -140,7 +141,7 @@ TEST_F(Nccl, DeviceNonFiniteInputFailsEveryRankNamingWhereTheOutputIsNotFinite) 
                 std::string::npos)
           << grid.name() << ": " << message;
       EXPECT_NO_THROW(unchecked.run_device_bf16(problem, mask, partition, q.data(), dk.data(),
-                                                v.data(), out.data()))
+                                                dv.data(), out.data()))
           << grid.name();
       comm.barrier();
     }

@@ -26,6 +26,7 @@
 #include "sp/cuda/device_resources.hpp"
 #include "sp/cuda/device_schedule.hpp"
 #include "sp/cuda/non_finite.hpp"
+#include "sp/cuda/staged_upload.hpp"
 #include "sp/non_finite.hpp"
 #include "sp/routing.hpp"
 #include "sp/schedule.hpp"
@@ -44,7 +45,8 @@ struct SpExecutor::DeviceState {
   DeviceMemory q, k, v, step_k[2], step_v[2], out_local, accumulator, lse, part, part_lse;
   DeviceMemory all_to_all_send, all_to_all_recv, ring_send, ring_recv;
   PinnedMemory pinned_table;  // the schedule's table as built (sp::device::UploadTable)
-  DeviceMemory non_finite;    // the output's first NaN or Inf (SpOptions::check_finite)
+  sp::device::StagedUpload staged_upload;  // fine layers' key lists
+  DeviceMemory non_finite;  // the output's first NaN or Inf (SpOptions::check_finite)
   PinnedMemory non_finite_host;
   Event start, inputs_done, ring_done, finished;
   sp::ScheduleSlots<DeviceSchedule> schedules;
@@ -257,8 +259,12 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
     DBSP_CUDA_RT_CHECK(cudaMemcpyAsync(sched.table.get(), ds.pinned_table.ensure(sched.table_bytes),
                                        static_cast<size_t>(sched.table_bytes),
                                        cudaMemcpyHostToDevice, world_stream));
-    // Block layers write each step's key-block lists from the mask rows; fine layers uploaded
-    // their key lists with the table.
+    for (const DeviceSchedule::KeyListUpload& keys : sched.key_list_uploads) {
+      ds.staged_upload.copy(sched.key_lists.get() + keys.offset, keys.host, keys.bytes,
+                            world_stream);
+    }
+    // Block layers write each step's key-block lists from the mask rows; fine layers' key lists
+    // went up just above.
     const int words = sched.row_words;
     for (int t = 0; t < R; ++t) {
       if (fine || sched.host.step_kept[t] == 0) continue;
@@ -299,7 +305,8 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
       // Key lists only: tokens of the step's K/V buffer, so no key block layout is needed.
       dm.key_row_offset =
           reinterpret_cast<const int64_t*>(device_table + step.key_row_offset_offset) + first_row;
-      dm.key_index = reinterpret_cast<const int32_t*>(device_table + step.key_index_offset);
+      dm.key_index =
+          reinterpret_cast<const int32_t*>(sched.key_lists.get() + step.key_index_offset);
       dm.q_block_start = reinterpret_cast<const int64_t*>(device_table + step.q_start_offset);
       return dm;
     }

@@ -148,7 +148,11 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
       step.q_start_offset = table.add(std::span<const int64_t>(route.q_local.start));
       const FineMask& local = sched.host.fine_step_masks[t];
       step.key_row_offset_offset = table.add(std::span<const int64_t>(local.row_offset()));
-      step.key_index_offset = table.add(std::span<const int32_t>(local.key_index()));
+      const std::vector<int32_t>& keys = local.key_index();
+      step.key_index_offset = sched.key_list_bytes;
+      const auto bytes = static_cast<int64_t>(keys.size() * sizeof(int32_t));
+      sched.key_list_uploads.push_back({keys.data(), sched.key_list_bytes, bytes});
+      sched.key_list_bytes += (bytes + 15) / 16 * 16;
       continue;
     }
     const BlockCsr& csr = sched.host.step_masks[t];
@@ -168,6 +172,7 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
     step.k_start_offset = table.add(std::span<const int64_t>(route.steps[t].key_layout.start));
   }
   sched.indices.ensure(std::max<int64_t>(1, index_count) * 4);
+  sched.key_lists.ensure(std::max<int64_t>(16, sched.key_list_bytes));
   sched.table_bytes = std::max<int64_t>(16, table.size());
   sched.table.ensure(sched.table_bytes);
   pinned.grow(sched.table_bytes, table.size());

@@ -52,8 +52,9 @@ class UploadTable {
   int64_t size() const { return size_; }
 
  private:
-  // A fine layer's key lists are hundreds of megabytes at video sizes: one thread filling the
-  // pinned table took 51 ms per call at 480p (BENCHMARKS.md, session 8), eight times the kernels.
+  // A block layer's mask rows reach tens of megabytes at P = 1 (one thread filling a fine
+  // layer's key lists into the table took 51 ms per call at 480p, BENCHMARKS.md, session 8;
+  // those now go through StagedUpload).
   static void copy_bytes(char* into, const void* from, size_t bytes) {
     copy_in_pieces(into, from, bytes);
   }
@@ -75,8 +76,9 @@ struct DeviceStep : StepCopies {
   // The step's key-block lists live in DeviceSchedule::indices from index_at (elements), written
   // on the device from the mask bits and this step's wanted key blocks (table offsets).
   int64_t index_at = 0, wanted_offset = 0, wanted_before_offset = 0;
-  // Fine layers instead: the step's key lists (int64 row offsets, rows + 1 entries, and int32
-  // tokens of the step's K/V buffer), uploaded as they are; no block lists, no index kernel.
+  // Fine layers instead: the step's key lists (int64 row offsets in the table, rows + 1 entries,
+  // and int32 tokens of the step's K/V buffer in DeviceSchedule::key_lists from key_index_offset
+  // bytes), uploaded as they are; no block lists, no index kernel.
   int64_t key_row_offset_offset = 0, key_index_offset = 0;
   cuda::SparseAttention* kernel = nullptr;  // created before any transfer is queued
 };
@@ -98,6 +100,14 @@ struct DeviceScheduleData {
   int64_t table_bytes = 0;
   int64_t row_bits_offset = 0;  // the local mask rows (heads x query blocks x words) in the table
   int row_words = 0;            // 64-bit words per mask row (block layers; 0 for fine ones)
+  // Fine layers: each computing step's key lists, uploaded from the host schedule's memory
+  // (sched.host.fine_step_masks) through StagedUpload rather than through the pinned table.
+  struct KeyListUpload {
+    const int32_t* host = nullptr;
+    int64_t offset = 0, bytes = 0;  // in DeviceSchedule::key_lists
+  };
+  std::vector<KeyListUpload> key_list_uploads;
+  int64_t key_list_bytes = 0;
   // The rank's local Q and K/V are its input shards as they are (every head in order, its own
   // blocks in order, one chunk): the kernels read the caller's tensors and write its output, and
   // no local copy is made (P = 1, and ring grids whose plan moves no block).
@@ -106,8 +116,9 @@ struct DeviceScheduleData {
 };
 
 struct DeviceSchedule : DeviceScheduleData {
-  DeviceMemory table;    // the uploaded table (grow-only, kept when the schedule is rebuilt)
-  DeviceMemory indices;  // every step's kv_index (likewise)
+  DeviceMemory table;      // the uploaded table (grow-only, kept when the schedule is rebuilt)
+  DeviceMemory indices;    // every step's kv_index (likewise)
+  DeviceMemory key_lists;  // every step's fine key lists (likewise)
 
   // Clears everything but the buffers and the host schedule's fine key lists (LayerSchedule::
   // recycle), whose memory the next fine build fills.

@@ -16,6 +16,7 @@
 #include "dbsp/cuda_attention.hpp"
 #include "dbsp/error.hpp"
 #include "sp/cuda/device_copy.hpp"
+#include "sp/cuda/staged_upload.hpp"
 #include "sp/parallel_copy.hpp"
 #include "sp/step_timer.hpp"
 #include "sp/stopwatch.hpp"
@@ -201,6 +202,11 @@ class DeviceStepTimer final : public StepTimer {
     }
     const auto [small, large] = *fill_ms_per_byte_;
     return static_cast<double>(bytes) * (bytes <= 2 * kSmall ? small : large);
+  }
+  double staged_upload_ms(int64_t bytes) override {
+    if (bytes <= 0) return 0;
+    const int64_t last_piece = std::min(bytes, device::StagedUpload::kPieceBytes);
+    return std::max(table_fill_ms(bytes), upload_ms(bytes)) + upload_ms(last_piece);
   }
 
  private:
