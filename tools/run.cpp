@@ -111,6 +111,9 @@ void register_run(CLI::App& app) {
                    "transfer (0.07 measured on 2 x H200; 0: no contention)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  command->add_flag("--rank-times", options->rank_times,
+                    "--emulate, diagnostics: per layer call of grids without a ring, each rank's "
+                    "measured compute and its group's predicted work, both over their means");
   CLI::Option* fine_keep = command->add_option(
       "--fine-keep", options->fine_keep,
       "fine (FG-Attn, M x 1) masks: keep a seeded share F in (0, 1] of every kept block's keys "

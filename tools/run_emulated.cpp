@@ -17,6 +17,27 @@
 
 namespace dbsp::cli {
 
+namespace {
+
+// --rank-times: each rank's measured compute and its group's predicted work (kept blocks), both
+// over their means across ranks, with the group's head count: where a grid without a ring is
+// measured less balanced than predicted, which ranks make the difference.
+void print_rank_times(const BlockMask& mask, const Partition& partition, const EmulatedLayer& e) {
+  const ImbalanceReport report = imbalance_report(mask, partition);
+  double mean = 0;
+  for (double c : e.rank_compute_ms) mean += c / static_cast<double>(e.rank_compute_ms.size());
+  std::printf("  ranks (measured / mean, predicted / mean, heads):");
+  for (int g = 0; g < partition.grid.ulysses; ++g) {
+    const double predicted =
+        report.mean_rank_work > 0 ? report.group_time[g] / report.mean_rank_work : 1.0;
+    std::printf(" %.3f/%.3f/%zu", mean > 0 ? e.rank_compute_ms[g] / mean : 1.0, predicted,
+                partition.heads_of(g).size());
+  }
+  std::printf("\n");
+}
+
+}  // namespace
+
 // --emulate P: P virtual ranks in this process. Every strategy (or the one asked for) runs each
 // layer through SpEmulator: the real routing, each virtual rank's kernels timed on this machine,
 // transfers charged from the link options; prints measured vs predicted imbalance and the speedup
@@ -140,6 +161,7 @@ int run_emulated(const RunOptions& o) {
             step, layer, strategies[n].name().c_str(), e.grid.name().c_str(), predicted,
             e.ring_ratio, e.measured_ratio, max_compute, sum / P, plan_ms, e.setup_ms,
             e.all_to_all_ms, e.ring_ms, call_ms, e.bytes_moved / kMB);
+        if (o.rank_times && e.grid.ring == 1 && !fine) print_rank_times(mask, partition, e);
       }
       ceiling_ms += lowest_mean_compute;
     }
