@@ -8,14 +8,18 @@
 // cannot see. Beside it, each head's longest-first makespan over `slots` consumer warpgroups
 // (two per SM; the kernel hands rows out longest first): the summary compares how well each
 // predictor explains the times (the spread over all heads of time / predictor, least-squares
-// scaled with an intercept).
-//   usage: bench_head_costs [workload] [layers] [step] [slots]
+// scaled with an intercept). Last, the remedy for a lone heavy head's ragged last wave, measured:
+// rows of more than `cap` blocks split in half, the first halves (and every other row) in one
+// kernel, the second halves in a second kernel on another stream (it starts in the first one's
+// tail), then an LSE merge; timed the same way, and checked against the unsplit output.
+//   usage: bench_head_costs [workload] [layers] [step] [slots] [cap]
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <functional>
 #include <queue>
 #include <random>
@@ -105,6 +109,7 @@ int main(int argc, char** argv) {
     const int layers = argc > 2 ? std::atoi(argv[2]) : 3;
     const int step = argc > 3 ? std::atoi(argv[3]) : 0;
     const int slots = argc > 4 ? std::atoi(argv[4]) : 264;
+    const int cap = argc > 5 ? std::atoi(argv[5]) : 600;
     const dbsp::ModelShape& shape = dbsp::model_preset(workload);
     const dbsp::SyntheticWorkload source(shape, /*seed=*/0);
     const dbsp::CostModel cost;
@@ -132,11 +137,33 @@ int main(int argc, char** argv) {
     check(cudaMalloc(&lse, tokens * sizeof(float)), "cudaMalloc");
     const dbsp::cuda::AttentionShape one_head{1,  tokens, tokens, 1, D, dbsp::cuda::DType::bf16,
                                               0.0};
-    dbsp::cuda::SparseAttention kernel(one_head);
+    dbsp::cuda::SparseAttention kernel(one_head), second_kernel(one_head);
+    // The split runs' buffers: the first kernel's output and LSE (then the merged ones), the
+    // second kernel's part.
+    uint16_t *split_out = nullptr, *part = nullptr;
+    float *split_lse = nullptr, *part_lse = nullptr;
+    check(cudaMalloc(&split_out, host.size() * 2), "cudaMalloc");
+    check(cudaMalloc(&part, host.size() * 2), "cudaMalloc");
+    check(cudaMalloc(&split_lse, tokens * sizeof(float)), "cudaMalloc");
+    check(cudaMalloc(&part_lse, tokens * sizeof(float)), "cudaMalloc");
+    cudaStream_t first_stream = nullptr, second_stream = nullptr;
+    check(cudaStreamCreate(&first_stream), "stream");
+    check(cudaStreamCreate(&second_stream), "stream");
+    cudaEvent_t fork = nullptr, joined = nullptr;
+    check(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming), "event");
+    check(cudaEventCreateWithFlags(&joined, cudaEventDisableTiming), "event");
+    std::vector<uint16_t> unsplit_host(host.size()), split_host(host.size());
+    auto bf16_value = [](uint16_t x) {
+      const uint32_t widened = uint32_t{x} << 16;
+      float f = 0;
+      std::memcpy(&f, &widened, 4);
+      return f;
+    };
     std::printf("%s, step %d: one head's kernel alone (ms) against the cost model's prediction\n",
                 workload.c_str(), step);
-    std::printf("%5s %4s %9s %9s %9s %9s %7s %10s\n", "layer", "head", "kept", "rows", "pred_ms",
-                "meas_ms", "ratio", "makespan");
+    std::printf("%5s %4s %9s %9s %9s %9s %7s %10s %9s %7s %9s\n", "layer", "head", "kept", "rows",
+                "pred_ms", "meas_ms", "ratio", "makespan", "split_ms", "gain", "split_err");
+    double unsplit_sum = 0, split_sum = 0, heavy_unsplit = 0, heavy_split = 0, worst_error = 0;
     const double row_blocks = cost.us_per_row_step / (cost.us_per_block * (D / 128.0));
     std::vector<double> all_kept, all_makespans, all_ms;
     for (int layer = 0; layer < layers; ++layer) {
@@ -168,6 +195,53 @@ int main(int argc, char** argv) {
           if (c > 0) row_costs.push_back(c + row_blocks);
         }
         const double span = makespan(std::move(row_costs), slots);
+        // The split: the second kernel reads the same lists from each long row's second half.
+        std::vector<int32_t> count_a(count.size()), count_b(count.size());
+        std::vector<int64_t> offset_b(offset.size());
+        for (int r = 0; r < Q; ++r) {
+          count_a[r] = count[r] > cap ? (count[r] + 1) / 2 : count[r];
+          count_b[r] = count[r] - count_a[r];
+          offset_b[r] = offset[r] + count_a[r];
+        }
+        offset_b[Q] = offset[Q];
+        int32_t* d_count_a = upload(count_a);
+        int32_t* d_count_b = upload(count_b);
+        int64_t* d_offset_b = upload(offset_b);
+        dbsp::cuda::DeviceMask dm_a = dm, dm_b = dm;
+        dm_a.kv_count = d_count_a;
+        dm_b.kv_count = d_count_b;
+        dm_b.block_row_offset = d_offset_b;
+        check(cudaMemcpy(unsplit_host.data(), out, host.size() * 2, cudaMemcpyDeviceToHost),
+              "copy");
+        kernel.plan(dm_a, first_stream);
+        second_kernel.plan(dm_b, second_stream);
+        check(cudaDeviceSynchronize(), "plan");
+        const double split_ms = median_ms(7, [&] {
+          check(cudaEventRecord(fork, first_stream), "record");
+          check(cudaStreamWaitEvent(second_stream, fork, 0), "wait");
+          kernel.run(dm_a, q, k, v, split_out, split_lse, first_stream);
+          second_kernel.run(dm_b, q, k, v, part, part_lse, second_stream);
+          check(cudaEventRecord(joined, second_stream), "record");
+          check(cudaStreamWaitEvent(first_stream, joined, 0), "wait");
+          dbsp::cuda::merge_partial(1, tokens, 1, D, dbsp::cuda::DType::bf16, split_out, split_lse,
+                                    dbsp::cuda::DType::bf16, part, part_lse, first_stream);
+        });
+        check(cudaMemcpy(split_host.data(), split_out, host.size() * 2, cudaMemcpyDeviceToHost),
+              "copy");
+        double largest = 0, error = 0;
+        for (size_t i = 0; i < host.size(); ++i) {
+          const double a = bf16_value(unsplit_host[i]), b = bf16_value(split_host[i]);
+          largest = std::max(largest, std::abs(a));
+          error = std::isfinite(b) ? std::max(error, std::abs(a - b)) : INFINITY;
+        }
+        const double split_error = largest > 0 ? error / largest : error;
+        worst_error = std::max(worst_error, split_error);
+        unsplit_sum += ms;
+        split_sum += split_ms;
+        if (index.size() > 900000) heavy_unsplit += ms, heavy_split += split_ms;
+        cudaFree(d_count_a);
+        cudaFree(d_count_b);
+        cudaFree(d_offset_b);
         const auto kept = static_cast<int64_t>(index.size());
         const double predicted =
             (double(kept) * cost.us_per_block * (D / 128.0) + double(rows) * cost.us_per_row_step) *
@@ -176,9 +250,9 @@ int main(int argc, char** argv) {
         all_kept.push_back(double(kept));
         all_makespans.push_back(span);
         all_ms.push_back(ms);
-        std::printf("%5d %4d %9lld %9lld %9.3f %9.3f %7.3f %10.1f\n", layer, h,
+        std::printf("%5d %4d %9lld %9lld %9.3f %9.3f %7.3f %10.1f %9.3f %7.3f %9.2e\n", layer, h,
                     static_cast<long long>(kept), static_cast<long long>(rows), predicted, ms,
-                    ms / predicted, span);
+                    ms / predicted, span, split_ms, ms / split_ms, split_error);
         cudaFree(d_count);
         cudaFree(d_offset);
         cudaFree(d_index);
@@ -198,6 +272,12 @@ int main(int argc, char** argv) {
         "kept blocks %.1f%%, longest-first makespan over %d slots %.1f%%\n",
         all_ms.size(), 100.0 * fitted_spread(all_kept, all_ms), slots,
         100.0 * fitted_spread(all_makespans, all_ms));
+    std::printf(
+        "split rows over %d blocks: unsplit %.3f ms, split %.3f ms (%.3fx) over all heads; "
+        "heads over 900k blocks %.3f -> %.3f ms (%.3fx); largest split error (max abs "
+        "difference over the largest output) %.2e\n",
+        cap, unsplit_sum, split_sum, unsplit_sum / split_sum, heavy_unsplit, heavy_split,
+        heavy_split > 0 ? heavy_unsplit / heavy_split : 0.0, worst_error);
     cudaFree(q);
     cudaFree(k);
     cudaFree(v);
