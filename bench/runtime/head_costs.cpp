@@ -31,6 +31,7 @@
 #include "dbsp/error.hpp"
 #include "dbsp/planner.hpp"
 #include "dbsp/workload.hpp"
+#include "timing.hpp"  // bench/attention: median_ms
 
 namespace {
 
@@ -45,29 +46,6 @@ T* upload(const std::vector<T>& host) {
   check(cudaMemcpy(device, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice),
         "cudaMemcpy");
   return device;
-}
-
-// Median milliseconds of `runs` launches, each between two events.
-template <class Launch>
-double median_ms(int runs, Launch&& launch) {
-  cudaEvent_t start, stop;
-  check(cudaEventCreate(&start), "event");
-  check(cudaEventCreate(&stop), "event");
-  launch();
-  std::vector<float> times;
-  for (int i = 0; i < runs; ++i) {
-    check(cudaEventRecord(start), "record");
-    launch();
-    check(cudaEventRecord(stop), "record");
-    check(cudaEventSynchronize(stop), "sync");
-    float ms = 0;
-    check(cudaEventElapsedTime(&ms, start, stop), "elapsed");
-    times.push_back(ms);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
 }
 
 // Longest-first makespan of `rows` (each kept blocks plus `row_blocks`) over `slots` slots.
@@ -187,7 +165,8 @@ int main(int argc, char** argv) {
         dm.block_row_offset = d_offset;
         dm.kv_index = d_index;
         kernel.plan(dm, nullptr);
-        const double ms = median_ms(7, [&] { kernel.run(dm, q, k, v, out, lse, nullptr); });
+        const double ms =
+            dbsp::bench::median_ms(7, [&] { kernel.run(dm, q, k, v, out, lse, nullptr); });
         int64_t rows = 0;
         std::vector<double> row_costs;
         for (int32_t c : count) {
@@ -216,7 +195,7 @@ int main(int argc, char** argv) {
         kernel.plan(dm_a, first_stream);
         second_kernel.plan(dm_b, second_stream);
         check(cudaDeviceSynchronize(), "plan");
-        const double split_ms = median_ms(7, [&] {
+        const double split_ms = dbsp::bench::median_ms(7, [&] {
           check(cudaEventRecord(fork, first_stream), "record");
           check(cudaStreamWaitEvent(second_stream, fork, 0), "wait");
           kernel.run(dm_a, q, k, v, split_out, split_lse, first_stream);

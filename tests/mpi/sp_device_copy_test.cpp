@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "device_present.hpp"
 #include "nccl_fixture.hpp"
 #include "sp/cuda/device_copy.hpp"
 
@@ -20,11 +21,6 @@ namespace {
 
 using sp::device::CopyBases;
 using sp::device::RowCopy;
-
-bool has_gpu() {
-  int devices = 0;
-  return cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0;
-}
 
 // `count` copies of up to `most_rows` rows from buffer 0 into disjoint ranges of buffer 1, each
 // read `src_stride` and written `dst_stride` bytes apart (random multiples of 16, at least a row).
@@ -59,7 +55,7 @@ Table random_table(int count, int64_t most_rows, int64_t row_bytes, uint64_t see
 }
 
 TEST(DeviceCopy, CopyRowsEqualsTheHostCopyAndWritesNothingElse) {
-  if (!has_gpu()) GTEST_SKIP() << "no GPU on this machine";
+  if (!test::has_gpu()) GTEST_SKIP() << "no GPU on this machine";
   struct Case {
     int count;
     int64_t most_rows, row_bytes;

@@ -10,15 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "device_present.hpp"
 #include "sp/cuda/non_finite.hpp"
 
 namespace dbsp {
 namespace {
-
-bool has_gpu() {
-  int devices = 0;
-  return cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0;
-}
 
 // The scan's result for `values` placed `offset` elements into a device buffer.
 uint64_t device_first(const std::vector<uint16_t>& values, int offset) {
@@ -39,7 +35,7 @@ uint64_t device_first(const std::vector<uint16_t>& values, int offset) {
 }
 
 TEST(DeviceNonFinite, FindsTheFirstNanOrInfWhereverItLies) {
-  if (!has_gpu()) GTEST_SKIP() << "no GPU on this machine";
+  if (!test::has_gpu()) GTEST_SKIP() << "no GPU on this machine";
   std::mt19937 rng(7);
   // Finite bf16: any sign and mantissa, exponent below all ones.
   std::uniform_int_distribution<uint32_t> sign(0, 1), exponent(0, 254), mantissa(0, 127);

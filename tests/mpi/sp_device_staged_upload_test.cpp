@@ -10,17 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "device_present.hpp"
 #include "sp/cuda/staged_upload.hpp"
 
 namespace dbsp {
 namespace {
 
 using sp::device::StagedUpload;
-
-bool has_gpu() {
-  int devices = 0;
-  return cudaGetDeviceCount(&devices) == cudaSuccess && devices > 0;
-}
 
 std::vector<char> random_bytes(int64_t bytes, uint32_t seed) {
   std::mt19937 rng(seed);
@@ -36,7 +32,7 @@ std::vector<char> download(const char* device, int64_t bytes) {
 }
 
 TEST(StagedUpload, EveryByteArrivesAcrossPiecesAndBackToBackUploads) {
-  if (!has_gpu()) GTEST_SKIP() << "no GPU on this machine";
+  if (!test::has_gpu()) GTEST_SKIP() << "no GPU on this machine";
   constexpr int64_t kPiece = StagedUpload::kPieceBytes;
   StagedUpload upload;
   cudaStream_t stream = nullptr;

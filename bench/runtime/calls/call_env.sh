@@ -46,3 +46,14 @@ emulate_fine() {
   awk '$3 == "dbsp" || $3 == "ring" {print $2, $3, $11, $12, $13, $14}' "$log" | tr '\n' '|'
   echo "(layer strategy setup a2a ring total)"
 }
+
+# emulate_default P: the whole model with every strategy, the default head chunks and session
+# 13's probed link (220.8 GB/s, 91.3 us), --plan-ahead; the summary, then dbsp's grids.
+emulate_default() {
+  local log="$out/emulate_$1_default.log"
+  timeout 240 "$bin/dbsp" run --emulate "$1" --workload wan2.1-720p --backend cuda --strategy all \
+    --layers 40 --steps 1 --link-gbps 220.8 --latency-us 91.3 --plan-ahead >"$log" 2>&1
+  stamp "emulate $1 exit $?"
+  sed -n '2p;/^summary/,$p' "$log"
+  awk '$3 == "dbsp" {print $4}' "$log" | sort | uniq -c | tr '\n' ' '; echo
+}

@@ -6,14 +6,7 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/out}/logs
 source bench/runtime/calls/call_env.sh
-for p in 16 8; do
-  timeout 240 "$bin/dbsp" run --emulate $p --workload wan2.1-720p --backend cuda --strategy all \
-    --layers 40 --steps 1 --link-gbps 220.8 --latency-us 91.3 --plan-ahead \
-    >"$out/emulate_${p}_default.log" 2>&1
-  stamp "emulate $p exit $?"
-  sed -n '2p;/^summary/,$p' "$out/emulate_${p}_default.log"
-  awk '$3 == "dbsp" {print $4}' "$out/emulate_${p}_default.log" | sort | uniq -c | tr '\n' ' '; echo
-done
+for p in 16 8; do emulate_default $p; done
 timeout 200 "$bin/dbsp" run --emulate 8 --workload wan2.1-720p --backend cuda --strategy all \
   --fine-keep 0.3 --layers 8 --steps 1 --link-gbps 220.8 --latency-us 91.3 --head-chunks 2 \
   --plan-ahead >"$out/emulate_fine_8.log" 2>&1
