@@ -67,6 +67,9 @@ void register_run(CLI::App& app) {
   command->add_flag("--no-finite-check", options->no_finite_check,
                     "skip the scan of each layer's output for NaN and Inf (SpOptions::"
                     "check_finite): for inputs already checked upstream, or to time the scan");
+  command->add_flag("--no-split-rows", options->no_split_rows,
+                    "cuda: one-head chunks keep their long rows whole (SpOptions::"
+                    "split_long_rows off), to time what splitting them gains");
   command->add_option("--batch", options->batch, "batch elements per layer call (one plan)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

@@ -71,7 +71,8 @@ int run_emulated(const RunOptions& o) {
                       {.mask_aware = !o.send_all,
                        .measure_idle = false,
                        .ring_reserved_sms = o.ring_reserved_sms,
-                       .head_chunks = o.head_chunks});
+                       .head_chunks = o.head_chunks,
+                       .split_long_rows = !o.no_split_rows});
   std::vector<PlanCache> caches;
   for (const Strategy& s : strategies) {
     PlannerOptions planner = o.planner;

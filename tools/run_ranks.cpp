@@ -300,7 +300,8 @@ int run_ranks(const RunOptions& o) {
                            .ring_reserved_sms = o.ring_reserved_sms,
                            .head_chunks = o.head_chunks,
                            .ring_overlap = !o.no_ring_overlap,
-                           .check_finite = !o.no_finite_check},
+                           .check_finite = !o.no_finite_check,
+                           .split_long_rows = !o.no_split_rows},
                           o.planner, o.cost);
     std::vector<SpTelemetry> totals(static_cast<size_t>(ranks));
     LayerInputs inputs;

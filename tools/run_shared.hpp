@@ -34,6 +34,7 @@ struct RunOptions {
   int head_chunks = SpOptions{}.head_chunks;
   bool no_ring_overlap = false;
   bool no_finite_check = false;  // SpOptions::check_finite off
+  bool no_split_rows = false;    // SpOptions::split_long_rows off
   int batch = 1;                 // batch elements per layer call, each with its own inputs
   int emulate = 0;               // > 0: this many virtual ranks in one process, no MPI
   bool rank_times = false;       // --emulate: per-rank measured against predicted work

@@ -8,11 +8,12 @@
 // cannot see. Beside it, each head's longest-first makespan over `slots` consumer warpgroups
 // (two per SM; the kernel hands rows out longest first): the summary compares how well each
 // predictor explains the times (the spread over all heads of time / predictor, least-squares
-// scaled with an intercept). Last, the remedy for a lone heavy head's ragged last wave, measured:
-// rows of more than `cap` blocks split in half, the first halves (and every other row) in one
-// kernel, the second halves in a second kernel on another stream (it starts in the first one's
-// tail), then an LSE merge; timed the same way, and checked against the unsplit output.
-//   usage: bench_head_costs [workload] [layers] [step] [slots] [cap]
+// scaled with an intercept). Last, the remedy for a lone heavy head's ragged last wave: the same
+// kernel with its long rows split in halves inside its own work list and merged by LSE
+// (SparseAttention::split_long_rows, as the runtime runs one-head chunks), timed the same way and
+// checked against the unsplit output. (Session 14 measured the two-kernel form of the split here:
+// no gain, BENCHMARKS.md.)
+//   usage: bench_head_costs [workload] [layers] [step] [slots]
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -87,7 +88,6 @@ int main(int argc, char** argv) {
     const int layers = argc > 2 ? std::atoi(argv[2]) : 3;
     const int step = argc > 3 ? std::atoi(argv[3]) : 0;
     const int slots = argc > 4 ? std::atoi(argv[4]) : 264;
-    const int cap = argc > 5 ? std::atoi(argv[5]) : 600;
     const dbsp::ModelShape& shape = dbsp::model_preset(workload);
     const dbsp::SyntheticWorkload source(shape, /*seed=*/0);
     const dbsp::CostModel cost;
@@ -115,21 +115,12 @@ int main(int argc, char** argv) {
     check(cudaMalloc(&lse, tokens * sizeof(float)), "cudaMalloc");
     const dbsp::cuda::AttentionShape one_head{1,  tokens, tokens, 1, D, dbsp::cuda::DType::bf16,
                                               0.0};
-    dbsp::cuda::SparseAttention kernel(one_head), second_kernel(one_head);
-    // The split runs' buffers: the first kernel's output and LSE (then the merged ones), the
-    // second kernel's part.
-    uint16_t *split_out = nullptr, *part = nullptr;
-    float *split_lse = nullptr, *part_lse = nullptr;
+    dbsp::cuda::SparseAttention kernel(one_head), split_kernel(one_head);
+    split_kernel.split_long_rows(true);
+    uint16_t* split_out = nullptr;
+    float* split_lse = nullptr;
     check(cudaMalloc(&split_out, host.size() * 2), "cudaMalloc");
-    check(cudaMalloc(&part, host.size() * 2), "cudaMalloc");
     check(cudaMalloc(&split_lse, tokens * sizeof(float)), "cudaMalloc");
-    check(cudaMalloc(&part_lse, tokens * sizeof(float)), "cudaMalloc");
-    cudaStream_t first_stream = nullptr, second_stream = nullptr;
-    check(cudaStreamCreate(&first_stream), "stream");
-    check(cudaStreamCreate(&second_stream), "stream");
-    cudaEvent_t fork = nullptr, joined = nullptr;
-    check(cudaEventCreateWithFlags(&fork, cudaEventDisableTiming), "event");
-    check(cudaEventCreateWithFlags(&joined, cudaEventDisableTiming), "event");
     std::vector<uint16_t> unsplit_host(host.size()), split_host(host.size());
     auto bf16_value = [](uint16_t x) {
       const uint32_t widened = uint32_t{x} << 16;
@@ -174,37 +165,11 @@ int main(int argc, char** argv) {
           if (c > 0) row_costs.push_back(c + row_blocks);
         }
         const double span = makespan(std::move(row_costs), slots);
-        // The split: the second kernel reads the same lists from each long row's second half.
-        std::vector<int32_t> count_a(count.size()), count_b(count.size());
-        std::vector<int64_t> offset_b(offset.size());
-        for (int r = 0; r < Q; ++r) {
-          count_a[r] = count[r] > cap ? (count[r] + 1) / 2 : count[r];
-          count_b[r] = count[r] - count_a[r];
-          offset_b[r] = offset[r] + count_a[r];
-        }
-        offset_b[Q] = offset[Q];
-        int32_t* d_count_a = upload(count_a);
-        int32_t* d_count_b = upload(count_b);
-        int64_t* d_offset_b = upload(offset_b);
-        dbsp::cuda::DeviceMask dm_a = dm, dm_b = dm;
-        dm_a.kv_count = d_count_a;
-        dm_b.kv_count = d_count_b;
-        dm_b.block_row_offset = d_offset_b;
         check(cudaMemcpy(unsplit_host.data(), out, host.size() * 2, cudaMemcpyDeviceToHost),
               "copy");
-        kernel.plan(dm_a, first_stream);
-        second_kernel.plan(dm_b, second_stream);
-        check(cudaDeviceSynchronize(), "plan");
-        const double split_ms = dbsp::bench::median_ms(7, [&] {
-          check(cudaEventRecord(fork, first_stream), "record");
-          check(cudaStreamWaitEvent(second_stream, fork, 0), "wait");
-          kernel.run(dm_a, q, k, v, split_out, split_lse, first_stream);
-          second_kernel.run(dm_b, q, k, v, part, part_lse, second_stream);
-          check(cudaEventRecord(joined, second_stream), "record");
-          check(cudaStreamWaitEvent(first_stream, joined, 0), "wait");
-          dbsp::cuda::merge_partial(1, tokens, 1, D, dbsp::cuda::DType::bf16, split_out, split_lse,
-                                    dbsp::cuda::DType::bf16, part, part_lse, first_stream);
-        });
+        split_kernel.plan(dm, nullptr);
+        const double split_ms = dbsp::bench::median_ms(
+            7, [&] { split_kernel.run(dm, q, k, v, split_out, split_lse, nullptr); });
         check(cudaMemcpy(split_host.data(), split_out, host.size() * 2, cudaMemcpyDeviceToHost),
               "copy");
         double largest = 0, error = 0;
@@ -218,9 +183,6 @@ int main(int argc, char** argv) {
         unsplit_sum += ms;
         split_sum += split_ms;
         if (index.size() > 900000) heavy_unsplit += ms, heavy_split += split_ms;
-        cudaFree(d_count_a);
-        cudaFree(d_count_b);
-        cudaFree(d_offset_b);
         const auto kept = static_cast<int64_t>(index.size());
         const double predicted =
             (double(kept) * cost.us_per_block * (D / 128.0) + double(rows) * cost.us_per_row_step) *
@@ -252,16 +214,18 @@ int main(int argc, char** argv) {
         all_ms.size(), 100.0 * fitted_spread(all_kept, all_ms), slots,
         100.0 * fitted_spread(all_makespans, all_ms));
     std::printf(
-        "split rows over %d blocks: unsplit %.3f ms, split %.3f ms (%.3fx) over all heads; "
+        "split long rows: unsplit %.3f ms, split %.3f ms (%.3fx) over all heads; "
         "heads over 900k blocks %.3f -> %.3f ms (%.3fx); largest split error (max abs "
         "difference over the largest output) %.2e\n",
-        cap, unsplit_sum, split_sum, unsplit_sum / split_sum, heavy_unsplit, heavy_split,
+        unsplit_sum, split_sum, unsplit_sum / split_sum, heavy_unsplit, heavy_split,
         heavy_split > 0 ? heavy_unsplit / heavy_split : 0.0, worst_error);
     cudaFree(q);
     cudaFree(k);
     cudaFree(v);
     cudaFree(out);
     cudaFree(lse);
+    cudaFree(split_out);
+    cudaFree(split_lse);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_head_costs: error: %s\n", e.what());
     return 2;

@@ -103,6 +103,14 @@ class SparseAttention {
   // next plan(). Sorted block lists share best.
   void pair_query_rows(bool enable);
   bool pairs_query_rows(const DeviceMask& mask) const;  // whether plan() / run() pair this mask
+  // Splits long rows (off by default): with the warp_specialized family and unpaired block lists,
+  // plan() cuts every row whose key tiles exceed a sixth of one consumer warpgroup's even share
+  // of the kernel's work in two items (the halves of its block list), and run() merges the halves
+  // by their LSE after the kernel (fp32, one rounding). For kernels of few, long rows (one heavy
+  // head), whose last wave would otherwise leave consumers idle. Allocates the halves' scratch
+  // here (enable only); takes effect at the next plan().
+  void split_long_rows(bool enable);
+  bool splits_long_rows(const DeviceMask& mask) const;  // whether plan() / run() split this mask
   // Reads only device data of `mask`; the schedule stays valid while the mask's lists do.
   void plan(const DeviceMask& mask, void* stream);
   // lse may be null. A sparse mask needs a plan() of the same mask first (a dense one does not).

@@ -99,6 +99,10 @@ struct SpOptions {
   // carries what each rank found and every rank throws the same dbsp::Error naming the ranks,
   // tokens and heads; without it, the ranks whose own output holds one throw.
   bool check_finite = true;
+  // GPU, head chunks of one head (a heavy head alone on its rank, or the last chunk of a rank):
+  // the kernel splits its longest rows in halves and merges them by LSE
+  // (cuda::SparseAttention::split_long_rows), so that the chunk's last wave leaves fewer SMs idle.
+  bool split_long_rows = true;
 };
 
 // One layer on one rank. Times in milliseconds of wall clock.

@@ -325,7 +325,8 @@ template <class Listed, class List, class KernelOf>
 sp::StepTimer::ChunkTimes time_chunk_kernels(sp::StepTimer& timer, const sp::LayerRouting& route,
                                              const AttentionProblem& local,
                                              const std::vector<std::vector<int>>& chunk_heads,
-                                             int reserved_sms, List&& list, KernelOf&& kernel_of) {
+                                             int reserved_sms, const SpOptions& options,
+                                             List&& list, KernelOf&& kernel_of) {
   std::vector<Listed> listed;
   listed.reserve(chunk_heads.size());  // kernels point into it: no reallocation
   std::vector<sp::StepTimer::ChunkKernel> kernels;
@@ -334,6 +335,8 @@ sp::StepTimer::ChunkTimes time_chunk_kernels(sp::StepTimer& timer, const sp::Lay
     sp::StepTimer::ChunkKernel kernel = kernel_of(listed.back());
     kernel.local = local;
     kernel.local.heads = static_cast<int64_t>(heads.size());
+    kernel.split_long_rows =
+        sp::split_chunk_rows(options, heads.size(), kernels.size() + 1 == chunk_heads.size());
     kernels.push_back(kernel);
   }
   return timer.chunk_times(kernels, reserved_sms);
@@ -375,7 +378,7 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
           const std::vector<std::vector<int>>& chunk_heads, int reserved_sms) {
         const sp::LayerRouting& route = schedule.route;
         return time_chunk_kernels<BlockCsr>(
-            *timer.impl, route, local, chunk_heads, reserved_sms,
+            *timer.impl, route, local, chunk_heads, reserved_sms, options_,
             [&](const std::vector<int>& heads, const std::vector<BlockRange>& rows) {
               return sp::local_block_csr(mask, heads, route.q_blocks, route.steps[0].key_blocks,
                                          true, &rows);
@@ -424,7 +427,7 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const FineMask& mask,
           const std::vector<std::vector<int>>& chunk_heads, int reserved_sms) {
         const sp::LayerRouting& route = schedule.route;
         return time_chunk_kernels<sp::LocalFineMask>(
-            *timer.impl, route, local, chunk_heads, reserved_sms,
+            *timer.impl, route, local, chunk_heads, reserved_sms, options_,
             [&](const std::vector<int>& heads, const std::vector<BlockRange>& rows) {
               return sp::local_fine_mask(mask, heads, route.q_blocks, route.steps[0].key_blocks,
                                          route.steps[0].key_layout, &rows);

@@ -39,6 +39,15 @@ inline int head_chunk_begin(int c, int heads, int chunks) {
   return static_cast<int>(std::max<int64_t>(begin, std::min(heads, 1)));
 }
 
+// Whether the kernel of a head chunk of `chunk_heads` heads splits its long rows; `last`: no later
+// chunk of the rank launches a kernel. A rank's last kernel of one head has nothing to fill the
+// ragged last wave of its long rows (measured: ranks holding one heavy head alone ran 5.6% over
+// their prediction, BENCHMARKS.md session 14); an earlier one's tail is filled by the next
+// chunk's kernel on the other stream, and splitting it only adds the merge.
+inline bool split_chunk_rows(const SpOptions& options, size_t chunk_heads, bool last) {
+  return options.split_long_rows && chunk_heads == 1 && last;
+}
+
 // Chunks a layer on `grid` is cut into: `requested` (SpOptions::head_chunks) for grids without a
 // ring, else one; 0 asks for kAutoHeadChunks where there is an all-to-all to hide. At P = 1
 // (U = 1) there is none and chunks cost the in-place path (one chunk lets a rank whose local

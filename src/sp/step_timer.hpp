@@ -33,6 +33,7 @@ class StepTimer {
     const BlockCsr* blocks = nullptr;
     const FineMask* keys = nullptr;
     int block_q = 64, block_k = 64;
+    bool split_long_rows = false;  // cuda::SparseAttention::split_long_rows (GPU only)
   };
   struct ChunkTimes {
     std::vector<double> alone_ms;  // each kernel by itself

@@ -24,7 +24,7 @@ struct RunResult {
 RunResult run_attention(const Problem& p, const HostMask& mask, const HostTensor& q,
                         const HostTensor& k, const HostTensor& v,
                         cuda::AttentionKernel kernel = cuda::AttentionKernel::automatic,
-                        bool pair_rows = false) {
+                        bool pair_rows = false, bool split_rows = false) {
   DeviceArray<uint16_t> dq(q.bits), dk(k.bits), dv(v.bits);
   DeviceArray<uint16_t> dout(q.bits.size());
   DeviceArray<float> dlse(static_cast<size_t>(p.batch * p.heads * p.seq_q));
@@ -34,9 +34,19 @@ RunResult run_attention(const Problem& p, const HostMask& mask, const HostTensor
   cuda::SparseAttention attention(p.shape(), mask.block_q, mask.custom_layout ? mask.q_blocks() : 0,
                                   kernel);
   attention.pair_query_rows(pair_rows);
+  attention.split_long_rows(split_rows);
   attention.plan(device_mask.view, nullptr);
   attention.run(device_mask.view, dq.get(), dk.get(), dv.get(), dout.get(), dlse.get(), nullptr);
   return {dout.download(), dlse.download()};
+}
+
+// Whether the current device is a Hopper (compute capability 9.x): the sm_90a kernels run there.
+bool hopper() {
+  int device = 0, major = 0;
+  check_cuda(cudaGetDevice(&device), "cudaGetDevice");
+  check_cuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device),
+             "cudaDeviceGetAttribute");
+  return major == 9;
 }
 
 struct Inputs {
@@ -243,10 +253,7 @@ TEST_F(SparseAttention, AutomaticFamilyMatchesReferenceForBlockAndKeyLists) {
     const RunResult got = run_attention(p, *mask, in.q, in.k, in.v);
     expect_within_naive_bound(compare_with_reference(p, *mask, in.q, in.k, in.v, got.out, got.lse));
   }
-  int device = 0, major = 0;
-  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
-  ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), cudaSuccess);
-  if (major != 9) return;
+  if (!hopper()) return;
   DeviceMaskStorage block_lists = upload_mask(blocks), key_lists = upload_mask(mixed);
   const cuda::SparseAttention attention(p.shape(), 64);
   EXPECT_EQ(attention.kernel_for(block_lists.view), cuda::AttentionKernel::warp_specialized);
@@ -258,10 +265,7 @@ TEST_F(SparseAttention, AutomaticFamilyMatchesReferenceForBlockAndKeyLists) {
 // pair has one short row), batch 2, pairs with one or both rows empty, identical rows, full rows,
 // sorted and shuffled lists.
 TEST_F(SparseAttention, PairedRowsEqualSeparateRowsBitwiseAndMatchReference) {
-  int device = 0, major = 0;
-  ASSERT_EQ(cudaGetDevice(&device), cudaSuccess);
-  ASSERT_EQ(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device), cudaSuccess);
-  if (major != 9) GTEST_SKIP() << "the warp-specialised kernel needs sm_90a";
+  if (!hopper()) GTEST_SKIP() << "the warp-specialised kernel needs sm_90a";
   std::mt19937_64 rng(26);
   for (int head_dim : {128, 64})
     for (bool sorted : {true, false}) {
@@ -304,6 +308,101 @@ TEST_F(SparseAttention, PairedRowsEqualSeparateRowsBitwiseAndMatchReference) {
   attention.pair_query_rows(true);
   EXPECT_TRUE(attention.pairs_query_rows(block_lists.view));
   EXPECT_FALSE(attention.pairs_query_rows(key_lists.view));
+}
+
+// Split long rows (warp-specialised kernel): every row over the threshold runs as two items whose
+// halves merge by LSE after the kernel. On these small problems the threshold (a sixth of a
+// consumer's share) is below one tile, so every row of two blocks or more splits: odd block
+// counts, one-block rows (kept whole), empty and full rows, a short last query block, 128-token
+// blocks (two items per row, two tiles per block), batch 2 and several heads, both dtypes.
+TEST_F(SparseAttention, SplitLongRowsMatchReferenceAndWholeRows) {
+  if (!hopper()) GTEST_SKIP() << "the warp-specialised kernel needs sm_90a";
+  std::mt19937_64 rng(41);
+  struct Shape {
+    int head_dim, block;
+    cuda::DType dtype;
+    int64_t batch;
+    int heads;
+  };
+  for (const Shape& shape :
+       {Shape{128, 64, cuda::DType::bf16, 1, 1}, Shape{64, 64, cuda::DType::fp16, 2, 3},
+        Shape{128, 128, cuda::DType::bf16, 1, 2}}) {
+    SCOPED_TRACE("d" + std::to_string(shape.head_dim) + " block " + std::to_string(shape.block));
+    Problem p;
+    p.batch = shape.batch;
+    p.seq_q = 1000;  // the last query block is short
+    p.seq_k = 2100;
+    p.heads = shape.heads;
+    p.head_dim = shape.head_dim;
+    p.dtype = shape.dtype;
+    HostMask mask = HostMask::uniform(p.heads, p.seq_q, p.seq_k, shape.block, shape.block);
+    fill_random_blocks(mask, 0.5, rng, /*empty_every=*/5, /*full_every=*/4);
+    mask.blocks[1] = {3};     // one block: kept whole
+    mask.blocks[2] = {7, 2};  // two blocks, unsorted
+    const Inputs in = random_inputs(p, rng);
+    const auto kernel = cuda::AttentionKernel::warp_specialized;
+    const RunResult split = run_attention(p, mask, in.q, in.k, in.v, kernel, false, true);
+    const RunResult whole = run_attention(p, mask, in.q, in.k, in.v, kernel, false, false);
+    expect_within_naive_bound(
+        compare_with_reference(p, mask, in.q, in.k, in.v, split.out, split.lse));
+    ASSERT_EQ(split.out.size(), whole.out.size());
+    double largest = 0, difference = 0;
+    for (size_t i = 0; i < split.out.size(); ++i) {
+      const double a = from_half_bits(split.out[i], p.dtype);
+      const double b = from_half_bits(whole.out[i], p.dtype);
+      largest = std::max(largest, std::abs(b));
+      difference = std::max(difference, std::abs(a - b));
+    }
+    EXPECT_LE(difference, 1e-2 * largest);  // at most a rounding or two apart
+    for (size_t i = 0; i < split.lse.size(); ++i) {
+      if (std::isinf(whole.lse[i])) {
+        EXPECT_EQ(split.lse[i], whole.lse[i]) << i;
+      } else {
+        EXPECT_NEAR(split.lse[i], whole.lse[i], 1e-4 * std::max(1.0f, std::abs(whole.lse[i]))) << i;
+      }
+    }
+  }
+}
+
+// A kernel object that splits plans each mask afresh (the split rows are counted anew) and only
+// splits block lists of the unpaired warp-specialised kernel.
+TEST_F(SparseAttention, SplitLongRowsReplanAndApplyOnlyToUnpairedBlockLists) {
+  if (!hopper()) GTEST_SKIP() << "the warp-specialised kernel needs sm_90a";
+  std::mt19937_64 rng(42);
+  Problem p;
+  p.seq_q = 700;
+  p.seq_k = 1500;
+  p.heads = 2;
+  const Inputs in = random_inputs(p, rng);
+  cuda::SparseAttention attention(p.shape(), 64, 0, cuda::AttentionKernel::warp_specialized);
+  attention.split_long_rows(true);
+  DeviceArray<uint16_t> dq(in.q.bits), dk(in.k.bits), dv(in.v.bits), dout(in.q.bits.size());
+  DeviceArray<float> dlse(static_cast<size_t>(p.heads * p.seq_q));
+  for (double density : {0.9, 0.2, 0.6}) {
+    SCOPED_TRACE(density);
+    HostMask mask = HostMask::uniform(p.heads, p.seq_q, p.seq_k, 64, 64);
+    fill_random_blocks(mask, density, rng, /*empty_every=*/3);
+    DeviceMaskStorage device_mask = upload_mask(mask);
+    EXPECT_TRUE(attention.splits_long_rows(device_mask.view));
+    dout.poison();
+    dlse.poison();
+    attention.plan(device_mask.view, nullptr);
+    attention.run(device_mask.view, dq.get(), dk.get(), dv.get(), dout.get(), dlse.get(), nullptr);
+    expect_within_naive_bound(
+        compare_with_reference(p, mask, in.q, in.k, in.v, dout.download(), dlse.download()));
+  }
+  HostMask blocks = HostMask::uniform(1, 256, 256, 64, 64);
+  fill_random_blocks(blocks, 0.5, rng);
+  HostMask mixed = blocks;
+  fill_random_keys(mixed, 0.1, 256, rng);
+  DeviceMaskStorage block_lists = upload_mask(blocks), key_lists = upload_mask(mixed);
+  EXPECT_FALSE(attention.splits_long_rows(key_lists.view));
+  attention.pair_query_rows(true);
+  EXPECT_FALSE(attention.splits_long_rows(block_lists.view));
+  attention.pair_query_rows(false);
+  EXPECT_TRUE(attention.splits_long_rows(block_lists.view));
+  attention.split_long_rows(false);
+  EXPECT_FALSE(attention.splits_long_rows(block_lists.view));
 }
 
 TEST_F(SparseAttention, RunWithoutPlanIsRejected) {

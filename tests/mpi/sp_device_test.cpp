@@ -214,7 +214,7 @@ TEST_F(Nccl, DevicePlanAheadEqualsPlanningInTheCallBitForBit) {
   }
 }
 
-TEST_F(Nccl, DeviceHeadChunksEqualTheWholeLayerBitForBit) {
+TEST_F(Nccl, DeviceHeadChunksEqualTheWholeLayerBitForBitOrWithSplitRowsAccurately) {
   Communicator& comm = *nccl_;
   const SpProblem problem = device_problem(5);
   SpExecutor whole(comm, {.head_chunks = 1});
@@ -236,20 +236,26 @@ TEST_F(Nccl, DeviceHeadChunksEqualTheWholeLayerBitForBit) {
       whole.run_device_bf16(problem, c.mask, partition, c.q.data(), c.k.data(), c.v.data(),
                             reference_out.data());
       const std::vector<float> expected = reference_out.to_host();
-      // 2 and 3 chunks; 7 leaves some chunks without heads (at most 5 heads per group).
-      for (int chunks : {2, 3, 7}) {
-        SpExecutor chunked(comm, {.head_chunks = chunks});
-        DeviceBf16 out(test::poisoned(c.q.size()));
-        const SpTelemetry t = chunked.run_device_bf16(problem, c.mask, partition, c.q.data(),
-                                                      c.k.data(), c.v.data(), out.data());
-        const std::vector<float> host = out.to_host();
-        const std::string what =
-            std::to_string(chunks) + " chunks, density " + std::to_string(c.mask.density());
-        EXPECT_EQ(0, std::memcmp(host.data(), expected.data(), host.size() * sizeof(float)))
-            << what;
-        c.expect_accurate(host, what);
-        EXPECT_GE(t.compute_ms, 0.0);
-      }
+      // 2 and 3 chunks; 7 leaves some chunks without heads (at most 5 heads per group). With
+      // split long rows (SpOptions::split_long_rows), one-head chunks merge their rows' halves:
+      // accurate, no longer bit for bit.
+      for (int chunks : {2, 3, 7})
+        for (bool split : {false, true}) {
+          SpExecutor chunked(comm, {.head_chunks = chunks, .split_long_rows = split});
+          DeviceBf16 out(test::poisoned(c.q.size()));
+          const SpTelemetry t = chunked.run_device_bf16(problem, c.mask, partition, c.q.data(),
+                                                        c.k.data(), c.v.data(), out.data());
+          const std::vector<float> host = out.to_host();
+          const std::string what = std::to_string(chunks) + " chunks" +
+                                   (split ? ", split rows" : "") + ", density " +
+                                   std::to_string(c.mask.density());
+          if (!split) {
+            EXPECT_EQ(0, std::memcmp(host.data(), expected.data(), host.size() * sizeof(float)))
+                << what;
+          }
+          c.expect_accurate(host, what);
+          EXPECT_GE(t.compute_ms, 0.0);
+        }
     }
   }
 }

@@ -57,3 +57,15 @@ emulate_default() {
   sed -n '2p;/^summary/,$p' "$log"
   awk '$3 == "dbsp" {print $4}' "$log" | sort | uniq -c | tr '\n' ' '; echo
 }
+
+# emulate_ranks P STRATEGY [extra dbsp run flags]: the whole model (720p, 40 layers, --plan-ahead,
+# session 13's probed link) for one strategy with --rank-times; the summary. The log is named
+# after the strategy, with "_whole" when the flags hold --no-split-rows.
+emulate_ranks() {
+  local log="$out/emulate_$1_$2$(case "${3:-}" in *--no-split-rows*) echo _whole ;; esac).log"
+  timeout 150 "$bin/dbsp" run --emulate "$1" --workload wan2.1-720p --backend cuda \
+    --strategy "$2" --layers 40 --steps 1 --link-gbps 220.8 --latency-us 91.3 --plan-ahead \
+    --rank-times ${3:-} >"$log" 2>&1
+  stamp "emulate $1 $2 '${3:-}' exit $?"
+  sed -n '/^summary/,/^dbsp/p' "$log"
+}

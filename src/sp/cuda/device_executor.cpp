@@ -339,6 +339,7 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
         cuda::SparseAttention& attention = *chunk.kernel;
         // Another chunk's all-to-all runs beside every chunk of a pipelined layer.
         attention.reserve_sms(options_.ring_reserved_sms);
+        attention.split_long_rows(chunk.split_rows);  // allocated with the schedule when true
         attention.plan(dm, chunk_stream);
         attention.run(dm, q_local + q_at, k_local + k_at, v_local + k_at, out_local + q_at,
                       lse + tq * chunk.first_head, chunk_stream);

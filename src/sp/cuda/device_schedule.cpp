@@ -82,6 +82,15 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
       }
     }
   }
+  // The rank's last chunk kernel may split its long rows. Kernel objects are shared between
+  // chunks of one shape, so the executor sets the choice before each plan; the split's scratch
+  // is allocated here, outside the queued layer.
+  for (auto chunk = sched.chunks.rbegin(); chunk != sched.chunks.rend(); ++chunk) {
+    if (chunk->kernel == nullptr) continue;
+    chunk->split_rows = sp::split_chunk_rows(options, static_cast<size_t>(chunk->heads), true);
+    if (chunk->split_rows) chunk->kernel->split_long_rows(true);
+    break;
+  }
 
   std::vector<StepCopies> step_copies = build_step_copies(route, D);
   sched.steps.assign(static_cast<size_t>(R), DeviceStep{});

@@ -87,6 +87,7 @@ struct DeviceStep : StepCopies {
 struct ChunkPhases : ChunkCopies {
   int64_t kept = 0;                         // kept blocks of the chunk (pipelined layers)
   cuda::SparseAttention* kernel = nullptr;  // the chunk's kernel (pipelined layers)
+  bool split_rows = false;                  // sp::split_chunk_rows (set before each plan)
 };
 
 // Everything a layer needs on the device that depends only on (mask, partition, problem): the

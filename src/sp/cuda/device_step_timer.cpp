@@ -96,7 +96,8 @@ class DeviceStepTimer final : public StepTimer {
                                   : block_device_mask(*chunk_masks_[i], local, *kernel.blocks,
                                                       kernel.block_q, kernel.block_k));
       shapes.push_back(shape_of(local));
-      times.alone_ms.push_back(timed(local, masks.back(), false, reserved_sms));
+      times.alone_ms.push_back(
+          timed(local, masks.back(), false, reserved_sms, kernel.split_long_rows));
       q_at.push_back(q_at.back() + local.seq_q() * local.heads * local.head_dim * 2);
       lse_at.push_back(lse_at.back() + local.seq_q() * local.heads);
       k_bytes = std::max(k_bytes, local.seq_k() * local.heads * local.head_dim * 2);
@@ -115,6 +116,7 @@ class DeviceStepTimer final : public StepTimer {
         cuda::SparseAttention& kernel =
             kernel_for(shapes[i], dm.block_q, dm.q_blocks, static_cast<int>(i % 2));
         kernel.reserve_sms(reserved_sms);
+        kernel.split_long_rows(kernels[i].split_long_rows);
         kernel.plan(dm, stream);
         kernel.run(dm, q + q_at[i], k, k, out + q_at[i], lse + lse_at[i], stream);
         DBSP_CUDA_RT_CHECK(cudaEventRecord(chunk_ends_[i], stream));
@@ -254,7 +256,7 @@ class DeviceStepTimer final : public StepTimer {
 
   // The kernel over `dm` (and the merge when asked) on placeholder inputs, timed on a second run.
   double timed(const AttentionProblem& local, const cuda::DeviceMask& dm, bool merge,
-               int reserved_sms) {
+               int reserved_sms, bool split_long_rows = false) {
     const cuda::AttentionShape shape = shape_of(local);
     const int64_t q_bytes = local.seq_q() * local.heads * local.head_dim * 2;
     const int64_t k_bytes = local.seq_k() * local.heads * local.head_dim * 2;
@@ -267,6 +269,7 @@ class DeviceStepTimer final : public StepTimer {
     auto* part_lse = reinterpret_cast<float*>(part_lse_.ensure(local.seq_q() * local.heads * 4));
     cuda::SparseAttention& kernel = kernel_for(shape, dm.block_q, dm.q_blocks);
     kernel.reserve_sms(reserved_sms);
+    kernel.split_long_rows(split_long_rows);
     kernel.plan(dm, stream_);
     float ms = 0;
     for (int run = 0; run < 2; ++run) {  // the first run warms caches and the launch path

@@ -115,6 +115,20 @@ struct SparseAttention::Impl {
   const int64_t* planned_keys = nullptr;
   bool pair_rows = false;  // pair_query_rows(); off: measured slower (BENCHMARKS.md, v6)
   bool planned_pairs = false;
+  bool split_rows = false;  // split_long_rows()
+  bool planned_splits = false;
+
+  // Whether run() / plan() split this mask's long rows (warp-specialised kernel, unpaired block
+  // lists).
+  bool splits(const DeviceMask& mask) const {
+    return split_rows && block_kernel == AttentionKernel::warp_specialized && !mask.dense &&
+           mask.has_blocks() && !mask.has_keys() && !pairs(mask);
+  }
+
+  // Consumer warpgroups working at once: two per CTA of the persistent grid.
+  int consumer_slots() const {
+    return 2 * block_ctas_per_sm * std::max(1, sm_count - reserved_sms);
+  }
 
   // Whether run() / plan() pair adjacent rows for this mask (warp-specialised kernel, block lists
   // of uniform 64 x 64 blocks).
@@ -162,6 +176,7 @@ struct SparseAttention::Impl {
       p.num_items = static_cast<int>(shape.batch * shape.heads * ((q_blocks + 1) / 2));
     }
     p.work_counter = scheduler.counter();
+    if (splits(mask)) scheduler.attach_splits(p);
     return p;
   }
 
@@ -238,6 +253,18 @@ int SparseAttention::ctas_per_sm() const { return impl_->block_ctas_per_sm; }
 void SparseAttention::pair_query_rows(bool enable) { impl_->pair_rows = enable; }
 bool SparseAttention::pairs_query_rows(const DeviceMask& mask) const { return impl_->pairs(mask); }
 
+void SparseAttention::split_long_rows(bool enable) {
+  impl_->split_rows = enable;
+  if (!enable || impl_->block_kernel != AttentionKernel::warp_specialized) return;
+  // A split row holds more than 1 / kPiecesPerSlot of a consumer's share (schedule.hpp), so no
+  // more rows split than kPiecesPerSlot per consumer of the whole device.
+  const int most =
+      detail::WorkScheduler::kPiecesPerSlot * 2 * impl_->block_ctas_per_sm * impl_->sm_count;
+  impl_->scheduler.enable_splits(std::min(most, impl_->num_items), impl_->shape.head_dim);
+}
+
+bool SparseAttention::splits_long_rows(const DeviceMask& mask) const { return impl_->splits(mask); }
+
 void SparseAttention::reserve_sms(int sms) {
   require(sms >= 0, "reserve_sms: SM count must be >= 0, got ", sms);
   impl_->reserved_sms = sms;
@@ -248,11 +275,12 @@ void SparseAttention::plan(const DeviceMask& mask, void* stream) {
   impl_->planned = false;
   if (mask.dense) return;
   impl_->scheduler.build(impl_->params(mask, nullptr, nullptr, nullptr, nullptr, nullptr),
-                         static_cast<cudaStream_t>(stream));
+                         static_cast<cudaStream_t>(stream), impl_->consumer_slots());
   impl_->planned = true;
   impl_->planned_counts = mask.kv_count;
   impl_->planned_keys = mask.key_row_offset;
   impl_->planned_pairs = impl_->pairs(mask);
+  impl_->planned_splits = impl_->splits(mask);
 }
 
 void SparseAttention::run(const DeviceMask& mask, const void* q, const void* k, const void* v,
@@ -264,7 +292,8 @@ void SparseAttention::run(const DeviceMask& mask, const void* q, const void* k, 
   if (!mask.dense) {
     require(impl_->planned && impl_->planned_counts == mask.kv_count &&
                 impl_->planned_keys == mask.key_row_offset &&
-                impl_->planned_pairs == impl_->pairs(mask),
+                impl_->planned_pairs == impl_->pairs(mask) &&
+                impl_->planned_splits == impl_->splits(mask),
             "run() with a sparse mask needs plan() of the same mask first");
     p.work_order = impl_->scheduler.order();
   }
@@ -275,12 +304,13 @@ void SparseAttention::run(const DeviceMask& mask, const void* q, const void* k, 
   const int ctas_per_sm =
       family == impl_->block_kernel ? impl_->block_ctas_per_sm : impl_->key_ctas_per_sm;
   const int sms = std::max(1, impl_->sm_count - impl_->reserved_sms);
-  const int grid = std::max(1, std::min(p.num_items, ctas_per_sm * sms));
+  const int grid = std::max(1, std::min(detail::total_items(p), ctas_per_sm * sms));
   dispatch_kernel(family, impl_->shape.dtype, impl_->shape.head_dim,
                   [&]<detail::KernelFamily kFamily, detail::ElementKind kElement, int kHeadDim>() {
                     detail::launch_sparse_attention<kFamily, kElement, kHeadDim>(p, scale, grid,
                                                                                  cuda_stream);
                   });
+  impl_->scheduler.merge_splits(p, impl_->shape.dtype == DType::fp16, cuda_stream);
 }
 
 }  // namespace dbsp::cuda

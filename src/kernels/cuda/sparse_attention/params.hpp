@@ -47,6 +47,23 @@ struct SparseAttentionParams {
   int num_items = 0;
   const int32_t* work_order = nullptr;
   int* work_counter = nullptr;  // zeroed before each launch
+
+  // Split long rows (warp-specialised kernel, unpaired block-list items; SparseAttention::
+  // split_long_rows): item i < num_items whose split_slot[i] = s >= 0 computes the first half of
+  // its key blocks, and item num_items + s (s < *split_count) the second half of split_item[s]'s.
+  // Both halves write O (normalised, fp32) and LSE to parts 2 s and 2 s + 1 of split_out /
+  // split_lse ([part][64][head_dim], [part][64]); a merge writes the item's rows after the kernel.
+  // Items num_items + s with s >= *split_count have no rows.
+  int split_capacity = 0;
+  const int32_t* split_slot = nullptr;
+  const int32_t* split_item = nullptr;
+  const int* split_count = nullptr;
+  float* split_out = nullptr;
+  float* split_lse = nullptr;
 };
+
+// Items of the persistent work list: every row's item, then the second halves of split rows.
+// constexpr so that device code may call it too (--expt-relaxed-constexpr).
+constexpr int total_items(const SparseAttentionParams& p) { return p.num_items + p.split_capacity; }
 
 }  // namespace dbsp::cuda::detail

@@ -37,6 +37,9 @@ struct WorkItem {
   // Paired rows: the second row's block list (q block 2i + 1; 0 tiles when it does not exist).
   int block_tiles_b = 0;
   int64_t block_list_b = 0;
+  // Split rows (SparseAttentionParams::split_slot): the part this item writes, 2 s for the first
+  // half of the row's key blocks and 2 s + 1 for the second; -1: the item writes the output.
+  int split_part = -1;
 
   // Key tiles the item's consumers compute (paired rows: both rows' tiles).
   __device__ __forceinline__ int tiles() const { return block_tiles + block_tiles_b + key_tiles; }
@@ -49,7 +52,37 @@ struct WorkItem {
     return start < seq ? start : seq;
   }
 
+  // Item `item` of the work list: a row's item (its first half when the row is split) or, past
+  // num_items, a split row's second half.
   __device__ static WorkItem make(const SparseAttentionParams& p, int item) {
+    if (item >= p.num_items) return make_second_half(p, item - p.num_items);
+    WorkItem w = make_row(p, item);
+    const int slot = p.split_slot != nullptr ? p.split_slot[item] : -1;
+    if (slot >= 0) {
+      w.block_tiles = first_half_blocks(p, w) * p.tiles_per_k_block;
+      w.split_part = 2 * slot;
+    }
+    return w;
+  }
+
+  // Key blocks in a split row's first half (the larger one when the count is odd).
+  __device__ static int first_half_blocks(const SparseAttentionParams& p, const WorkItem& w) {
+    return (w.block_tiles / p.tiles_per_k_block + 1) / 2;
+  }
+
+  // The second half of split row `slot`; no rows past the rows split in this plan.
+  __device__ static WorkItem make_second_half(const SparseAttentionParams& p, int slot) {
+    if (p.split_count == nullptr || slot >= *p.split_count) return WorkItem{};
+    WorkItem w = make_row(p, p.split_item[slot]);
+    const int first = first_half_blocks(p, w);
+    w.block_list += first;
+    w.block_tiles -= first * p.tiles_per_k_block;
+    w.split_part = 2 * slot + 1;
+    return w;
+  }
+
+  // The whole row of item `item` (< num_items).
+  __device__ static WorkItem make_row(const SparseAttentionParams& p, int item) {
     if (p.pair_rows) return make_pair(p, item);
     WorkItem w;
     const int tiles_per_head = p.q_blocks * p.tiles_per_q_block;

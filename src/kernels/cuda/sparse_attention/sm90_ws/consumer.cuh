@@ -145,7 +145,10 @@ struct WsConsumer {
     } else {
       step<false>(p, pipe, ring, q, s_a, s_b, o, softmax, current, owner_bit, lane);
     }
-    store(p, first.batch, first.head, q_begin, q_rows, o, softmax, warp, lane, scale);
+    if (!Traits::kPaired && first.split_part >= 0)
+      store_part(p, first.split_part, q_rows, o, softmax, warp, lane, scale);
+    else
+      store(p, first.batch, first.head, q_begin, q_rows, o, softmax, warp, lane, scale);
     if constexpr (Traits::kPaired) release_rest(pipe, ring, current.owners, lane);
   }
 
@@ -208,31 +211,59 @@ struct WsConsumer {
     wgmma_commit();
   }
 
-  // O / row sum and the LSE, straight from registers: each quad writes 16 contiguous bytes of a
-  // row per column tile. Rows past q_rows (a short last block) are not written.
-  __device__ static void store(const SparseAttentionParams& p, int batch, int head, int q_begin,
-                               int q_rows, Output& o, OnlineSoftmax& softmax, int warp, int lane,
-                               float scale) {
+  // Each of this thread's two rows below q_rows, normalised: pair(row, j, lo, hi) takes columns
+  // 8 j + 2 (lane & 3) and the next, lse(row, value) the row's LSE (-inf without a kept key) once
+  // per quad.
+  template <class Pair, class Lse>
+  __device__ static void for_normalised_rows(int q_rows, Output& o, OnlineSoftmax& softmax,
+                                             int warp, int lane, float scale, Pair&& pair,
+                                             Lse&& lse) {
     softmax.quad_sum();
-    Element* out = static_cast<Element*>(p.out);
-    const int64_t token_stride = int64_t{p.heads} * kHeadDim;
 #pragma unroll
     for (int half = 0; half < 2; ++half) {
       const int row = warp * 16 + lane / 4 + half * 8;
       if (row >= q_rows) continue;
       const float sum = softmax.row_sum[half];
       const float inverse = sum > 0.f ? __frcp_rn(sum) : 0.f;
-      Element* out_row = out + (int64_t{batch} * p.seq_q + q_begin + row) * token_stride +
-                         int64_t{head} * kHeadDim + 2 * (lane & 3);
 #pragma unroll
       for (int j = 0; j < kHeadDim / 8; ++j)
-        *reinterpret_cast<uint32_t*>(out_row + 8 * j) =
-            Ops::pack(o[j][2 * half] * inverse, o[j][2 * half + 1] * inverse);
-      if ((lane & 3) == 0 && p.lse != nullptr) {
-        const float lse = sum > 0.f ? softmax.row_max[half] * scale + logf(sum) : -kInfinity;
-        p.lse[(int64_t{batch} * p.heads + head) * p.seq_q + q_begin + row] = lse;
-      }
+        pair(row, j, o[j][2 * half] * inverse, o[j][2 * half + 1] * inverse);
+      if ((lane & 3) == 0)
+        lse(row, sum > 0.f ? softmax.row_max[half] * scale + logf(sum) : -kInfinity);
     }
+  }
+
+  // Half of a split row: O / row sum in fp32 and the LSE into its part of the split scratch,
+  // where the merge after the kernel finds them (SparseAttentionParams::split_out).
+  __device__ static void store_part(const SparseAttentionParams& p, int part, int q_rows, Output& o,
+                                    OnlineSoftmax& softmax, int warp, int lane, float scale) {
+    float* rows = p.split_out + int64_t{part} * 64 * kHeadDim + 2 * (lane & 3);
+    for_normalised_rows(
+        q_rows, o, softmax, warp, lane, scale,
+        [&](int row, int j, float lo, float hi) {
+          *reinterpret_cast<float2*>(rows + row * kHeadDim + 8 * j) = make_float2(lo, hi);
+        },
+        [&](int row, float value) { p.split_lse[int64_t{part} * 64 + row] = value; });
+  }
+
+  // O / row sum and the LSE, straight from registers: each quad writes 16 contiguous bytes of a
+  // row per column tile. Rows past q_rows (a short last block) are not written.
+  __device__ static void store(const SparseAttentionParams& p, int batch, int head, int q_begin,
+                               int q_rows, Output& o, OnlineSoftmax& softmax, int warp, int lane,
+                               float scale) {
+    const int64_t token_stride = int64_t{p.heads} * kHeadDim;
+    Element* rows = static_cast<Element*>(p.out) +
+                    (int64_t{batch} * p.seq_q + q_begin) * token_stride + int64_t{head} * kHeadDim +
+                    2 * (lane & 3);
+    for_normalised_rows(
+        q_rows, o, softmax, warp, lane, scale,
+        [&](int row, int j, float lo, float hi) {
+          *reinterpret_cast<uint32_t*>(rows + row * token_stride + 8 * j) = Ops::pack(lo, hi);
+        },
+        [&](int row, float value) {
+          if (p.lse != nullptr)
+            p.lse[(int64_t{batch} * p.heads + head) * p.seq_q + q_begin + row] = value;
+        });
   }
 };
 

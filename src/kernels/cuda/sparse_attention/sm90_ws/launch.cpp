@@ -29,7 +29,7 @@ void launch_ws(const SparseAttentionParams& params, float scale, int grid, cudaS
   } else {
     // Two pipelines per CTA: half as many CTAs as items suffice.
     ws_launch<kElement, kHeadDim, WsMode::separate>(
-        params, scale, std::max(1, std::min(grid, (params.num_items + 1) / 2)), maps, stream);
+        params, scale, std::max(1, std::min(grid, (total_items(params) + 1) / 2)), maps, stream);
   }
 }
 

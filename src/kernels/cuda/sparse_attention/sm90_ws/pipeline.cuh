@@ -15,7 +15,8 @@ namespace dbsp::cuda::detail {
 
 // Written by the K producer before it signals the stage's record and K; read by the V producer
 // (after the record signal) and the consumers (after K) before they release the stage's K.
-struct StageRecord {
+// 16-byte aligned: the producer writes its first words as int4 vectors.
+struct alignas(16) StageRecord {
   int batch;
   int head;
   int q_begin;
@@ -29,6 +30,7 @@ struct StageRecord {
   // item's last stage; tiles counts consumer 0's row, tiles_second consumer 1's.
   int owners;
   int tiles_second;
+  int split_part;  // WorkItem::split_part: where the consumers write the item's O and LSE
   static constexpr int kLastOfItem = 4;
 };
 

@@ -113,7 +113,7 @@ struct WsProducer {
     uint32_t q_phase = 0;
     for (;;) {
       const int position = claim_position(p, lane);
-      if (position >= p.num_items) break;
+      if (position >= total_items(p)) break;
       const WorkItem w = item_at(p, scheduled_item(p, position));
       if (w.q_rows <= 0) continue;
       if (w.block_tiles + w.block_tiles_b == 0) {
@@ -153,7 +153,7 @@ struct WsProducer {
     uint32_t q_phase = 0;
     for (;;) {
       const int position = claim_position(p, lane);
-      if (position >= p.num_items) break;
+      if (position >= total_items(p)) break;
       const WorkItem w = item_at(p, scheduled_item(p, position));
       if (w.q_rows <= 0) continue;
       const int tiles = w.tiles();
@@ -241,6 +241,7 @@ struct WsProducer {
     words[0] = make_int4(w.batch, w.head, w.q_begin, w.q_rows);
     words[1] = make_int4(tiles, tile.valid, tile.first_token, tile.gathered != nullptr ? 1 : 0);
     record->keys = tile.gathered;
+    record->split_part = w.split_part;
   }
 
   __device__ static void load_q(const TmaMaps& maps, const Pipeline<Traits>& pipe,
