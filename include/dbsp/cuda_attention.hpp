@@ -108,7 +108,9 @@ class SparseAttention {
   // of the kernel's work in two items (the halves of its block list), and run() merges the halves
   // by their LSE after the kernel (fp32, one rounding). For kernels of few, long rows (one heavy
   // head), whose last wave would otherwise leave consumers idle. Allocates the halves' scratch
-  // here (enable only); takes effect at the next plan().
+  // here (enable only): at most 12 split rows per SM, 2 x 64 x head_dim fp32 each (about 100 MB
+  // at head_dim 128 on 132 SMs, less when the kernel has fewer items); takes effect at the next
+  // plan().
   void split_long_rows(bool enable);
   bool splits_long_rows(const DeviceMask& mask) const;  // whether plan() / run() split this mask
   // Reads only device data of `mask`; the schedule stays valid while the mask's lists do.
