@@ -58,6 +58,21 @@ emulate_default() {
   awk '$3 == "dbsp" {print $4}' "$log" | sort | uniq -c | tr '\n' ' '; echo
 }
 
+# gpu_tests: the GPU kernel tests (log gpu_tests.log); the counts and any failure.
+gpu_tests() {
+  timeout 200 "$bin/dbsp_gpu_tests" --gtest_brief=1 >"$out/gpu_tests.log" 2>&1
+  stamp "gpu tests exit $?"
+  grep -E "PASSED|FAILED|SKIPPED|Failure" "$out/gpu_tests.log" | sort | uniq -c | head -30
+}
+
+# head_costs LAYERS: bench_head_costs over every head of LAYERS Wan2.1-720p layers, step 0, 264
+# consumer slots (log head_split.log); its summary lines.
+head_costs() {
+  timeout 150 "$bin/bench_head_costs" wan2.1-720p "$1" 0 264 >"$out/head_split.log" 2>&1
+  stamp "head split exit $?"
+  grep -E "^over all|^split" "$out/head_split.log"
+}
+
 # emulate_ranks P STRATEGY [extra dbsp run flags]: the whole model (720p, 40 layers, --plan-ahead,
 # session 13's probed link) for one strategy with --rank-times; the summary. The log is named
 # after the strategy, with "_whole" when the flags hold --no-split-rows.

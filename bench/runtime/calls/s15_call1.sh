@@ -6,12 +6,8 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/out}/logs
 source bench/runtime/calls/call_env.sh
-timeout 200 "$bin/dbsp_gpu_tests" --gtest_brief=1 >"$out/gpu_tests.log" 2>&1
-stamp "gpu tests exit $?"
-grep -E "PASSED|FAILED|SKIPPED|Failure" "$out/gpu_tests.log" | sort | uniq -c | head -30
-timeout 150 "$bin/bench_head_costs" wan2.1-720p 4 0 264 >"$out/head_split.log" 2>&1
-stamp "head split exit $?"
-grep -E "^over all|^split" "$out/head_split.log"
+gpu_tests
+head_costs 4
 nccl_tests 1
 for flags in "" "--no-split-rows"; do
   emulate_ranks 16 dbsp "$flags"

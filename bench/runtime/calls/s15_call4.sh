@@ -5,12 +5,8 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/out}/logs
 source bench/runtime/calls/call_env.sh
-timeout 200 "$bin/dbsp_gpu_tests" --gtest_brief=1 >"$out/gpu_tests.log" 2>&1
-stamp "gpu tests exit $?"
-grep -E "PASSED|FAILED|SKIPPED|Failure" "$out/gpu_tests.log" | sort | uniq -c | head -30
-timeout 100 "$bin/bench_head_costs" wan2.1-720p 1 0 264 >"$out/head_split.log" 2>&1
-stamp "head split exit $?"
-grep -E "^over all|^split" "$out/head_split.log"
+gpu_tests
+head_costs 1
 nccl_tests 1
 emulate_ranks 16 dbsp
 stamp done

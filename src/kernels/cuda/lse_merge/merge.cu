@@ -8,6 +8,7 @@
 
 #include "dbsp/cuda_attention.hpp"
 #include "kernels/cuda/common/cuda_check.hpp"
+#include "kernels/cuda/common/lse_weights.cuh"
 
 namespace dbsp::cuda {
 namespace {
@@ -36,21 +37,12 @@ __global__ void merge_kernel(int64_t rows, int64_t seq, int heads, int head_dim,
     const int64_t batch = batch_token / seq;
     const int64_t token = batch_token % seq;
     const int64_t lse_index = (batch * heads + head) * seq + token;
-    const float lse_a = lse[lse_index];
-    const float lse_b = part_lse[lse_index];
-    const float m = fmaxf(lse_a, lse_b);
-    float weight_a = 0.f, weight_b = 0.f, merged = -INFINITY;
-    if (m != -INFINITY) {
-      const float ea = expf(lse_a - m), eb = expf(lse_b - m);
-      weight_a = ea / (ea + eb);
-      weight_b = eb / (ea + eb);
-      merged = m + logf(ea + eb);
-    }
+    const detail::LseWeights weight = detail::lse_weights(lse[lse_index], part_lse[lse_index]);
     const int64_t base = row * head_dim;
     for (int c = lane; c < head_dim; c += 32)
-      store(out, base + c, weight_a * load(out, base + c) + weight_b * load(part_out, base + c));
+      store(out, base + c, weight.a * load(out, base + c) + weight.b * load(part_out, base + c));
     __syncwarp();
-    if (lane == 0) lse[lse_index] = merged;
+    if (lane == 0) lse[lse_index] = weight.lse;
   }
 }
 

@@ -5,11 +5,11 @@
 #include <cuda_fp16.h>
 
 #include <algorithm>
-#include <cmath>
 #include <cub/device/device_radix_sort.cuh>
-#include <type_traits>
 
 #include "kernels/cuda/common/cuda_check.hpp"
+#include "kernels/cuda/common/lse_weights.cuh"
+#include "kernels/cuda/common/ptx.cuh"
 #include "kernels/cuda/sparse_attention/schedule.hpp"
 #include "kernels/cuda/sparse_attention/work_item.cuh"
 
@@ -91,15 +91,6 @@ __global__ void sort_keys_kernel(const SparseAttentionParams p, const int* group
   items[item] = item;
 }
 
-template <class Element>
-__device__ Element rounded(float x) {
-  if constexpr (std::is_same_v<Element, __half>) {
-    return __float2half_rn(x);
-  } else {
-    return __float2bfloat16_rn(x);
-  }
-}
-
 // One split row per CTA: its two halves, each normalised over its own keys, weighed by their
 // LSE into the row's output (in the kernel's element type) and LSE, as merge_partial merges ring
 // steps. 8 columns per thread.
@@ -118,25 +109,19 @@ __global__ void merge_splits_kernel(const SparseAttentionParams p, int head_dim)
   for (int i = threadIdx.x; i < w.q_rows * per_row; i += blockDim.x) {
     const int row = i / per_row;
     const int column = (i - row * per_row) * 8;
-    const float a = first_lse[row], b = second_lse[row];
-    const float top = fmaxf(a, b);
     // A half without a kept key (LSE -inf) weighs nothing; neither: O = 0, LSE = -inf.
-    const float wa = a == -INFINITY ? 0.f : expf(a - top);
-    const float wb = b == -INFINITY ? 0.f : expf(b - top);
-    const float sum = wa + wb;
-    const float scale_a = sum > 0.f ? wa / sum : 0.f, scale_b = sum > 0.f ? wb / sum : 0.f;
+    const LseWeights weight = lse_weights(first_lse[row], second_lse[row]);
     Element values[8];
 #pragma unroll
     for (int c = 0; c < 8; ++c) {
       const int64_t at = int64_t{row} * head_dim + column + c;
-      values[c] = rounded<Element>(scale_a * first[at] + scale_b * second[at]);
+      values[c] = ElementTraits<Element>::from_float(weight.a * first[at] + weight.b * second[at]);
     }
     *reinterpret_cast<uint4*>(out + (int64_t{w.batch} * p.seq_q + w.q_begin + row) * token_stride +
                               int64_t{w.head} * head_dim + column) =
         *reinterpret_cast<const uint4*>(values);
     if (column == 0 && p.lse != nullptr)
-      p.lse[(int64_t{w.batch} * p.heads + w.head) * p.seq_q + w.q_begin + row] =
-          sum > 0.f ? top + logf(sum) : -INFINITY;
+      p.lse[(int64_t{w.batch} * p.heads + w.head) * p.seq_q + w.q_begin + row] = weight.lse;
   }
 }
 

@@ -25,7 +25,6 @@ class WorkScheduler {
   // Enables split rows for up to `capacity` rows of `head_dim` (0: disables): the tables and the
   // halves' scratch are allocated here, once per capacity.
   void enable_splits(int capacity, int head_dim);
-  int split_capacity() const { return split_capacity_; }
   // Points `params` at the split tables and scratch (nothing when splits are off).
   void attach_splits(SparseAttentionParams& params) const;
   // After the kernel: merges each split row's halves into `params`' output and LSE.
