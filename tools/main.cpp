@@ -5,8 +5,10 @@
 
 #include "commands.hpp"
 #include "dbsp/error.hpp"
+#include "host_memory.hpp"
 
 int main(int argc, char** argv) {
+  dbsp::cli::keep_freed_host_memory();
   CLI::App app{"dbsp: dual-balanced sequence parallelism and fine-grained sparse attention"};
   app.require_subcommand(1);
   for (const auto& register_command : dbsp::cli::all_commands()) register_command(app);

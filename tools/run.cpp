@@ -116,7 +116,8 @@ void register_run(CLI::App& app) {
       ->check(CLI::NonNegativeNumber);
   command->add_flag("--rank-times", options->rank_times,
                     "--emulate, diagnostics: per layer call of grids without a ring, each rank's "
-                    "measured compute and its group's predicted work, both over their means");
+                    "measured compute and its group's predicted work, both over their means, "
+                    "and with head chunks each chunk's all-to-alls and when its output leaves");
   CLI::Option* fine_keep = command->add_option(
       "--fine-keep", options->fine_keep,
       "fine (FG-Attn, M x 1) masks: keep a seeded share F in (0, 1] of every kept block's keys "

@@ -21,7 +21,9 @@ namespace {
 
 // --rank-times: each rank's measured compute and its group's predicted work (kept blocks), both
 // over their means across ranks, with the group's head count: where a grid without a ring is
-// measured less balanced than predicted, which ranks make the difference.
+// measured less balanced than predicted, which ranks make the difference. With head chunks, each
+// chunk's all-to-alls in and out, and when each output leaves after which rank's kernel: what
+// keeps the all-to-all exposed.
 void print_rank_times(const BlockMask& mask, const Partition& partition, const EmulatedLayer& e) {
   const ImbalanceReport report = imbalance_report(mask, partition);
   double mean = 0;
@@ -34,6 +36,17 @@ void print_rank_times(const BlockMask& mask, const Partition& partition, const E
                 partition.heads_of(g).size());
   }
   std::printf("\n");
+  if (!e.chunk_in_ms.empty()) {
+    std::printf("  head chunks' all-to-alls in / out (ms, slowest rank):");
+    for (size_t c = 0; c < e.chunk_in_ms.size(); ++c) {
+      std::printf(" %.3f/%.3f", e.chunk_in_ms[c], e.chunk_out_ms[c]);
+    }
+    std::printf("; outputs leave at (ms, after rank):");
+    for (size_t c = 0; c < e.chunk_out_start_ms.size(); ++c) {
+      std::printf(" %.3f/%d", e.chunk_out_start_ms[c], e.chunk_out_after_rank[c]);
+    }
+    std::printf("\n");
+  }
 }
 
 }  // namespace

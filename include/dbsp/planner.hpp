@@ -106,9 +106,11 @@ LayerPlan make_plan(const MaskStats& stats, Grid grid, Policy policy,
 
 // The head order (Partition::head_order) that pipelined head chunks run best in, from each head's
 // work (kept blocks): in every group its heaviest head first, its second heaviest last, the rest
-// from heavier to lighter between them. The first chunk's kernel must hide the later chunks'
-// inputs and the last chunk's kernel the earlier chunks' outputs; a light head at either end of
-// the slowest rank leaves them exposed. make_plan sets it on grids without a ring and with U > 1
+// from heavier to lighter between them; a group of two heads where no group holds more than
+// three runs its lighter head first. The first chunk's kernel must hide the later chunks' inputs
+// and the last chunk's kernel the earlier chunks' outputs; a light head at either end of the
+// slowest rank leaves them exposed, and so does a heavy head whose output leaves before the
+// last chunk. make_plan sets it on grids without a ring and with U > 1
 // (the grids whose all-to-all is pipelined), for every policy.
 std::vector<int> pipeline_head_order(const Partition& partition,
                                      const std::vector<int64_t>& head_work);

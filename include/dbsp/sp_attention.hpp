@@ -402,6 +402,13 @@ struct EmulatedLayer {
   // the slowest rank's compute.
   double ring_ms = 0;
   double total_ms = 0;
+  // Pipelined head chunks only (else empty): per chunk the slowest rank's all-to-all in (the
+  // first with the table upload and the block-list kernel before it) and out.
+  std::vector<double> chunk_in_ms, chunk_out_ms;
+  // And when each output exchange starts (ms from the first input exchange's start), after the
+  // kernel of which rank (-1: after the exchange before it).
+  std::vector<double> chunk_out_start_ms;
+  std::vector<int> chunk_out_after_rank;
   int64_t bytes_moved = 0;  // all ranks, to other ranks
   int64_t bytes_saved = 0;  // by mask-aware communication
 };

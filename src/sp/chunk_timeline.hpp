@@ -13,6 +13,10 @@ namespace dbsp::sp {
 struct ChunkTimeline {
   double computed = 0;  // when the last rank's last kernel ends
   double finished = 0;  // when the last output exchange ends (at least `computed`)
+  // Per output chunk: when its exchange starts, and the rank whose kernel it waited for last
+  // (-1: it waited for the exchange before it).
+  std::vector<double> out_start;
+  std::vector<int> out_waited_for;
 };
 
 // in_ms[c], out_ms[c]: input and output exchange c; compute_ms[p][c]: rank p's kernel of input
@@ -42,10 +46,16 @@ inline ChunkTimeline chunk_timeline(const std::vector<double>& in_ms,
   }
   double returned = arrived;  // outputs queue behind every input exchange
   for (size_t c = 0; c < chunks; ++c) {
+    int waited_for = -1;
     for (size_t p = 0; p < ranks; ++p) {
       const int after = out_waits_for[p][c];
-      if (after >= 0) returned = std::max(returned, done_at[p][static_cast<size_t>(after)]);
+      if (after >= 0 && done_at[p][static_cast<size_t>(after)] > returned) {
+        returned = done_at[p][static_cast<size_t>(after)];
+        waited_for = static_cast<int>(p);
+      }
     }
+    timeline.out_start.push_back(returned);
+    timeline.out_waited_for.push_back(waited_for);
     returned += out_ms[c];
   }
   timeline.finished = std::max(returned, timeline.computed);

@@ -51,6 +51,7 @@ class CpuStepTimer final : public StepTimer {
   double upload_ms(int64_t) override { return 0; }
   double table_fill_ms(int64_t) override { return 0; }
   double staged_upload_ms(int64_t) override { return 0; }
+  double block_indices_ms(int64_t, int, int64_t) override { return 0; }
 
  private:
   // Sizes the placeholders for `local`, then times attend() and the merge that follows it.

@@ -114,8 +114,9 @@ double exchange_ms(const LinkModel& link, CopyMs&& copy_ms, int64_t row_bytes, i
 // The schedule table of a rank's device executor: the host builds its copy lists and fills it
 // into pinned memory (part of the rank's setup), the world stream uploads it.
 struct TableTimes {
-  double host_ms = 0;    // the copy lists' build (timed) and the pinned fill (charged)
-  double upload_ms = 0;  // before the rank's first exchange
+  double host_ms = 0;  // the copy lists' build (timed) and the pinned fill (charged)
+  double upload_ms =
+      0;  // before the rank's first exchange (with a block layer's block-list kernel)
 };
 
 // The device executor's table for `schedule` (rank p of P): its copy lists (the head chunks' and
@@ -313,6 +314,10 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
     // Reported as the compute path (ring_ms) and the all-to-all left exposed beside it.
     layer.ring_ms = max_compute;
     layer.all_to_all_ms = timeline.finished - max_compute;
+    layer.chunk_in_ms = chunk_in_ms;
+    layer.chunk_out_ms = chunk_out_ms;
+    layer.chunk_out_start_ms = timeline.out_start;
+    layer.chunk_out_after_rank = timeline.out_waited_for;
   }
   layer.total_ms = layer.setup_ms + layer.all_to_all_ms + layer.ring_ms;
   return layer;
@@ -395,8 +400,15 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
         const int64_t rows = schedule.computing_steps == 0
                                  ? 0
                                  : static_cast<int64_t>(route.heads.size() * route.q_blocks.size());
-        return device_table(*timer.impl, timer.host_indices, schedule, partition, problem, options_,
-                            p, ranks_, rows * mask.words_per_row() * 8);
+        TableTimes times =
+            device_table(*timer.impl, timer.host_indices, schedule, partition, problem, options_, p,
+                         ranks_, rows * mask.words_per_row() * 8);
+        // Then the block-list kernel of each computing step, on the world stream.
+        for (size_t t = 0; t < schedule.step_kept.size() && !timer.host_indices; ++t) {
+          times.upload_ms +=
+              timer.impl->block_indices_ms(rows, mask.words_per_row(), schedule.step_kept[t]);
+        }
+        return times;
       });
 }
 

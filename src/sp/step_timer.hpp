@@ -70,6 +70,12 @@ class StepTimer {
   // sp::device::StagedUpload (the host fills a pinned piece while the one before travels): the
   // slower of the fill and the upload, then the last piece's upload; 0 on the CPU.
   virtual double staged_upload_ms(int64_t bytes) = 0;
+  // Milliseconds the device executor's block-list kernel (sp::device::fill_block_indices) takes
+  // to list `kept` blocks out of `rows` mask rows of `words` 64-bit words each, on the world
+  // stream before a block layer's first exchange: timed on random rows of the same density at
+  // two row counts, once per word count and density (in eighths); 0 on the CPU, whose executor
+  // lists blocks on the host.
+  virtual double block_indices_ms(int64_t rows, int words, int64_t kept) = 0;
 };
 
 std::unique_ptr<StepTimer> make_cpu_step_timer();

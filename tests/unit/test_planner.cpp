@@ -69,6 +69,18 @@ TEST(PipelineHeadOrder, HeaviestFirstSecondHeaviestLastTheRestHeavierFirst) {
   EXPECT_THROW(pipeline_head_order(p, {1, 2}), Error);
 }
 
+TEST(PipelineHeadOrder, TwoHeadsGoLighterFirstWhereNoGroupHoldsMoreThanThree) {
+  Partition p = Partition::contiguous(Grid{3, 1}, 7, 4, 4);
+  p.head_group = {0, 1, 0, 2, 1, 0, 2};
+  //              group 0: heads 0, 2, 5; group 1: 1, 4; group 2: 3, 6
+  const std::vector<int64_t> work = {5, 7, 9, 4, 1, 5, 4};
+  p.head_order = pipeline_head_order(p, work);
+  EXPECT_NO_THROW(p.validate());
+  EXPECT_EQ(p.heads_of(0), (std::vector<int>{2, 5, 0}));  // 9 first, 5 (tie: lower head 0 last)
+  EXPECT_EQ(p.heads_of(1), (std::vector<int>{4, 1}));     // 1 before 7
+  EXPECT_EQ(p.heads_of(2), (std::vector<int>{6, 3}));     // equal work: the higher head first
+}
+
 TEST(PipelineHeadOrder, PlansOfGridsWithoutARingCarryItAndHashIt) {
   const BlockMask mask = testing::family_mask(7, 20, 20, 5);
   const MaskStats stats(mask, 4);

@@ -4,6 +4,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -15,6 +16,7 @@
 #include "comm/nccl/nccl_check.hpp"
 #include "dbsp/cuda_attention.hpp"
 #include "dbsp/error.hpp"
+#include "sp/cuda/block_indices.hpp"
 #include "sp/cuda/device_copy.hpp"
 #include "sp/cuda/staged_upload.hpp"
 #include "sp/parallel_copy.hpp"
@@ -210,6 +212,23 @@ class DeviceStepTimer final : public StepTimer {
     const int64_t last_piece = std::min(bytes, device::StagedUpload::kPieceBytes);
     return std::max(table_fill_ms(bytes), upload_ms(bytes)) + upload_ms(last_piece);
   }
+  double block_indices_ms(int64_t rows, int words, int64_t kept) override {
+    if (rows <= 0 || words <= 0 || kept <= 0) return 0;
+    // A lane lists its word's kept bits one by one, so the time follows the density.
+    const double density = static_cast<double>(kept) / (static_cast<double>(rows) * words * 64);
+    const int eighths = std::clamp(static_cast<int>(std::lround(8 * density)), 1, 8);
+    auto cost = index_costs_.find({words, eighths});
+    if (cost == index_costs_.end()) {
+      constexpr int64_t kSmall = 1024, kLarge = 16384;
+      const double small_ms = time_block_indices(kSmall, words, eighths);
+      const double large_ms = time_block_indices(kLarge, words, eighths);
+      cost =
+          index_costs_
+              .emplace(std::pair{words, eighths}, CopyCost::fit(kSmall, small_ms, kLarge, large_ms))
+              .first;
+    }
+    return cost->second.ms(rows);
+  }
 
  private:
   // Where one device mask's lists live.
@@ -311,6 +330,40 @@ class DeviceStepTimer final : public StepTimer {
     });
   }
 
+  // fill_block_indices over `rows` random rows of `words` words, each bit kept with probability
+  // eighths / 8, every block wanted.
+  double time_block_indices(int64_t rows, int words, int eighths) {
+    std::vector<uint64_t> bits(static_cast<size_t>(rows * words));
+    std::vector<int64_t> row_offset(static_cast<size_t>(rows));
+    uint64_t state = 0x9e3779b97f4a7c15ull;
+    int64_t listed = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      row_offset[r] = listed;
+      for (int w = 0; w < words; ++w) {
+        uint64_t word = 0;
+        for (int b = 0; b < 64; ++b) {
+          state = state * 6364136223846793005ull + 1442695040888963407ull;
+          if (static_cast<int>(state >> 61) < eighths) word |= uint64_t{1} << b;
+        }
+        bits[r * words + w] = word;
+        listed += __builtin_popcountll(word);
+      }
+    }
+    const std::vector<uint64_t> wanted(static_cast<size_t>(words), ~uint64_t{0});
+    std::vector<int32_t> wanted_before(static_cast<size_t>(words));
+    for (int w = 0; w < words; ++w) wanted_before[w] = 64 * w;
+    const auto* row_bits = upload(index_arenas_.counts, bits);
+    const auto* wanted_on_device = upload(index_arenas_.offsets, wanted);
+    const auto* before_on_device = upload(index_arenas_.q_starts, wanted_before);
+    const auto* offsets_on_device = upload(index_arenas_.k_starts, row_offset);
+    auto* indices = reinterpret_cast<int32_t*>(
+        index_arenas_.indices.ensure(static_cast<size_t>(listed) * sizeof(int32_t)));
+    return best_ms([&] {
+      device::fill_block_indices(row_bits, words, rows, wanted_on_device, before_on_device,
+                                 offsets_on_device, indices, stream_);
+    });
+  }
+
   // The best of three timed runs of launch() on the stream, after one that warms the path.
   template <class Launch>
   double best_ms(Launch&& launch) {
@@ -358,6 +411,8 @@ class DeviceStepTimer final : public StepTimer {
   std::map<int64_t, CopyCost> copy_costs_;                     // copy_rows, by row bytes
   std::optional<CopyCost> upload_cost_;                        // the table upload, per byte
   std::optional<std::pair<double, double>> fill_ms_per_byte_;  // table fill: one thread, every core
+  std::map<std::pair<int, int>, CopyCost> index_costs_;        // block lists, by words and eighths
+  MaskArenas index_arenas_;  // the block-list kernel's timing inputs
   std::map<std::tuple<int64_t, int64_t, int, int, int, int, double, int>,
            std::unique_ptr<cuda::SparseAttention>>
       kernels_;
