@@ -20,12 +20,17 @@ TEST(ChunkTimeline, ALoneHeavyHeadReturningLastExposesOneInputAndOneOutput) {
   EXPECT_DOUBLE_EQ(t.computed, 11);  // after the first chunk's inputs
   EXPECT_DOUBLE_EQ(t.finished, 11.5);
   EXPECT_DOUBLE_EQ(t.finished - 10, 1.5);  // exposed: the first input and the last output
+  // Each output leaves once the kernel it waits for ends: the light rank's, then the heavy one's.
+  EXPECT_EQ(t.out_start, (std::vector<double>{4, 7, 11}));
+  EXPECT_EQ(t.out_waited_for, (std::vector<int>{1, 1, 0}));
 }
 
 TEST(ChunkTimeline, ALoneHeavyHeadReturningFirstHoldsEveryLaterOutput) {
   // Output chunk 0 waits for the heavy head, and chunks 1 and 2 queue behind it.
   const ChunkTimeline t = chunk_timeline(kIn, kOut, kHeavyFirst, {{0, -1, -1}, {0, 1, 2}});
   EXPECT_DOUBLE_EQ(t.finished, 12.5);
+  EXPECT_EQ(t.out_start, (std::vector<double>{11, 11.5, 12}));
+  EXPECT_EQ(t.out_waited_for, (std::vector<int>{0, -1, -1}));  // the later ones wait in line
 }
 
 TEST(ChunkTimeline, AHeadInTheMiddleChunkWaitsForTwoInputs) {
