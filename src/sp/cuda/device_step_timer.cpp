@@ -352,10 +352,10 @@ class DeviceStepTimer final : public StepTimer {
     const std::vector<uint64_t> wanted(static_cast<size_t>(words), ~uint64_t{0});
     std::vector<int32_t> wanted_before(static_cast<size_t>(words));
     for (int w = 0; w < words; ++w) wanted_before[w] = 64 * w;
-    const auto* row_bits = upload(index_arenas_.counts, bits);
-    const auto* wanted_on_device = upload(index_arenas_.offsets, wanted);
-    const auto* before_on_device = upload(index_arenas_.q_starts, wanted_before);
-    const auto* offsets_on_device = upload(index_arenas_.k_starts, row_offset);
+    const auto* row_bits = upload(index_arenas_.bits, bits);
+    const auto* wanted_on_device = upload(index_arenas_.wanted, wanted);
+    const auto* before_on_device = upload(index_arenas_.before, wanted_before);
+    const auto* offsets_on_device = upload(index_arenas_.offsets, row_offset);
     auto* indices = reinterpret_cast<int32_t*>(
         index_arenas_.indices.ensure(static_cast<size_t>(listed) * sizeof(int32_t)));
     return best_ms([&] {
@@ -412,7 +412,10 @@ class DeviceStepTimer final : public StepTimer {
   std::optional<CopyCost> upload_cost_;                        // the table upload, per byte
   std::optional<std::pair<double, double>> fill_ms_per_byte_;  // table fill: one thread, every core
   std::map<std::pair<int, int>, CopyCost> index_costs_;        // block lists, by words and eighths
-  MaskArenas index_arenas_;  // the block-list kernel's timing inputs
+  struct IndexArenas {  // the block-list kernel's timing inputs and output
+    DeviceArena bits, wanted, before, offsets, indices;
+  };
+  IndexArenas index_arenas_;
   std::map<std::tuple<int64_t, int64_t, int, int, int, int, double, int>,
            std::unique_ptr<cuda::SparseAttention>>
       kernels_;
