@@ -8,6 +8,6 @@ export OMPI_MCA_btl_vader_single_copy_mechanism=none
 # Host-side schedule work is threaded; two ranks share the machine's cores.
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-8}
 # OpenMP's threads sleep once a region ends instead of spinning: spinning delayed the ranks' serial
-# host setup by 2-15 ms in a quarter of the layers (docs/runtime.md, host jitter).
+# host setup by 2-15 ms in a fifth to half of the layers (docs/runtime.md, host jitter).
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 mpirun="mpirun --bind-to none -x OMP_NUM_THREADS -x OMP_WAIT_POLICY -x LD_LIBRARY_PATH -x NCCL_NVLS_ENABLE"

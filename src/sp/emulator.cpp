@@ -115,8 +115,8 @@ double exchange_ms(const LinkModel& link, CopyMs&& copy_ms, int64_t row_bytes, i
 // into pinned memory (part of the rank's setup), the world stream uploads it.
 struct TableTimes {
   double host_ms = 0;  // the copy lists' build (timed) and the pinned fill (charged)
-  double upload_ms =
-      0;  // before the rank's first exchange (with a block layer's block-list kernel)
+  // Before the rank's first exchange, with a block layer's block-list kernels.
+  double upload_ms = 0;
 };
 
 // The device executor's table for `schedule` (rank p of P): its copy lists (the head chunks' and
@@ -403,10 +403,12 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
         TableTimes times =
             device_table(*timer.impl, timer.host_indices, schedule, partition, problem, options_, p,
                          ranks_, rows * mask.words_per_row() * 8);
-        // Then the block-list kernel of each computing step, on the world stream.
-        for (size_t t = 0; t < schedule.step_kept.size() && !timer.host_indices; ++t) {
-          times.upload_ms +=
-              timer.impl->block_indices_ms(rows, mask.words_per_row(), schedule.step_kept[t]);
+        // Then the block-list kernel of each computing step, on the world stream (none for a
+        // step that keeps no block: block_indices_ms is 0 there).
+        if (!timer.host_indices) {
+          for (const int64_t kept : schedule.step_kept) {
+            times.upload_ms += timer.impl->block_indices_ms(rows, mask.words_per_row(), kept);
+          }
         }
         return times;
       });

@@ -398,7 +398,8 @@ class DeviceStepTimer final : public StepTimer {
   DeviceArena q_, k_, out_, part_, accumulator_, lse_, part_lse_, copy_table_;
   MaskArenas step_mask_;
   std::vector<std::unique_ptr<MaskArenas>> chunk_masks_;
-  struct CopyCost {  // a launch's fixed cost, and the cost per row (copies) or byte (upload)
+  // A launch's fixed cost, and the cost per row (copies, block lists) or byte (upload).
+  struct CopyCost {
     double fixed_ms = 0, ms_per_unit = 0;
     double ms(int64_t units) const { return fixed_ms + static_cast<double>(units) * ms_per_unit; }
     // The line through two timed sizes (neither part below zero).
