@@ -63,11 +63,13 @@ void choose_strategy_all_grids(benchmark::State& state) {
 }
 BENCHMARK(choose_strategy_all_grids)->Unit(benchmark::kMillisecond);
 
-// What a layer call pays when it re-plans (PlanCache::plan_for): statistics plus every grid, per
-// policy, at P = 8 and 16 ranks, on 1 or more OpenMP threads (the planner plans the grids, the
-// statistics' heads and the head-summed rows' query blocks on them; 1 thread is its serial path).
-// The counters check the answer: the chosen grid's rho_s and moved blocks must not change with the
-// thread count.
+// Statistics plus every grid (choose_strategy, what `dbsp plan` reports), or only the grids that
+// can win (fastest_plan, what a layer call's re-plan runs: PlanCache::plan_for), per policy, at
+// P = 8 and 16 ranks, on 1 or more OpenMP threads (the planner plans the grids, the statistics'
+// heads and the head-summed rows' query blocks on them; 1 thread is its serial path). The counters
+// check the answer: the chosen grid's rho_s and moved blocks must not change with the thread
+// count, nor between the two.
+template <bool kEveryGrid>
 void choose_strategy_threads(benchmark::State& state) {
   const dbsp::BlockMask& mask = wan_layer();
   const auto policy = static_cast<dbsp::Policy>(state.range(0));
@@ -77,7 +79,8 @@ void choose_strategy_threads(benchmark::State& state) {
   dbsp::LayerPlan best;
   for (auto _ : state) {
     dbsp::MaskStats stats(mask, ranks);
-    best = dbsp::choose_strategy(stats, policy).best;
+    best =
+        kEveryGrid ? dbsp::choose_strategy(stats, policy).best : dbsp::fastest_plan(stats, policy);
   }
   omp_set_num_threads(saved);
   char label[96];
@@ -87,17 +90,25 @@ void choose_strategy_threads(benchmark::State& state) {
   state.counters["rho_s"] = best.imbalance_ratio;
   state.counters["moved"] = best.moved_blocks;
 }
-BENCHMARK(choose_strategy_threads)
-    ->ArgsProduct({{int(dbsp::Policy::static_split), int(dbsp::Policy::paper),
-                    int(dbsp::Policy::dbsp)},
-                   {8, 16},
-                   {1, 2}})
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+// Policy x P x threads, for both of the above.
+void policies_ranks_threads(benchmark::internal::Benchmark* b) {
+  b->ArgsProduct(
+       {{int(dbsp::Policy::static_split), int(dbsp::Policy::paper), int(dbsp::Policy::dbsp)},
+        {8, 16},
+        {1, 2}})
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+}
+BENCHMARK(choose_strategy_threads<true>)
+    ->Name("choose_strategy_threads")
+    ->Apply(policies_ranks_threads);
+BENCHMARK(choose_strategy_threads<false>)
+    ->Name("fastest_plan_threads")
+    ->Apply(policies_ranks_threads);
 
 // What a layer call of ours pays (PlanCache::plan_for: statistics, then the reuse check or a
-// re-plan, in one team of threads): P_s 0 re-plans at every call; the default P_s keeps the plan
-// (the same mask again), so the call builds the statistics and scores the kept plan.
+// re-plan by fastest_plan, in one team of threads): P_s 0 re-plans at every call; the default P_s
+// keeps the plan (the same mask again), so the call builds the statistics and scores the kept plan.
 void plan_for_threads(benchmark::State& state) {
   const dbsp::BlockMask& mask = wan_layer();
   const int ranks = static_cast<int>(state.range(0)), threads = static_cast<int>(state.range(1));

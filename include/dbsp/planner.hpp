@@ -123,6 +123,18 @@ struct StrategyChoice {
 StrategyChoice choose_strategy(const MaskStats& stats, Policy policy,
                                const PlannerOptions& options = {}, const CostModel& cost = {});
 
+// choose_strategy's best plan, without planning the grids that cannot win: a grid whose cost
+// floor (the model's time at rho_s equal to its head lower bound, no moved block, an even head
+// split) already exceeds the best planned total is skipped. The grid with the lowest floor is
+// planned first, the others that may still beat it then, side by side. Same plan as
+// choose_strategy(...).best, field for field; what a layer call's re-plan runs (PlanCache).
+LayerPlan fastest_plan(const MaskStats& stats, Policy policy, const PlannerOptions& options = {},
+                       const CostModel& cost = {});
+
+// A total that no plan of `policy` on `grid` predicts less than (fastest_plan's floor).
+double predicted_floor(const MaskStats& stats, Grid grid, Policy policy,
+                       const PlannerOptions& options = {}, const CostModel& cost = {});
+
 // Keeps one plan per layer and re-plans by the P_s rule: the kept plan stays while its rho_s on
 // the new mask is at most options.reuse_threshold. With `grid` set, U x R is fixed; otherwise
 // every re-plan picks the fastest factorization. Static plans never change.

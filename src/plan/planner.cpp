@@ -349,6 +349,52 @@ StrategyChoice choose_strategy(const MaskStats& stats, Policy policy, const Plan
   return choice;
 }
 
+double predicted_floor(const MaskStats& stats, Grid grid, Policy policy,
+                       const PlannerOptions& options, const CostModel& cost) {
+  const MaskStats::Data& d = stats.data();
+  require(grid.ranks() == d.ranks, "predicted_floor: grid ", grid.name(), " has ", grid.ranks(),
+          " ranks but the mask statistics were built for ", d.ranks);
+  // rho_s is at least the head lower bound while heads stay whole; only ours may share them.
+  const bool may_share = policy == Policy::dbsp && options.share_heads && grid.ring == 1;
+  const double ratio = may_share ? 1.0 : head_lower_bound(d, grid.ulysses);
+  const int heads = d.mask->heads();
+  const int even_split = (heads + grid.ulysses - 1) / grid.ulysses;  // no group holds fewer
+  // predict() grows with rho_s, moved blocks and the largest group's heads.
+  return cost
+      .predict(grid, ratio, d.kept, heads, d.mask->geometry().seq_q, 0.0, std::max(1, even_split))
+      .total_ms;
+}
+
+LayerPlan fastest_plan(const MaskStats& stats, Policy policy, const PlannerOptions& options,
+                       const CostModel& cost) {
+  const std::vector<Grid> grids = factorizations(stats.ranks());
+  const int n = static_cast<int>(grids.size());
+  std::vector<double> floor(grids.size());
+  for (int i = 0; i < n; ++i) floor[i] = predicted_floor(stats, grids[i], policy, options, cost);
+  std::vector<int> order(grids.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return floor[a] < floor[b]; });
+  std::vector<std::optional<LayerPlan>> plans(grids.size());
+  plans[order[0]] = make_plan(stats, grids[order[0]], policy, options, cost);
+  // A floor within rounding of the best total is planned: its plan might tie, and ties go to the
+  // earlier factorization, as in choose_strategy.
+  const double beat = plans[order[0]]->predicted.total_ms * (1 + 1e-9);
+  std::vector<int> open;
+  for (int k = 1; k < n; ++k) {
+    if (floor[order[k]] <= beat) open.push_back(order[k]);
+  }
+  plan::parallel_for(static_cast<int>(open.size()), true, [&](int k) {
+    plans[open[k]] = make_plan(stats, grids[open[k]], policy, options, cost);
+  });
+  int best = -1;
+  for (int i = 0; i < n; ++i) {
+    if (plans[i] && (best < 0 || plans[i]->predicted.total_ms < plans[best]->predicted.total_ms)) {
+      best = i;
+    }
+  }
+  return std::move(*plans[best]);
+}
+
 PlanCache::PlanCache(int layers, int ranks, Policy policy, PlannerOptions options, CostModel cost,
                      std::optional<Grid> grid)
     : ranks_(ranks), policy_(policy), grid_(grid), options_(options), cost_(cost), plans_(layers) {
@@ -380,7 +426,7 @@ PlanCache::Lookup PlanCache::plan_for(int layer, const BlockMask& mask) {
       }
     }
     kept = grid_ ? make_plan(stats, *grid_, policy_, options_, cost_)
-                 : choose_strategy(stats, policy_, options_, cost_).best;
+                 : fastest_plan(stats, policy_, options_, cost_);
     lookup = {&*kept, true, kept->imbalance_ratio};
   });
   replans_ += lookup.replanned;

@@ -9,6 +9,7 @@
 #include "dbsp/planner.hpp"
 #include "mask_families.hpp"
 #include "plan/mask_stats.hpp"
+#include "plan_equality.hpp"
 
 namespace dbsp {
 namespace {
@@ -40,29 +41,6 @@ std::vector<BlockMask> masks() {
   return out;
 }
 
-void expect_same(const LayerPlan& a, const LayerPlan& b) {
-  EXPECT_EQ(a.policy, b.policy);
-  EXPECT_EQ(a.partition.grid, b.partition.grid);
-  EXPECT_EQ(a.partition.heads, b.partition.heads);
-  EXPECT_EQ(a.partition.q_blocks, b.partition.q_blocks);
-  EXPECT_EQ(a.partition.k_blocks, b.partition.k_blocks);
-  EXPECT_EQ(a.partition.head_group, b.partition.head_group);
-  EXPECT_EQ(a.partition.q_shard, b.partition.q_shard);
-  EXPECT_EQ(a.partition.k_shard, b.partition.k_shard);
-  EXPECT_EQ(a.partition.head_order, b.partition.head_order);
-  // Exact: the same operations in the same order, whichever thread ran them.
-  EXPECT_EQ(a.imbalance_ratio, b.imbalance_ratio);
-  EXPECT_EQ(a.moved_blocks, b.moved_blocks);
-  EXPECT_EQ(a.kept_blocks, b.kept_blocks);
-  EXPECT_EQ(a.lower_bound, b.lower_bound);
-  EXPECT_EQ(a.predicted.all_to_all_ms, b.predicted.all_to_all_ms);
-  EXPECT_EQ(a.predicted.ring_ms, b.predicted.ring_ms);
-  EXPECT_EQ(a.predicted.compute_ms, b.predicted.compute_ms);
-  EXPECT_EQ(a.predicted.p2p_ms, b.predicted.p2p_ms);
-  EXPECT_EQ(a.predicted.move_ms, b.predicted.move_ms);
-  EXPECT_EQ(a.predicted.total_ms, b.predicted.total_ms);
-}
-
 TEST(ParallelPlanner, ChooseStrategyEqualsTheSerialResultFieldByField) {
   for (const BlockMask& mask : masks()) {
     for (int ranks : {1, 2, 4, 6, 8, 12, 16}) {
@@ -85,9 +63,9 @@ TEST(ParallelPlanner, ChooseStrategyEqualsTheSerialResultFieldByField) {
         for (size_t i = 0; i < serial.candidates.size(); ++i) {
           SCOPED_TRACE(serial.candidates[i].partition.grid.name());
           EXPECT_EQ(serial.candidates[i].partition.grid, factorizations(ranks)[i]);
-          expect_same(parallel.candidates[i], serial.candidates[i]);
+          testing::expect_same_plan(parallel.candidates[i], serial.candidates[i]);
         }
-        expect_same(parallel.best, serial.best);
+        testing::expect_same_plan(parallel.best, serial.best);
       }
     }
   }
@@ -160,7 +138,7 @@ TEST(ParallelPlanner, PlanCacheDecidesAsTheSerialOne) {
       }
       EXPECT_EQ(a.replanned, b.replanned);
       EXPECT_EQ(a.current_ratio, b.current_ratio);
-      expect_same(*b.plan, *a.plan);
+      testing::expect_same_plan(*b.plan, *a.plan);
     }
   }
 }
