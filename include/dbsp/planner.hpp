@@ -123,11 +123,11 @@ struct StrategyChoice {
 StrategyChoice choose_strategy(const MaskStats& stats, Policy policy,
                                const PlannerOptions& options = {}, const CostModel& cost = {});
 
-// choose_strategy's best plan, without planning the grids that cannot win: a grid whose cost
-// floor (the model's time at rho_s equal to its head lower bound, no moved block, an even head
-// split) already exceeds the best planned total is skipped. The grid with the lowest floor is
-// planned first, the others that may still beat it then, side by side. Same plan as
-// choose_strategy(...).best, field for field; what a layer call's re-plan runs (PlanCache).
+// choose_strategy's best plan, without planning the grids that cannot win: grids start in the
+// order of their cost floors (the model's time at rho_s equal to the head lower bound, no moved
+// block, an even head split), side by side as threads free up, and a grid whose floor already
+// exceeds the best total planned by then is skipped. Same plan as choose_strategy(...).best,
+// field for field, on any number of threads; what a layer call's re-plan runs (PlanCache).
 LayerPlan fastest_plan(const MaskStats& stats, Policy policy, const PlannerOptions& options = {},
                        const CostModel& cost = {});
 

@@ -2,6 +2,8 @@
 #include "dbsp/planner.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <limits>
 #include <memory>
 #include <numeric>
 #include <optional>
@@ -374,17 +376,22 @@ LayerPlan fastest_plan(const MaskStats& stats, Policy policy, const PlannerOptio
   std::vector<int> order(grids.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return floor[a] < floor[b]; });
+  // Grids start in the order of their floors, side by side as threads free up, and one whose
+  // floor exceeds the best total planned by then is skipped: with a thread per grid nothing waits
+  // (every grid is planned, as in choose_strategy), with few threads the costly ring grids that
+  // cannot win are never planned. A skipped grid cannot win whichever grids finished first, so
+  // the pick does not depend on the threads' timing. A floor within rounding of the best is
+  // planned: its plan might tie, and ties go to the earlier factorization, as in choose_strategy.
   std::vector<std::optional<LayerPlan>> plans(grids.size());
-  plans[order[0]] = make_plan(stats, grids[order[0]], policy, options, cost);
-  // A floor within rounding of the best total is planned: its plan might tie, and ties go to the
-  // earlier factorization, as in choose_strategy.
-  const double beat = plans[order[0]]->predicted.total_ms * (1 + 1e-9);
-  std::vector<int> open;
-  for (int k = 1; k < n; ++k) {
-    if (floor[order[k]] <= beat) open.push_back(order[k]);
-  }
-  plan::parallel_for(static_cast<int>(open.size()), true, [&](int k) {
-    plans[open[k]] = make_plan(stats, grids[open[k]], policy, options, cost);
+  std::atomic<double> best_total{std::numeric_limits<double>::infinity()};
+  plan::parallel_for(n, true, [&](int k) {
+    const int i = order[k];
+    if (floor[i] > best_total.load() * (1 + 1e-9)) return;
+    plans[i] = make_plan(stats, grids[i], policy, options, cost);
+    double best = best_total.load();
+    while (plans[i]->predicted.total_ms < best &&
+           !best_total.compare_exchange_weak(best, plans[i]->predicted.total_ms)) {
+    }
   });
   int best = -1;
   for (int i = 0; i < n; ++i) {

@@ -8,6 +8,7 @@
 
 #include "dbsp/planner.hpp"
 #include "mask_families.hpp"
+#include "omp_threads.hpp"
 #include "plan/mask_stats.hpp"
 #include "plan_equality.hpp"
 
@@ -16,18 +17,6 @@ namespace {
 
 constexpr Policy kPolicies[] = {Policy::static_split, Policy::paper, Policy::dbsp};
 constexpr int kThreads = 4;  // more than this machine's cores is fine: the results may not differ
-
-// Sets OpenMP's thread count for the scope (the tests switch between one thread and several).
-class Threads {
- public:
-  explicit Threads(int count) : saved_(omp_get_max_threads()) { omp_set_num_threads(count); }
-  ~Threads() { omp_set_num_threads(saved_); }
-  Threads(const Threads&) = delete;
-  Threads& operator=(const Threads&) = delete;
-
- private:
-  int saved_;
-};
 
 // Odd shapes, and masks large enough (over 2^14 mask words) that the statistics, the head-summed
 // rows and the key shards are split over threads too, not only the grids.
@@ -51,11 +40,11 @@ TEST(ParallelPlanner, ChooseStrategyEqualsTheSerialResultFieldByField) {
                      " ranks, " + to_string(policy));
         StrategyChoice serial, parallel;
         {
-          const Threads one(1);
+          const testing::Threads one(1);
           serial = choose_strategy(stats, policy);
         }
         {
-          const Threads several(kThreads);
+          const testing::Threads several(kThreads);
           parallel = choose_strategy(stats, policy);
         }
         ASSERT_EQ(serial.candidates.size(), factorizations(ranks).size());
@@ -76,11 +65,11 @@ TEST(ParallelPlanner, StatisticsEqualTheSerialOnes) {
     for (int ranks : {1, 3, 8, 16}) {
       SCOPED_TRACE(std::to_string(mask.heads()) + " heads, " + std::to_string(ranks) + " ranks");
       const MaskStats serial = [&] {
-        const Threads one(1);
+        const testing::Threads one(1);
         return MaskStats(mask, ranks);
       }();
       const MaskStats parallel = [&] {
-        const Threads several(kThreads);
+        const testing::Threads several(kThreads);
         return MaskStats(mask, ranks);
       }();
       const MaskStats::Data &a = serial.data(), &b = parallel.data();
@@ -105,11 +94,11 @@ TEST(ParallelPlanner, ScoringAKeptPlanEqualsTheSerialScore) {
       moved += partition.moved_blocks() > 0;
       ImbalanceReport serial, parallel;
       {
-        const Threads one(1);
+        const testing::Threads one(1);
         serial = plan::evaluate(scored.data(), partition);
       }
       {
-        const Threads several(kThreads);
+        const testing::Threads several(kThreads);
         parallel = plan::evaluate(scored.data(), partition);
       }
       EXPECT_EQ(parallel.ratio, serial.ratio);
@@ -129,11 +118,11 @@ TEST(ParallelPlanner, PlanCacheDecidesAsTheSerialOne) {
     for (const BlockMask& mask : steps) {
       PlanCache::Lookup a, b;
       {
-        const Threads one(1);
+        const testing::Threads one(1);
         a = serial.plan_for(0, mask);
       }
       {
-        const Threads several(kThreads);
+        const testing::Threads several(kThreads);
         b = parallel.plan_for(0, mask);
       }
       EXPECT_EQ(a.replanned, b.replanned);
