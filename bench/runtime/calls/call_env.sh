@@ -88,13 +88,13 @@ emulate_ranks() {
 # emulate_list P NAME STRATEGIES [extra dbsp run flags]: the whole model (720p, 40 layers,
 # --plan-ahead, session 13's probed link) for a comma-separated list of strategies (e.g. dbsp
 # beside dbsp:16x1, held to one grid); the summary (log emulate_P_NAME.log). DBSP=dbsp_before
-# runs the carried binary of an earlier commit instead.
+# runs the carried binary of an earlier commit instead; STEPS=N runs N denoising steps (default 1).
 emulate_list() {
   local binary=${DBSP:-dbsp}
   local log="$out/emulate_$1_$2.log"
   timeout 300 "$bin/$binary" run --emulate "$1" --workload wan2.1-720p --backend cuda \
-    --strategy "$3" --layers 40 --steps 1 --link-gbps 220.8 --latency-us 91.3 --plan-ahead \
-    ${4:-} >"$log" 2>&1
-  stamp "$binary: emulate $1 $3 '${4:-}' exit $?"
+    --strategy "$3" --layers 40 --steps "${STEPS:-1}" --link-gbps 220.8 --latency-us 91.3 \
+    --plan-ahead ${4:-} >"$log" 2>&1
+  stamp "$binary: emulate $1 $3 steps ${STEPS:-1} '${4:-}' exit $?"
   sed -n '/^summary/,$p' "$log"
 }
