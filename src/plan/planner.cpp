@@ -71,19 +71,29 @@ SharedRows shared_rows(const MaskStats::Data& stats, const std::vector<int>& fir
   for (size_t h = 0; h < first.size(); ++h)
     heads[static_cast<size_t>(first[h]) * groups + second[h]].push_back(int(h));
   const std::vector<int> one_shard(shard_count == 1 ? stats.mask->k_blocks() : 0, 0);
+  std::vector<size_t> pairs;  // the non-empty sets, as a * groups + b
+  for (size_t pair = 0; pair < heads.size(); ++pair) {
+    if (!heads[pair].empty()) pairs.push_back(pair);
+  }
   SharedRows rows;
+  rows.sets.resize(pairs.size());
+  // Sets are independent. Built side by side, not one after another, since a set of a few
+  // heads spreads over few threads (one per 64 query blocks), and every set built alone would
+  // wake and wait for the team once.
+  plan::parallel_for(static_cast<int>(pairs.size()), mask_words(stats) >= plan::kThreadedWords,
+                     [&](int n) {
+                       const size_t a = pairs[n] / groups;
+                       rows.sets[n] = std::make_unique<plan::HeadSetRows>(
+                           stats, std::move(heads[pairs[n]]),
+                           key_shards ? (*key_shards)[a] : one_shard, shard_count);
+                     });
   rows.of_first.resize(groups);
   rows.of_second.resize(groups);
-  for (int a = 0; a < groups; ++a) {
-    for (int b = 0; b < groups; ++b) {
-      std::vector<int>& set = heads[static_cast<size_t>(a) * groups + b];
-      if (set.empty()) continue;
-      rows.sets.push_back(std::make_unique<plan::HeadSetRows>(
-          stats, std::move(set), key_shards ? (*key_shards)[a] : one_shard, shard_count));
-      rows.of_first[a].push_back(rows.sets.back().get());
-      rows.of_second[b].push_back(rows.sets.back().get());
-      rows.all.push_back(rows.sets.back().get());
-    }
+  for (size_t n = 0; n < pairs.size(); ++n) {
+    plan::HeadSetRows* set = rows.sets[n].get();
+    rows.of_first[pairs[n] / groups].push_back(set);
+    rows.of_second[pairs[n] % groups].push_back(set);
+    rows.all.push_back(set);
   }
   return rows;
 }
