@@ -122,7 +122,8 @@ void register_run(CLI::App& app) {
       "--fine-keep", options->fine_keep,
       "fine (FG-Attn, M x 1) masks: keep a seeded share F in (0, 1] of every kept block's keys "
       "(at least one; 1 keeps whole blocks), the same on every rank; --check uses the fine "
-      "reference (--backend cuda: relative L2 only, bf16 inputs); not with --estimate; "
+      "reference (--backend cuda: with the naive bf16 fine path, bf16 inputs); not with "
+      "--estimate; "
       "--emulate (cpu or cuda) "
       "times the kernels on each rank's local fine masks");
   command->add_flag(

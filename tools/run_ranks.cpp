@@ -80,9 +80,8 @@ int checked_end_block(const SequenceShard& shard, int blocks) {
 // How far `out` is from the fp64 single-rank result for the first `blocks` query blocks of this
 // rank's shard (all when 0), as a fraction of what is allowed (<= 1 passes; NaN gives +inf), for a
 // block or a fine mask. fp32 host path: fp32_score. bf16 device path (the reference then sees the
-// inputs rounded as the device does): for a block mask the rule of accuracy.hpp, relative L2 over
-// `tolerance` and the largest error over twice the naive bf16 path's; for a fine mask relative L2
-// over `tolerance` only, since there is no naive bf16 fine path to bound the largest error by.
+// inputs rounded as the device does): the rule of accuracy.hpp, relative L2 over `tolerance` and
+// the largest error over twice the naive bf16 path's (block or fine, as the mask).
 template <class Mask>
 double check_score(const SpProblem& problem, const Mask& mask, const InputSource& source,
                    const SequenceShard& shard, const std::vector<float>& out, int blocks,
@@ -93,17 +92,12 @@ double check_score(const SpProblem& problem, const Mask& mask, const InputSource
       reference_rows(problem, mask, source, shard.first_block, end_block, bf16_inputs);
   const std::span<const float> checked(out.data(), reference.size());
   if (!bf16_inputs) return fp32_score(checked, reference, tolerance);
-  if constexpr (std::is_same_v<Mask, FineMask>) {
-    const OutputErrors errors = output_errors(checked, reference);
-    return errors.finite ? errors.relative_l2 / tolerance : INFINITY;
-  } else {
-    const std::vector<float> naive =
-        naive_bf16_rows(problem, mask, source, shard.first_block, end_block);
-    const AccuracyReport report = compare_with_reference(checked, reference, naive);
-    if (!report.finite) return INFINITY;
-    return std::max(report.relative_l2 / tolerance,
-                    report.max_error / (2.0 * report.naive_max_error + 1e-6));
-  }
+  const std::vector<float> naive =
+      naive_bf16_rows(problem, mask, source, shard.first_block, end_block);
+  const AccuracyReport report = compare_with_reference(checked, reference, naive);
+  if (!report.finite) return INFINITY;
+  return std::max(report.relative_l2 / tolerance,
+                  report.max_error / (2.0 * report.naive_max_error + 1e-6));
 }
 
 // --check's tolerance unless given: relative L2 (and, on cpu, the largest error relative to the
@@ -356,12 +350,6 @@ int run_ranks(const RunOptions& o) {
             "(at least one); planned on the covering blocks, rho_pred is rho_s of the kept "
             "slices\n",
             o.fine_keep);
-        if (device && o.check) {
-          std::printf(
-              "fine masks on the device path: --check judges the relative L2 error against the "
-              "fp64 fine reference of the bf16 inputs only (there is no naive bf16 fine path "
-              "for the largest-error bound)\n");
-        }
       }
       if (o.estimate) {
         std::printf("masks estimated from the run's Q and K on every rank's shard (tau %.3g); %s\n",

@@ -51,6 +51,9 @@ float round_to_bf16(float value);
 // is judged against the fp64 reference by comparing its error with this path's error. No LSE.
 void attention_block_sparse_bf16_naive(const AttentionProblem& problem, const BlockCsr& mask,
                                        const float* q, const float* k, const float* v, float* out);
+// The same over a fine mask (keys as in attention_fine): the yardstick of bf16 FG-Attn kernels.
+void attention_fine_bf16_naive(const AttentionProblem& problem, const FineMask& mask,
+                               const float* q, const float* k, const float* v, float* out);
 
 // Merges a partial result into an accumulated one: out/lse hold the result over key set A,
 // part_out/part_lse over a disjoint key set B; afterwards out/lse hold the result over A u B.

@@ -70,5 +70,10 @@ std::vector<float> naive_bf16_rows(const SpProblem& problem, const BlockMask& ma
                                    const InputSource& source, int first_q_block, int end_q_block);
 std::vector<float> naive_bf16_rows(const SpProblem& problem, const BlockMask& mask, uint64_t seed,
                                    int first_q_block, int end_q_block);
+// The same under a fine mask (attention_fine_bf16_naive over each row's kept keys).
+std::vector<float> naive_bf16_rows(const SpProblem& problem, const FineMask& mask,
+                                   const InputSource& source, int first_q_block, int end_q_block);
+std::vector<float> naive_bf16_rows(const SpProblem& problem, const FineMask& mask, uint64_t seed,
+                                   int first_q_block, int end_q_block);
 
 }  // namespace dbsp

@@ -2,6 +2,7 @@
 #include "dbsp/sp_reference.hpp"
 
 #include <span>
+#include <type_traits>
 #include <utility>
 
 #include "dbsp/attention.hpp"
@@ -82,6 +83,44 @@ std::vector<T> source_inputs(const InputSource& source, int which, int64_t first
   return out;
 }
 
+// Output rows of query blocks [first_q_block, end_q_block) in element type T: the inputs from
+// `source` (rounded to bf16 first when asked), the mask's rows from rows_mask(rows problem), and
+// attention(local problem, rows mask, q, k, v, out) computing them.
+template <class T, class RowsMask, class Attention>
+std::vector<T> rows_through(const SpProblem& problem, const InputSource& source, int first_q_block,
+                            int end_q_block, bool round_inputs_to_bf16, const RowsMask& rows_mask,
+                            const Attention& attention) {
+  require_source_fits(source, problem);
+  require(0 <= first_q_block && first_q_block <= end_q_block &&
+              end_q_block <= problem.geometry.q_blocks(),
+          "reference rows: query blocks [", first_q_block, ", ", end_q_block, ") outside [0, ",
+          problem.geometry.q_blocks(), ")");
+  const RowsProblem r = rows_problem(problem, first_q_block, end_q_block);
+  const auto mask = rows_mask(r);
+  const bool round = round_inputs_to_bf16;
+  const auto q = source_inputs<T>(source, 0, r.first, r.end, problem, round);
+  const auto k = source_inputs<T>(source, 1, 0, r.keys, problem, round);
+  const auto v = source_inputs<T>(source, 2, 0, r.keys, problem, round);
+  std::vector<T> out(q.size());
+  if (q.empty()) return out;
+  attention(r.local, mask, q.data(), k.data(), v.data(), out.data());
+  return out;
+}
+
+// The fp64 reference: the attention of `Mask`, its LSE dropped.
+template <class Mask>
+auto fp64_attention() {
+  return [](const AttentionProblem& local, const auto& mask, const double* q, const double* k,
+            const double* v, double* out) {
+    std::vector<double> lse(static_cast<size_t>(local.seq_q() * local.heads));
+    if constexpr (std::is_same_v<Mask, FineMask>) {
+      attention_fine<double>(local, mask, q, k, v, out, lse.data());
+    } else {
+      attention_block_sparse<double>(local, mask, q, k, v, out, lse.data());
+    }
+  };
+}
+
 }  // namespace
 
 float seeded_value(uint64_t seed, int which, int64_t token, int64_t head, int64_t dim) {
@@ -148,51 +187,38 @@ std::vector<float> naive_bf16_rows(const SpProblem& problem, const BlockMask& ma
 std::vector<double> reference_rows(const SpProblem& problem, const BlockMask& mask,
                                    const InputSource& source, int first_q_block, int end_q_block,
                                    bool round_inputs_to_bf16) {
-  require_source_fits(source, problem);
-  const RowsProblem r = rows_problem(problem, first_q_block, end_q_block);
-  const BlockCsr csr = rows_csr(mask, r);
-  const auto q = source_inputs<double>(source, 0, r.first, r.end, problem, round_inputs_to_bf16);
-  const auto k = source_inputs<double>(source, 1, 0, r.keys, problem, round_inputs_to_bf16);
-  const auto v = source_inputs<double>(source, 2, 0, r.keys, problem, round_inputs_to_bf16);
-  std::vector<double> out(q.size()), lse(static_cast<size_t>((r.end - r.first) * problem.heads));
-  if (q.empty()) return out;
-  attention_block_sparse<double>(r.local, csr, q.data(), k.data(), v.data(), out.data(),
-                                 lse.data());
-  return out;
+  return rows_through<double>(
+      problem, source, first_q_block, end_q_block, round_inputs_to_bf16,
+      [&](const RowsProblem& r) { return rows_csr(mask, r); }, fp64_attention<BlockMask>());
 }
 
 std::vector<float> naive_bf16_rows(const SpProblem& problem, const BlockMask& mask,
                                    const InputSource& source, int first_q_block, int end_q_block) {
-  require_source_fits(source, problem);
-  const RowsProblem r = rows_problem(problem, first_q_block, end_q_block);
-  const BlockCsr csr = rows_csr(mask, r);
-  const auto q = source_inputs<float>(source, 0, r.first, r.end, problem, true);
-  const auto k = source_inputs<float>(source, 1, 0, r.keys, problem, true);
-  const auto v = source_inputs<float>(source, 2, 0, r.keys, problem, true);
-  std::vector<float> out(q.size());
-  if (q.empty()) return out;
-  attention_block_sparse_bf16_naive(r.local, csr, q.data(), k.data(), v.data(), out.data());
-  return out;
+  return rows_through<float>(
+      problem, source, first_q_block, end_q_block, true,
+      [&](const RowsProblem& r) { return rows_csr(mask, r); }, attention_block_sparse_bf16_naive);
 }
 
 std::vector<double> reference_rows(const SpProblem& problem, const FineMask& mask,
                                    const InputSource& source, int first_q_block, int end_q_block,
                                    bool round_inputs_to_bf16) {
-  require_source_fits(source, problem);
-  require(0 <= first_q_block && first_q_block <= end_q_block &&
-              end_q_block <= problem.geometry.q_blocks(),
-          "reference_rows: query blocks [", first_q_block, ", ", end_q_block, ") outside [0, ",
-          problem.geometry.q_blocks(), ")");
-  const RowsProblem r = rows_problem(problem, first_q_block, end_q_block);
-  const FineMask rows = rows_fine_mask(problem, mask, r);
-  const bool round = round_inputs_to_bf16;
-  const auto q = source_inputs<double>(source, 0, r.first, r.end, problem, round);
-  const auto k = source_inputs<double>(source, 1, 0, r.keys, problem, round);
-  const auto v = source_inputs<double>(source, 2, 0, r.keys, problem, round);
-  std::vector<double> out(q.size()), lse(static_cast<size_t>((r.end - r.first) * problem.heads));
-  if (q.empty()) return out;
-  attention_fine<double>(r.local, rows, q.data(), k.data(), v.data(), out.data(), lse.data());
-  return out;
+  return rows_through<double>(
+      problem, source, first_q_block, end_q_block, round_inputs_to_bf16,
+      [&](const RowsProblem& r) { return rows_fine_mask(problem, mask, r); },
+      fp64_attention<FineMask>());
+}
+
+std::vector<float> naive_bf16_rows(const SpProblem& problem, const FineMask& mask,
+                                   const InputSource& source, int first_q_block, int end_q_block) {
+  return rows_through<float>(
+      problem, source, first_q_block, end_q_block, true,
+      [&](const RowsProblem& r) { return rows_fine_mask(problem, mask, r); },
+      attention_fine_bf16_naive);
+}
+
+std::vector<float> naive_bf16_rows(const SpProblem& problem, const FineMask& mask, uint64_t seed,
+                                   int first_q_block, int end_q_block) {
+  return naive_bf16_rows(problem, mask, InputSource{.seed = seed}, first_q_block, end_q_block);
 }
 
 std::vector<double> reference_rows(const SpProblem& problem, const FineMask& mask, uint64_t seed,

@@ -1,9 +1,10 @@
 // Fine (FG-Attn, M x 1) masks on the device executor over NCCL (label gpu; mpirun -np 1 and 2,
 // one GPU per rank): every grid with contiguous and permuted partitions, every strategy through
 // SpAttention, H = 5 and S = 1000 (not a multiple of 64 * P), thinned and random-key masks with
-// empty rows, poisoned outputs; against the fp64 fine reference of the bf16-rounded inputs
-// (relative L2 <= 1e-2: there is no naive bf16 fine path for the largest-error rule) and the host
-// fine path; head chunks change no bit; F = 1 gives the device block path's output.
+// empty rows, poisoned outputs; against the fp64 fine reference of the bf16-rounded inputs by
+// the rule of accuracy.hpp (relative L2 <= 1e-2 and at most 2x the naive bf16 fine path's largest
+// error) and the host fine path; head chunks change no bit; F = 1 gives the device block path's
+// output.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -14,6 +15,7 @@
 #include <string>
 #include <utility>
 
+#include "dbsp/accuracy.hpp"
 #include "dbsp/fine_mask.hpp"
 #include "dbsp/sp_attention.hpp"
 #include "dbsp/sp_reference.hpp"
@@ -65,6 +67,7 @@ struct FineCase {
   std::vector<float> q, k, v;
   DeviceBf16 dq, dk, dv;
   std::vector<double> reference;
+  std::vector<float> naive;  // the naive bf16 fine path on the same inputs (accuracy.hpp)
 
   FineCase(const SpProblem& p, FineMask m, int rank, int ranks)
       : problem(p),
@@ -77,11 +80,13 @@ struct FineCase {
         dk(k),
         dv(v),
         reference(reference_rows(problem, mask, kSeed, shard.first_block, shard.end_block,
-                                 /*round_inputs_to_bf16=*/true)) {}
+                                 /*round_inputs_to_bf16=*/true)),
+        naive(naive_bf16_rows(problem, mask, kSeed, shard.first_block, shard.end_block)) {}
 
   void expect_accurate(const std::vector<float>& out, const std::string& what) const {
     ASSERT_EQ(out.size(), reference.size()) << what;
-    EXPECT_LE(relative_l2(out, reference), 1e-2) << what << " vs the fp64 fine reference";
+    const AccuracyReport report = compare_with_reference(out, reference, naive);
+    EXPECT_TRUE(report.passes()) << what << " vs the fp64 fine reference: " << report.describe();
   }
 };
 

@@ -1,6 +1,7 @@
-// The bf16 yardstick (attention_block_sparse_bf16_naive) and the pass rule of accuracy.hpp: the
-// naive path is close to fp64 on bf16 inputs, empty rows give zeros, and the rule rejects NaN,
-// drift past 2x the naive error, and relative L2 above the limit.
+// The bf16 yardsticks (attention_block_sparse_bf16_naive, attention_fine_bf16_naive) and the pass
+// rule of accuracy.hpp: the naive paths are close to fp64 on bf16 inputs, empty rows give zeros,
+// a fine mask of whole blocks gives the block path bit for bit, and the rule rejects NaN, drift
+// past 2x the naive error, and relative L2 above the limit.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,12 +12,15 @@
 #include "dbsp/accuracy.hpp"
 #include "dbsp/attention.hpp"
 #include "dbsp/block_mask.hpp"
+#include "dbsp/error.hpp"
+#include "dbsp/fine_mask.hpp"
 
 namespace dbsp {
 namespace {
 
 struct Case {
   AttentionProblem problem;
+  BlockMask mask;
   BlockCsr csr;
   std::vector<float> q, k, v;
   std::vector<double> reference;
@@ -35,6 +39,7 @@ Case make_case(uint64_t seed) {
       for (int j = 0; j < mask.k_blocks(); ++j)
         if (!(h == 0 && i == 1)) mask.set(h, i, j, keep(rng) || i == j);
   c.csr = mask.to_csr();
+  c.mask = mask;
   std::uniform_real_distribution<float> value(-2.0f, 2.0f);
   auto fill = [&] {
     std::vector<float> x(300 * 3 * 64);
@@ -63,6 +68,40 @@ TEST(Accuracy, NaiveBf16PathIsCloseToFp64AndZeroOnEmptyRows) {
   for (int64_t t = 64; t < 128; ++t) {
     for (int d = 0; d < 64; ++d) EXPECT_EQ(c.naive[(t * 3 + 0) * 64 + d], 0.0f);
   }
+}
+
+TEST(Accuracy, NaiveFinePathEqualsTheBlockPathOnWholeBlocks) {
+  const Case c = make_case(3);
+  std::vector<float> fine(c.q.size(), std::numeric_limits<float>::quiet_NaN());  // poisoned
+  attention_fine_bf16_naive(c.problem, FineMask::from_block(c.mask), c.q.data(), c.k.data(),
+                            c.v.data(), fine.data());
+  EXPECT_EQ(fine, c.naive);
+}
+
+TEST(Accuracy, NaiveFinePathIsCloseToFp64OnSingleKeys) {
+  Case c = make_case(4);
+  // About a third of each kept block's keys, and row 1 of head 0 still empty.
+  const FineMask mask = thin_blocks(c.mask, 0.3, 4);
+  std::vector<double> reference(c.q.size()), lse(300 * 3);
+  auto widen = [](const std::vector<float>& x) { return std::vector<double>(x.begin(), x.end()); };
+  attention_fine<double>(c.problem, mask, widen(c.q).data(), widen(c.k).data(), widen(c.v).data(),
+                         reference.data(), lse.data());
+  std::vector<float> naive(c.q.size(), std::numeric_limits<float>::quiet_NaN());
+  attention_fine_bf16_naive(c.problem, mask, c.q.data(), c.k.data(), c.v.data(), naive.data());
+  const AccuracyReport report = compare_with_reference(naive, reference, naive);
+  EXPECT_TRUE(report.finite);
+  EXPECT_LT(report.relative_l2, 1e-2) << report.describe();
+  EXPECT_GT(report.max_error, 0.0);
+  for (int64_t t = 64; t < 128; ++t) {
+    for (int d = 0; d < 64; ++d) EXPECT_EQ(naive[(t * 3 + 0) * 64 + d], 0.0f);
+  }
+  // A fine mask whose keys leave the local K/V is rejected, not read out of bounds.
+  FineMask outside = FineMask::from_block(c.mask);
+  std::vector<float> out(c.q.size());
+  const AttentionProblem shorter = AttentionProblem::uniform(1, 300, 200, 3, 64);
+  EXPECT_THROW(
+      attention_fine_bf16_naive(shorter, outside, c.q.data(), c.k.data(), c.v.data(), out.data()),
+      Error);
 }
 
 TEST(Accuracy, RuleRejectsNanDriftAndLargeRelativeError) {
