@@ -123,9 +123,7 @@ void register_run(CLI::App& app) {
       "fine (FG-Attn, M x 1) masks: keep a seeded share F in (0, 1] of every kept block's keys "
       "(at least one; 1 keeps whole blocks), the same on every rank; --check uses the fine "
       "reference (--backend cuda: with the naive bf16 fine path, bf16 inputs); not with "
-      "--estimate; "
-      "--emulate (cpu or cuda) "
-      "times the kernels on each rank's local fine masks");
+      "--estimate; --emulate (cpu or cuda) times the kernels on each rank's local fine masks");
   command->add_flag(
       "--plan-ahead", options->plan_ahead,
       "start each layer call's host work (mask hash, plan, this rank's schedule) on a background "

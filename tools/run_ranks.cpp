@@ -16,7 +16,6 @@
 #include <span>
 #include <string>
 #include <tuple>
-#include <type_traits>
 #include <vector>
 
 #include "commands.hpp"

@@ -53,7 +53,7 @@ BlockCsr rows_csr(const BlockMask& mask, const RowsProblem& r) {
 // The fine mask's rows of those query blocks (keys stay global: the reference sees every key).
 FineMask rows_fine_mask(const SpProblem& problem, const FineMask& mask, const RowsProblem& r) {
   const MaskGeometry& g = mask.geometry();
-  require(mask.heads() == problem.heads && g == problem.geometry, "reference_rows: fine mask of ",
+  require(mask.heads() == problem.heads && g == problem.geometry, "reference rows: fine mask of ",
           mask.heads(), " heads, ", g.seq_q, " x ", g.seq_k, " tokens in blocks of ", g.block_q,
           " x ", g.block_k, " for a problem of ", problem.heads, " heads, ", problem.geometry.seq_q,
           " x ", problem.geometry.seq_k, " in blocks of ", problem.geometry.block_q, " x ",
