@@ -70,6 +70,12 @@ void register_run(CLI::App& app) {
   command->add_flag("--no-split-rows", options->no_split_rows,
                     "cuda: one-head chunks keep their long rows whole (SpOptions::"
                     "split_long_rows off), to time what splitting them gains");
+  command
+      ->add_option("--split-step-heads", options->split_step_heads,
+                   "cuda: ring-step kernels (and whole layers without chunks) of at most this "
+                   "many heads split their long rows too (SpOptions::split_step_heads; 0: none)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   command->add_option("--batch", options->batch, "batch elements per layer call (one plan)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);

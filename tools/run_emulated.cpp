@@ -49,6 +49,26 @@ void print_rank_times(const BlockMask& mask, const Partition& partition, const E
   }
 }
 
+// --rank-times on a grid with a ring: per rank (g.r, its heads x query blocks) each step's
+// kernel time and kept blocks, the data to fit a step's time to its blocks and rows where the
+// measured rho_s departs from the predicted one.
+void print_ring_step_times(const Partition& partition, const EmulatedLayer& e) {
+  const Grid grid = partition.grid;
+  std::printf("  rank steps (g.r heads*q_blocks: ms/kept per step):");
+  for (int g = 0; g < grid.ulysses; ++g) {
+    const size_t heads = partition.heads_of(g).size();
+    for (int r = 0; r < grid.ring; ++r) {
+      const int p = grid_rank(g, r, grid);
+      std::printf(" %d.%d %zu*%zu:", g, r, heads, partition.q_blocks_of(g, r).size());
+      for (int t = 0; t < grid.ring; ++t) {
+        std::printf("%s%.3f/%lld", t == 0 ? "" : ",", e.rank_step_ms[p][t],
+                    static_cast<long long>(e.rank_step_kept[p][t]));
+      }
+    }
+  }
+  std::printf("\n");
+}
+
 }  // namespace
 
 // --emulate P: P virtual ranks in this process. Every strategy (or the one asked for) runs each
@@ -85,7 +105,8 @@ int run_emulated(const RunOptions& o) {
                        .measure_idle = false,
                        .ring_reserved_sms = o.ring_reserved_sms,
                        .head_chunks = o.head_chunks,
-                       .split_long_rows = !o.no_split_rows});
+                       .split_long_rows = !o.no_split_rows,
+                       .split_step_heads = o.split_step_heads});
   std::vector<PlanCache> caches;
   for (const Strategy& s : strategies) {
     PlannerOptions planner = o.planner;
@@ -176,6 +197,7 @@ int run_emulated(const RunOptions& o) {
             e.ring_ratio, e.measured_ratio, max_compute, sum / P, plan_ms, e.setup_ms,
             e.all_to_all_ms, e.ring_ms, call_ms, e.bytes_moved / kMB);
         if (o.rank_times && e.grid.ring == 1 && !fine) print_rank_times(mask, partition, e);
+        if (o.rank_times && e.grid.ring > 1) print_ring_step_times(partition, e);
       }
       ceiling_ms += lowest_mean_compute;
     }

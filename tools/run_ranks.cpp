@@ -294,7 +294,8 @@ int run_ranks(const RunOptions& o) {
                            .head_chunks = o.head_chunks,
                            .ring_overlap = !o.no_ring_overlap,
                            .check_finite = !o.no_finite_check,
-                           .split_long_rows = !o.no_split_rows},
+                           .split_long_rows = !o.no_split_rows,
+                           .split_step_heads = o.split_step_heads},
                           o.planner, o.cost);
     std::vector<SpTelemetry> totals(static_cast<size_t>(ranks));
     LayerInputs inputs;

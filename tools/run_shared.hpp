@@ -35,9 +35,10 @@ struct RunOptions {
   bool no_ring_overlap = false;
   bool no_finite_check = false;  // SpOptions::check_finite off
   bool no_split_rows = false;    // SpOptions::split_long_rows off
-  int batch = 1;                 // batch elements per layer call, each with its own inputs
-  int emulate = 0;               // > 0: this many virtual ranks in one process, no MPI
-  bool rank_times = false;       // --emulate: per-rank measured against predicted work
+  int split_step_heads = SpOptions{}.split_step_heads;
+  int batch = 1;            // batch elements per layer call, each with its own inputs
+  int emulate = 0;          // > 0: this many virtual ranks in one process, no MPI
+  bool rank_times = false;  // --emulate: per-rank measured against predicted work
   double beside_slowdown = LinkModel{}.beside_slowdown;  // --emulate: kernels beside a transfer
   bool copy_rate_given = false;  // --copy-gbps on the command line: --emulate charges it too
   int warmup = 1;         // untimed calls per grid before the run (connections, kernel loading)

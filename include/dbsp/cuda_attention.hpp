@@ -104,14 +104,18 @@ class SparseAttention {
   void pair_query_rows(bool enable);
   bool pairs_query_rows(const DeviceMask& mask) const;  // whether plan() / run() pair this mask
   // Splits long rows (off by default): with the warp_specialized family and unpaired block lists,
-  // plan() cuts every row whose key tiles exceed a sixth of one consumer warpgroup's even share
-  // of the kernel's work in two items (the halves of its block list), and run() merges the halves
-  // by their LSE after the kernel (fp32, one rounding). For kernels of few, long rows (one heavy
-  // head), whose last wave would otherwise leave consumers idle. Allocates the halves' scratch
-  // here (enable only): at most 12 split rows per SM, 2 x 64 x head_dim fp32 each (about 100 MB
-  // at head_dim 128 on 132 SMs, less when the kernel has fewer items); takes effect at the next
-  // plan().
-  void split_long_rows(bool enable);
+  // plan() cuts every row of at least `min_blocks` key blocks whose key tiles exceed a sixth of
+  // one consumer warpgroup's even share of the kernel's work in two items (the halves of its
+  // block list), and run() merges the halves by their LSE after the kernel (fp32, one rounding).
+  // For kernels of few, long rows (one heavy head), whose last wave would otherwise leave
+  // consumers idle. A split costs its halves' fp32 scratch and the merge, which a short row does
+  // not repay: kernels of many short rows (ring steps of many ranks) ran up to 18% slower when
+  // every row over the share split (BENCHMARKS.md, session 18), hence the floor. Allocates the
+  // halves' scratch here (enable only): at most 12 split rows per SM, 2 x 64 x head_dim fp32 each
+  // (about 100 MB at head_dim 128 on 132 SMs, less when the kernel has fewer items); takes effect
+  // at the next plan().
+  static constexpr int kMinSplitBlocks = 128;
+  void split_long_rows(bool enable, int min_blocks = kMinSplitBlocks);
   bool splits_long_rows(const DeviceMask& mask) const;  // whether plan() / run() split this mask
   // Reads only device data of `mask`; the schedule stays valid while the mask's lists do.
   void plan(const DeviceMask& mask, void* stream);

@@ -103,6 +103,17 @@ struct SpOptions {
   // the kernel splits its longest rows in halves and merges them by LSE
   // (cuda::SparseAttention::split_long_rows), so that the chunk's last wave leaves fewer SMs idle.
   bool split_long_rows = true;
+  // GPU, kernels outside the head chunks (ring steps, and layers run whole) of at most this many
+  // heads: the same split of the longest rows, merged by LSE before the ring's merge (0: none
+  // splits). A rank of one to three heads leaves its kernel's ragged last wave unfilled. At P = 32
+  // (720p, U16R2, emulated, BENCHMARKS.md session 18) dbsp's slowest rank held one head alone in
+  // 27 of 40 layers; splitting in kernels of up to three heads cut dbsp's ring time from 115 to
+  // 104 ms and dbsp-paper's from 112 to 105, and left static USP's as it was. Splitting in kernels
+  // of five heads or more gained nothing and cost up to 4% of compute.
+  int split_step_heads = 3;
+  // GPU: the shortest row that may split, in key blocks (cuda::SparseAttention::kMinSplitBlocks;
+  // at least 2): a split's scratch and merge cost more than a short row's ragged wave.
+  int min_split_blocks = 128;
 };
 
 // One layer on one rank. Times in milliseconds of wall clock.
@@ -409,6 +420,10 @@ struct EmulatedLayer {
   // kernel of which rank (-1: after the exchange before it).
   std::vector<double> chunk_out_start_ms;
   std::vector<int> chunk_out_after_rank;
+  // Per virtual rank and ring step: the kernel's measured time (0 where none ran, or the rank's
+  // head chunks' end at step 0) and the blocks it kept.
+  std::vector<std::vector<double>> rank_step_ms;
+  std::vector<std::vector<int64_t>> rank_step_kept;
   int64_t bytes_moved = 0;  // all ranks, to other ranks
   int64_t bytes_saved = 0;  // by mask-aware communication
 };

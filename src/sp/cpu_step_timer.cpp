@@ -13,7 +13,7 @@ namespace {
 
 class CpuStepTimer final : public StepTimer {
  public:
-  double step_ms(const AttentionProblem& local, const BlockCsr& mask, int, int, bool merge,
+  double step_ms(const AttentionProblem& local, const BlockCsr& mask, int, int, bool merge, int,
                  int) override {
     return timed(local, merge, [&] {
       attention_block_sparse<float>(local, mask, q_.data(), k_.data(), k_.data(), part_.data(),

@@ -176,6 +176,7 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
   EmulatedLayer layer;
   layer.grid = grid;
   layer.rank_compute_ms.assign(P, 0.0);
+  layer.rank_step_kept.assign(P, {});
   std::vector<std::vector<double>> compute(P, std::vector<double>(R, 0.0));
   std::vector<std::vector<double>> transfer(P, std::vector<double>(R, 0.0));  // brings step t
   // Pipelined head chunks: per rank and input chunk the kernel's time, and per output chunk the
@@ -261,6 +262,7 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
       first = false;
     }
     layer.rank_compute_ms[p] = std::accumulate(compute[p].begin(), compute[p].end(), 0.0);
+    layer.rank_step_kept[p] = schedule.step_kept;
     for (int c = 0; c < chunks && chunks > 1; ++c) {
       // Chunked layers never run in place; the executor clears the local Q and the output once,
       // before the first chunk's exchange of each direction.
@@ -320,6 +322,7 @@ EmulatedLayer emulate_layer(int ranks, const LinkModel& link, const SpOptions& o
     layer.chunk_out_after_rank = timeline.out_waited_for;
   }
   layer.total_ms = layer.setup_ms + layer.all_to_all_ms + layer.ring_ms;
+  layer.rank_step_ms = std::move(compute);
   return layer;
 }
 
@@ -340,8 +343,10 @@ sp::StepTimer::ChunkTimes time_chunk_kernels(sp::StepTimer& timer, const sp::Lay
     sp::StepTimer::ChunkKernel kernel = kernel_of(listed.back());
     kernel.local = local;
     kernel.local.heads = static_cast<int64_t>(heads.size());
-    kernel.split_long_rows =
-        sp::split_chunk_rows(options, heads.size(), kernels.size() + 1 == chunk_heads.size());
+    kernel.split_min_blocks =
+        sp::split_chunk_rows(options, heads.size(), kernels.size() + 1 == chunk_heads.size())
+            ? options.min_split_blocks
+            : 0;
     kernels.push_back(kernel);
   }
   return timer.chunk_times(kernels, reserved_sms);
@@ -360,6 +365,13 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
                               const Partition& partition) {
   sp::check_layer(ranks_, problem, mask, partition);
   Timer& timer = *timer_;
+  // The split floor the step's kernel gets (sp::split_step_rows; 0: whole rows).
+  auto split_min_blocks = [&](const sp::LayerSchedule& schedule, int t) {
+    return sp::split_step_rows(options_, schedule.route.heads.size(),
+                               schedule.route.steps[t].key_blocks.size())
+               ? options_.min_split_blocks
+               : 0;
+  };
   return emulate_layer(
       ranks_, link_, options_, timer.element_bytes, problem, partition,
       [&](int p) {
@@ -371,13 +383,14 @@ EmulatedLayer SpEmulator::run(const SpProblem& problem, const BlockMask& mask,
         const int block_q = problem.geometry.block_q, block_k = problem.geometry.block_k;
         if (timer.host_indices) {
           return timer.impl->step_ms(local, schedule.step_masks[t], block_q, block_k, merge,
-                                     reserved_sms);
+                                     reserved_sms, split_min_blocks(schedule, t));
         }
         // The device schedule leaves the key indices to the GPU; the timer needs them listed.
         const sp::LayerRouting& route = schedule.route;
         const BlockCsr listed = sp::local_block_csr(
             mask, route.heads, route.q_blocks, route.steps[t].key_blocks, true, &route.head_rows);
-        return timer.impl->step_ms(local, listed, block_q, block_k, merge, reserved_sms);
+        return timer.impl->step_ms(local, listed, block_q, block_k, merge, reserved_sms,
+                                   split_min_blocks(schedule, t));
       },
       [&](const sp::LayerSchedule& schedule, const AttentionProblem& local,
           const std::vector<std::vector<int>>& chunk_heads, int reserved_sms) {

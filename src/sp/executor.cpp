@@ -55,7 +55,11 @@ SpExecutor::SpExecutor(Communicator& world, SpOptions options)
       options_(options),
       workspace_(std::make_unique<Workspace>()),
       host_schedules_(std::make_unique<HostSchedules>()),
-      prebuilt_(std::make_unique<sp::PrebuiltSchedules>()) {}
+      prebuilt_(std::make_unique<sp::PrebuiltSchedules>()) {
+  require(options_.min_split_blocks >= 2,
+          "SpOptions::min_split_blocks: a split row needs at least 2 key blocks, got ",
+          options_.min_split_blocks);
+}
 
 SpExecutor::~SpExecutor() = default;
 

@@ -48,6 +48,14 @@ inline bool split_chunk_rows(const SpOptions& options, size_t chunk_heads, bool 
   return options.split_long_rows && chunk_heads == 1 && last;
 }
 
+// Whether a ring step's kernel (or a whole layer's, without chunks) of `heads` heads over
+// `key_blocks` key blocks splits its long rows (SpOptions::split_step_heads): with fewer key
+// blocks than the split floor no row can split, and the kernel is spared the merge's launch.
+inline bool split_step_rows(const SpOptions& options, size_t heads, size_t key_blocks) {
+  return heads <= static_cast<size_t>(std::max(0, options.split_step_heads)) &&
+         key_blocks >= static_cast<size_t>(options.min_split_blocks);
+}
+
 // Chunks a layer on `grid` is cut into: `requested` (SpOptions::head_chunks) for grids without a
 // ring, else one; 0 asks for kAutoHeadChunks where there is an all-to-all to hide. At P = 1
 // (U = 1) there is none and chunks cost the in-place path (one chunk lets a rank whose local

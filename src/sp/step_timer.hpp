@@ -18,9 +18,11 @@ class StepTimer {
   virtual ~StepTimer() = default;
   // Milliseconds of one block-sparse attention call, plus a merge when `merge` is set. block_q and
   // block_k are the mask's block sizes (a local layout may hold its short block anywhere).
-  // reserved_sms: SMs the GPU kernel leaves free for a transfer beside it (ignored on the CPU).
+  // reserved_sms: SMs the GPU kernel leaves free for a transfer beside it; split_min_blocks: rows
+  // of at least this many key blocks may split (cuda::SparseAttention::split_long_rows; 0: none
+  // does). Both are ignored on the CPU.
   virtual double step_ms(const AttentionProblem& local, const BlockCsr& mask, int block_q,
-                         int block_k, bool merge, int reserved_sms) = 0;
+                         int block_k, bool merge, int reserved_sms, int split_min_blocks) = 0;
   // The same for a fine (M x 1) step mask: keys are tokens of the local K/V, rows follow
   // local.q_layout (attention_fine on the CPU, the kernels' key lists on the GPU).
   virtual double fine_step_ms(const AttentionProblem& local, const FineMask& mask, bool merge,
@@ -33,7 +35,7 @@ class StepTimer {
     const BlockCsr* blocks = nullptr;
     const FineMask* keys = nullptr;
     int block_q = 64, block_k = 64;
-    bool split_long_rows = false;  // cuda::SparseAttention::split_long_rows (GPU only)
+    int split_min_blocks = 0;  // as step_ms's (GPU only; 0: rows kept whole)
   };
   struct ChunkTimes {
     std::vector<double> alone_ms;  // each kernel by itself
@@ -46,9 +48,10 @@ class StepTimer {
     ChunkTimes times;
     double end = 0;
     for (const ChunkKernel& kernel : kernels) {
-      const double ms = kernel.keys ? fine_step_ms(kernel.local, *kernel.keys, false, reserved_sms)
-                                    : step_ms(kernel.local, *kernel.blocks, kernel.block_q,
-                                              kernel.block_k, false, reserved_sms);
+      const double ms = kernel.keys
+                            ? fine_step_ms(kernel.local, *kernel.keys, false, reserved_sms)
+                            : step_ms(kernel.local, *kernel.blocks, kernel.block_q, kernel.block_k,
+                                      false, reserved_sms, kernel.split_min_blocks);
       times.alone_ms.push_back(ms);
       times.end_ms.push_back(end += ms);
     }

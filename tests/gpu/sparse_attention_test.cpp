@@ -34,7 +34,7 @@ RunResult run_attention(const Problem& p, const HostMask& mask, const HostTensor
   cuda::SparseAttention attention(p.shape(), mask.block_q, mask.custom_layout ? mask.q_blocks() : 0,
                                   kernel);
   attention.pair_query_rows(pair_rows);
-  attention.split_long_rows(split_rows);
+  attention.split_long_rows(split_rows, 2);  // every long row, however short
   attention.plan(device_mask.view, nullptr);
   attention.run(device_mask.view, dq.get(), dk.get(), dv.get(), dout.get(), dlse.get(), nullptr);
   return {dout.download(), dlse.download()};
@@ -375,7 +375,7 @@ TEST_F(SparseAttention, SplitLongRowsReplanAndApplyOnlyToUnpairedBlockLists) {
   p.heads = 2;
   const Inputs in = random_inputs(p, rng);
   cuda::SparseAttention attention(p.shape(), 64, 0, cuda::AttentionKernel::warp_specialized);
-  attention.split_long_rows(true);
+  attention.split_long_rows(true, 2);
   DeviceArray<uint16_t> dq(in.q.bits), dk(in.k.bits), dv(in.v.bits), dout(in.q.bits.size());
   DeviceArray<float> dlse(static_cast<size_t>(p.heads * p.seq_q));
   for (double density : {0.9, 0.2, 0.6}) {

@@ -210,6 +210,12 @@ TEST(SpExecutor, EmptyMaskMovesNoBytesComputesNothingAndReturnsZeros) {
   }
 }
 
+TEST(SpExecutor, RejectsASplitFloorBelowTwoBlocks) {
+  Communicator& world = test::world();
+  EXPECT_THROW(SpExecutor(world, {.min_split_blocks = 1}), Error);
+  EXPECT_NO_THROW(SpExecutor(world, {.min_split_blocks = 2}));
+}
+
 TEST(SpExecutor, RingComputesOnlyStepsWithKeptBlocksAndMovesOnlyNeededShards) {
   Communicator& world = test::world();
   const int P = world.size();

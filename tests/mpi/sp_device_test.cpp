@@ -236,12 +236,16 @@ TEST_F(Nccl, DeviceHeadChunksEqualTheWholeLayerBitForBitOrWithSplitRowsAccuratel
       whole.run_device_bf16(problem, c.mask, partition, c.q.data(), c.k.data(), c.v.data(),
                             reference_out.data());
       const std::vector<float> expected = reference_out.to_host();
-      // 2 and 3 chunks; 7 leaves some chunks without heads (at most 5 heads per group). With
-      // split long rows (SpOptions::split_long_rows), one-head chunks merge their rows' halves:
-      // accurate, no longer bit for bit.
-      for (int chunks : {2, 3, 7})
+      // 2 and 3 chunks; 7 leaves some chunks without heads (at most 5 heads per group); 1 is
+      // the whole layer again. With split long rows (SpOptions::split_long_rows for one-head
+      // chunks, split_step_heads for the whole layer), rows of two blocks or more merge their
+      // halves: accurate, no longer bit for bit.
+      for (int chunks : {1, 2, 3, 7})
         for (bool split : {false, true}) {
-          SpExecutor chunked(comm, {.head_chunks = chunks, .split_long_rows = split});
+          SpExecutor chunked(comm, {.head_chunks = chunks,
+                                    .split_long_rows = split,
+                                    .split_step_heads = split ? 5 : 0,
+                                    .min_split_blocks = 2});
           DeviceBf16 out(test::poisoned(c.q.size()));
           const SpTelemetry t = chunked.run_device_bf16(problem, c.mask, partition, c.q.data(),
                                                         c.k.data(), c.v.data(), out.data());

@@ -339,7 +339,8 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
         cuda::SparseAttention& attention = *chunk.kernel;
         // Another chunk's all-to-all runs beside every chunk of a pipelined layer.
         attention.reserve_sms(options_.ring_reserved_sms);
-        attention.split_long_rows(chunk.split_rows);  // allocated with the schedule when true
+        attention.split_long_rows(chunk.split_rows,
+                                  options_.min_split_blocks);  // scratch: schedule
         attention.plan(dm, chunk_stream);
         attention.run(dm, q_local + q_at, k_local + k_at, v_local + k_at, out_local + q_at,
                       lse + tq * chunk.first_head, chunk_stream);
@@ -392,6 +393,7 @@ SpTelemetry SpExecutor::run_device(const SpProblem& problem, const Partition& pa
         const bool transfer_beside =
             t + 1 < R && (!sched.steps[t + 1].sends.empty() || !sched.steps[t + 1].recvs.empty());
         attention.reserve_sms(transfer_beside ? options_.ring_reserved_sms : 0);
+        attention.split_long_rows(step.split_rows, options_.min_split_blocks);
         attention.plan(dm, compute);
         if (computing_steps == 1) {
           attention.run(dm, q_local, keys, values, out_local, lse, compute);

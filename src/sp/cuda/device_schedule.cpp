@@ -88,7 +88,7 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
   for (auto chunk = sched.chunks.rbegin(); chunk != sched.chunks.rend(); ++chunk) {
     if (chunk->kernel == nullptr) continue;
     chunk->split_rows = sp::split_chunk_rows(options, static_cast<size_t>(chunk->heads), true);
-    if (chunk->split_rows) chunk->kernel->split_long_rows(true);
+    if (chunk->split_rows) chunk->kernel->split_long_rows(true, options.min_split_blocks);
     break;
   }
 
@@ -108,6 +108,9 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
                                        problem.scale};
       step.kernel =
           &kernels.get(shape, problem.geometry.block_q, static_cast<int>(route.q_blocks.size()));
+      // The split's scratch, allocated here rather than in the queued layer (as for the chunks).
+      step.split_rows = sp::split_step_rows(options, static_cast<size_t>(Hg), rs.key_blocks.size());
+      if (step.split_rows) step.kernel->split_long_rows(true, options.min_split_blocks);
     }
     if (t == 0) continue;
     sched.step_tokens = std::max(sched.step_tokens, rs.key_layout.tokens());

@@ -81,6 +81,7 @@ struct DeviceStep : StepCopies {
   // bytes), uploaded as they are; no block lists, no index kernel.
   int64_t key_row_offset_offset = 0, key_index_offset = 0;
   cuda::SparseAttention* kernel = nullptr;  // created before any transfer is queued
+  bool split_rows = false;                  // sp::split_step_rows (set before each plan)
 };
 
 // A head chunk's all-to-all phases (ChunkCopies) and, in pipelined layers, its kernel.

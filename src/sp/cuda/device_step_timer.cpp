@@ -99,7 +99,7 @@ class DeviceStepTimer final : public StepTimer {
                                                       kernel.block_q, kernel.block_k));
       shapes.push_back(shape_of(local));
       times.alone_ms.push_back(
-          timed(local, masks.back(), false, reserved_sms, kernel.split_long_rows));
+          timed(local, masks.back(), false, reserved_sms, kernel.split_min_blocks));
       q_at.push_back(q_at.back() + local.seq_q() * local.heads * local.head_dim * 2);
       lse_at.push_back(lse_at.back() + local.seq_q() * local.heads);
       k_bytes = std::max(k_bytes, local.seq_k() * local.heads * local.head_dim * 2);
@@ -118,7 +118,7 @@ class DeviceStepTimer final : public StepTimer {
         cuda::SparseAttention& kernel =
             kernel_for(shapes[i], dm.block_q, dm.q_blocks, static_cast<int>(i % 2));
         kernel.reserve_sms(reserved_sms);
-        kernel.split_long_rows(kernels[i].split_long_rows);
+        split_rows(kernel, kernels[i].split_min_blocks);
         kernel.plan(dm, stream);
         kernel.run(dm, q + q_at[i], k, k, out + q_at[i], lse + lse_at[i], stream);
         DBSP_CUDA_RT_CHECK(cudaEventRecord(chunk_ends_[i], stream));
@@ -135,9 +135,9 @@ class DeviceStepTimer final : public StepTimer {
   }
 
   double step_ms(const AttentionProblem& local, const BlockCsr& mask, int block_q, int block_k,
-                 bool merge, int reserved_sms) override {
+                 bool merge, int reserved_sms, int split_min_blocks) override {
     return timed(local, block_device_mask(step_mask_, local, mask, block_q, block_k), merge,
-                 reserved_sms);
+                 reserved_sms, split_min_blocks);
   }
 
   // Key lists only (no block lists), as the kernels run a fine mask: keys are local K/V tokens.
@@ -273,9 +273,14 @@ class DeviceStepTimer final : public StepTimer {
             local.scale};
   }
 
+  // Rows of at least `min_blocks` key blocks split; 0: none does.
+  static void split_rows(cuda::SparseAttention& kernel, int min_blocks) {
+    kernel.split_long_rows(min_blocks > 0, std::max(2, min_blocks));
+  }
+
   // The kernel over `dm` (and the merge when asked) on placeholder inputs, timed on a second run.
   double timed(const AttentionProblem& local, const cuda::DeviceMask& dm, bool merge,
-               int reserved_sms, bool split_long_rows = false) {
+               int reserved_sms, int split_min_blocks = 0) {
     const cuda::AttentionShape shape = shape_of(local);
     const int64_t q_bytes = local.seq_q() * local.heads * local.head_dim * 2;
     const int64_t k_bytes = local.seq_k() * local.heads * local.head_dim * 2;
@@ -288,7 +293,7 @@ class DeviceStepTimer final : public StepTimer {
     auto* part_lse = reinterpret_cast<float*>(part_lse_.ensure(local.seq_q() * local.heads * 4));
     cuda::SparseAttention& kernel = kernel_for(shape, dm.block_q, dm.q_blocks);
     kernel.reserve_sms(reserved_sms);
-    kernel.split_long_rows(split_long_rows);
+    split_rows(kernel, split_min_blocks);
     kernel.plan(dm, stream_);
     float ms = 0;
     for (int run = 0; run < 2; ++run) {  // the first run warms caches and the launch path

@@ -116,6 +116,7 @@ struct SparseAttention::Impl {
   bool pair_rows = false;  // pair_query_rows(); off: measured slower (BENCHMARKS.md, v6)
   bool planned_pairs = false;
   bool split_rows = false;  // split_long_rows()
+  int min_split_blocks = SparseAttention::kMinSplitBlocks;
   bool planned_splits = false;
 
   // Whether run() / plan() split this mask's long rows (warp-specialised kernel, unpaired block
@@ -253,8 +254,11 @@ int SparseAttention::ctas_per_sm() const { return impl_->block_ctas_per_sm; }
 void SparseAttention::pair_query_rows(bool enable) { impl_->pair_rows = enable; }
 bool SparseAttention::pairs_query_rows(const DeviceMask& mask) const { return impl_->pairs(mask); }
 
-void SparseAttention::split_long_rows(bool enable) {
+void SparseAttention::split_long_rows(bool enable, int min_blocks) {
+  require(min_blocks >= 2, "split_long_rows: a split row needs at least 2 key blocks, got ",
+          min_blocks);
   impl_->split_rows = enable;
+  impl_->min_split_blocks = min_blocks;
   if (!enable || impl_->block_kernel != AttentionKernel::warp_specialized) return;
   // A split row holds more than 1 / kPiecesPerSlot of a consumer's share (schedule.hpp), so no
   // more rows split than kPiecesPerSlot per consumer of the whole device.
@@ -275,7 +279,8 @@ void SparseAttention::plan(const DeviceMask& mask, void* stream) {
   impl_->planned = false;
   if (mask.dense) return;
   impl_->scheduler.build(impl_->params(mask, nullptr, nullptr, nullptr, nullptr, nullptr),
-                         static_cast<cudaStream_t>(stream), impl_->consumer_slots());
+                         static_cast<cudaStream_t>(stream), impl_->consumer_slots(),
+                         impl_->min_split_blocks);
   impl_->planned = true;
   impl_->planned_counts = mask.kv_count;
   impl_->planned_keys = mask.key_row_offset;

@@ -41,12 +41,13 @@ __global__ void total_tiles_kernel(const SparseAttentionParams p, unsigned long 
   if (w.q_rows > 0 && w.tiles() > 0) atomicAdd(total, static_cast<unsigned long long>(w.tiles()));
 }
 
-// Split rows, pass 2: rows of block lists longer than a `pieces_per_slot`-th of a consumer's
-// even share of the work go in halves. Each split row has more than total / (slots x
-// pieces_per_slot) tiles, so at most slots x pieces_per_slot rows split (the capacity).
+// Split rows, pass 2: rows of block lists of at least `min_blocks` blocks and longer than a
+// `pieces_per_slot`-th of a consumer's even share of the work go in halves. Each split row has
+// more than total / (slots x pieces_per_slot) tiles, so at most slots x pieces_per_slot rows
+// split (the capacity).
 __global__ void assign_splits_kernel(const SparseAttentionParams p, const unsigned long long* total,
-                                     int slots, int pieces_per_slot, int32_t* split_slot,
-                                     int32_t* split_item, int* split_count) {
+                                     int slots, int pieces_per_slot, int min_blocks,
+                                     int32_t* split_slot, int32_t* split_item, int* split_count) {
   const int item = blockIdx.x * blockDim.x + threadIdx.x;
   if (item >= p.num_items) return;
   const WorkItem w = WorkItem::make_row(p, item);
@@ -54,7 +55,7 @@ __global__ void assign_splits_kernel(const SparseAttentionParams p, const unsign
       *total / static_cast<unsigned long long>(slots * pieces_per_slot);
   const int blocks = w.block_tiles / p.tiles_per_k_block;
   int slot = -1;
-  if (w.q_rows > 0 && w.key_tiles == 0 && blocks >= 2 &&
+  if (w.q_rows > 0 && w.key_tiles == 0 && blocks >= max(2, min_blocks) &&
       static_cast<unsigned long long>(w.tiles()) > share) {
     slot = atomicAdd(split_count, 1);
     if (slot < p.split_capacity) {
@@ -190,7 +191,8 @@ void WorkScheduler::merge_splits(const SparseAttentionParams& params, bool fp16,
   DBSP_CUDA_CHECK_LAUNCH();
 }
 
-void WorkScheduler::build(const SparseAttentionParams& params, cudaStream_t stream, int slots) {
+void WorkScheduler::build(const SparseAttentionParams& params, cudaStream_t stream, int slots,
+                          int min_split_blocks) {
   // Paired rows make fewer items than the schedule is sized for.
   require(params.num_items <= num_items_ && params.split_capacity <= split_capacity_,
           "work schedule sized for ", num_items_, " items and ", split_capacity_,
@@ -205,7 +207,7 @@ void WorkScheduler::build(const SparseAttentionParams& params, cudaStream_t stre
     total_tiles_kernel<<<row_blocks, kThreads, 0, stream>>>(params, total);
     DBSP_CUDA_CHECK_LAUNCH();
     assign_splits_kernel<<<row_blocks, kThreads, 0, stream>>>(
-        params, total, slots, kPiecesPerSlot, split_slot_.get<int32_t>(),
+        params, total, slots, kPiecesPerSlot, min_split_blocks, split_slot_.get<int32_t>(),
         split_item_.get<int32_t>(), split_count_.get<int>());
     DBSP_CUDA_CHECK_LAUNCH();
   }

@@ -16,9 +16,11 @@ class WorkScheduler {
   WorkScheduler(int num_items, int groups);
 
   // Writes order() from the row lengths in `params` (its mask fields); async, no host sync. With
-  // attach_splits() on `params` first, long rows of block lists are split in halves (see
-  // SparseAttentionParams::split_slot) for `slots` consumers working at once.
-  void build(const SparseAttentionParams& params, cudaStream_t stream, int slots = 0);
+  // attach_splits() on `params` first, long rows of block lists (at least `min_split_blocks`
+  // key blocks) are split in halves (see SparseAttentionParams::split_slot) for `slots`
+  // consumers working at once.
+  void build(const SparseAttentionParams& params, cudaStream_t stream, int slots = 0,
+             int min_split_blocks = 2);
   const int32_t* order() const { return order_.get<int32_t>(); }
   int* counter() const { return counter_.get<int>(); }
 
