@@ -65,7 +65,7 @@ BENCHMARK(choose_strategy_all_grids)->Unit(benchmark::kMillisecond);
 
 // Statistics plus every grid (choose_strategy, what `dbsp plan` reports), or only the grids that
 // can win (fastest_plan, what a layer call's re-plan runs: PlanCache::plan_for), per policy, at
-// P = 8 and 16 ranks, on 1 or more OpenMP threads (the planner plans the grids, the statistics'
+// P = 8, 16 and 32 ranks, on 1 or more OpenMP threads (the planner plans the grids, the statistics'
 // heads and the head-summed rows' query blocks on them; 1 thread is its serial path). The counters
 // check the answer: the chosen grid's rho_s and moved blocks must not change with the thread
 // count, nor between the two.
@@ -94,7 +94,7 @@ void choose_strategy_threads(benchmark::State& state) {
 void policies_ranks_threads(benchmark::internal::Benchmark* b) {
   b->ArgsProduct(
        {{int(dbsp::Policy::static_split), int(dbsp::Policy::paper), int(dbsp::Policy::dbsp)},
-        {8, 16},
+        {8, 16, 32},
         {1, 2}})
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
