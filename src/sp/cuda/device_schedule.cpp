@@ -109,7 +109,9 @@ void build_from_host_schedule(DeviceSchedule& sched, const SpProblem& problem,
       step.kernel =
           &kernels.get(shape, problem.geometry.block_q, static_cast<int>(route.q_blocks.size()));
       // The split's scratch, allocated here rather than in the queued layer (as for the chunks).
-      step.split_rows = sp::split_step_rows(options, static_cast<size_t>(Hg), rs.key_blocks.size());
+      // Key lists (fine layers) never split.
+      step.split_rows =
+          !fine && sp::split_step_rows(options, static_cast<size_t>(Hg), rs.key_blocks.size());
       if (step.split_rows) step.kernel->split_long_rows(true, options.min_split_blocks);
     }
     if (t == 0) continue;
