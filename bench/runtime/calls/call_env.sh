@@ -98,3 +98,13 @@ emulate_list() {
   stamp "$binary: emulate $1 $3 steps ${STEPS:-1} '${4:-}' exit $?"
   sed -n '/^summary/,$p' "$log"
 }
+
+# checked NAME [dbsp run flags]: a checked run at P = 1 on Wan2.1-480p masks (2 layers, 1 step,
+# --check --check-blocks 3; log check_NAME.log); its verdict lines.
+checked() {
+  local name=$1; shift
+  timeout 150 $mpirun -np 1 "$bin/dbsp" run --workload wan2.1-480p --backend cuda --layers 2 \
+    --steps 1 --check --check-blocks 3 "$@" >"$out/check_$name.log" 2>&1
+  stamp "check $name exit $?"
+  grep -E "^check:|err/limit|FAIL" "$out/check_$name.log" | head -6
+}
